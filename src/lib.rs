@@ -1,0 +1,61 @@
+//! helpline — a SIP/RTP IVR call router for a multi-region order and refund helpline.
+//!
+//! # Data flow
+//!
+//! ```text
+//! caller UA ── SIP over UDP/TCP ──▶ transport          I/O edge: sockets → datagrams / framed stream messages
+//!                                      │
+//!                                      ▼
+//!                                sip::Endpoint         parse, demux, transactions, stateless 400s
+//!                                      │ new INVITE
+//!                                      ▼
+//!                                dialog                UAS dialog: tags, CSeq, route set; SDP via sdp::negotiate
+//!                                      │
+//!                                      ▼
+//!                                call::Call ◀──────▶ media::MediaSession   prompts as paced G.711 RTP, DTMF detection
+//!                                      │ IvrInput   ▲ IvrAction
+//!                                      ▼            │
+//!                                ivr::IvrSession       menus compiled once from ivr-menus/
+//!                                      │ route to a regional queue (queue / agent: later stages)
+//!                                      ▼
+//! shell (tokio): server::{router, call_task} — wait for one of (packet | timer | message)
+//!                → exactly one handle_* → drain every poll_* → sleep until the earliest poll_timeout
+//! ```
+//!
+//! # Run-loop contract
+//!
+//! Every protocol core (`sip`, `dialog`, `sdp`, `media`, `call`, `ivr`) is sans-IO: time comes in as a
+//! `now: Instant` argument, inputs arrive through `handle_*`, outputs leave through `poll_*`, and the
+//! earliest instant at which the core wants to be woken is `poll_timeout()`. Only `transport`, `server`,
+//! `cli`, `config`, `prompts` and `clock` touch sockets, files or the clock.
+//!
+//! # Panic policy
+//!
+//! Nothing that arrives from the network or from a file may panic: malformed input becomes an error value
+//! that maps to a SIP response or a config report. An `expect` states the invariant that makes it safe.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod prompts;
+
+// ── stage 1 · caller's packets (I/O edge) ──
+pub mod transport;
+
+// ── stage 2 · SIP (sans-IO) ──
+pub mod sip;
+
+// ── stage 3 · dialog, session description and media (sans-IO) ──
+pub mod dialog;
+pub mod media;
+pub mod sdp;
+
+// ── stage 4 · per-call orchestration and the IVR engine (sans-IO) ──
+pub mod call;
+pub mod ivr;
+
+// ── the shell that drives every stage (tokio) ──
+pub mod server;
+pub mod telemetry;
