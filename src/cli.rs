@@ -1,5 +1,263 @@
-//! Command line: `serve`, `check`, `simulate` (clap); the only place errors become exit codes.
+//! Command line (clap): `serve`, `check`, `simulate`; the only place errors become exit codes.
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{parse_port_range, ServerConfig};
+use crate::ivr::{Diagnostic, MenuSet, Severity};
+use crate::prompts::PromptStore;
+
+/// helpline: SIP/RTP IVR call router for the order and refund helpline.
+#[derive(Debug, Parser)]
+#[command(name = "helpline", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        /// Directory of the IVR menu files.
+        #[arg(long, default_value = "ivr-menus")]
+        config: PathBuf,
+        /// Directory of the prompts (`<lang>/<name>.wav`).
+        #[arg(long, default_value = "prompts")]
+        prompts: PathBuf,
+        /// SIP address for UDP and TCP; port 0 picks a free port.
+        #[arg(long, default_value = "0.0.0.0:5060")]
+        listen: SocketAddr,
+        /// RTP port range LO-HI.
+        #[arg(long, default_value = "20000-30000", value_parser = parse_port_range)]
+        rtp_ports: (u16, u16),
+        /// Append one JSON line per call to this file.
+        #[arg(long)]
+        cdr: Option<PathBuf>,
+        /// Address to announce in SDP and Via (default: the listen address, or the address each caller
+        /// dialed when listening on 0.0.0.0).
+        #[arg(long)]
+        advertise_ip: Option<IpAddr>,
+        /// Seconds calls in progress may take to finish after SIGTERM/SIGINT.
+        #[arg(long, default_value_t = 30)]
+        drain_secs: u64,
+        /// Seconds without RTP or SIP from a caller before the call is released.
+        #[arg(long, default_value_t = 30)]
+        rtp_timeout_secs: u64,
+        /// Milliseconds to ring (180) before answering.
+        #[arg(long, default_value_t = 0)]
+        ring_ms: u64,
+        /// Milliseconds to wait for the caller's first RTP after the ACK before the first prompt starts.
+        #[arg(long, default_value_t = 300)]
+        first_prompt_delay_ms: u64,
+        /// SIP timer T1 in milliseconds (RFC 3261 §17; 500 by default).
+        #[arg(long, default_value_t = 500)]
+        t1_ms: u64,
+        /// Reload only on SIGHUP, not when a file in the menu directory changes.
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
+    Check {
+        /// Directory of the IVR menu files.
+        #[arg(default_value = "ivr-menus")]
+        dir: PathBuf,
+        /// Directory of the prompts.
+        #[arg(long, default_value = "prompts")]
+        prompts: PathBuf,
+    },
+    /// Walk the real IVR engine on a simulated clock and print what a caller would hear.
+    Simulate {
+        /// The dialed number, in any format a caller might send.
+        #[arg(long)]
+        dialed: String,
+        /// The wall-clock time of the call (RFC 3339), default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Keys pressed at successive prompts, comma-separated: `2,123456#`.
+        #[arg(long, default_value = "")]
+        keys: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Directory of the IVR menu files.
+        #[arg(long, default_value = "ivr-menus")]
+        config: PathBuf,
+        /// Directory of the prompts.
+        #[arg(long, default_value = "prompts")]
+        prompts: PathBuf,
+    },
+}
+
 /// Entry point of the binary.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    match cli.command {
+        Command::Check { dir, prompts } => check(&dir, &prompts),
+        Command::Simulate {
+            dialed,
+            at,
+            keys,
+            json,
+            config,
+            prompts,
+        } => simulate(&config, &prompts, &dialed, at.as_deref(), &keys, json),
+        Command::Serve {
+            config,
+            prompts,
+            listen,
+            rtp_ports,
+            cdr,
+            advertise_ip,
+            drain_secs,
+            rtp_timeout_secs,
+            ring_ms,
+            first_prompt_delay_ms,
+            t1_ms,
+            no_watch,
+        } => {
+            let mut cfg = ServerConfig {
+                menus_dir: config,
+                prompts_dir: prompts,
+                listen,
+                rtp_ports,
+                cdr,
+                advertise_ip,
+                drain: Duration::from_secs(drain_secs),
+                rtp_timeout: Duration::from_secs(rtp_timeout_secs),
+                ring: Duration::from_millis(ring_ms),
+                first_prompt_delay: Duration::from_millis(first_prompt_delay_ms),
+                watch_menus: !no_watch,
+                ..ServerConfig::default()
+            };
+            cfg.timers.t1 = Duration::from_millis(t1_ms.max(1));
+            serve(cfg)
+        }
+    }
+}
+
+/// Loads prompts and menus, printing every problem; `None` when anything is wrong.
+fn load(menus_dir: &Path, prompts_dir: &Path) -> Option<(Arc<MenuSet>, PromptStore)> {
+    let (store, prompt_errors) = match PromptStore::load_dir(prompts_dir) {
+        Ok(store) => (store, Vec::new()),
+        Err(errors) => (PromptStore::default(), errors),
+    };
+    for err in &prompt_errors {
+        eprintln!("{err}");
+    }
+    let checker: &dyn crate::ivr::PromptCheck = &store;
+    let result = crate::ivr::load_dir(menus_dir, checker);
+    let menus = match result {
+        Ok(set) => {
+            for warning in set.warnings() {
+                eprintln!("{warning}");
+            }
+            Some(set)
+        }
+        Err(diagnostics) => {
+            print_diagnostics(&diagnostics);
+            None
+        }
+    };
+    if !prompt_errors.is_empty() {
+        return None;
+    }
+    menus.map(|m| (m, store))
+}
+
+fn print_diagnostics(diagnostics: &[Diagnostic]) {
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    for d in diagnostics {
+        eprintln!("{d}");
+    }
+    eprintln!("{errors} error(s)");
+}
+
+fn check(dir: &Path, prompts: &Path) -> ExitCode {
+    match load(dir, prompts) {
+        Some((set, _)) => {
+            println!("{}: ok (version {})", dir.display(), set.version());
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(1),
+    }
+}
+
+fn simulate(
+    menus_dir: &Path,
+    prompts_dir: &Path,
+    dialed: &str,
+    at: Option<&str>,
+    keys: &str,
+    json: bool,
+) -> ExitCode {
+    let at = match at {
+        Some(text) => match chrono::DateTime::parse_from_rfc3339(text) {
+            Ok(t) => t.with_timezone(&chrono::Utc),
+            Err(err) => {
+                eprintln!("--at {text}: not an RFC 3339 time ({err})");
+                return ExitCode::from(2);
+            }
+        },
+        None => crate::clock::wall(),
+    };
+    let Some((set, store)) = load(menus_dir, prompts_dir) else {
+        return ExitCode::from(1);
+    };
+    let durations = move |lang: &str, name: &str| store.get(lang, name).map(|p| p.duration());
+    let result = crate::ivr::simulate(&set, dialed, at, keys, &durations);
+    if json {
+        match serde_json::to_string_pretty(&result) {
+            Ok(text) => println!("{text}"),
+            Err(err) => {
+                eprintln!("cannot print the result: {err}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{result}");
+    }
+    if result.ended_nowhere {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn serve(cfg: ServerConfig) -> ExitCode {
+    let Some((menus, prompts)) = load(&cfg.menus_dir, &cfg.prompts_dir) else {
+        eprintln!("helpline: not starting: fix the errors above (`helpline check` shows the same report)");
+        return ExitCode::from(1);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("helpline: cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(crate::server::run(cfg, menus, prompts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let mut message = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(s) = source {
+                message.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            eprintln!("helpline: {message}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -1,1 +1,83 @@
-//! TODO
+//! Server settings (listen address, RTP port range, SIP timers, drain and silence times, paths); it does
+//! not read the IVR menus themselves — `ivr::load_dir` does that.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::sip::transaction::TimerConfig;
+
+/// Everything `helpline serve` needs to run, resolved from the command line.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Directory of the IVR menu TOML files (default `./ivr-menus`).
+    pub menus_dir: PathBuf,
+    /// Directory of the prompt WAV files, `prompts/<lang>/<name>.wav` (default `./prompts`).
+    pub prompts_dir: PathBuf,
+    /// SIP listen address for both UDP and TCP (default `0.0.0.0:5060`; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Inclusive RTP port range (default 20000–30000); each call takes an even port and the next one.
+    pub rtp_ports: (u16, u16),
+    /// Where call detail records are appended, one JSON line per call (default: off).
+    pub cdr: Option<PathBuf>,
+    /// SIP timer values T1/T2/T4 (RFC 3261 §17; defaults 500 ms / 4 s / 5 s).
+    pub timers: TimerConfig,
+    /// How long a shutdown waits for calls in progress before it ends them (default 30 s).
+    pub drain: Duration,
+    /// A call with no RTP and no SIP from the caller for this long is released (default 30 s).
+    pub rtp_timeout: Duration,
+    /// The first prompt starts at the caller's first RTP packet after the ACK, or after this delay
+    /// when the caller sends no RTP (default 300 ms), so its first words are not lost.
+    pub first_prompt_delay: Duration,
+    /// The address announced in SDP and Via when listening on the unspecified address (default: the
+    /// address each caller sent its INVITE to).
+    pub advertise_ip: Option<std::net::IpAddr>,
+    /// How long helpline rings (180) before it answers (default 0: answer at once).
+    pub ring: Duration,
+    /// Watch the menu directory for changes and reload (SIGHUP always reloads; default on).
+    pub watch_menus: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            menus_dir: PathBuf::from("ivr-menus"),
+            prompts_dir: PathBuf::from("prompts"),
+            listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            rtp_ports: (20000, 30000),
+            cdr: None,
+            timers: TimerConfig::default(),
+            drain: Duration::from_secs(30),
+            rtp_timeout: Duration::from_secs(30),
+            first_prompt_delay: Duration::from_millis(300),
+            advertise_ip: None,
+            ring: Duration::ZERO,
+            watch_menus: true,
+        }
+    }
+}
+
+/// Parses an RTP port range written `LO-HI` (both inclusive, LO < HI, at least two ports).
+pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = text
+        .split_once('-')
+        .ok_or_else(|| format!("`{text}` is not a port range: write LO-HI, e.g. 20000-30000"))?;
+    let lo: u16 = lo.trim().parse().map_err(|_| format!("`{lo}` is not a port number"))?;
+    let hi: u16 = hi.trim().parse().map_err(|_| format!("`{hi}` is not a port number"))?;
+    if lo == 0 || hi <= lo {
+        return Err(format!("port range {lo}-{hi} must have 0 < LO < HI"));
+    }
+    Ok((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("20000-30000"), Ok((20000, 30000)));
+        assert!(parse_port_range("30000-20000").is_err());
+        assert!(parse_port_range("abc").is_err());
+        assert!(parse_port_range("0-10").is_err());
+    }
+}

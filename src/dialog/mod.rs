@@ -1,1 +1,140 @@
-//! TODO
+//! SIP dialogs (RFC 3261 §12): identity, tags, route set, CSeq bookkeeping and in-dialog request building,
+//! for the caller's leg (UAS) and, later, agent legs (UAC). It does not send anything or own transactions.
+use crate::sip::message::{Method, NameAddr, Request, Response, Uri};
+
+/// Identifies a dialog: Call-ID plus both tags (RFC 3261 §12).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DialogId {
+    /// The Call-ID.
+    pub call_id: String,
+    /// Our tag.
+    pub local_tag: String,
+    /// The peer's tag (empty when an old RFC 2543 peer sent none).
+    pub remote_tag: String,
+}
+
+/// Why an in-dialog request was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DialogError {
+    /// The CSeq went backwards (RFC 3261 §12.2.2: answered 500).
+    #[error("cseq {got} is lower than {last} already seen")]
+    CseqOutOfOrder {
+        /// The offending CSeq.
+        got: u32,
+        /// The last CSeq seen.
+        last: u32,
+    },
+}
+
+/// Where the dialog is (RFC 3261 §12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialogState {
+    /// A provisional response with our tag was sent.
+    Early,
+    /// A 2xx was sent (or received).
+    Confirmed,
+    /// BYE sent or received.
+    Terminated,
+}
+
+/// One dialog (sans-IO).
+#[derive(Clone, Debug)]
+pub struct Dialog {
+    /// Identity.
+    pub id: DialogId,
+    /// Where the dialog is.
+    pub state: DialogState,
+    /// Our URI (the To of the INVITE we answered, with our tag).
+    pub local: NameAddr,
+    /// The peer's URI (the From of the INVITE).
+    pub remote: NameAddr,
+    /// The peer's Contact: the Request-URI of our in-dialog requests (RFC 3261 §12.1.1).
+    pub remote_target: Uri,
+    /// Record-Route values, in the order our requests must carry them as Route (RFC 3261 §12.1.1).
+    pub route_set: Vec<String>,
+    /// Our last CSeq number.
+    pub local_cseq: u32,
+    /// The peer's last CSeq number.
+    pub remote_cseq: u32,
+}
+
+impl Dialog {
+    /// The UAS side of a dialog created by an INVITE we answer with tag `local_tag` (RFC 3261 §12.1.1).
+    pub fn uas(invite: &Request, local_tag: &str) -> Dialog {
+        let mut local = invite.to().clone();
+        local.set_tag(local_tag);
+        let remote_target = invite
+            .contacts()
+            .first()
+            .map(|c| c.uri.clone())
+            .unwrap_or_else(|| invite.from().uri.clone());
+        Dialog {
+            id: DialogId {
+                call_id: invite.call_id().to_owned(),
+                local_tag: local_tag.to_owned(),
+                remote_tag: invite.from().tag().unwrap_or_default().to_owned(),
+            },
+            state: DialogState::Early,
+            local,
+            remote: invite.from().clone(),
+            remote_target,
+            // UAS: the route set is the Record-Route list in order (RFC 3261 §12.1.1).
+            route_set: invite.headers.get_all("Record-Route"),
+            // Our first request in the dialog gets a CSeq of our own choosing (§12.1.1); 1 is as good as any.
+            local_cseq: 0,
+            remote_cseq: invite.cseq().seq,
+        }
+    }
+
+    /// Whether an incoming request belongs to this dialog (Call-ID and both tags, RFC 3261 §12.2.2).
+    pub fn matches(&self, request: &Request) -> bool {
+        request.call_id() == self.id.call_id
+            && request.to().tag() == Some(self.id.local_tag.as_str())
+            && request.from().tag().unwrap_or_default() == self.id.remote_tag
+    }
+
+    /// Checks an incoming in-dialog request's CSeq and remembers it (RFC 3261 §12.2.2). ACK and CANCEL
+    /// carry the INVITE's number and are not checked.
+    pub fn check_remote_cseq(&mut self, request: &Request) -> Result<(), DialogError> {
+        if matches!(request.method, Method::Ack | Method::Cancel) {
+            return Ok(());
+        }
+        let got = request.cseq().seq;
+        if got < self.remote_cseq {
+            return Err(DialogError::CseqOutOfOrder {
+                got,
+                last: self.remote_cseq,
+            });
+        }
+        self.remote_cseq = got;
+        Ok(())
+    }
+
+    /// Our response to a request in this dialog, with our tag in To.
+    pub fn response(&self, request: &Request, code: u16, reason: &str) -> Response {
+        let mut response = Response::for_request(request, code, reason);
+        response.set_to_tag(&self.id.local_tag);
+        response
+    }
+
+    /// A new request inside the dialog (BYE, re-INVITE, INFO): Request-URI = remote target, Route = route
+    /// set, From/To/Call-ID from the dialog, CSeq one above the last (RFC 3261 §12.2.1.1). The endpoint adds
+    /// the Via.
+    pub fn request(&mut self, method: Method, contact: &str) -> Request {
+        self.local_cseq += 1;
+        let mut request = Request::new(method.clone(), self.remote_target.clone());
+        for route in &self.route_set {
+            request.headers.push("Route", route);
+        }
+        request.headers.push("From", &self.local.to_string());
+        request.headers.push("To", &self.remote.to_string());
+        request.headers.push("Call-ID", &self.id.call_id);
+        request
+            .headers
+            .push("CSeq", &format!("{} {}", self.local_cseq, method.as_str()));
+        request.headers.push("Max-Forwards", "70");
+        request.headers.push("Contact", contact);
+        request.headers.push("User-Agent", crate::sip::USER_AGENT);
+        request
+    }
+}

@@ -1,1 +1,216 @@
-//! TODO
+//! The tokio shell: binds the SIP sockets, starts the media engine, the CDR writer and the menu reloader,
+//! and drives the signalling core until shutdown. The protocol decisions are made in the sans-IO cores.
+pub mod cdr;
+pub mod core;
+pub mod media_engine;
+pub mod reload;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::ServerConfig;
+use crate::ivr::MenuSet;
+use crate::prompts::PromptStore;
+use crate::server::core::{Core, CoreInput};
+use crate::server::media_engine::{MediaEngine, MediaEngineConfig};
+use crate::sip::endpoint::{Peer, Transport};
+use crate::transport::tcp::{accept_loop, TcpConnections};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A socket could not be bound.
+    #[error("cannot bind {what} {addr}")]
+    Bind {
+        /// What was being bound.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Port 0 was asked for and no port was free on both UDP and TCP.
+    #[error("no port free on both udp and tcp at {0}")]
+    NoCommonPort(IpAddr),
+    /// The media engine could not start.
+    #[error("cannot start the media engine")]
+    Media(#[source] std::io::Error),
+}
+
+/// Binds UDP and TCP on the same port; port 0 picks one that both can bind.
+async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeError> {
+    if listen.port() != 0 {
+        let udp = UdpSocket::bind(listen).await.map_err(|source| ServeError::Bind {
+            what: "udp",
+            addr: listen,
+            source,
+        })?;
+        let tcp = TcpListener::bind(listen).await.map_err(|source| ServeError::Bind {
+            what: "tcp",
+            addr: listen,
+            source,
+        })?;
+        return Ok((udp, tcp));
+    }
+    // Bounded: a handful of tries at ports the OS hands out for UDP.
+    for _ in 0..50 {
+        let udp = UdpSocket::bind(listen).await.map_err(|source| ServeError::Bind {
+            what: "udp",
+            addr: listen,
+            source,
+        })?;
+        let port = udp.local_addr().map(|a| a.port()).unwrap_or(0);
+        if let Ok(tcp) = TcpListener::bind(SocketAddr::new(listen.ip(), port)).await {
+            return Ok((udp, tcp));
+        }
+    }
+    Err(ServeError::NoCommonPort(listen.ip()))
+}
+
+/// Runs the server until SIGTERM/SIGINT and the drain that follows.
+pub async fn run(
+    cfg: ServerConfig,
+    menus: Arc<MenuSet>,
+    prompts: PromptStore,
+) -> Result<(), ServeError> {
+    let (udp, tcp) = bind(cfg.listen).await?;
+    let udp = Arc::new(udp);
+    let local = udp.local_addr().unwrap_or(cfg.listen);
+    let tcp_local = tcp.local_addr().unwrap_or(cfg.listen);
+    // The address announced in SDP and Via: --advertise-ip, else the listen address; when listening on
+    // the unspecified address without --advertise-ip, each call announces the address the caller sent its
+    // INVITE to (the Request-URI host), see `core`.
+    let advertise = cfg.advertise_ip.or((!local.ip().is_unspecified()).then(|| local.ip()));
+    let sip_local = SocketAddr::new(
+        advertise.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        local.port(),
+    );
+
+    let media = MediaEngine::start(MediaEngineConfig {
+        bind_ip: local.ip(),
+        port_range: cfg.rtp_ports,
+    })
+    .map_err(ServeError::Media)?;
+
+    let (menus_tx, menus_rx) = watch::channel(menus);
+    tracing::info!(version = %menus_rx.borrow().version(), "menus live");
+    let reloader = tokio::spawn(reload::run(
+        cfg.menus_dir.clone(),
+        cfg.prompts_dir.clone(),
+        prompts.clone(),
+        menus_tx,
+        cfg.watch_menus,
+    ));
+
+    let (cdr_tx, cdr_task) = match &cfg.cdr {
+        Some(path) => {
+            let (tx, task) = cdr::start(path.clone());
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
+
+    let conns = TcpConnections::default();
+    let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel();
+    let acceptor = tokio::spawn(accept_loop(tcp, tcp_tx, conns.clone()));
+
+    let (core_tx, mut core_rx) = mpsc::unbounded_channel();
+    let drain = cfg.drain;
+    let mut core = Core::new(
+        cfg,
+        sip_local,
+        udp.clone(),
+        conns,
+        menus_rx,
+        prompts,
+        media.clone(),
+        core_tx.clone(),
+        cdr_tx,
+        advertise,
+    );
+
+    tracing::info!("listening on udp:{local} tcp:{tcp_local}");
+
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
+    let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt());
+    let mut buf = vec![0u8; 65_536];
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    let mut hangup_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let next = core.poll_timeout().map(tokio::time::Instant::from_std);
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        tokio::select! {
+            received = udp.recv_from(&mut buf) => {
+                if let Ok((n, from)) = received {
+                    let peer = Peer { transport: Transport::Udp, addr: from };
+                    let now = crate::clock::now();
+                    core.handle_sip(now, peer, &buf[..n]).await;
+                }
+            }
+            Some(inbound) = tcp_rx.recv() => {
+                core.handle_tcp(crate::clock::now(), inbound).await;
+            }
+            Some(input) = core_rx.recv() => {
+                core.handle_input(crate::clock::now(), input).await;
+            }
+            _ = tokio::time::sleep_until(next.unwrap_or(far)) => {
+                core.handle_timeout(crate::clock::now()).await;
+            }
+            _ = recv_signal(&mut terminate), if drain_deadline.is_none() => {
+                tracing::info!(calls = core.call_count(), "SIGTERM: refusing new calls, draining");
+                core.handle_input(crate::clock::now(), CoreInput::Drain).await;
+                drain_deadline = Some(tokio::time::Instant::now() + drain);
+            }
+            _ = recv_signal(&mut interrupt), if drain_deadline.is_none() => {
+                tracing::info!(calls = core.call_count(), "SIGINT: refusing new calls, draining");
+                core.handle_input(crate::clock::now(), CoreInput::Drain).await;
+                drain_deadline = Some(tokio::time::Instant::now() + drain);
+            }
+            _ = sleep_opt(drain_deadline), if hangup_deadline.is_none() => {
+                tracing::info!(calls = core.call_count(), "drain time over: hanging up");
+                core.handle_input(crate::clock::now(), CoreInput::HangupAll).await;
+                // The BYEs get a few seconds for their answers; Timer F would take 32 s.
+                hangup_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3));
+            }
+            _ = sleep_opt(hangup_deadline) => break,
+        }
+        if drain_deadline.is_some() && core.call_count() == 0 {
+            break;
+        }
+    }
+    tracing::info!("shutting down");
+    acceptor.abort();
+    reloader.abort();
+    drop(core);
+    if let Some(task) = cdr_task {
+        // Every CDR line is written before exit: the writer ends when the last sender is gone.
+        let _ = task.await;
+    }
+    media.shutdown();
+    Ok(())
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).ok()
+}
+
+async fn recv_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+async fn sleep_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending::<()>().await,
+    }
+}

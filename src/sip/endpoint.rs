@@ -1,0 +1,632 @@
+//! The SIP demultiplexer: bytes from a peer → parsed message → the matching transaction, a new request for
+//! the core, or a stateless reply (400, 505, 481 to a stray CANCEL). It owns every transaction and their
+//! timers; it does not know about dialogs, calls or media (quinn-proto's `Endpoint` shape).
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::sip::message::{
+    parse_datagram, parse_stream_message, Method, Request, Response, SipMessage,
+};
+use crate::sip::transaction::{
+    ClientInvite, ClientInviteEvent, ClientInviteInput, ClientNonInvite, ClientNonInviteEvent,
+    ClientNonInviteInput, ServerInvite, ServerInviteEvent, ServerInviteInput, ServerNonInvite,
+    ServerNonInviteEvent, ServerNonInviteInput, TimerConfig, TransactionKey,
+};
+
+/// How a message travels: over the UDP socket or over one TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// The shared UDP socket.
+    Udp,
+    /// A TCP connection, by the shell's connection number.
+    Tcp(u64),
+}
+
+impl Transport {
+    /// Whether the transport is reliable (no retransmissions, RFC 3261 §17).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp(_))
+    }
+
+    /// The Via transport token.
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp(_) => "TCP",
+        }
+    }
+}
+
+/// A peer: transport plus address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// UDP socket or TCP connection.
+    pub transport: Transport,
+    /// The remote address.
+    pub addr: SocketAddr,
+}
+
+/// Bytes for the shell to send.
+#[derive(Clone, Debug)]
+pub struct Transmit {
+    /// Where to.
+    pub to: Peer,
+    /// A whole SIP message.
+    pub bytes: Arc<[u8]>,
+}
+
+/// Identifies one transaction inside the endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId(pub u64);
+
+/// What the endpoint reports to the core.
+#[derive(Debug)]
+pub enum SipEvent {
+    /// A request that opened a new server transaction (INVITE, BYE, INFO, OPTIONS, REGISTER, unknown …).
+    /// The core must answer it with [`Endpoint::respond`].
+    Request {
+        /// The server transaction to respond on.
+        tx: TxId,
+        /// The request, its top Via already stamped with `received`/`rport` (RFC 3581).
+        request: Request,
+        /// Where it came from.
+        peer: Peer,
+    },
+    /// An ACK for a 2xx (end to end, no transaction of its own, RFC 3261 §17.1.1.3).
+    Ack {
+        /// The ACK.
+        request: Request,
+        /// Where it came from.
+        peer: Peer,
+    },
+    /// A CANCEL matched a pending INVITE transaction; the endpoint already answered it `200`
+    /// (RFC 3261 §9.2). The core should answer the INVITE `487` if it has not answered it yet.
+    Cancelled {
+        /// The INVITE's server transaction.
+        invite_tx: TxId,
+    },
+    /// A 2xx to an INVITE was never acknowledged within 64·T1 (RFC 3261 §13.3.1.4): release with BYE.
+    NoAck {
+        /// The INVITE's server transaction.
+        invite_tx: TxId,
+    },
+    /// A response to one of our client transactions (retransmissions already absorbed).
+    Response {
+        /// Our client transaction.
+        tx: TxId,
+        /// The response.
+        response: Response,
+    },
+    /// A client transaction got no final response in time (Timer B or F).
+    ClientTimeout {
+        /// Our client transaction.
+        tx: TxId,
+    },
+}
+
+enum ServerTx {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+enum ClientTx {
+    Invite(ClientInvite),
+    NonInvite(ClientNonInvite),
+}
+
+struct ServerEntry {
+    key: TransactionKey,
+    peer: Peer,
+    tx: ServerTx,
+    /// For INVITE: the request, kept to build the 487 after a CANCEL and to match the 2xx ACK.
+    ack_match: Option<AckMatch>,
+    answered: bool,
+}
+
+/// What identifies the ACK of a 2xx: it has a new branch, so it is matched by dialog (RFC 3261 §17.1.1.3).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct AckMatch {
+    call_id: String,
+    cseq: u32,
+    from_tag: String,
+}
+
+struct ClientEntry {
+    key: TransactionKey,
+    tx: ClientTx,
+    peer: Peer,
+    request: Request,
+}
+
+/// The SIP endpoint (sans-IO).
+pub struct Endpoint {
+    timers: TimerConfig,
+    next_id: u64,
+    server: HashMap<TxId, ServerEntry>,
+    server_keys: HashMap<TransactionKey, TxId>,
+    acks: HashMap<AckMatch, TxId>,
+    client: HashMap<TxId, ClientEntry>,
+    client_keys: HashMap<TransactionKey, TxId>,
+    wakeups: BinaryHeap<Reverse<(Instant, TxId)>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SipEvent>,
+    /// Our address as written into Via of requests we send.
+    local: SocketAddr,
+    rng: rand::rngs::SmallRng,
+}
+
+impl Endpoint {
+    /// A new endpoint. `local` is the address our requests' Via headers carry; `seed` makes branches
+    /// reproducible in tests.
+    pub fn new(timers: TimerConfig, local: SocketAddr, seed: u64) -> Self {
+        use rand::SeedableRng;
+        Endpoint {
+            timers,
+            next_id: 1,
+            server: HashMap::new(),
+            server_keys: HashMap::new(),
+            acks: HashMap::new(),
+            client: HashMap::new(),
+            client_keys: HashMap::new(),
+            wakeups: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            local,
+            rng: rand::rngs::SmallRng::seed_from_u64(seed),
+        }
+    }
+
+    /// The address our Via headers carry.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Changes the address our Via headers carry (the shell learns it after binding port 0).
+    pub fn set_local_addr(&mut self, local: SocketAddr) {
+        self.local = local;
+    }
+
+    /// Number of live transactions (server + client), for metrics and tests.
+    pub fn transaction_count(&self) -> usize {
+        self.server.len() + self.client.len()
+    }
+
+    fn id(&mut self) -> TxId {
+        let id = TxId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// A fresh RFC 3261 branch (magic cookie + 64 random bits).
+    pub fn new_branch(&mut self) -> String {
+        use rand::Rng;
+        format!("z9hG4bK{:016x}", self.rng.gen::<u64>())
+    }
+
+    /// A fresh tag for From/To (RFC 3261 §19.3: at least 32 bits of randomness).
+    pub fn new_tag(&mut self) -> String {
+        use rand::Rng;
+        format!("{:012x}", self.rng.gen::<u64>() & 0xffff_ffff_ffff)
+    }
+
+    /// Feeds one message from the network: a UDP datagram, or one TCP message framed by the shell.
+    pub fn handle_message(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        let parsed = match peer.transport {
+            Transport::Udp => parse_datagram(bytes),
+            Transport::Tcp(_) => parse_stream_message(bytes),
+        };
+        let message = match parsed {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::debug!(%peer.addr, fault = %err.fault, "malformed SIP message");
+                // Answered statelessly and no state is created (RFC 3261 §16.3 / §21.4.1 spirit).
+                if let Some(reply) = err.reply_400() {
+                    self.push_transmit(peer, reply.into());
+                }
+                return;
+            }
+        };
+        match message {
+            SipMessage::Request(request) => self.on_request(now, peer, request),
+            SipMessage::Response(response) => self.on_response(now, response),
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, peer: Peer, mut request: Request) {
+        if request.version != "SIP/2.0" {
+            // RFC 3261 §8.2.2 (version check is the first thing a UAS does).
+            if request.method != Method::Ack {
+                let reply = Response::for_request(&request, 505, "Version Not Supported");
+                self.push_transmit(peer, reply.to_bytes().into());
+            }
+            return;
+        }
+        stamp_received(&mut request, peer.addr);
+        let Some(top) = request.via().first() else {
+            return; // the parser guarantees a Via; nothing can be answered without one
+        };
+        let branch = top.branch().unwrap_or_default().to_owned();
+        let sent_by = match top.port {
+            Some(port) => format!("{}:{}", top.host, port),
+            None => top.host.clone(),
+        };
+        let method = request.method.as_str().to_owned();
+        let key = TransactionKey::server(&branch, &sent_by, &method);
+
+        match request.method {
+            Method::Ack => {
+                // A non-2xx ACK matches the INVITE transaction by key (§17.2.3) …
+                if let Some(&id) = self.server_keys.get(&key) {
+                    if let Some(entry) = self.server.get_mut(&id) {
+                        if let ServerTx::Invite(tx) = &mut entry.tx {
+                            tx.handle(now, ServerInviteInput::Ack);
+                        }
+                    }
+                    self.after_server(now, id);
+                    return;
+                }
+                // … a 2xx ACK by dialog (§13.3.1.4): it stops the 2xx retransmission.
+                let m = AckMatch {
+                    call_id: request.call_id().to_owned(),
+                    cseq: request.cseq().seq,
+                    from_tag: request.from().tag().unwrap_or_default().to_owned(),
+                };
+                if let Some(&id) = self.acks.get(&m) {
+                    if let Some(entry) = self.server.get_mut(&id) {
+                        if let ServerTx::Invite(tx) = &mut entry.tx {
+                            tx.handle(now, ServerInviteInput::Ack);
+                        }
+                    }
+                    self.after_server(now, id);
+                }
+                self.events.push_back(SipEvent::Ack { request, peer });
+            }
+            Method::Cancel => {
+                if let Some(&id) = self.server_keys.get(&key) {
+                    // A retransmitted CANCEL: its own transaction absorbs it.
+                    self.retransmitted(now, id);
+                    return;
+                }
+                let invite_key = TransactionKey::server(&branch, &sent_by, "INVITE");
+                let invite = self.server_keys.get(&invite_key).copied();
+                let id = self.new_server_tx(now, peer, key, &request);
+                match invite {
+                    Some(invite_tx) => {
+                        // RFC 3261 §9.2: the CANCEL itself is answered 200 at once.
+                        let ok = Response::for_request(&request, 200, "OK");
+                        self.respond(now, id, ok);
+                        let answered = self.server.get(&invite_tx).is_some_and(|e| e.answered);
+                        if !answered {
+                            self.events.push_back(SipEvent::Cancelled { invite_tx });
+                        }
+                    }
+                    None => {
+                        let reply = Response::for_request(&request, 481, "Call/Transaction Does Not Exist");
+                        self.respond(now, id, reply);
+                    }
+                }
+            }
+            _ => {
+                if let Some(&id) = self.server_keys.get(&key) {
+                    // Retransmissions are absorbed by their transaction: never a second call.
+                    self.retransmitted(now, id);
+                    return;
+                }
+                let id = self.new_server_tx(now, peer, key, &request);
+                self.events.push_back(SipEvent::Request { tx: id, request, peer });
+            }
+        }
+    }
+
+    fn new_server_tx(&mut self, now: Instant, peer: Peer, key: TransactionKey, request: &Request) -> TxId {
+        let id = self.id();
+        let reliable = peer.transport.is_reliable();
+        let (tx, ack_match) = if request.method == Method::Invite {
+            let m = AckMatch {
+                call_id: request.call_id().to_owned(),
+                cseq: request.cseq().seq,
+                from_tag: request.from().tag().unwrap_or_default().to_owned(),
+            };
+            (ServerTx::Invite(ServerInvite::new(now, self.timers, reliable)), Some(m))
+        } else {
+            (ServerTx::NonInvite(ServerNonInvite::new(now, self.timers, reliable)), None)
+        };
+        self.server_keys.insert(key.clone(), id);
+        self.server.insert(
+            id,
+            ServerEntry {
+                key,
+                peer,
+                tx,
+                ack_match,
+                answered: false,
+            },
+        );
+        id
+    }
+
+    fn retransmitted(&mut self, now: Instant, id: TxId) {
+        if let Some(entry) = self.server.get_mut(&id) {
+            match &mut entry.tx {
+                ServerTx::Invite(tx) => tx.handle(now, ServerInviteInput::RequestRetransmit),
+                ServerTx::NonInvite(tx) => tx.handle(now, ServerNonInviteInput::RequestRetransmit),
+            }
+        }
+        self.after_server(now, id);
+    }
+
+    /// Sends a response on a server transaction. Responses go where the request came from (the top Via
+    /// was stamped with `received`/`rport`, RFC 3261 §18.2.2 and RFC 3581 §4).
+    pub fn respond(&mut self, now: Instant, tx: TxId, response: Response) {
+        let Some(entry) = self.server.get_mut(&tx) else {
+            tracing::debug!(?tx, code = response.code, "response for a finished transaction dropped");
+            return;
+        };
+        let code = response.code;
+        let bytes: Arc<[u8]> = response.to_bytes().into();
+        match &mut entry.tx {
+            ServerTx::Invite(t) => {
+                if code < 200 {
+                    t.handle(now, ServerInviteInput::TuProvisional(bytes));
+                } else {
+                    entry.answered = true;
+                    if (200..300).contains(&code) {
+                        if let Some(m) = entry.ack_match.clone() {
+                            self.acks.insert(m, tx);
+                        }
+                    }
+                    t.handle(now, ServerInviteInput::TuFinal { code, bytes });
+                }
+            }
+            ServerTx::NonInvite(t) => {
+                if code < 200 {
+                    t.handle(now, ServerNonInviteInput::TuProvisional(bytes));
+                } else {
+                    t.handle(now, ServerNonInviteInput::TuFinal(bytes));
+                }
+            }
+        }
+        self.after_server(now, tx);
+    }
+
+    /// Whether a final response was already sent on this server transaction.
+    pub fn is_answered(&self, tx: TxId) -> bool {
+        self.server.get(&tx).is_some_and(|e| e.answered)
+    }
+
+    /// Sends a request that we originate (BYE to a caller, INVITE to an agent) in a client transaction.
+    /// The top Via is written here with a fresh branch.
+    pub fn send_request(&mut self, now: Instant, peer: Peer, mut request: Request) -> TxId {
+        let branch = self.new_branch();
+        let via = format!(
+            "SIP/2.0/{} {};branch={};rport",
+            peer.transport.via_token(),
+            self.local,
+            branch
+        );
+        request.headers.push("Via", &via);
+        let id = self.id();
+        let reliable = peer.transport.is_reliable();
+        let bytes: Arc<[u8]> = request.to_bytes().into();
+        let method = request.method.as_str().to_owned();
+        let key = TransactionKey::client(&branch, &method);
+        let tx = if request.method == Method::Invite {
+            ClientTx::Invite(ClientInvite::new(now, self.timers, reliable, bytes))
+        } else {
+            ClientTx::NonInvite(ClientNonInvite::new(now, self.timers, reliable, bytes))
+        };
+        self.client_keys.insert(key.clone(), id);
+        self.client.insert(
+            id,
+            ClientEntry {
+                key,
+                tx,
+                peer,
+                request,
+            },
+        );
+        self.after_client(now, id);
+        id
+    }
+
+    /// Sends bytes outside any transaction (the ACK for a 2xx, RFC 3261 §13.2.2.4).
+    pub fn send_stateless(&mut self, peer: Peer, bytes: Vec<u8>) {
+        self.push_transmit(peer, bytes.into());
+    }
+
+    fn on_response(&mut self, now: Instant, response: Response) {
+        let Some(top) = response.via().first() else {
+            return;
+        };
+        let key = TransactionKey::client(top.branch().unwrap_or_default(), response.cseq().method.as_str());
+        let Some(&id) = self.client_keys.get(&key) else {
+            // RFC 3261 §18.1.2: a response matching no transaction is discarded.
+            tracing::debug!(code = response.code, "stray response dropped");
+            return;
+        };
+        let code = response.code;
+        if let Some(entry) = self.client.get_mut(&id) {
+            match &mut entry.tx {
+                ClientTx::Invite(tx) => tx.handle(now, ClientInviteInput::Response(code)),
+                ClientTx::NonInvite(tx) => tx.handle(now, ClientNonInviteInput::Response(code)),
+            }
+        }
+        self.after_client_with(now, id, Some(response));
+    }
+
+    /// Fires every transaction timer that is due; spurious calls are no-ops.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((at, id))) = self.wakeups.peek() {
+            if at > now {
+                break;
+            }
+            self.wakeups.pop();
+            if let Some(entry) = self.server.get_mut(&id) {
+                match &mut entry.tx {
+                    ServerTx::Invite(tx) => tx.handle_timeout(now),
+                    ServerTx::NonInvite(tx) => tx.handle_timeout(now),
+                }
+                self.after_server(now, id);
+            } else if self.client.contains_key(&id) {
+                if let Some(entry) = self.client.get_mut(&id) {
+                    match &mut entry.tx {
+                        ClientTx::Invite(tx) => tx.handle_timeout(now),
+                        ClientTx::NonInvite(tx) => tx.handle_timeout(now),
+                    }
+                }
+                self.after_client(now, id);
+            }
+        }
+    }
+
+    /// The earliest instant any transaction wants [`Endpoint::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wakeups.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the core.
+    pub fn poll_event(&mut self) -> Option<SipEvent> {
+        self.events.pop_front()
+    }
+
+    fn push_transmit(&mut self, to: Peer, bytes: Arc<[u8]>) {
+        self.transmits.push_back(Transmit { to, bytes });
+    }
+
+    /// Collects a server transaction's outputs and re-arms its wake-up; drops it when terminated.
+    fn after_server(&mut self, _now: Instant, id: TxId) {
+        let Some(entry) = self.server.get_mut(&id) else {
+            return;
+        };
+        let peer = entry.peer;
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        let (terminated, timeout) = match &mut entry.tx {
+            ServerTx::Invite(tx) => {
+                while let Some(b) = tx.poll_transmit() {
+                    out.push(b);
+                }
+                while let Some(e) = tx.poll_event() {
+                    events.push(e);
+                }
+                (tx.is_terminated(), tx.poll_timeout())
+            }
+            ServerTx::NonInvite(tx) => {
+                while let Some(b) = tx.poll_transmit() {
+                    out.push(b);
+                }
+                while let Some(ServerNonInviteEvent::TransportError) = tx.poll_event() {}
+                (tx.is_terminated(), tx.poll_timeout())
+            }
+        };
+        for bytes in out {
+            self.push_transmit(peer, bytes);
+        }
+        for e in events {
+            if e == ServerInviteEvent::NoAck {
+                self.events.push_back(SipEvent::NoAck { invite_tx: id });
+            }
+        }
+        if terminated {
+            if let Some(entry) = self.server.remove(&id) {
+                self.server_keys.remove(&entry.key);
+                if let Some(m) = entry.ack_match {
+                    if self.acks.get(&m) == Some(&id) {
+                        self.acks.remove(&m);
+                    }
+                }
+            }
+        } else if let Some(at) = timeout {
+            self.wakeups.push(Reverse((at, id)));
+        }
+    }
+
+    fn after_client(&mut self, now: Instant, id: TxId) {
+        self.after_client_with(now, id, None);
+    }
+
+    fn after_client_with(&mut self, _now: Instant, id: TxId, response: Option<Response>) {
+        let Some(entry) = self.client.get_mut(&id) else {
+            return;
+        };
+        let peer = entry.peer;
+        let mut out = Vec::new();
+        let mut deliver = false;
+        let mut timeout_event = false;
+        let mut need_ack = false;
+        let (terminated, timeout) = match &mut entry.tx {
+            ClientTx::Invite(tx) => {
+                while let Some(e) = tx.poll_event() {
+                    match e {
+                        ClientInviteEvent::Provisional(_)
+                        | ClientInviteEvent::Final(_)
+                        | ClientInviteEvent::Retransmitted2xx => deliver = true,
+                        ClientInviteEvent::NeedAck(_) => need_ack = true,
+                        ClientInviteEvent::Timeout => timeout_event = true,
+                        _ => {}
+                    }
+                }
+                if need_ack {
+                    if let Some(resp) = &response {
+                        let ack = non_2xx_ack(&entry.request, resp);
+                        tx.set_ack(ack.to_bytes().into());
+                    }
+                }
+                while let Some(b) = tx.poll_transmit() {
+                    out.push(b);
+                }
+                (tx.is_terminated(), tx.poll_timeout())
+            }
+            ClientTx::NonInvite(tx) => {
+                while let Some(e) = tx.poll_event() {
+                    match e {
+                        ClientNonInviteEvent::Provisional(_) | ClientNonInviteEvent::Final(_) => deliver = true,
+                        ClientNonInviteEvent::Timeout => timeout_event = true,
+                        _ => {}
+                    }
+                }
+                while let Some(b) = tx.poll_transmit() {
+                    out.push(b);
+                }
+                (tx.is_terminated(), tx.poll_timeout())
+            }
+        };
+        for bytes in out {
+            self.push_transmit(peer, bytes);
+        }
+        if let (true, Some(response)) = (deliver, response) {
+            self.events.push_back(SipEvent::Response { tx: id, response });
+        }
+        if timeout_event {
+            self.events.push_back(SipEvent::ClientTimeout { tx: id });
+        }
+        if terminated {
+            if let Some(entry) = self.client.remove(&id) {
+                self.client_keys.remove(&entry.key);
+            }
+        } else if let Some(at) = timeout {
+            self.wakeups.push(Reverse((at, id)));
+        }
+    }
+}
+
+/// Stamps the top Via with `received` (when the source IP differs from sent-by) and fills an empty
+/// `rport` with the source port, so that responses go back where the request came from (RFC 3261 §18.2.1,
+/// RFC 3581 §4).
+fn stamp_received(request: &mut Request, source: SocketAddr) {
+    request.stamp_top_via(source);
+}
+
+/// The ACK for a non-2xx final response: same branch as the INVITE, To from the response (RFC 3261
+/// §17.1.1.3).
+fn non_2xx_ack(invite: &Request, response: &Response) -> Request {
+    invite.ack_for(response)
+}
