@@ -170,7 +170,11 @@ impl ClientInvite {
                 // RFC 6026 §7.2: Timer M fires in Accepted — the transaction MUST enter Terminated.
                 (S::Accepted, Timer::M) => self.terminate(),
                 (state, timer) => {
-                    debug!(?state, ?timer, "invite client transaction: stale timer ignored")
+                    debug!(
+                        ?state,
+                        ?timer,
+                        "invite client transaction: stale timer ignored"
+                    )
                 }
             }
         }
@@ -184,8 +188,18 @@ impl ClientInvite {
             // RFC 3261 §17.1.1.2: a provisional in Calling moves to Proceeding and is passed to the TU;
             // Timers A and B only run in Calling (Figure 5), so both stop: from here the TU bounds the
             // wait (e.g. by sending CANCEL).
-            (S::Calling, In::Response { code: code @ 100..=199 })
-            | (S::Proceeding, In::Response { code: code @ 100..=199 }) => {
+            (
+                S::Calling,
+                In::Response {
+                    code: code @ 100..=199,
+                },
+            )
+            | (
+                S::Proceeding,
+                In::Response {
+                    code: code @ 100..=199,
+                },
+            ) => {
                 self.timers.stop(Timer::A);
                 self.timers.stop(Timer::B);
                 self.events.push_back(ClientInviteEvent::Provisional(code));
@@ -193,8 +207,18 @@ impl ClientInvite {
             }
             // RFC 6026 §7.2: a 2xx in Calling or Proceeding is passed to the TU and the transaction MUST
             // enter Accepted, starting Timer M (64·T1).
-            (S::Calling, In::Response { code: code @ 200..=299 })
-            | (S::Proceeding, In::Response { code: code @ 200..=299 }) => {
+            (
+                S::Calling,
+                In::Response {
+                    code: code @ 200..=299,
+                },
+            )
+            | (
+                S::Proceeding,
+                In::Response {
+                    code: code @ 200..=299,
+                },
+            ) => {
                 self.timers.stop_all();
                 self.timers.set(Timer::M, now + self.cfg.timeout());
                 self.events.push_back(ClientInviteEvent::Final(code));
@@ -202,8 +226,18 @@ impl ClientInvite {
             }
             // RFC 3261 §17.1.1.2: a 300–699 in Calling or Proceeding MUST be passed to the TU, an ACK
             // generated, and the transaction enters Completed with Timer D (≥32 s unreliable, 0 reliable).
-            (S::Calling, In::Response { code: code @ 300..=699 })
-            | (S::Proceeding, In::Response { code: code @ 300..=699 }) => {
+            (
+                S::Calling,
+                In::Response {
+                    code: code @ 300..=699,
+                },
+            )
+            | (
+                S::Proceeding,
+                In::Response {
+                    code: code @ 300..=699,
+                },
+            ) => {
                 self.timers.stop_all();
                 let wait = if self.reliable {
                     Duration::ZERO
@@ -225,8 +259,14 @@ impl ClientInvite {
             }
             // RFC 6026 §7.2: any 2xx in Accepted MUST be passed up to the TU (it ACKs each one,
             // RFC 3261 §13.2.2.4).
-            (S::Accepted, In::Response { code: code @ 200..=299 }) => {
-                self.events.push_back(ClientInviteEvent::Retransmitted2xx(code));
+            (
+                S::Accepted,
+                In::Response {
+                    code: code @ 200..=299,
+                },
+            ) => {
+                self.events
+                    .push_back(ClientInviteEvent::Retransmitted2xx(code));
             }
             // RFC 3261 §17.1.1.2: a transport failure in Calling, or while sending the ACK in Completed,
             // is reported to the TU and the transaction enters Terminated.
@@ -235,7 +275,11 @@ impl ClientInvite {
                 self.terminate();
             }
             (state, input) => {
-                debug!(?state, ?input, "invite client transaction: input ignored in this state")
+                debug!(
+                    ?state,
+                    ?input,
+                    "invite client transaction: input ignored in this state"
+                )
             }
         }
     }

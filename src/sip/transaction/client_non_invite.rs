@@ -139,7 +139,11 @@ impl ClientNonInvite {
                 // RFC 3261 §17.1.2.2: Timer K in Completed — the transaction MUST enter Terminated.
                 (S::Completed, Timer::K) => self.terminate(),
                 (state, timer) => {
-                    debug!(?state, ?timer, "non-invite client transaction: stale timer ignored")
+                    debug!(
+                        ?state,
+                        ?timer,
+                        "non-invite client transaction: stale timer ignored"
+                    )
                 }
             }
         }
@@ -152,15 +156,36 @@ impl ClientNonInvite {
         match (self.state, input) {
             // RFC 3261 §17.1.2.2: a provisional in Trying or Proceeding is passed to the TU and the
             // transaction moves to (or stays in) Proceeding; Timer E keeps running.
-            (S::Trying, In::Response { code: code @ 100..=199 })
-            | (S::Proceeding, In::Response { code: code @ 100..=199 }) => {
-                self.events.push_back(ClientNonInviteEvent::Provisional(code));
+            (
+                S::Trying,
+                In::Response {
+                    code: code @ 100..=199,
+                },
+            )
+            | (
+                S::Proceeding,
+                In::Response {
+                    code: code @ 100..=199,
+                },
+            ) => {
+                self.events
+                    .push_back(ClientNonInviteEvent::Provisional(code));
                 self.enter(S::Proceeding);
             }
             // RFC 3261 §17.1.2.2: a final in Trying or Proceeding is passed to the TU and the transaction
             // MUST enter Completed, starting Timer K (T4 unreliable, zero reliable).
-            (S::Trying, In::Response { code: code @ 200..=699 })
-            | (S::Proceeding, In::Response { code: code @ 200..=699 }) => {
+            (
+                S::Trying,
+                In::Response {
+                    code: code @ 200..=699,
+                },
+            )
+            | (
+                S::Proceeding,
+                In::Response {
+                    code: code @ 200..=699,
+                },
+            ) => {
                 self.timers.stop_all();
                 let wait = if self.reliable {
                     Duration::ZERO
@@ -180,7 +205,11 @@ impl ClientNonInvite {
                 self.terminate();
             }
             (state, input) => {
-                debug!(?state, ?input, "non-invite client transaction: input ignored in this state")
+                debug!(
+                    ?state,
+                    ?input,
+                    "non-invite client transaction: input ignored in this state"
+                )
             }
         }
     }

@@ -173,7 +173,9 @@ impl ServerInvite {
             }
             // RFC 6026 §7.1: any 2xx passed from the TU in Accepted MUST be passed to the transport; it
             // also becomes the response that §13.3.1.4 retransmits.
-            (S::Accepted, In::TuFinal { code, bytes }) if (200..300).contains(&code) => self.send(bytes),
+            (S::Accepted, In::TuFinal { code, bytes }) if (200..300).contains(&code) => {
+                self.send(bytes)
+            }
             // RFC 3261 §17.2.4: a transport failure in Proceeding/Completed is reported to the TU and
             // the transaction terminates.
             (S::Proceeding, In::TransportError) | (S::Completed, In::TransportError) => {
@@ -215,7 +217,10 @@ impl ServerInvite {
                 self.timers.set(Timer::H, now + self.cfg.timeout());
                 self.enter(ServerInviteState::Completed);
             }
-            _ => debug!(code, "invite server transaction: final response with non-final code ignored"),
+            _ => debug!(
+                code,
+                "invite server transaction: final response with non-final code ignored"
+            ),
         }
     }
 
@@ -252,7 +257,11 @@ impl ServerInvite {
                 }
                 self.terminate();
             }
-            (state, timer) => debug!(?state, ?timer, "invite server transaction: stale timer ignored"),
+            (state, timer) => debug!(
+                ?state,
+                ?timer,
+                "invite server transaction: stale timer ignored"
+            ),
         }
     }
 
@@ -286,5 +295,8 @@ fn ignore(state: ServerInviteState, input: &ServerInviteInput) {
         ServerInviteInput::TuFinal { .. } => "tu final",
         ServerInviteInput::TransportError => "transport error",
     };
-    debug!(?state, input, "invite server transaction: input ignored in this state");
+    debug!(
+        ?state,
+        input, "invite server transaction: input ignored in this state"
+    );
 }

@@ -108,7 +108,11 @@ impl ServerNonInvite {
                 // RFC 3261 §17.2.2: Timer J fires in Completed — the transaction MUST enter Terminated.
                 (ServerNonInviteState::Completed, Timer::J) => self.terminate(),
                 (state, timer) => {
-                    debug!(?state, ?timer, "non-invite server transaction: stale timer ignored")
+                    debug!(
+                        ?state,
+                        ?timer,
+                        "non-invite server transaction: stale timer ignored"
+                    )
                 }
             }
         }
@@ -131,7 +135,8 @@ impl ServerNonInvite {
             (S::Proceeding, In::RequestRetransmit) => self.resend_last(),
             // RFC 3261 §17.2.2: a final from the TU in Trying or Proceeding is sent, the transaction MUST
             // enter Completed and start Timer J (64·T1 unreliable, zero reliable).
-            (S::Trying, In::TuFinal { code, bytes }) | (S::Proceeding, In::TuFinal { code, bytes })
+            (S::Trying, In::TuFinal { code, bytes })
+            | (S::Proceeding, In::TuFinal { code, bytes })
                 if (200..700).contains(&code) =>
             {
                 self.send(bytes);
@@ -159,7 +164,10 @@ impl ServerNonInvite {
                     In::TuFinal { .. } => "tu final",
                     In::TransportError => "transport error",
                 };
-                debug!(?state, input, "non-invite server transaction: input ignored in this state");
+                debug!(
+                    ?state,
+                    input, "non-invite server transaction: input ignored in this state"
+                );
             }
         }
     }

@@ -143,8 +143,9 @@ impl TimerTable {
 
     /// Disarms and returns the armed timer with the earliest deadline not after `now`, if any.
     ///
-    /// Ties are broken by RFC letter order, so a retransmit timer due at the same instant as the timeout
-    /// timer fires first — the retransmission still goes out before the transaction gives up.
+    /// Ties are broken by RFC letter order, so a retransmit timer (A, E, G) due at the same instant as its
+    /// timeout timer (B, F, H) fires first — the retransmission still goes out before the transaction gives
+    /// up. The unlettered 2xx retransmission sorts last: once Timer L ends `Accepted` it is moot.
     pub fn pop_expired(&mut self, now: Instant) -> Option<Timer> {
         let (timer, _) = Timer::ALL
             .iter()
@@ -168,8 +169,14 @@ mod tests {
         table.set(Timer::G, t0 + Duration::from_millis(500));
         assert_eq!(table.next_timeout(), Some(t0 + Duration::from_millis(500)));
         assert_eq!(table.pop_expired(t0), None);
-        assert_eq!(table.pop_expired(t0 + Duration::from_secs(40)), Some(Timer::G));
-        assert_eq!(table.pop_expired(t0 + Duration::from_secs(40)), Some(Timer::H));
+        assert_eq!(
+            table.pop_expired(t0 + Duration::from_secs(40)),
+            Some(Timer::G)
+        );
+        assert_eq!(
+            table.pop_expired(t0 + Duration::from_secs(40)),
+            Some(Timer::H)
+        );
         assert_eq!(table.pop_expired(t0 + Duration::from_secs(40)), None);
         assert_eq!(table.next_timeout(), None);
     }
