@@ -1,0 +1,354 @@
+//! Bytes → [`SipMessage`]: one linear pass over the header section (unfolding, compact names, LF-only
+//! lenience), then typed validation of the headers every transaction needs; it does no transaction or
+//! dialog matching and never panics on any input.
+
+use super::error::{Fault, ParseError, PartialHeaders};
+use super::headers::{same_name, Headers};
+use super::uri::{is_token, NameAddr, Uri};
+use super::via::Via;
+use super::{Base, CSeq, Method, Request, Response, SipMessage};
+
+/// How the message was delimited, which decides the Content-Length rules (RFC 3261 §18.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Datagram,
+    Stream,
+}
+
+/// The start line, once read.
+enum StartLine {
+    Request {
+        method: Method,
+        uri: Uri,
+        version: String,
+    },
+    Response {
+        version: String,
+        code: u16,
+        reason: String,
+    },
+}
+
+/// `SIP/` followed by a dotted number; anything but `SIP/2.0` is still parsed so the endpoint can answer
+/// `505`.
+fn is_version(v: &str) -> bool {
+    v.len() > 4
+        && v.is_char_boundary(4)
+        && v[..4].eq_ignore_ascii_case("SIP/")
+        && v[4..].bytes().all(|c| c.is_ascii_digit() || c == b'.')
+}
+
+fn parse_start_line(line: &str, partial: &mut PartialHeaders) -> Result<StartLine, Fault> {
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+        partial.is_request = Some(false);
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (§7.2); a missing final SP before an
+        // empty reason phrase is accepted leniently.
+        let (version, rest) = line.split_once(' ').ok_or(Fault::BadStartLine)?;
+        let rest = rest.trim_start_matches(' ');
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        if code.len() != 3 || !code.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(Fault::BadStartLine);
+        }
+        let code: u16 = code.parse().map_err(|_| Fault::BadStartLine)?;
+        if !(100..=699).contains(&code) || !is_version(version) {
+            return Err(Fault::BadStartLine);
+        }
+        return Ok(StartLine::Response {
+            version: version.to_owned(),
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+    let mut parts = line.split_ascii_whitespace();
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Fault::BadStartLine);
+    };
+    if !is_token(method) || !is_version(version) {
+        return Err(Fault::BadStartLine);
+    }
+    partial.is_request = Some(true);
+    partial.method = Some(method.to_owned());
+    let uri = Uri::parse(uri).map_err(|_| Fault::BadRequestUri)?;
+    Ok(StartLine::Request {
+        method: Method::from(method),
+        uri,
+        version: version.to_owned(),
+    })
+}
+
+/// Reads the mandatory and routing headers into typed values; `method` is the Request-Line method.
+pub(crate) fn typed(headers: &Headers, method: Option<&Method>) -> Result<Base, Fault> {
+    // These appear at most once (RFC 3261 §7.3.1: only list headers may repeat).
+    for single in ["From", "To", "Call-ID", "CSeq", "Max-Forwards"] {
+        if headers.get_all(single).len() > 1 {
+            return Err(Fault::Malformed(single));
+        }
+    }
+    let mut via = Vec::new();
+    for v in headers.get_all("Via") {
+        via.push(Via::parse(v).map_err(|_| Fault::Malformed("Via"))?);
+    }
+    if via.is_empty() {
+        return Err(Fault::Missing("Via"));
+    }
+    let name_addr = |name: &'static str| -> Result<NameAddr, Fault> {
+        let v = headers.get(name).ok_or(Fault::Missing(name))?;
+        NameAddr::parse(v).map_err(|_| Fault::Malformed(name))
+    };
+    let from = name_addr("From")?;
+    let to = name_addr("To")?;
+    let call_id = headers.get("Call-ID").ok_or(Fault::Missing("Call-ID"))?;
+    // §25.1 callid = word ["@" word]: never empty, never whitespace.
+    if call_id.is_empty() || call_id.bytes().any(|c| c <= b' ' || c == 0x7f) {
+        return Err(Fault::Malformed("Call-ID"));
+    }
+    let cseq = parse_cseq(headers.get("CSeq").ok_or(Fault::Missing("CSeq"))?)
+        .ok_or(Fault::Malformed("CSeq"))?;
+    if let Some(m) = method {
+        // §8.2 / §12.2.1.1: the CSeq method MUST match the request method (ACK and CANCEL carry their own).
+        if *m != cseq.method {
+            return Err(Fault::CSeqMethodMismatch);
+        }
+    }
+    let max_forwards = match headers.get("Max-Forwards") {
+        None => None,
+        Some(v) if !v.is_empty() && v.bytes().all(|c| c.is_ascii_digit()) => Some(
+            v.parse::<u8>()
+                .map_err(|_| Fault::Malformed("Max-Forwards"))?,
+        ),
+        Some(_) => return Err(Fault::Malformed("Max-Forwards")),
+    };
+    let mut contacts = Vec::new();
+    let mut contact_star = false;
+    for c in headers.get_all("Contact") {
+        if c == "*" {
+            contact_star = true;
+        } else {
+            contacts.push(NameAddr::parse(c).map_err(|_| Fault::Malformed("Contact"))?);
+        }
+    }
+    let list = |name: &'static str| -> Result<Vec<NameAddr>, Fault> {
+        headers
+            .get_all(name)
+            .into_iter()
+            .map(|v| NameAddr::parse(v).map_err(|_| Fault::Malformed(name)))
+            .collect()
+    };
+    Ok(Base {
+        via,
+        from,
+        to,
+        call_id: call_id.to_owned(),
+        cseq,
+        contacts,
+        contact_star,
+        max_forwards,
+        route: list("Route")?,
+        record_route: list("Record-Route")?,
+    })
+}
+
+fn parse_cseq(v: &str) -> Option<CSeq> {
+    let mut parts = v.split_ascii_whitespace();
+    let (Some(seq), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    if !seq.bytes().all(|c| c.is_ascii_digit()) || !is_token(method) {
+        return None;
+    }
+    let seq: u32 = seq.parse().ok()?;
+    // §8.1.1.5: the sequence number MUST be expressible as a 32-bit unsigned integer and less than 2**31.
+    if seq >= 1 << 31 {
+        return None;
+    }
+    Some(CSeq {
+        seq,
+        method: Method::from(method),
+    })
+}
+
+/// Content-Length from every line of it: all must be the same decimal number.
+fn content_length(headers: &Headers) -> Result<Option<usize>, Fault> {
+    let mut found = None;
+    for v in headers.get_all("Content-Length") {
+        if v.is_empty() || v.len() > 12 || !v.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(Fault::Malformed("Content-Length"));
+        }
+        let n: usize = v.parse().map_err(|_| Fault::Malformed("Content-Length"))?;
+        if found.is_some_and(|f| f != n) {
+            return Err(Fault::Malformed("Content-Length"));
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
+/// Parses one message; see [`super::parse_datagram`] and [`super::parse_stream_message`].
+pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseError> {
+    let mut partial = PartialHeaders::default();
+    let mut fault: Option<Fault> = None;
+    let mut start: Option<Result<StartLine, Fault>> = None;
+    // Header lines as (name, unfolded value); `None` marks an unreadable line so that its
+    // continuation lines are not glued onto the previous header.
+    let mut raw: Vec<Option<(&str, String)>> = Vec::new();
+    let mut body_start = None;
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let Some(nl) = bytes[pos..].iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        let line = &bytes[pos..pos + nl];
+        pos += nl + 1;
+        // CRLF is the line end; a bare LF is accepted for robustness.
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            if start.is_none() {
+                // §7.5: CRLFs before the start line are ignored.
+                continue;
+            }
+            body_start = Some(pos);
+            break;
+        }
+        let Ok(line) = std::str::from_utf8(line) else {
+            fault.get_or_insert(Fault::InvalidUtf8);
+            raw.push(None);
+            continue;
+        };
+        if line.chars().any(|c| c.is_control() && c != '\t') {
+            fault.get_or_insert(Fault::MalformedHeaderLine);
+            raw.push(None);
+            continue;
+        }
+        if start.is_none() {
+            start = Some(parse_start_line(line, &mut partial));
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            // §7.3.1: a line starting with whitespace continues the previous header; the fold is LWS,
+            // equivalent to one SP.
+            match raw.last_mut() {
+                Some(Some((_, value))) => {
+                    let cont = line.trim();
+                    if !cont.is_empty() {
+                        let trimmed = value.trim_end().len();
+                        value.truncate(trimmed);
+                        if !value.is_empty() {
+                            value.push(' ');
+                        }
+                        value.push_str(cont);
+                    }
+                }
+                Some(None) => {}
+                None => {
+                    fault.get_or_insert(Fault::MalformedHeaderLine);
+                }
+            }
+            continue;
+        }
+        match line.split_once(':') {
+            // §7.3.1: whitespace is allowed between the name and the colon (HCOLON).
+            Some((name, value)) if is_token(name.trim_end_matches([' ', '\t'])) => {
+                raw.push(Some((
+                    name.trim_end_matches([' ', '\t']),
+                    value.trim().to_owned(),
+                )));
+            }
+            _ => {
+                fault.get_or_insert(Fault::MalformedHeaderLine);
+                raw.push(None);
+            }
+        }
+    }
+    let mut headers = Headers::new();
+    for (name, value) in raw.iter().flatten() {
+        headers.push(name, value);
+    }
+    partial.via = headers.get_all_lines("Via");
+    partial.from = headers.get("From").map(str::to_owned);
+    partial.to = headers.get("To").map(str::to_owned);
+    partial.call_id = headers.get("Call-ID").map(str::to_owned);
+    partial.cseq = headers.get("CSeq").map(str::to_owned);
+
+    let fail = |kind: Fault, partial: PartialHeaders| Err(ParseError::new(kind, partial));
+    let start = match start {
+        None => return fail(Fault::BadStartLine, partial),
+        Some(Err(f)) => return fail(f, partial),
+        Some(Ok(s)) => s,
+    };
+    if let Some(f) = fault {
+        return fail(f, partial);
+    }
+    let Some(body_start) = body_start else {
+        return fail(Fault::MissingEndOfHeaders, partial);
+    };
+    let method = match &start {
+        StartLine::Request { method, .. } => Some(method),
+        StartLine::Response { .. } => None,
+    };
+    let base = match typed(&headers, method) {
+        Ok(b) => b,
+        Err(f) => return fail(f, partial),
+    };
+    let rest = bytes.get(body_start..).unwrap_or(&[]);
+    let body = match content_length(&headers) {
+        Err(f) => return fail(f, partial),
+        // §18.3: on a stream Content-Length MUST be present.
+        Ok(None) if framing == Framing::Stream => {
+            return fail(Fault::Missing("Content-Length"), partial)
+        }
+        // §18.3: over UDP a missing Content-Length means the body runs to the end of the datagram.
+        Ok(None) => rest,
+        // §18.3: a datagram shorter than Content-Length is an error (400).
+        Ok(Some(n)) if n > rest.len() => return fail(Fault::ContentLengthTooLarge, partial),
+        // §18.3: bytes beyond Content-Length are discarded.
+        Ok(Some(n)) => &rest[..n],
+    };
+    // Keep the stored Content-Length equal to the body, so parse → print → parse is stable.
+    headers.set("Content-Length", &body.len().to_string());
+    let body = body.to_vec();
+    Ok(match start {
+        StartLine::Request {
+            method,
+            uri,
+            version,
+        } => SipMessage::Request(Request {
+            method,
+            uri,
+            version,
+            headers,
+            body,
+            base,
+        }),
+        StartLine::Response {
+            version,
+            code,
+            reason,
+        } => SipMessage::Response(Response {
+            version,
+            code,
+            reason,
+            headers,
+            body,
+            base,
+        }),
+    })
+}
+
+/// Whether `name` names a header that [`typed`] reads.
+pub(crate) fn is_typed_header(name: &str) -> bool {
+    [
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Max-Forwards",
+        "Contact",
+        "Route",
+        "Record-Route",
+    ]
+    .iter()
+    .any(|h| same_name(h, name))
+}
