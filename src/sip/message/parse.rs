@@ -194,6 +194,7 @@ pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseE
     // continuation lines are not glued onto the previous header.
     let mut raw: Vec<Option<(&str, String)>> = Vec::new();
     let mut body_start = None;
+    let mut saw_crlf = false;
     let mut pos = 0;
     while pos < bytes.len() {
         let Some(nl) = bytes[pos..].iter().position(|&b| b == b'\n') else {
@@ -202,7 +203,13 @@ pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseE
         let line = &bytes[pos..pos + nl];
         pos += nl + 1;
         // CRLF is the line end; a bare LF is accepted for robustness.
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = match line.strip_suffix(b"\r") {
+            Some(l) => {
+                saw_crlf = true;
+                l
+            }
+            None => line,
+        };
         if line.is_empty() {
             if start.is_none() {
                 // §7.5: CRLFs before the start line are ignored.
@@ -300,6 +307,9 @@ pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseE
         }
         // §18.3: over UDP a missing Content-Length means the body runs to the end of the datagram.
         Ok(None) => rest,
+        // Robustness, not RFC: a sender that writes bare LF line ends (never CRLF) typically counted
+        // the body as if it had CRLFs, so over UDP the datagram end is trusted instead.
+        Ok(Some(n)) if n > rest.len() && !saw_crlf && framing == Framing::Datagram => rest,
         // §18.3: a datagram shorter than Content-Length is an error (400).
         Ok(Some(n)) if n > rest.len() => return fail(Fault::ContentLengthTooLarge, partial),
         // §18.3: bytes beyond Content-Length are discarded.
