@@ -71,8 +71,8 @@ pub struct ParseError {
     pub fault: String,
     /// The fault as a value.
     pub kind: Fault,
-    /// What could be recovered for a stateless reply.
-    pub partial: PartialHeaders,
+    /// What could be recovered for a stateless reply (boxed: errors stay small on the happy path).
+    pub partial: Box<PartialHeaders>,
 }
 
 impl ParseError {
@@ -80,7 +80,7 @@ impl ParseError {
         ParseError {
             fault: kind.to_string(),
             kind,
-            partial,
+            partial: Box::new(partial),
         }
     }
 

@@ -144,7 +144,12 @@ pub fn canonical_name(name: &str) -> Cow<'_, str> {
 
 /// Whether two header names denote the same header (case-insensitive, compact-aware).
 pub fn same_name(a: &str, b: &str) -> bool {
-    canonical_name(a).eq_ignore_ascii_case(&canonical_name(b))
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
+    // Only a one-letter name can be an alias of a different spelling; skip the table otherwise, since
+    // this runs for every stored line on every lookup.
+    (a.len() == 1 || b.len() == 1) && canonical_name(a).eq_ignore_ascii_case(&canonical_name(b))
 }
 
 fn is_list(name: &str) -> bool {

@@ -33,13 +33,15 @@ enum StartLine {
 /// `505`.
 fn is_version(v: &str) -> bool {
     v.len() > 4
-        && v.is_char_boundary(4)
-        && v[..4].eq_ignore_ascii_case("SIP/")
-        && v[4..].bytes().all(|c| c.is_ascii_digit() || c == b'.')
+        && v.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+        && v.bytes().skip(4).all(|c| c.is_ascii_digit() || c == b'.')
 }
 
 fn parse_start_line(line: &str, partial: &mut PartialHeaders) -> Result<StartLine, Fault> {
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if line
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+    {
         partial.is_request = Some(false);
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (§7.2); a missing final SP before an
         // empty reason phrase is accepted leniently.

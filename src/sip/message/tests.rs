@@ -162,6 +162,15 @@ fn each_fault_is_named() {
     let mut bytes = INVITE.as_bytes().to_vec();
     bytes[INVITE.find("sipp <").unwrap()] = 0xff;
     assert_eq!(fault_of(&bytes).fault, "Invalid UTF-8 in header section");
+    // A multi-byte character straddling byte 4 of the start line must not split a char.
+    assert_eq!(
+        fault_of("SIPé 200 OK\r\n\r\n".as_bytes()).fault,
+        "Bad start line"
+    );
+    assert_eq!(
+        fault_of("INVITE sip:a@b SIP/é\r\n\r\n".as_bytes()).fault,
+        "Bad start line"
+    );
 }
 
 #[test]
