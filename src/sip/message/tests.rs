@@ -177,19 +177,16 @@ fn each_fault_is_named() {
 fn reply_400_names_the_fault_and_echoes_what_was_read() {
     let bad = INVITE.replace("Call-ID: 1-1@127.0.0.1\r\n", "");
     let reply = fault_of(bad.as_bytes()).reply_400().unwrap();
-    let SipMessage::Response(resp) = parse_datagram(&reply).unwrap_or_else(|_| {
-        // Without a Call-ID the reply is not a full message for our strict parser; check the text.
-        let text = String::from_utf8(reply.clone()).unwrap();
-        assert!(
-            text.starts_with("SIP/2.0 400 Missing Call-ID header\r\n"),
-            "{text}"
-        );
-        assert!(text.contains("Via: SIP/2.0/UDP 127.0.0.1:5092;branch=z9hG4bK-1\r\n"));
-        SipMessage::Response(Response::for_request(&req(INVITE), 400, "x"))
-    }) else {
-        unreachable!()
-    };
-    assert_eq!(resp.code, 400);
+    // Without a Call-ID the reply is not a complete message for our own strict parser; check the text.
+    let text = String::from_utf8(reply).unwrap();
+    assert_eq!(
+        text,
+        "SIP/2.0 400 Missing Call-ID header\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5092;branch=z9hG4bK-1\r\n\
+         From: sipp <sip:sipp@127.0.0.1:5092>;tag=a1\r\n\
+         To: service <sip:service@127.0.0.1:5091>;tag=6c6b73fb8ad4fbc2\r\n\
+         CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
 
     let bad = INVITE.replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
     let e = fault_of(bad.as_bytes());

@@ -320,7 +320,10 @@ impl NameAddr {
             (Some(name), &inner[..end], &inner[end + 1..])
         } else if let Some(lt) = s.find('<').filter(|&lt| !s[..lt].contains([';', '"'])) {
             let name = s[..lt].trim();
-            if !name.split_ascii_whitespace().all(is_token) {
+            // Tokens only per §25.1, but raw UTF-8 is tolerated: real phones send unquoted
+            // non-ASCII names, and refusing a call over a display name helps nobody.
+            let lenient = |t: &str| t.bytes().all(|c| !c.is_ascii() || is_token_byte(c));
+            if !name.split_ascii_whitespace().all(lenient) {
                 return Err(UriError("bad display name"));
             }
             let inner = &s[lt + 1..];
@@ -442,6 +445,8 @@ mod tests {
         assert_eq!(n.display_name, None);
         assert_eq!(n.uri.host, "chair-dnrc.example.com");
         assert_eq!(n.tag(), Some("1918181833n"));
+        let n = NameAddr::parse("Jörg Müller <sip:j@b>").unwrap();
+        assert_eq!(n.display_name.as_deref(), Some("Jörg Müller"));
         let n = NameAddr::parse("Agent 1001 <sip:a@b;lr>;expires=60;+sip.instance=\"<urn:x>\"")
             .unwrap();
         assert_eq!(n.display_name.as_deref(), Some("Agent 1001"));
