@@ -299,6 +299,11 @@ impl Headers {
         }
     }
 
+    /// Removes the last line (undo of a `push`).
+    pub(crate) fn pop_last(&mut self) {
+        self.entries.pop();
+    }
+
     /// Mutable access to the value of the `index`-th line, for typed setters that rewrite in place.
     pub(crate) fn value_mut_nth(&mut self, name: &str, nth: usize) -> Option<&mut String> {
         self.entries

@@ -316,17 +316,13 @@ macro_rules! common_impl {
             /// are validated and their typed copies updated. On error nothing changes.
             pub fn push_header(&mut self, name: &str, value: &str) -> Result<(), ParseError> {
                 self.headers.push(name, value);
-                if parse::is_typed_header(name) {
-                    if let Err(e) = self.refresh_typed() {
-                        // Undo: the pushed line is the last one with this name.
-                        let mut lines = self.headers.get_all_lines(name);
-                        lines.pop();
-                        self.headers.remove(name);
-                        for l in &lines {
-                            self.headers.push(name, l);
-                        }
-                        return Err(e);
-                    }
+                let method = self.request_method().cloned();
+                if let Err(f) =
+                    parse::read_field(&self.headers, name, method.as_ref(), &mut self.base)
+                {
+                    // Undo: `push` appended the line at the very end.
+                    self.headers.pop_last();
+                    return Err(ParseError::new(f, PartialHeaders::default()));
                 }
                 Ok(())
             }

@@ -80,76 +80,109 @@ fn parse_start_line(line: &str, partial: &mut PartialHeaders) -> Result<StartLin
     })
 }
 
+/// The headers kept in typed form, in the order their faults are reported.
+const TYPED: [&str; 9] = [
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Max-Forwards",
+    "Contact",
+    "Route",
+    "Record-Route",
+];
+
 /// Reads the mandatory and routing headers into typed values; `method` is the Request-Line method.
 pub(crate) fn typed(headers: &Headers, method: Option<&Method>) -> Result<Base, Fault> {
+    let mut base = Base::default();
+    for name in TYPED {
+        read_field(headers, name, method, &mut base)?;
+    }
+    Ok(base)
+}
+
+/// Re-reads one typed header (`name` in any spelling) into `base`; `base` is unchanged on error.
+/// Returns `Ok(())` without doing anything for headers that are not kept typed.
+pub(crate) fn read_field(
+    headers: &Headers,
+    name: &str,
+    method: Option<&Method>,
+    base: &mut Base,
+) -> Result<(), Fault> {
+    let Some(name) = TYPED.into_iter().find(|t| same_name(t, name)) else {
+        return Ok(());
+    };
+    let values = headers.get_all(name);
     // These appear at most once (RFC 3261 §7.3.1: only list headers may repeat).
-    for single in ["From", "To", "Call-ID", "CSeq", "Max-Forwards"] {
-        if headers.get_all(single).len() > 1 {
-            return Err(Fault::Malformed(single));
-        }
+    let single = matches!(name, "From" | "To" | "Call-ID" | "CSeq" | "Max-Forwards");
+    if single && values.len() > 1 {
+        return Err(Fault::Malformed(name));
     }
-    let mut via = Vec::new();
-    for v in headers.get_all("Via") {
-        via.push(Via::parse(v).map_err(|_| Fault::Malformed("Via"))?);
-    }
-    if via.is_empty() {
-        return Err(Fault::Missing("Via"));
-    }
-    let name_addr = |name: &'static str| -> Result<NameAddr, Fault> {
-        let v = headers.get(name).ok_or(Fault::Missing(name))?;
-        NameAddr::parse(v).map_err(|_| Fault::Malformed(name))
-    };
-    let from = name_addr("From")?;
-    let to = name_addr("To")?;
-    let call_id = headers.get("Call-ID").ok_or(Fault::Missing("Call-ID"))?;
-    // §25.1 callid = word ["@" word]: never empty, never whitespace.
-    if call_id.is_empty() || call_id.bytes().any(|c| c <= b' ' || c == 0x7f) {
-        return Err(Fault::Malformed("Call-ID"));
-    }
-    let cseq = parse_cseq(headers.get("CSeq").ok_or(Fault::Missing("CSeq"))?)
-        .ok_or(Fault::Malformed("CSeq"))?;
-    if let Some(m) = method {
-        // §8.2 / §12.2.1.1: the CSeq method MUST match the request method (ACK and CANCEL carry their own).
-        if *m != cseq.method {
-            return Err(Fault::CSeqMethodMismatch);
-        }
-    }
-    let max_forwards = match headers.get("Max-Forwards") {
-        None => None,
-        Some(v) if !v.is_empty() && v.bytes().all(|c| c.is_ascii_digit()) => Some(
-            v.parse::<u8>()
-                .map_err(|_| Fault::Malformed("Max-Forwards"))?,
-        ),
-        Some(_) => return Err(Fault::Malformed("Max-Forwards")),
-    };
-    let mut contacts = Vec::new();
-    let mut contact_star = false;
-    for c in headers.get_all("Contact") {
-        if c == "*" {
-            contact_star = true;
+    let required = matches!(name, "Via" | "From" | "To" | "Call-ID" | "CSeq");
+    let Some(&first) = values.first() else {
+        // §8.1.1: a valid request contains at least To, From, CSeq, Call-ID, Max-Forwards and Via;
+        // Max-Forwards is tolerated missing (older UAs omit it), the others are required.
+        return if required {
+            Err(Fault::Missing(name))
         } else {
-            contacts.push(NameAddr::parse(c).map_err(|_| Fault::Malformed("Contact"))?);
-        }
-    }
-    let list = |name: &'static str| -> Result<Vec<NameAddr>, Fault> {
-        headers
-            .get_all(name)
-            .into_iter()
-            .map(|v| NameAddr::parse(v).map_err(|_| Fault::Malformed(name)))
+            Ok(())
+        };
+    };
+    let malformed = |_| Fault::Malformed(name);
+    let name_addrs = || -> Result<Vec<NameAddr>, Fault> {
+        values
+            .iter()
+            .map(|v| NameAddr::parse(v).map_err(malformed))
             .collect()
     };
-    Ok(Base {
-        via,
-        from,
-        to,
-        call_id: call_id.to_owned(),
-        cseq,
-        contacts,
-        contact_star,
-        max_forwards,
-        route: list("Route")?,
-        record_route: list("Record-Route")?,
-    })
+    match name {
+        "Via" => {
+            base.via = values
+                .iter()
+                .map(|v| Via::parse(v).map_err(malformed))
+                .collect::<Result<_, _>>()?;
+        }
+        "From" => base.from = NameAddr::parse(first).map_err(malformed)?,
+        "To" => base.to = NameAddr::parse(first).map_err(malformed)?,
+        "Call-ID" => {
+            // §25.1 callid = word ["@" word]: never empty, never whitespace.
+            if first.is_empty() || first.bytes().any(|c| c <= b' ' || c == 0x7f) {
+                return Err(Fault::Malformed(name));
+            }
+            base.call_id = first.to_owned();
+        }
+        "CSeq" => {
+            let cseq = parse_cseq(first).ok_or(Fault::Malformed(name))?;
+            if let Some(m) = method {
+                // §8.1.1.5: the CSeq method MUST match the request method.
+                if *m != cseq.method {
+                    return Err(Fault::CSeqMethodMismatch);
+                }
+            }
+            base.cseq = cseq;
+        }
+        "Max-Forwards" => {
+            // §20.22: 1*DIGIT in 0..=255 (leading zeros allowed, RFC 4475 §3.1.1.1).
+            if first.is_empty() || !first.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(Fault::Malformed(name));
+            }
+            base.max_forwards = Some(first.parse::<u8>().map_err(|_| Fault::Malformed(name))?);
+        }
+        "Contact" => {
+            let star = values.contains(&"*");
+            let contacts = values
+                .iter()
+                .filter(|v| **v != "*")
+                .map(|v| NameAddr::parse(v).map_err(malformed))
+                .collect::<Result<_, _>>()?;
+            base.contacts = contacts;
+            base.contact_star = star;
+        }
+        "Route" => base.route = name_addrs()?,
+        _ => base.record_route = name_addrs()?,
+    }
+    Ok(())
 }
 
 fn parse_cseq(v: &str) -> Option<CSeq> {
@@ -346,21 +379,4 @@ pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseE
             base,
         }),
     })
-}
-
-/// Whether `name` names a header that [`typed`] reads.
-pub(crate) fn is_typed_header(name: &str) -> bool {
-    [
-        "Via",
-        "From",
-        "To",
-        "Call-ID",
-        "CSeq",
-        "Max-Forwards",
-        "Contact",
-        "Route",
-        "Record-Route",
-    ]
-    .iter()
-    .any(|h| same_name(h, name))
 }

@@ -305,6 +305,9 @@ fn request_builder_prints_a_parseable_request() {
         Method::Invite,
         Uri::parse("sip:agent1001@192.0.2.50:5060").unwrap(),
     );
+    // Typed headers can be pushed one at a time, before the other mandatory ones exist.
+    r.push_header("Max-Forwards", "70").unwrap();
+    assert_eq!(r.max_forwards(), Some(70));
     r.push_via_top(Via::new("UDP", "192.0.2.1", Some(5060), "z9hG4bK-out1"));
     r.set_from(NameAddr::parse("<sip:ivr@192.0.2.1>;tag=f1").unwrap());
     r.set_to(NameAddr::new(
@@ -315,10 +318,17 @@ fn request_builder_prints_a_parseable_request() {
         seq: 1,
         method: Method::Invite,
     });
-    r.push_header("Max-Forwards", "70").unwrap();
+    assert_eq!(
+        r.push_header("CSeq", "2 BYE").unwrap_err().fault,
+        "Malformed CSeq header",
+        "a second CSeq"
+    );
     r.push_contact(NameAddr::parse("<sip:ivr@192.0.2.1:5060>").unwrap());
     assert!(r.push_header("CSeq", "x").is_err());
     assert_eq!(r.cseq().seq, 1, "a rejected push changes nothing");
+    assert_eq!(r.headers.get_all("CSeq"), ["1 INVITE"]);
+    assert!(r.push_header("Via", "SIP/2.0/UDP").is_err());
+    assert_eq!(r.headers.get_all("Via").len(), 1);
     r.headers.push("Content-Type", "application/sdp");
     r.body = b"v=0\r\n".to_vec();
     let again = req(&String::from_utf8(r.to_bytes()).unwrap());
