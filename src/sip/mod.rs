@@ -1,3 +1,5 @@
-//! SIP protocol core (sans-IO): transactions today; codec, endpoint and replies arrive on other branches.
+//! SIP (RFC 3261) protocol core: the message codec and the transaction layer; sans-IO, it never touches
+//! sockets, files or the clock.
 
+pub mod message;
 pub mod transaction;

@@ -1,0 +1,370 @@
+//! The ordered raw header list of a SIP message: names are case-insensitive and compact-aware, values are
+//! kept verbatim (unfolded); it does not interpret values beyond splitting comma-joined lists.
+
+use std::borrow::Cow;
+
+/// Compact forms: RFC 3261 §7.3.3 plus the ones defined by later RFCs that we meet in the field.
+const COMPACT: &[(u8, &str)] = &[
+    (b'a', "Accept-Contact"),
+    (b'b', "Referred-By"),
+    (b'c', "Content-Type"),
+    (b'd', "Request-Disposition"),
+    (b'e', "Content-Encoding"),
+    (b'f', "From"),
+    (b'i', "Call-ID"),
+    (b'j', "Reject-Contact"),
+    (b'k', "Supported"),
+    (b'l', "Content-Length"),
+    (b'm', "Contact"),
+    (b'n', "Identity-Info"),
+    (b'o', "Event"),
+    (b'r', "Refer-To"),
+    (b's', "Subject"),
+    (b't', "To"),
+    (b'u', "Allow-Events"),
+    (b'v', "Via"),
+    (b'x', "Session-Expires"),
+    (b'y', "Identity"),
+];
+
+/// Known full names in their conventional spelling, so printing is tidy whatever case the peer used.
+const KNOWN: &[&str] = &[
+    "Accept",
+    "Accept-Contact",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Authentication-Info",
+    "Authorization",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Type",
+    "CSeq",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "From",
+    "Identity",
+    "Identity-Info",
+    "In-Reply-To",
+    "Max-Forwards",
+    "Min-Expires",
+    "Min-SE",
+    "MIME-Version",
+    "Organization",
+    "P-Asserted-Identity",
+    "Path",
+    "Priority",
+    "Privacy",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "RAck",
+    "Reason",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Reject-Contact",
+    "Replaces",
+    "Reply-To",
+    "Request-Disposition",
+    "Require",
+    "Retry-After",
+    "Route",
+    "RSeq",
+    "Server",
+    "Service-Route",
+    "Session-Expires",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "Warning",
+    "WWW-Authenticate",
+];
+
+/// Headers whose grammar is a comma-separated list (RFC 3261 §7.3.1: only these may be comma-joined).
+/// Authorization, WWW-Authenticate, Date etc. contain commas inside one value and are never split.
+const LIST: &[&str] = &[
+    "Accept",
+    "Accept-Contact",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Call-Info",
+    "Contact",
+    "Content-Encoding",
+    "Content-Language",
+    "Error-Info",
+    "In-Reply-To",
+    "P-Asserted-Identity",
+    "Path",
+    "Privacy",
+    "Proxy-Require",
+    "Reason",
+    "Record-Route",
+    "Reject-Contact",
+    "Require",
+    "Route",
+    "Service-Route",
+    "Supported",
+    "Unsupported",
+    "Via",
+    "Warning",
+];
+
+/// The canonical spelling of a header name: compact forms expanded, known names in conventional case,
+/// unknown names returned unchanged.
+pub fn canonical_name(name: &str) -> Cow<'_, str> {
+    if let [c] = name.as_bytes() {
+        let c = c.to_ascii_lowercase();
+        if let Some((_, full)) = COMPACT.iter().find(|(k, _)| *k == c) {
+            return Cow::Borrowed(full);
+        }
+    }
+    match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Borrowed(name),
+    }
+}
+
+/// Whether two header names denote the same header (case-insensitive, compact-aware).
+pub fn same_name(a: &str, b: &str) -> bool {
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
+    // Only a one-letter name can be an alias of a different spelling; skip the table otherwise, since
+    // this runs for every stored line on every lookup.
+    (a.len() == 1 || b.len() == 1) && canonical_name(a).eq_ignore_ascii_case(&canonical_name(b))
+}
+
+fn is_list(name: &str) -> bool {
+    let c = canonical_name(name);
+    LIST.iter().any(|l| l.eq_ignore_ascii_case(&c))
+}
+
+/// Splits `s` at `sep` bytes that are outside quoted strings and outside `<...>`; pieces are trimmed.
+/// Empty pieces are kept so callers can decide whether they are an error.
+pub(crate) fn split_outside(s: &str, sep: u8) -> Vec<&str> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let (mut in_quote, mut in_angle, mut escaped) = (false, false, false);
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if in_quote {
+            // RFC 3261 §25.1 quoted-pair: a backslash escapes the next byte inside a quoted string.
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_quote = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_quote = true,
+            b'<' => in_angle = true,
+            b'>' => in_angle = false,
+            _ if c == sep && !in_angle => {
+                // `sep` is ASCII, so `i` is a char boundary.
+                out.push(s[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(s[start..].trim());
+    out
+}
+
+/// The ordered list of a message's headers, as `(name, value)` pairs.
+///
+/// Names are stored canonically (compact forms expanded); unknown headers are kept as received. Values
+/// are stored unfolded and trimmed, otherwise verbatim. One entry per header line: a comma-joined line
+/// stays one entry, and [`Headers::get_all`] splits it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    entries: Vec<(String, String)>,
+}
+
+impl Headers {
+    /// An empty header list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of header lines.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The value of the first line named `name` (case-insensitive, compact-aware), unsplit.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(n, _)| same_name(n, name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name` in order; lines of list headers (Via, Contact, Route, Supported, …) are
+    /// split at commas outside quotes and `<...>`, other headers give one value per line.
+    pub fn get_all(&self, name: &str) -> Vec<&str> {
+        let list = is_list(name);
+        let mut out = Vec::new();
+        for (_, v) in self.entries.iter().filter(|(n, _)| same_name(n, name)) {
+            if list {
+                out.extend(split_outside(v, b',').into_iter().filter(|p| !p.is_empty()));
+            } else {
+                out.push(v.as_str());
+            }
+        }
+        out
+    }
+
+    /// Appends a header line. CR and LF in `value` are replaced by spaces so a value can never inject
+    /// a header line into printed output.
+    pub fn push(&mut self, name: &str, value: &str) {
+        let value = if value.contains(['\r', '\n']) {
+            value.replace(['\r', '\n'], " ")
+        } else {
+            value.to_owned()
+        };
+        self.entries
+            .push((canonical_name(name).into_owned(), value.trim().to_owned()));
+    }
+
+    /// Replaces every line named `name` with one line holding `value`, at the position of the first
+    /// (or at the end when there was none).
+    pub fn set(&mut self, name: &str, value: &str) {
+        let pos = self.entries.iter().position(|(n, _)| same_name(n, name));
+        self.remove(name);
+        self.push(name, value);
+        if let Some(pos) = pos {
+            // The line was just pushed last; move it back to where the first old line was.
+            if let Some(e) = self.entries.pop() {
+                self.entries.insert(pos, e);
+            }
+        }
+    }
+
+    /// Removes every line named `name`; returns how many were removed.
+    pub fn remove(&mut self, name: &str) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|(n, _)| !same_name(n, name));
+        before - self.entries.len()
+    }
+
+    /// All lines in order as `(name, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Every line named `name`, unsplit, as owned strings (used to echo Via lines verbatim).
+    pub fn get_all_lines(&self, name: &str) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(n, _)| same_name(n, name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Inserts a line before the first line named `name` (at the end when there is none).
+    pub fn push_front_of(&mut self, name: &str, value: &str) {
+        let pos = self.entries.iter().position(|(n, _)| same_name(n, name));
+        self.push(name, value);
+        if let Some(pos) = pos {
+            if let Some(e) = self.entries.pop() {
+                self.entries.insert(pos, e);
+            }
+        }
+    }
+
+    /// Removes the last line (undo of a `push`).
+    pub(crate) fn pop_last(&mut self) {
+        self.entries.pop();
+    }
+
+    /// Mutable access to the value of the `index`-th line, for typed setters that rewrite in place.
+    pub(crate) fn value_mut_nth(&mut self, name: &str, nth: usize) -> Option<&mut String> {
+        self.entries
+            .iter_mut()
+            .filter(|(n, _)| same_name(n, name))
+            .nth(nth)
+            .map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_and_case_insensitive_lookup() {
+        let mut h = Headers::new();
+        h.push("v", "SIP/2.0/UDP a;branch=z9hG4bK1");
+        h.push("i", "abc");
+        h.push("CALL-id", "ignored-second");
+        h.push("k", "timer");
+        assert_eq!(h.get("Via"), Some("SIP/2.0/UDP a;branch=z9hG4bK1"));
+        assert_eq!(h.get("call-ID"), Some("abc"));
+        assert_eq!(h.get("i"), Some("abc"));
+        assert_eq!(h.get("Supported"), Some("timer"));
+        let names: Vec<_> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["Via", "Call-ID", "Call-ID", "Supported"]);
+    }
+
+    #[test]
+    fn get_all_splits_only_list_headers_and_respects_quotes() {
+        let mut h = Headers::new();
+        h.push(
+            "Contact",
+            "\"Alice, the 2nd\" <sip:a@x;p=\"a,b\">;q=0.7, <sip:b@y>",
+        );
+        h.push("m", "<sip:c@z>");
+        h.push("Authorization", "Digest username=\"u\", realm=\"r\"");
+        assert_eq!(
+            h.get_all("contact"),
+            [
+                "\"Alice, the 2nd\" <sip:a@x;p=\"a,b\">;q=0.7",
+                "<sip:b@y>",
+                "<sip:c@z>"
+            ]
+        );
+        assert_eq!(h.get_all("Authorization").len(), 1);
+    }
+
+    #[test]
+    fn set_replaces_in_place_and_push_strips_line_breaks() {
+        let mut h = Headers::new();
+        h.push("X-A", "1");
+        h.push("To", "x");
+        h.push("X-B", "2");
+        h.push("t", "y");
+        h.set("TO", "z");
+        let all: Vec<_> = h.iter().collect();
+        assert_eq!(all, [("X-A", "1"), ("To", "z"), ("X-B", "2")]);
+        h.push("X-Evil", "a\r\nVia: injected");
+        assert_eq!(h.get("X-Evil"), Some("a  Via: injected"));
+        assert_eq!(h.remove("x-evil"), 1);
+    }
+}
