@@ -177,7 +177,8 @@ fn only_g729_and_opus_is_no_common_codec_488() {
 
 #[test]
 fn srtp_audio_is_no_common_transport() {
-    let offer = offer_with("m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:x\r\n");
+    let offer =
+        offer_with("m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:x\r\n");
     assert_eq!(
         negotiate(&offer, &MediaCaps::default()),
         Err(SdpError::NoCommonTransport)
@@ -270,7 +271,11 @@ fn audio_plus_video_answers_video_with_port_zero() {
     );
     let text = answer_text(negotiate_default(&offer), 1);
     let answer = SessionDescription::parse(&text).unwrap();
-    assert_eq!(answer.media.len(), 2, "RFC 3264 §6: one m= line per offered m= line");
+    assert_eq!(
+        answer.media.len(),
+        2,
+        "RFC 3264 §6: one m= line per offered m= line"
+    );
     let m_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("m=")).collect();
     assert_eq!(
         m_lines,
@@ -307,7 +312,10 @@ fn ipv6_offer_and_answer() {
     )
     .unwrap();
     let plan = negotiate_default(&offer);
-    assert_eq!(plan.remote_rtp, Some("[2001:db8::20]:5004".parse().unwrap()));
+    assert_eq!(
+        plan.remote_rtp,
+        Some("[2001:db8::20]:5004".parse().unwrap())
+    );
     let local: IpAddr = "2001:db8::5".parse().unwrap();
     let text = plan.into_answer(local, 30000, 9, 1).to_sdp_string();
     assert!(text.contains("o=- 9 1 IN IP6 2001:db8::5\r\n"));
@@ -317,7 +325,10 @@ fn ipv6_offer_and_answer() {
         "v=0\no=- 7 8 IN IP6 2001:db8::20\ns=-\nc=IN IP6 ::\nt=0 0\nm=audio 5004 RTP/AVP 0\n",
     )
     .unwrap();
-    assert_eq!(negotiate(&held, &MediaCaps::default()).unwrap().remote_rtp, None);
+    assert_eq!(
+        negotiate(&held, &MediaCaps::default()).unwrap().remote_rtp,
+        None
+    );
 }
 
 const OUR_OFFER: &str = "v=0\r\n\
@@ -393,7 +404,10 @@ fn no_sdp_flow_rejects_answers_that_break_the_offer() {
         Err(SdpError::CodecNotOffered(8))
     );
     let rejected = ack_answer("m=audio 0 RTP/AVP 0\r\n");
-    assert_eq!(accept_answer(&offer, &rejected), Err(SdpError::AudioRejected));
+    assert_eq!(
+        accept_answer(&offer, &rejected),
+        Err(SdpError::AudioRejected)
+    );
     let extra = ack_answer("m=audio 40000 RTP/AVP 0\r\nm=video 0 RTP/AVP 31\r\n");
     assert_eq!(
         accept_answer(&offer, &extra),
@@ -403,7 +417,10 @@ fn no_sdp_flow_rejects_answers_that_break_the_offer() {
         })
     );
     let dtmf_only = ack_answer("m=audio 40000 RTP/AVP 101\r\n");
-    assert_eq!(accept_answer(&offer, &dtmf_only), Err(SdpError::NoCommonCodec));
+    assert_eq!(
+        accept_answer(&offer, &dtmf_only),
+        Err(SdpError::NoCommonCodec)
+    );
 }
 
 #[test]

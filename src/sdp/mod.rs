@@ -1,5 +1,5 @@
 //! SDP (RFC 4566) session descriptions: parse, print, and the `SdpOffer`/`SdpAnswer` newtypes used by the
-//! offer/answer model (RFC 3264) in [`negotiate`](self::negotiate()).
+//! offer/answer model (RFC 3264), whose decisions live in [`negotiate()`] and its siblings.
 //!
 //! This module does not allocate RTP ports, open sockets or keep per-call state: the dialog layer hands it
 //! the body of an INVITE/ACK and gets back a decision ([`AnswerPlan`]) plus the answer to send. Lines we do
@@ -22,9 +22,10 @@ use std::ops::Deref;
 
 /// What went wrong with a session description or an offer/answer exchange.
 ///
-/// Variants split by blame (as rustls does): the peer sent something malformed (`NotALine`, `Malformed`,
-/// `MissingLine`, `Duplicate`, `BadRtpmap`, `MediaCountMismatch`, `CodecNotOffered`), or the peer's
-/// capabilities do not meet ours (`NoAudio`, `NoCommonTransport`, `NoCommonCodec`, `AudioRejected`).
+/// Variants split by blame (as rustls does): the peer sent something malformed or broke the offer/answer
+/// rules (`NotALine`, `Malformed`, `MissingLine`, `Duplicate`, `BadRtpmap`, `MediaCountMismatch`,
+/// `CodecNotOffered`), or the peer's capabilities do not meet ours (`NoAudio`, `NoCommonTransport`,
+/// `NoCommonCodec`, `AudioRejected`).
 /// [`SdpError::status_code`] maps each to the SIP response a UAS sends.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SdpError {
@@ -92,14 +93,14 @@ impl SdpError {
             SdpError::NoAudio
             | SdpError::NoCommonTransport
             | SdpError::NoCommonCodec
-            | SdpError::AudioRejected
-            | SdpError::CodecNotOffered(_) => 488,
+            | SdpError::AudioRejected => 488,
             SdpError::NotALine { .. }
             | SdpError::MissingLine(_)
             | SdpError::Duplicate { .. }
             | SdpError::Malformed { .. }
             | SdpError::BadRtpmap { .. }
-            | SdpError::MediaCountMismatch { .. } => 400,
+            | SdpError::MediaCountMismatch { .. }
+            | SdpError::CodecNotOffered(_) => 400,
         }
     }
 }
@@ -174,7 +175,8 @@ impl fmt::Display for Direction {
     }
 }
 
-/// A line kept verbatim because we do not model it (`i=`, `b=`, `t=`, unknown types…).
+/// A line kept verbatim because we do not model it (`i=`, `b=`, `t=`, unknown types…); `Display` prints the
+/// whole line including its CRLF.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     /// The type letter before `=`.
@@ -336,7 +338,8 @@ impl fmt::Display for Connection {
     }
 }
 
-/// An `a=` line: `a=name` (property) or `a=name:value` (RFC 4566 §5.13).
+/// An `a=` line: `a=name` (property) or `a=name:value` (RFC 4566 §5.13); `Display` prints the whole line
+/// including its CRLF.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
     /// Text before the first `:`.
@@ -613,6 +616,7 @@ impl SessionDescription {
     }
 
     /// Parses an SDP body. Accepts CRLF or bare LF line ends and skips empty lines; keeps unknown lines.
+    /// Session-level line order is not enforced; everything after the first `m=` belongs to media sections.
     ///
     /// Requires `v=0`, `o=`, `s=` and at least one `m=` (a helpline call without media is useless);
     /// `t=` is tolerated when missing because several SIP UAs omit it.
@@ -754,7 +758,10 @@ impl SessionDescription {
     }
 
     /// The connection in force for `media`: its own `c=`, else the session's (RFC 4566 §5.7).
-    pub fn effective_connection<'a>(&'a self, media: &'a MediaDescription) -> Option<&'a Connection> {
+    pub fn effective_connection<'a>(
+        &'a self,
+        media: &'a MediaDescription,
+    ) -> Option<&'a Connection> {
         media.connection.as_ref().or(self.connection.as_ref())
     }
 }
@@ -785,7 +792,14 @@ impl fmt::Display for SessionDescription {
 }
 
 /// A session description received or sent as an offer (RFC 3264 §4). A distinct type from [`SdpAnswer`]
-/// so an answer can never be negotiated as if it were an offer.
+/// so an answer can never be negotiated as if it were an offer:
+///
+/// ```compile_fail,E0308
+/// use helpline::sdp::{negotiate, MediaCaps, SdpAnswer};
+/// fn renegotiate(answer: &SdpAnswer) {
+///     let _ = negotiate(answer, &MediaCaps::default()); // expected `&SdpOffer`, found `&SdpAnswer`
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SdpOffer(SessionDescription);
 
@@ -944,9 +958,15 @@ mod tests {
     fn malformed_inputs_name_the_fault() {
         let head = "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\n";
         assert_eq!(err(head), "missing m= line");
-        assert_eq!(err("o=- 1 1 IN IP4 10.0.0.1\ns=-\nm=audio 1 RTP/AVP 0\n"), "missing v= line");
+        assert_eq!(
+            err("o=- 1 1 IN IP4 10.0.0.1\ns=-\nm=audio 1 RTP/AVP 0\n"),
+            "missing v= line"
+        );
         assert_eq!(err("v=0\ns=-\nm=audio 1 RTP/AVP 0\n"), "missing o= line");
-        assert_eq!(err("v=0\no=- 1 1 IN IP4 10.0.0.1\nm=audio 1 RTP/AVP 0\n"), "missing s= line");
+        assert_eq!(
+            err("v=0\no=- 1 1 IN IP4 10.0.0.1\nm=audio 1 RTP/AVP 0\n"),
+            "missing s= line"
+        );
         assert_eq!(err("v=1\n"), "malformed v= line (line 1)");
         assert_eq!(
             err(&format!("{head}c=IN IP4 not-an-ip\nm=audio 1 RTP/AVP 0\n")),
@@ -956,15 +976,26 @@ mod tests {
             err(&format!("{head}c=IN IP6 10.0.0.1\nm=audio 1 RTP/AVP 0\n")),
             "malformed c= line (line 4)"
         );
-        assert_eq!(err(&format!("{head}m=audio port RTP/AVP 0\n")), "malformed m= line (line 4)");
-        assert_eq!(err(&format!("{head}m=audio 4000 RTP/AVP\n")), "malformed m= line (line 4)");
-        assert_eq!(err(&format!("{head}m=audio 70000 RTP/AVP 0\n")), "malformed m= line (line 4)");
+        assert_eq!(
+            err(&format!("{head}m=audio port RTP/AVP 0\n")),
+            "malformed m= line (line 4)"
+        );
+        assert_eq!(
+            err(&format!("{head}m=audio 4000 RTP/AVP\n")),
+            "malformed m= line (line 4)"
+        );
+        assert_eq!(
+            err(&format!("{head}m=audio 70000 RTP/AVP 0\n")),
+            "malformed m= line (line 4)"
+        );
         assert_eq!(
             err(&format!("{head}m=audio 4000 RTP/AVP 0\na=rtpmap:0 PCMU\n")),
             "bad rtpmap (line 5)"
         );
         assert_eq!(
-            err(&format!("{head}m=audio 4000 RTP/AVP 0\na=rtpmap:300 PCMU/8000\n")),
+            err(&format!(
+                "{head}m=audio 4000 RTP/AVP 0\na=rtpmap:300 PCMU/8000\n"
+            )),
             "bad rtpmap (line 5)"
         );
         assert_eq!(
@@ -975,10 +1006,7 @@ mod tests {
             err("v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nthis is not sdp\n"),
             "line 4 is not a <type>=<value> line"
         );
-        assert_eq!(
-            err("v=0\nv=0\n"),
-            "duplicate v= line (line 2)"
-        );
+        assert_eq!(err("v=0\nv=0\n"), "duplicate v= line (line 2)");
     }
 
     #[test]
@@ -1036,6 +1064,9 @@ mod tests {
             }
         }
         // Both outcomes must be exercised, or the test proves nothing.
-        assert!(parsed_ok > 1_000 && parsed_ok < 20_000, "parsed_ok = {parsed_ok}");
+        assert!(
+            parsed_ok > 1_000 && parsed_ok < 20_000,
+            "parsed_ok = {parsed_ok}"
+        );
     }
 }

@@ -232,6 +232,21 @@ impl AnswerPlan {
 /// Errors: [`SdpError::NoCommonCodec`] when plain-RTP audio was offered with no codec of ours,
 /// [`SdpError::NoCommonTransport`] when audio came only over e.g. SRTP, [`SdpError::NoAudio`] when there
 /// was no usable audio line at all, [`SdpError::MissingLine`]`('c')` when the chosen stream has no address.
+///
+/// ```
+/// use helpline::sdp::{negotiate, Codec, Direction, MediaCaps, SdpOffer};
+///
+/// let offer = SdpOffer::from_sdp_string(
+///     "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nt=0 0\nm=audio 4000 RTP/AVP 8 0\n",
+/// )?;
+/// let plan = negotiate(&offer, &MediaCaps::default())?;
+/// assert_eq!(plan.codec, Codec::pcma()); // the caller listed 8 first
+/// assert_eq!(plan.direction, Direction::SendRecv);
+/// // The caller allocates an RTP port, then builds the answer for the 200 OK.
+/// let answer = plan.into_answer([192, 0, 2, 9].into(), 30000, 42, 1);
+/// assert!(answer.to_sdp_string().contains("m=audio 30000 RTP/AVP 8\r\n"));
+/// # Ok::<(), helpline::sdp::SdpError>(())
+/// ```
 pub fn negotiate(offer: &SdpOffer, caps: &MediaCaps) -> Result<AnswerPlan, SdpError> {
     let mut saw_rtp_audio = false;
     let mut saw_other_transport = false;
@@ -293,6 +308,7 @@ pub fn negotiate(offer: &SdpOffer, caps: &MediaCaps) -> Result<AnswerPlan, SdpEr
 /// Builds our offer for an INVITE that arrived without SDP (RFC 3261 §13.2.1: the offer then goes in the
 /// 200 OK and the answer comes in the ACK): one `sendrecv` audio line with every codec in `caps` at its
 /// payload type, then telephone-event at `dtmf_pt` (conventionally 101) with events `0-15`.
+/// `dtmf_pt` must be a dynamic payload type (96–127) distinct from every codec's.
 pub fn make_offer(
     caps: &MediaCaps,
     local_ip: IpAddr,
