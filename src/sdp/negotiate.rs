@@ -227,7 +227,8 @@ impl AnswerPlan {
 /// Direction mirrors the offer's (RFC 3264 §6.1). An offer whose connection address is `0.0.0.0` or `::`
 /// (RFC 2543 hold, RFC 3264 §8.4) gives us nowhere to send: we answer its mirror direction without
 /// sending (`sendrecv`/`sendonly` → `recvonly`, `recvonly`/`inactive` → `inactive`), both allowed by
-/// §6.1, and `remote_rtp` is `None`. We keep receiving so music on hold from the peer still flows.
+/// §6.1, and `remote_rtp` is `None`. We keep receiving so music on hold from the peer still flows, and
+/// because §8.4 says the recipient of a held offer SHOULD NOT answer with held SDP of its own.
 ///
 /// Errors: [`SdpError::NoCommonCodec`] when plain-RTP audio was offered with no codec of ours,
 /// [`SdpError::NoCommonTransport`] when audio came only over e.g. SRTP, [`SdpError::NoAudio`] when there
@@ -418,7 +419,8 @@ fn stream_view(sd: &SessionDescription, m: &MediaDescription) -> Result<StreamVi
         .ok_or(SdpError::MissingLine('c'))?;
     let their_direction = sd.effective_direction(m);
     let (remote_rtp, our_direction) = if connection.address.is_unspecified() {
-        // RFC 3264 §8.4 (RFC 2543 hold): no address to send to; see `negotiate` docs for the choice.
+        // RFC 3264 §8.4: an agent MUST accept c=0.0.0.0 and then send neither RTP nor RTCP to the peer.
+        // We drop only our sending half; see `negotiate` docs for why we keep receiving.
         (None, their_direction.reversed().without_send())
     } else {
         (
