@@ -1,0 +1,1 @@
+//! In-band DTMF detection (placeholder while the codec is tested).
