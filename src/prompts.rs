@@ -177,7 +177,11 @@ impl PromptStore {
             Err(e) => return Err(vec![e]),
         };
         for lang_dir in lang_dirs.into_iter().filter(|p| p.is_dir()) {
-            let Some(lang) = lang_dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            let Some(lang) = lang_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_owned)
+            else {
                 errors.push(PromptError::BadName { path: lang_dir });
                 continue;
             };
@@ -189,7 +193,8 @@ impl PromptStore {
                 }
             };
             for file in files.into_iter().filter(|p| is_wav(p) && p.is_file()) {
-                let Some(name) = file.file_stem().and_then(|n| n.to_str()).map(str::to_owned) else {
+                let Some(name) = file.file_stem().and_then(|n| n.to_str()).map(str::to_owned)
+                else {
                     errors.push(PromptError::BadName { path: file });
                     continue;
                 };

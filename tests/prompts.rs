@@ -47,7 +47,12 @@ fn write_wav(path: &Path, rate: u32, bits: u16, channels: u16, mono: &[f64]) {
 
 fn decode_ulaw(p: &Prompt) -> Vec<i16> {
     (0..p.frame_count())
-        .flat_map(|i| p.frame(Law::Ulaw, i).unwrap().iter().map(|&c| ulaw_to_linear(c)))
+        .flat_map(|i| {
+            p.frame(Law::Ulaw, i)
+                .unwrap()
+                .iter()
+                .map(|&c| ulaw_to_linear(c))
+        })
         .collect()
 }
 
@@ -62,7 +67,13 @@ fn every_supported_format_loads_to_the_right_length() {
     for rate in [8000, 16000, 22050, 44100, 48000] {
         for bits in [8, 16] {
             for channels in [1, 2] {
-                write_wav(&dir.join(format!("xx/r{rate}-b{bits}-c{channels}.wav")), rate, bits, channels, &tone(rate));
+                write_wav(
+                    &dir.join(format!("xx/r{rate}-b{bits}-c{channels}.wav")),
+                    rate,
+                    bits,
+                    channels,
+                    &tone(rate),
+                );
             }
         }
     }
@@ -100,14 +111,19 @@ fn frames_are_padded_with_silence_and_end_cleanly() {
 
 /// Frequency estimated from the positive-going zero crossings over the whole signal.
 fn frequency(x: &[i16], rate: f64) -> f64 {
-    let ups: Vec<usize> = (1..x.len()).filter(|&i| x[i - 1] < 0 && x[i] >= 0).collect();
+    let ups: Vec<usize> = (1..x.len())
+        .filter(|&i| x[i - 1] < 0 && x[i] >= 0)
+        .collect();
     let (first, last) = (ups[0], *ups.last().unwrap());
     (ups.len() - 1) as f64 * rate / (last - first) as f64
 }
 
 #[test]
 fn resampling_44k1_keeps_a_1khz_tone_at_1khz_and_at_level() {
-    let input: Vec<i16> = sine(1000.0, 44100, 1.0, 0.5).iter().map(|x| (x * 32767.0) as i16).collect();
+    let input: Vec<i16> = sine(1000.0, 44100, 1.0, 0.5)
+        .iter()
+        .map(|x| (x * 32767.0) as i16)
+        .collect();
     let out = resample_to_8k(&input, 44100);
     assert_eq!(out.len(), 8000);
     let f = frequency(&out[100..7900], 8000.0);
@@ -119,7 +135,10 @@ fn resampling_44k1_keeps_a_1khz_tone_at_1khz_and_at_level() {
 #[test]
 fn resampling_22k05_keeps_speech_band_tones() {
     for freq in [300.0, 2000.0, 3000.0] {
-        let input: Vec<i16> = sine(freq, 22050, 0.5, 0.5).iter().map(|x| (x * 32767.0) as i16).collect();
+        let input: Vec<i16> = sine(freq, 22050, 0.5, 0.5)
+            .iter()
+            .map(|x| (x * 32767.0) as i16)
+            .collect();
         let out = resample_to_8k(&input, 22050);
         assert_eq!(out.len(), 4000);
         let f = frequency(&out[100..3900], 8000.0);
@@ -132,17 +151,29 @@ fn resampling_22k05_keeps_speech_band_tones() {
 #[test]
 fn resampling_48k_removes_a_6khz_tone_that_would_alias() {
     // Without a low-pass, 6 kHz would fold to 2 kHz at 8 kHz sampling with its full level.
-    let input: Vec<i16> = sine(6000.0, 48000, 0.5, 0.5).iter().map(|x| (x * 32767.0) as i16).collect();
+    let input: Vec<i16> = sine(6000.0, 48000, 0.5, 0.5)
+        .iter()
+        .map(|x| (x * 32767.0) as i16)
+        .collect();
     let out = resample_to_8k(&input, 48000);
     let atten_db = 20.0 * (rms(&out[100..3900]) / rms(&input)).log10();
     assert!(atten_db < -40.0, "6 kHz only attenuated by {atten_db} dB");
     // The same holds end to end through a WAV file and the μ-law frames.
     let dir = temp_dir("alias");
-    write_wav(&dir.join("xx/hf.wav"), 48000, 16, 1, &sine(6000.0, 48000, 0.5, 0.5));
+    write_wav(
+        &dir.join("xx/hf.wav"),
+        48000,
+        16,
+        1,
+        &sine(6000.0, 48000, 0.5, 0.5),
+    );
     let store = PromptStore::load_dir(&dir).unwrap();
     let decoded = decode_ulaw(&store.get("xx", "hf").unwrap());
     let atten_db = 20.0 * (rms(&decoded[100..3900]) / rms(&input)).log10();
-    assert!(atten_db < -40.0, "6 kHz through the store only attenuated by {atten_db} dB");
+    assert!(
+        atten_db < -40.0,
+        "6 kHz through the store only attenuated by {atten_db} dB"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -181,16 +212,25 @@ fn every_bad_file_is_reported_at_once_with_its_name_and_reason() {
     ];
     assert_eq!(messages.len(), expect.len(), "{messages:#?}");
     for ((file, reason), msg) in expect.iter().zip(&messages) {
-        assert!(msg.contains(&dir.join(file).display().to_string()), "{msg} should name {file}");
+        assert!(
+            msg.contains(&dir.join(file).display().to_string()),
+            "{msg} should name {file}"
+        );
         assert!(msg.contains(reason), "{msg} should say {reason}");
     }
-    assert!(matches!(errors[1], PromptError::UnsupportedSampleRate { rate: 11025, .. }));
+    assert!(matches!(
+        errors[1],
+        PromptError::UnsupportedSampleRate { rate: 11025, .. }
+    ));
     // The single-file check used by `helpline check` agrees with the directory loader.
     assert!(PromptStore::check_file(&dir.join("en/good.wav")).is_ok());
     let err = PromptStore::check_file(&dir.join("en/rate.wav")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("{}: unsupported sample rate 11025 Hz (use 8000, 16000, 22050, 44100 or 48000)", dir.join("en/rate.wav").display())
+        format!(
+            "{}: unsupported sample rate 11025 Hz (use 8000, 16000, 22050, 44100 or 48000)",
+            dir.join("en/rate.wav").display()
+        )
     );
     assert!(matches!(
         PromptStore::check_file(&dir.join("en/missing.wav")),
@@ -213,7 +253,10 @@ fn store_clones_share_prompts_and_insert_does_not_disturb_clones() {
     store.insert(Prompt::from_samples("en", "a", &[0; 160]));
     let snapshot = store.clone();
     store.insert(Prompt::from_samples("de", "b", &[0; 320]));
-    assert!(Arc::ptr_eq(&store.get("en", "a").unwrap(), &snapshot.get("en", "a").unwrap()));
+    assert!(Arc::ptr_eq(
+        &store.get("en", "a").unwrap(),
+        &snapshot.get("en", "a").unwrap()
+    ));
     assert_eq!(store.languages(), ["de", "en"]);
     assert_eq!(snapshot.languages(), ["en"]);
     assert!(snapshot.get("de", "b").is_none());
@@ -225,12 +268,24 @@ fn store_clones_share_prompts_and_insert_does_not_disturb_clones() {
 fn shipped_prompts_load_and_cover_the_first_call_flow() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
     let store = PromptStore::load_dir(&dir).unwrap_or_else(|errs| panic!("{errs:#?}"));
-    let mut needed = vec!["welcome", "you-pressed", "goodbye", "no-input", "digit-star", "digit-pound"];
+    let mut needed = vec![
+        "welcome",
+        "you-pressed",
+        "goodbye",
+        "no-input",
+        "digit-star",
+        "digit-pound",
+    ];
     let digits: Vec<String> = (0..10).map(|d| format!("digit-{d}")).collect();
     needed.extend(digits.iter().map(String::as_str));
     for name in needed {
-        let p = store.get("en", name).unwrap_or_else(|| panic!("en/{name} missing"));
-        assert!(p.duration() > Duration::from_millis(300), "en/{name} too short");
+        let p = store
+            .get("en", name)
+            .unwrap_or_else(|| panic!("en/{name} missing"));
+        assert!(
+            p.duration() > Duration::from_millis(300),
+            "en/{name} too short"
+        );
         assert!(p.duration() < Duration::from_secs(10), "en/{name} too long");
         // Loud enough to hear: speech RMS well above the μ-law noise floor.
         assert!(rms(&decode_ulaw(&p)) > 500.0, "en/{name} is nearly silent");

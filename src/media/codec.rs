@@ -208,8 +208,16 @@ mod tests {
     #[test]
     fn decoders_match_reference_on_every_code() {
         for c in 0..=255u8 {
-            assert_eq!(ulaw_to_linear(c), ref_ulaw_to_linear(c), "μ-law code {c:#04x}");
-            assert_eq!(alaw_to_linear(c), ref_alaw_to_linear(c), "A-law code {c:#04x}");
+            assert_eq!(
+                ulaw_to_linear(c),
+                ref_ulaw_to_linear(c),
+                "μ-law code {c:#04x}"
+            );
+            assert_eq!(
+                alaw_to_linear(c),
+                ref_alaw_to_linear(c),
+                "A-law code {c:#04x}"
+            );
         }
     }
 
@@ -238,12 +246,20 @@ mod tests {
             let useg = search(mag + 0x84) as u32;
             let ustep = 8 << useg;
             let ue = (i32::from(ulaw_to_linear(linear_to_ulaw(s))) - x.clamp(-32635, 32635)).abs();
-            assert!(ue <= ustep / 2, "μ-law sample {s}: error {ue} > {}", ustep / 2);
+            assert!(
+                ue <= ustep / 2,
+                "μ-law sample {s}: error {ue} > {}",
+                ustep / 2
+            );
             let amag = x.abs().min(0x7FFF);
             let aseg = search(amag).max(1) as u32;
             let astep = 8 << aseg;
             let ae = (i32::from(alaw_to_linear(linear_to_alaw(s))) - x.clamp(-32767, 32767)).abs();
-            assert!(ae <= astep / 2, "A-law sample {s}: error {ae} > {}", astep / 2);
+            assert!(
+                ae <= astep / 2,
+                "A-law sample {s}: error {ae} > {}",
+                astep / 2
+            );
         }
     }
 
@@ -260,7 +276,10 @@ mod tests {
         let pcm = [0i16, 1000, -1000, 32767, -32768];
         let mut out = [0u8; 4];
         Law::Ulaw.encode_into(&pcm, &mut out);
-        assert_eq!(out, [0xFF, linear_to_ulaw(1000), linear_to_ulaw(-1000), 0x80]);
+        assert_eq!(
+            out,
+            [0xFF, linear_to_ulaw(1000), linear_to_ulaw(-1000), 0x80]
+        );
         let mut back = [7i16; 6];
         Law::Alaw.decode_into(&[0xD5, 0x55], &mut back);
         assert_eq!(back, [8, -8, 7, 7, 7, 7]);
