@@ -54,7 +54,7 @@ pub enum PromptError {
         source: hound::Error,
     },
     /// The sample rate is not one of [`SUPPORTED_RATES`].
-    #[error("{}: unsupported sample rate {rate} Hz (use 8000, 16000, 22050, 44100 or 48000)", path.display())]
+    #[error("{}: unsupported sample rate {rate} Hz", path.display())]
     UnsupportedSampleRate {
         /// The file.
         path: PathBuf,
@@ -100,7 +100,6 @@ pub enum PromptError {
 }
 
 /// One prompt, converted and encoded once, shared between calls as `Arc<Prompt>`.
-#[derive(Debug)]
 pub struct Prompt {
     /// Language code, the name of the directory under `prompts/` (e.g. `en`).
     pub lang: String,
@@ -155,6 +154,18 @@ impl Prompt {
     /// Number of 8 kHz audio samples before padding.
     pub fn sample_count(&self) -> usize {
         self.samples
+    }
+}
+
+impl std::fmt::Debug for Prompt {
+    // The encoded audio is tens of kilobytes; show what identifies the prompt instead.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prompt")
+            .field("lang", &self.lang)
+            .field("name", &self.name)
+            .field("frames", &self.frame_count())
+            .field("samples", &self.samples)
+            .finish()
     }
 }
 

@@ -340,3 +340,62 @@ fn no_false_keys_on_any_shipped_prompt() {
     }
     assert!(checked >= 16, "only {checked} prompts shipped");
 }
+
+#[test]
+fn duration_and_pause_thresholds_do_not_depend_on_level() {
+    // Measured limits (every alignment within a 17-sample hop): tones of 35 ms or more are keys, 31 ms or
+    // less are not; pauses of 35 ms or more separate two presses, 25 ms or less do not.
+    let samples = |k: char, n: usize, dbm0: f64| -> Vec<f64> {
+        let t = tone(k, 1000, dbm0, dbm0);
+        t[..n].to_vec()
+    };
+    for dbm0 in [-3.0, -20.0, -30.0] {
+        for offset in 0..17 {
+            let lead = silence_samples(200 + offset);
+            let run =
+                |parts: &[Vec<f64>]| digits(&detect(&through(Law::Ulaw, &concat(parts)), 160));
+            assert_eq!(
+                run(&[lead.clone(), samples('#', 280, dbm0), silence(60)]),
+                "#",
+                "35 ms at {dbm0}"
+            );
+            assert_eq!(
+                run(&[lead.clone(), samples('#', 248, dbm0), silence(60)]),
+                "",
+                "31 ms at {dbm0}"
+            );
+            let press = samples('#', 480, dbm0);
+            let two = run(&[
+                lead.clone(),
+                press.clone(),
+                silence(35),
+                press.clone(),
+                silence(60),
+            ]);
+            assert_eq!(two, "##", "35 ms pause at {dbm0} offset {offset}");
+            let one = run(&[
+                lead.clone(),
+                press.clone(),
+                silence(25),
+                press.clone(),
+                silence(60),
+            ]);
+            assert_eq!(one, "#", "25 ms pause at {dbm0} offset {offset}");
+        }
+    }
+}
+
+#[test]
+fn a_different_key_rolled_over_without_a_pause_is_reported_once_it_lasts() {
+    let long = through(
+        Law::Ulaw,
+        &concat(&[key('1', 100), key('2', 100), silence(60)]),
+    );
+    assert_eq!(digits(&detect(&long, 160)), "12");
+    // 50 ms of the second key is not enough: it first has to stand in for the pause after the first.
+    let short = through(
+        Law::Ulaw,
+        &concat(&[key('1', 100), key('2', 50), silence(60)]),
+    );
+    assert_eq!(digits(&detect(&short, 160)), "1");
+}

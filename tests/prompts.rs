@@ -228,7 +228,7 @@ fn every_bad_file_is_reported_at_once_with_its_name_and_reason() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: unsupported sample rate 11025 Hz (use 8000, 16000, 22050, 44100 or 48000)",
+            "{}: unsupported sample rate 11025 Hz",
             dir.join("en/rate.wav").display()
         )
     );

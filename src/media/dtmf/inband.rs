@@ -20,16 +20,21 @@
 //! * the window's thirds hold comparable energy, so a window only partly covered by a tone does not count
 //!   (this is what keeps the duration check independent of the level).
 //!
-//! A key is reported after [`ON_WINDOWS`] consecutive windows agree (a tone of at least 36 ms fully covers
-//! that many; every tone of 40 ms or more does, a 30 ms tone never does) and the tone energies averaged over
+//! A key is reported after [`ON_WINDOWS`] consecutive windows agree and the tone energies averaged over
 //! those windows pass the exact limits: the row (low-group) tone at most [`NORMAL_TWIST_DB`] above the
 //! column (high-group) tone, the column tone at most [`REVERSE_TWIST_DB`] above the row tone, and each
 //! group's second-strongest frequency at least [`GROUP_MARGIN_DB`] below its strongest. Averaging matters:
 //! in one short window the strong tone's side lobes beat against the weak tone and move the measured levels
-//! by more than ±1 dB, and at 8 dB of twist they lift a neighbouring bin to within 8 dB of the weak tone. It is released after
-//! [`OFF_WINDOWS`] consecutive windows without it (about 40 ms of decisions; in real silence that is a gap of
-//! roughly 25–30 ms since windows that straddle the tone's end already fail), so one long tone is one key
-//! and a new key needs a pause first.
+//! by more than ±1 dB, and at 8 dB of twist they lift a neighbouring bin to within 8 dB of the weak tone.
+//!
+//! A reported key is released after [`OFF_WINDOWS`] consecutive windows without it, so one long tone is
+//! one key and a new key (even the same one) needs a pause first. A different key that follows with no
+//! pause (key roll-over) counts as such a pause for the first one, so it is reported after about 70 ms.
+//!
+//! Measured on tones and pauses at every alignment, at −3, −20 and −30 dBm0 (see `tests/inband_dtmf.rs`):
+//! tones of 35 ms or more are always keys and tones of 31 ms or less never are (so 40 ms is accepted and
+//! 30 ms rejected); pauses of 35 ms or more always separate two presses and pauses of 25 ms or less never
+//! do (a short dropout inside a press does not make a second key). The reported start is within 2 ms.
 //!
 //! # Levels
 //!
@@ -66,7 +71,8 @@ pub const WINDOW_SLACK_DB: f64 = 3.0;
 pub const MIN_TONE_SHARE: f32 = 0.7;
 /// Consecutive agreeing windows needed to report a key (102 + 11·17 = 289 samples ≈ 36 ms of full windows).
 pub const ON_WINDOWS: u32 = 12;
-/// Consecutive windows without the key needed to release it (19 · 17 samples ≈ 40 ms).
+/// Consecutive windows without the key needed to release it (19 · 17 samples ≈ 40 ms of decisions; windows
+/// that straddle the tone's end already fail, so the silence needed is shorter, 26–35 ms).
 pub const OFF_WINDOWS: u32 = 19;
 
 /// Samples per sub-block; windows advance by this much.
