@@ -360,7 +360,6 @@ pub fn resample_to_8k(input: &[i16], rate: u32) -> Vec<i16> {
     let (p, q) = (u64::from(rate / g), u64::from(OUTPUT_RATE / g));
     let fs = f64::from(rate);
     let half = (KERNEL_HALF_WIDTH_S * fs).ceil() as i64;
-    let taps = (2 * half + 1) as usize;
     let fc = CUTOFF_HZ / fs; // cut-off in cycles per input sample
     let kernels: Vec<Vec<f64>> = (0..q)
         .map(|phase| {
@@ -393,7 +392,7 @@ pub fn resample_to_8k(input: &[i16], rate: u32) -> Vec<i16> {
             break;
         };
         let mut acc = 0.0;
-        for (j, c) in kernel.iter().enumerate().take(taps) {
+        for (j, c) in kernel.iter().enumerate() {
             let idx = centre + j as i64 - half;
             if let Some(&x) = usize::try_from(idx).ok().and_then(|i| input.get(i)) {
                 acc += f64::from(x) * c;

@@ -399,3 +399,58 @@ fn a_different_key_rolled_over_without_a_pause_is_reported_once_it_lasts() {
     );
     assert_eq!(digits(&detect(&short, 160)), "1");
 }
+
+#[test]
+fn keys_off_frequency_by_1_5_percent_are_still_found() {
+    // ITU-T Q.24 asks receivers to accept tones within ±1.5 % of the nominal frequencies.
+    for factor in [0.985, 1.015] {
+        for k in ALL_KEYS.chars() {
+            let (fr, fc) = freqs(k);
+            let a = dbm0_to_amplitude(-20.0);
+            let signal: Vec<f64> = (0..480)
+                .map(|i| {
+                    let t = i as f64 / RATE;
+                    a * (2.0 * PI * fr * factor * t).sin() + a * (2.0 * PI * fc * factor * t).sin()
+                })
+                .collect();
+            let pcm = through(Law::Alaw, &concat(&[silence(20), signal, silence(60)]));
+            assert_eq!(
+                digits(&detect(&pcm, 160)),
+                k.to_string(),
+                "{k} at ×{factor}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_key_must_carry_most_of_the_energy() {
+    use rand::{rngs::SmallRng, Rng, SeedableRng};
+    let mut rng = SmallRng::seed_from_u64(7);
+    // White noise of a given total level (uniform samples have RMS = peak/√3).
+    let mut noise = |dbm0: f64, n: usize| -> Vec<f64> {
+        let rms = dbm0_to_amplitude(dbm0) / 2f64.sqrt();
+        (0..n)
+            .map(|_| rng.gen_range(-1.0..1.0) * rms * 3f64.sqrt())
+            .collect()
+    };
+    let add =
+        |a: Vec<f64>, b: Vec<f64>| -> Vec<f64> { a.iter().zip(&b).map(|(x, y)| x + y).collect() };
+    for k in ALL_KEYS.chars() {
+        // Two tones at −20 dBm0 are −17 dBm0 together; noise 20 dB below that leaves the key intact.
+        let clean_enough = add(key(k, 100), noise(-37.0, 800));
+        let pcm = through(
+            Law::Ulaw,
+            &concat(&[silence(20), clean_enough, silence(60)]),
+        );
+        assert_eq!(
+            digits(&detect(&pcm, 160)),
+            k.to_string(),
+            "{k} with noise 20 dB down"
+        );
+        // Noise 3 dB above the tones: every bin is still clear, but the tones are only a third of the energy.
+        let noisy = add(key(k, 100), noise(-14.0, 800));
+        let pcm = through(Law::Ulaw, &concat(&[silence(20), noisy, silence(60)]));
+        assert_eq!(digits(&detect(&pcm, 160)), "", "{k} drowned in noise");
+    }
+}
