@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Generates the IVR prompts listed in prompts/catalog.tsv as 8 kHz mono 16-bit PCM WAV files,
+# prompts/<lang>/<name>.wav, with espeak-ng (speech) and sox (format, level, lead-in/trailing silence).
+#
+# Catalog format: one prompt per line, `lang<TAB>name<TAB>text`; blank lines and lines starting with # are
+# ignored. Names are lowercase letters, digits and dashes. Languages without an espeak-ng voice (tl) are
+# skipped with a notice; an unknown language code is an error so that typos do not go unnoticed.
+#
+# Idempotent: each file is rendered to a temporary file and only replaces the existing one when the audio
+# differs (sox runs without dither, so the same text renders to the same bytes).
+#
+# Usage: scripts/gen-prompts.sh [catalog]   (default: prompts/catalog.tsv next to this script's repo)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+catalog="${1:-$root/prompts/catalog.tsv}"
+out_dir="$(dirname "$catalog")"
+
+command -v espeak-ng >/dev/null || { echo "gen-prompts: espeak-ng not found" >&2; exit 1; }
+command -v sox >/dev/null || { echo "gen-prompts: sox not found" >&2; exit 1; }
+
+# Our language code -> espeak-ng voice. Empty means: no usable voice, skip.
+voice_for() {
+    case "$1" in
+        en) echo en-us ;;
+        zh) echo cmn ;;
+        es) echo es ;;
+        pt) echo pt-br ;;
+        vi) echo vi ;;
+        th) echo th ;;
+        id) echo id ;;
+        ms) echo ms ;;
+        hi) echo hi ;;
+        de) echo de ;;
+        fr) echo fr-fr ;;
+        it) echo it ;;
+        tl) echo "" ;;
+        *) return 1 ;;
+    esac
+}
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+made=0 unchanged=0 skipped=0 line_no=0
+declare -A skipped_langs=()
+while IFS= read -r line || [[ -n "$line" ]]; do
+    line_no=$((line_no + 1))
+    [[ -z "${line//[[:space:]]/}" || "$line" == \#* ]] && continue
+    IFS=$'\t' read -r lang name text <<<"$line"
+    if [[ -z "${lang:-}" || -z "${name:-}" || -z "${text:-}" ]]; then
+        echo "gen-prompts: $catalog:$line_no: expected lang<TAB>name<TAB>text" >&2
+        exit 1
+    fi
+    if [[ ! "$lang" =~ ^[a-z]{2,3}$ || ! "$name" =~ ^[a-z0-9][a-z0-9-]*$ ]]; then
+        echo "gen-prompts: $catalog:$line_no: bad language '$lang' or name '$name'" >&2
+        exit 1
+    fi
+    if ! voice="$(voice_for "$lang")"; then
+        echo "gen-prompts: $catalog:$line_no: unknown language '$lang' (add it to voice_for)" >&2
+        exit 1
+    fi
+    if [[ -z "$voice" ]]; then
+        if [[ -z "${skipped_langs[$lang]:-}" ]]; then
+            echo "gen-prompts: notice: no espeak-ng voice for '$lang'; skipping its prompts (record them by hand)"
+            skipped_langs[$lang]=1
+        fi
+        skipped=$((skipped + 1))
+        continue
+    fi
+    mkdir -p "$out_dir/$lang"
+    target="$out_dir/$lang/$name.wav"
+    printf '%s' "$text" | espeak-ng -v "$voice" -s 150 --stdin -w "$tmp/raw.wav"
+    # 8 kHz mono 16-bit; normalise to -3 dBFS; 100 ms lead-in and 200 ms trailing silence.
+    sox -D -R "$tmp/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$tmp/out.wav" norm -3 pad 0.1 0.2
+    if [[ -f "$target" ]] && cmp -s "$tmp/out.wav" "$target"; then
+        unchanged=$((unchanged + 1))
+    else
+        mv "$tmp/out.wav" "$target"
+        made=$((made + 1))
+    fi
+done <"$catalog"
+
+echo "gen-prompts: $made written, $unchanged unchanged, $skipped skipped"
