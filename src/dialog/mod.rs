@@ -62,7 +62,7 @@ impl Dialog {
     /// The UAS side of a dialog created by an INVITE we answer with tag `local_tag` (RFC 3261 §12.1.1).
     pub fn uas(invite: &Request, local_tag: &str) -> Dialog {
         let mut local = invite.to().clone();
-        local.set_tag(local_tag);
+        local.set_param("tag", Some(local_tag));
         let remote_target = invite
             .contacts()
             .first()
@@ -79,7 +79,12 @@ impl Dialog {
             remote: invite.from().clone(),
             remote_target,
             // UAS: the route set is the Record-Route list in order (RFC 3261 §12.1.1).
-            route_set: invite.headers.get_all("Record-Route"),
+            route_set: invite
+                .headers
+                .get_all("Record-Route")
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             // Our first request in the dialog gets a CSeq of our own choosing (§12.1.1); 1 is as good as any.
             local_cseq: 0,
             remote_cseq: invite.cseq().seq,

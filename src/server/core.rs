@@ -349,7 +349,7 @@ impl Core {
             self.reject(now, tx, reply, clock, cdr);
             return;
         }
-        let unsupported: Vec<String> = request.headers.get_all("Require");
+        let unsupported: Vec<&str> = request.require();
         if !unsupported.is_empty() {
             // We implement no SIP extension that a peer could require (RFC 3261 §8.2.2.3).
             let mut reply = Response::for_request(&request, 420, "Bad Extension");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::sip::message::{
-    parse_datagram, parse_stream_message, Method, Request, Response, SipMessage,
+    parse_datagram, parse_stream_message, Method, Request, Response, SipMessage, Via,
 };
 use crate::sip::transaction::{
     ClientInvite, ClientInviteEvent, ClientInviteInput, ClientNonInvite, ClientNonInviteEvent,
@@ -236,7 +236,7 @@ impl Endpoint {
     }
 
     fn on_request(&mut self, now: Instant, peer: Peer, mut request: Request) {
-        if request.version != "SIP/2.0" {
+        if !request.is_sip2() {
             // RFC 3261 §8.2.2 (version check is the first thing a UAS does).
             if request.method != Method::Ack {
                 let reply = Response::for_request(&request, 505, "Version Not Supported");
@@ -244,7 +244,8 @@ impl Endpoint {
             }
             return;
         }
-        stamp_received(&mut request, peer.addr);
+        // Responses go back where the request came from (RFC 3261 §18.2.1, RFC 3581 §4).
+        request.stamp_source(peer.addr);
         let Some(top) = request.via().first() else {
             return; // the parser guarantees a Via; nothing can be answered without one
         };
@@ -385,7 +386,7 @@ impl Endpoint {
                 if code < 200 {
                     t.handle(now, ServerNonInviteInput::TuProvisional(bytes));
                 } else {
-                    t.handle(now, ServerNonInviteInput::TuFinal(bytes));
+                    t.handle(now, ServerNonInviteInput::TuFinal { code, bytes });
                 }
             }
         }
@@ -401,13 +402,18 @@ impl Endpoint {
     /// The top Via is written here with a fresh branch.
     pub fn send_request(&mut self, now: Instant, peer: Peer, mut request: Request) -> TxId {
         let branch = self.new_branch();
-        let via = format!(
-            "SIP/2.0/{} {};branch={};rport",
+        let mut via = Via::new(
             peer.transport.via_token(),
-            self.local,
-            branch
+            &self.local.ip().to_string(),
+            Some(self.local.port()),
+            &branch,
         );
-        request.headers.push("Via", &via);
+        if self.local.is_ipv6() {
+            via.host = format!("[{}]", self.local.ip());
+        }
+        // RFC 3581: ask for the response at the source port, whatever NAT does to it.
+        via.set_param("rport", None);
+        request.push_via_top(via);
         let id = self.id();
         let reliable = peer.transport.is_reliable();
         let bytes: Arc<[u8]> = request.to_bytes().into();
@@ -450,8 +456,8 @@ impl Endpoint {
         let code = response.code;
         if let Some(entry) = self.client.get_mut(&id) {
             match &mut entry.tx {
-                ClientTx::Invite(tx) => tx.handle(now, ClientInviteInput::Response(code)),
-                ClientTx::NonInvite(tx) => tx.handle(now, ClientNonInviteInput::Response(code)),
+                ClientTx::Invite(tx) => tx.handle(now, ClientInviteInput::Response { code }),
+                ClientTx::NonInvite(tx) => tx.handle(now, ClientNonInviteInput::Response { code }),
             }
         }
         self.after_client_with(now, id, Some(response));
@@ -568,7 +574,7 @@ impl Endpoint {
                     match e {
                         ClientInviteEvent::Provisional(_)
                         | ClientInviteEvent::Final(_)
-                        | ClientInviteEvent::Retransmitted2xx => deliver = true,
+                        | ClientInviteEvent::Retransmitted2xx(_) => deliver = true,
                         ClientInviteEvent::NeedAck(_) => need_ack = true,
                         ClientInviteEvent::Timeout => timeout_event = true,
                         _ => {}
@@ -618,15 +624,229 @@ impl Endpoint {
     }
 }
 
-/// Stamps the top Via with `received` (when the source IP differs from sent-by) and fills an empty
-/// `rport` with the source port, so that responses go back where the request came from (RFC 3261 §18.2.1,
-/// RFC 3581 §4).
-fn stamp_received(request: &mut Request, source: SocketAddr) {
-    request.stamp_top_via(source);
+/// The ACK for a non-2xx final response: same Request-URI, top Via, From, Call-ID and CSeq number as the
+/// INVITE, To from the response (RFC 3261 §17.1.1.3).
+fn non_2xx_ack(invite: &Request, response: &Response) -> Request {
+    let mut ack = Request::new(Method::Ack, invite.uri.clone());
+    if let Some(via) = invite.headers.get_all_lines("Via").first() {
+        ack.headers.push("Via", via);
+    }
+    for route in invite.headers.get_all_lines("Route") {
+        ack.headers.push("Route", &route);
+    }
+    for name in ["Max-Forwards", "From"] {
+        if let Some(v) = invite.headers.get(name) {
+            ack.headers.push(name, v);
+        }
+    }
+    if let Some(to) = response.headers.get("To") {
+        ack.headers.push("To", to);
+    }
+    ack.headers.push("Call-ID", invite.call_id());
+    ack.headers.push("CSeq", &format!("{} ACK", invite.cseq().seq));
+    ack
 }
 
-/// The ACK for a non-2xx final response: same branch as the INVITE, To from the response (RFC 3261
-/// §17.1.1.3).
-fn non_2xx_ack(invite: &Request, response: &Response) -> Request {
-    invite.ack_for(response)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const INVITE: &str = "INVITE sip:08000289999@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5092;branch=z9hG4bK-1;rport\r\n\
+From: sipp <sip:sipp@127.0.0.1:5092>;tag=caller1\r\n\
+To: <sip:08000289999@127.0.0.1:5060>\r\n\
+Call-ID: call-1@127.0.0.1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:sipp@127.0.0.1:5092>\r\n\
+Max-Forwards: 70\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn peer() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:5092".parse().expect("addr"),
+        }
+    }
+
+    fn endpoint() -> Endpoint {
+        Endpoint::new(TimerConfig::default(), "127.0.0.1:5060".parse().expect("addr"), 7)
+    }
+
+    fn transmits(ep: &mut Endpoint) -> Vec<String> {
+        std::iter::from_fn(|| ep.poll_transmit())
+            .map(|t| String::from_utf8_lossy(&t.bytes).into_owned())
+            .collect()
+    }
+
+    fn new_request(ep: &mut Endpoint) -> (TxId, Request) {
+        match ep.poll_event() {
+            Some(SipEvent::Request { tx, request, .. }) => (tx, request),
+            other => panic!("expected a new request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn retransmitted_invite_is_absorbed_and_gets_the_last_response_again() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        ep.respond(t0, tx, Response::for_request(&invite, 100, "Trying"));
+        assert_eq!(transmits(&mut ep).len(), 1);
+        ep.handle_message(t0 + Duration::from_millis(500), peer(), INVITE.as_bytes());
+        assert!(ep.poll_event().is_none(), "a retransmission must never be a second call");
+        let again = transmits(&mut ep);
+        assert_eq!(again.len(), 1);
+        assert!(again[0].starts_with("SIP/2.0 100 Trying"));
+    }
+
+    #[test]
+    fn unacknowledged_2xx_is_retransmitted_then_released_after_64_t1() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        let mut ok = Response::for_request(&invite, 200, "OK");
+        ok.set_to_tag("srv");
+        ep.respond(t0, tx, ok);
+        let mut sent_at = vec![Duration::ZERO; transmits(&mut ep).len()];
+        let mut now = t0;
+        let mut no_ack_at = None;
+        for _ in 0..100 {
+            let Some(at) = ep.poll_timeout() else { break };
+            now = at;
+            ep.handle_timeout(now);
+            sent_at.extend(transmits(&mut ep).iter().map(|_| now - t0));
+            if let Some(SipEvent::NoAck { invite_tx }) = ep.poll_event() {
+                assert_eq!(invite_tx, tx);
+                no_ack_at = Some(now - t0);
+                break;
+            }
+        }
+        let ms: Vec<u128> = sent_at.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms[..6], [0, 500, 1500, 3500, 7500, 11500]);
+        assert_eq!(no_ack_at, Some(Duration::from_secs(32)));
+    }
+
+    #[test]
+    fn ack_for_the_2xx_stops_retransmission_and_reaches_the_core() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        let mut ok = Response::for_request(&invite, 200, "OK");
+        ok.set_to_tag("srv");
+        ep.respond(t0, tx, ok);
+        transmits(&mut ep);
+        let ack = INVITE
+            .replace("INVITE sip", "ACK sip")
+            .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+            .replace("branch=z9hG4bK-1", "branch=z9hG4bK-2")
+            .replace("To: <sip:08000289999@127.0.0.1:5060>", "To: <sip:08000289999@127.0.0.1:5060>;tag=srv");
+        ep.handle_message(t0 + Duration::from_millis(100), peer(), ack.as_bytes());
+        assert!(matches!(ep.poll_event(), Some(SipEvent::Ack { .. })));
+        // No more 2xx retransmissions until the transaction ends.
+        for _ in 0..20 {
+            let Some(at) = ep.poll_timeout() else { break };
+            ep.handle_timeout(at);
+            assert!(transmits(&mut ep).is_empty());
+            assert!(ep.poll_event().is_none());
+        }
+    }
+
+    #[test]
+    fn cancel_gets_200_and_the_core_is_told() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE.as_bytes());
+        let (invite_tx, _) = new_request(&mut ep);
+        let cancel = INVITE
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+        ep.handle_message(t0, peer(), cancel.as_bytes());
+        let out = transmits(&mut ep);
+        assert!(out[0].starts_with("SIP/2.0 200 OK"), "{out:?}");
+        assert!(out[0].contains("CSeq: 1 CANCEL"));
+        assert!(matches!(ep.poll_event(), Some(SipEvent::Cancelled { invite_tx: t }) if t == invite_tx));
+    }
+
+    #[test]
+    fn cancel_for_nothing_gets_481() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        let cancel = INVITE
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+        ep.handle_message(t0, peer(), cancel.as_bytes());
+        let out = transmits(&mut ep);
+        assert!(out[0].starts_with("SIP/2.0 481"), "{out:?}");
+        assert!(ep.poll_event().is_none());
+    }
+
+    #[test]
+    fn malformed_request_gets_a_stateless_400_naming_the_fault() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        let bad = INVITE.replace("CSeq: 1 INVITE", "CSeq: one INVITE");
+        ep.handle_message(t0, peer(), bad.as_bytes());
+        let out = transmits(&mut ep);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].starts_with("SIP/2.0 400 "), "{}", out[0]);
+        assert!(out[0].lines().next().unwrap_or_default().contains("CSeq"), "{}", out[0]);
+        assert_eq!(ep.transaction_count(), 0, "no state is created for a malformed message");
+        assert!(ep.poll_event().is_none());
+    }
+
+    #[test]
+    fn wrong_sip_version_gets_505() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        let bad = INVITE.replacen("SIP/2.0\r\n", "SIP/3.0\r\n", 1);
+        ep.handle_message(t0, peer(), bad.as_bytes());
+        let out = transmits(&mut ep);
+        assert!(out[0].starts_with("SIP/2.0 505"), "{out:?}");
+    }
+
+    #[test]
+    fn responses_honour_rport_and_received() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        let natted = Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.9:40000".parse().expect("addr"),
+        };
+        ep.handle_message(t0, natted, INVITE.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        ep.respond(t0, tx, Response::for_request(&invite, 100, "Trying"));
+        let t = ep.poll_transmit().expect("a response");
+        assert_eq!(t.to, natted, "responses go where the request came from");
+        let text = String::from_utf8_lossy(&t.bytes);
+        assert!(text.contains("received=127.0.0.9"), "{text}");
+        assert!(text.contains("rport=40000"), "{text}");
+    }
+
+    #[test]
+    fn client_transaction_times_out_with_timer_f() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        let mut bye = Request::new(Method::Bye, crate::sip::message::Uri::parse("sip:caller@127.0.0.1:5092").expect("uri"));
+        bye.headers.push("Call-ID", "x");
+        bye.headers.push("CSeq", "1 BYE");
+        let tx = ep.send_request(t0, peer(), bye);
+        assert!(transmits(&mut ep)[0].starts_with("BYE sip:caller@127.0.0.1:5092 SIP/2.0"));
+        let mut last = t0;
+        for _ in 0..100 {
+            let Some(at) = ep.poll_timeout() else { break };
+            last = at;
+            ep.handle_timeout(at);
+            transmits(&mut ep);
+            if let Some(SipEvent::ClientTimeout { tx: t }) = ep.poll_event() {
+                assert_eq!(t, tx);
+                assert_eq!(last - t0, Duration::from_secs(32));
+                return;
+            }
+        }
+        panic!("Timer F never fired");
+    }
 }

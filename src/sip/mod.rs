@@ -3,3 +3,7 @@
 
 pub mod message;
 pub mod transaction;
+pub mod endpoint;
+
+/// What helpline calls itself in User-Agent and Server headers.
+pub const USER_AGENT: &str = concat!("helpline/", env!("CARGO_PKG_VERSION"));

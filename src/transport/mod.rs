@@ -2,3 +2,4 @@
 //! socket code arrives on another branch).
 
 pub mod framing;
+pub mod tcp;
