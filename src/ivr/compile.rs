@@ -629,7 +629,10 @@ pub fn compile(
 
     // Prompts, per region and declared language.
     let mut prompts_used = BTreeSet::new();
-    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+    // Missing prompts, grouped by reference so a typo shared by every region is one line, not one per
+    // language: (prompt, file, offset) → (where, languages, first reason).
+    type Missing = (Loc, BTreeSet<String>, String);
+    let mut missing_prompts: BTreeMap<(String, usize, usize), Missing> = BTreeMap::new();
     for (rid, region) in regions.iter_mut().enumerate() {
         let mut needed: Vec<(String, Option<Loc>)> = Vec::new();
         let mut names = BTreeSet::new();
@@ -691,16 +694,12 @@ pub fn compile(
             if voiced.contains(lang) {
                 region.voice.insert(lang.clone(), lang.clone());
                 for (p, l, e) in missing.remove(lang).unwrap_or_default() {
-                    if reported.insert((lang.clone(), p.clone())) {
-                        cx.err(
-                            l.as_ref().unwrap_or(lang_loc),
-                            format!("prompt `{p}` for language `{lang}`: {e}"),
-                            Some(format!(
-                                "region `{}` declares `{lang}`; add prompts/{lang}/{p}.wav",
-                                region.name
-                            )),
-                        );
-                    }
+                    let at = l.unwrap_or_else(|| lang_loc.clone());
+                    missing_prompts
+                        .entry((p, at.file, at.span.start))
+                        .or_insert_with(|| (at, BTreeSet::new(), e))
+                        .1
+                        .insert(lang.clone());
                 }
                 continue;
             }
@@ -742,6 +741,19 @@ pub fn compile(
         }
     }
 
+    for ((p, _, _), (at, langs, reason)) in missing_prompts {
+        let langs: Vec<String> = langs.into_iter().collect();
+        cx.err(
+            &at,
+            format!("prompt `{p}` is {reason} in {}", langs.join(", ")),
+            Some(format!(
+                "add prompts/<lang>/{p}.wav, e.g. prompts/{}/{p}.wav",
+                langs[0]
+            )),
+        );
+    }
+    cx.diags
+        .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
     if cx.diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(cx.diags);
     }
