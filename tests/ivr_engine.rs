@@ -385,6 +385,15 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
 }
 
 #[test]
+fn language_action_is_skipped_where_the_region_does_not_speak_it() {
+    let mut c = Call::new(UK, open_time());
+    c.answer();
+    c.finish_prompts();
+    assert_eq!(c.keys("7"), [play("main-long-1"), play("main-long-2")]);
+    assert_eq!(c.s.summary().language, "en");
+}
+
+#[test]
 fn opening_hours_at_their_boundaries() {
     // November: London is on GMT (UTC+0).
     assert_eq!(first_prompt(UK, utc(2026, 11, 18, 8, 59, 59)), "closed");
@@ -475,4 +484,52 @@ fn simulate_reports_timers_and_the_route() {
     assert!(!r.ended_nowhere);
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["route"], "test.english");
+}
+
+/// Golden transcripts: each `tests/data/ivr/scripts/NAME.script` (lines `dialed …`, `at RFC3339`,
+/// `keys …`) is simulated against `tests/data/ivr/basic/` and compared with `NAME.expected`.
+/// Set `BLESS=1` to rewrite the expected files after an intended change.
+#[test]
+fn golden_scripts() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/ivr/scripts");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "script"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4);
+    let set = set();
+    for script in names {
+        let text = std::fs::read_to_string(&script).unwrap();
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_owned()))
+                .unwrap_or_default()
+        };
+        let at = DateTime::parse_from_rfc3339(&field("at"))
+            .unwrap()
+            .with_timezone(&Utc);
+        let r = ivr::simulate(
+            &set,
+            &field("dialed"),
+            at,
+            &field("keys"),
+            Instant::now(),
+            &|_, _| None,
+        );
+        let mut got: String = r.transcript.iter().map(|e| format!("{e}\n")).collect();
+        got.push_str(&format!(
+            "ended_nowhere {}\nsummary {}\n",
+            r.ended_nowhere,
+            serde_json::to_string(&r.summary).unwrap()
+        ));
+        let expected_path = script.with_extension("expected");
+        if std::env::var_os("BLESS").is_some() {
+            std::fs::write(&expected_path, &got).unwrap();
+        }
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|_| panic!("{} missing (run with BLESS=1)", expected_path.display()));
+        assert_eq!(got, expected, "{}", script.display());
+    }
 }

@@ -603,7 +603,16 @@ impl IvrSession {
                 self.play(&prompts, true, now);
             }
             Action::Language { language, then } => {
-                self.language = language;
+                // A shared menu may offer a language this caller's region does not speak: keep the
+                // current one rather than play prompts that do not exist for the region.
+                let spoken = self
+                    .set
+                    .regions
+                    .get(self.region)
+                    .is_some_and(|r| r.voice.contains_key(&language));
+                if spoken {
+                    self.language = language;
+                }
                 match then {
                     Some(a) => self.exec(*a, now),
                     None => self.enter(self.menu, false, now),
