@@ -1253,7 +1253,8 @@ impl Compiler<'_> {
             // Anchored: the whole entry must match, as FreeSWITCH's digit regexes are written.
             Regex::new(&format!("^(?:{})$", p.get_ref()))
                 .map_err(|e| {
-                    let first = e.to_string().lines().last().unwrap_or("").trim().to_owned();
+                    let last = e.to_string().lines().last().unwrap_or("").trim().to_owned();
+                    let first = last.strip_prefix("error: ").unwrap_or(&last).to_owned();
                     cx.err(
                         &loc(file, p),
                         format!("invalid pattern `{}`: {first}", p.get_ref()),
@@ -1323,5 +1324,129 @@ fn valid_sip_uri(uri: &str) -> bool {
             !host.is_empty() && !r.contains(char::is_whitespace)
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct AllPrompts;
+    impl PromptCheck for AllPrompts {
+        fn check(&self, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    const BASE: &str = r#"
+[routing]
+departments = ["orders"]
+
+[regions.r]
+time_zone = "UTC"
+languages = ["en"]
+open_menu = "main"
+closed_menu = "main"
+
+[[regions.r.numbers]]
+country = "GB"
+number = "0800 000 0001"
+
+[menus.main]
+greeting = ["hello"]
+
+[menus.main.keys.1]
+action = "route"
+department = "orders"
+"#;
+
+    fn diags(extra: &str) -> Vec<String> {
+        let src = format!("{BASE}{extra}");
+        match compile(&[("t.toml".into(), src)], &AllPrompts) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn base_compiles() {
+        assert_eq!(diags(""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_semantic_error_in_one_file_is_reported() {
+        let d = diags(
+            r#"
+[menus.main.keys.2]
+action = "rout"
+
+[menus.main.keys.3]
+action = "route"
+department = "orders"
+menu = "main"
+
+[menus.main.keys.4]
+action = "collect"
+variable = "Order"
+prompt = ["p"]
+pattern = "(["
+
+[menus.main.keys.5]
+action = "transfer"
+uri = "tech@example.invalid"
+
+[menus.main.keys.6]
+action = "language"
+language = "xx"
+"#,
+        );
+        let expect = [
+            "t.toml:23:10: error: unknown action `rout` (hint: did you mean `route`?)",
+            "t.toml:28:8: error: key `menu` does nothing for action `route` (hint: action `route` takes: department)",
+            "t.toml:31:10: error: action `collect` needs `then`",
+            "t.toml:32:12: error: invalid variable name `Order`",
+            "t.toml:34:11: error: invalid pattern `([`: unclosed character class",
+            "t.toml:38:7: error: invalid transfer uri `tech@example.invalid`",
+            "t.toml:42:12: error: language `xx` is not declared by any region",
+        ];
+        for e in expect {
+            assert!(d.iter().any(|l| l.starts_with(e)), "missing {e}\n{d:#?}");
+        }
+        assert_eq!(d.len(), expect.len(), "{d:#?}");
+    }
+
+    #[test]
+    fn a_menu_only_reachable_by_repeat_loops_has_no_way_out() {
+        let d = diags(
+            r#"
+[menus.main.keys.9]
+action = "menu"
+menu = "loop"
+
+[menus.loop]
+greeting = ["x"]
+
+[menus.loop.keys.0]
+action = "repeat"
+"#,
+        );
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].contains("menu `loop` has no way out"), "{d:#?}");
+    }
+
+    #[test]
+    fn durations_and_versions() {
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("11m").is_err());
+        let a = compile(&[("t.toml".into(), BASE.into())], &AllPrompts)
+            .unwrap()
+            .0;
+        let b = compile(&[("t.toml".into(), format!("{BASE}\n"))], &AllPrompts)
+            .unwrap()
+            .0;
+        assert_ne!(a.version(), b.version());
+        assert_eq!(a.version().len(), 16);
     }
 }
