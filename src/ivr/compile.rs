@@ -1435,6 +1435,24 @@ action = "repeat"
     }
 
     #[test]
+    fn misspelled_keys_get_a_suggestion_and_all_are_reported() {
+        let d = diags("\n[menus.other]\ngreting = [\"x\"]\nmax_failure = 2\n");
+        assert!(
+            d.iter().any(|l| l
+                .starts_with("t.toml:23:1: error: unknown field `greting`, expected one of")
+                && l.ends_with("(hint: did you mean `greeting`?)")),
+            "{d:#?}"
+        );
+        assert!(
+            d.iter().any(
+                |l| l.starts_with("t.toml:24:1: error: unknown field `max_failure`")
+                    && l.ends_with("(hint: did you mean `max_failures`?)")
+            ),
+            "{d:#?}"
+        );
+    }
+
+    #[test]
     fn durations_and_versions() {
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
