@@ -210,10 +210,10 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(bad());
     };
     let n: u64 = n.trim().parse().map_err(|_| bad())?;
-    if n * unit > 600_000 {
-        return Err(format!("duration `{text}` is longer than 10 minutes"));
+    match n.checked_mul(unit) {
+        Some(ms) if ms <= 600_000 => Ok(Duration::from_millis(ms)),
+        _ => Err(format!("duration `{text}` is longer than 10 minutes")),
     }
-    Ok(Duration::from_millis(n * unit))
 }
 
 /// Where a value came from: file index and byte span.
@@ -544,8 +544,8 @@ pub fn compile(
             language_select_timeout,
         });
     }
-    // `language` actions must name a language of every region that can reach them; checked loosely:
-    // some region must declare it.
+    // A `language` action must name a language some region declares; in a region that does not speak
+    // it the engine skips the switch, so shared menus may offer it.
     for (l, lc) in std::mem::take(&mut comp.languages_used) {
         if !regions.iter().any(|r| r.languages.contains(&l)) {
             cx.err(
@@ -1458,6 +1458,8 @@ action = "repeat"
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("11m").is_err());
+        assert!(parse_duration("601s").is_err());
+        assert!(parse_duration("18446744073709551615s").is_err());
         let a = compile(&[("t.toml".into(), BASE.into())], &AllPrompts)
             .unwrap()
             .0;
