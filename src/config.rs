@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ivr::{compile, Diagnostic, MenuSet, PromptCheck, Severity};
 use crate::sip::transaction::TimerConfig;
+use std::path::Path;
+use std::sync::Arc;
 
 /// Everything `helpline serve` needs to run, resolved from the command line.
 #[derive(Clone, Debug)]
@@ -67,6 +70,64 @@ pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
         return Err(format!("port range {lo}-{hi} must have 0 < LO < HI"));
     }
     Ok((lo, hi))
+}
+
+// ── reading ivr-menus/: the I/O edge of the menu compiler (`ivr::compile` is pure) ──
+
+/// Reads every `*.toml` in `dir` (sorted by name), compiles and validates them with `prompts` as the
+/// prompt-file check. Errors are every diagnostic found (warnings included, so `check` can print them
+/// together); on success, warnings are dropped — use [`load_menus_with_warnings`] to keep them.
+///
+/// The directory read is the I/O edge of the menu compiler; everything
+/// after it is `compile` on in-memory text.
+pub fn load_menus(dir: &Path, prompts: &dyn PromptCheck) -> Result<Arc<MenuSet>, Vec<Diagnostic>> {
+    load_menus_with_warnings(dir, prompts).map(|(set, _)| set)
+}
+
+/// Like [`load_menus`], also returning the warnings (e.g. language voice fallbacks) on success.
+pub fn load_menus_with_warnings(
+    dir: &Path,
+    prompts: &dyn PromptCheck,
+) -> Result<(Arc<MenuSet>, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let io_error = |path: &Path, e: std::io::Error| Diagnostic {
+        file: path.to_path_buf(),
+        line: 1,
+        col: 1,
+        message: format!("cannot read: {e}"),
+        hint: None,
+        severity: Severity::Error,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| vec![io_error(dir, e)])?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(vec![Diagnostic {
+            message: "no *.toml menu files in directory".into(),
+            ..io_error(dir, std::io::Error::other("empty"))
+        }]);
+    }
+    let mut sources = Vec::with_capacity(paths.len());
+    let mut errors = Vec::new();
+    for p in paths {
+        match std::fs::read_to_string(&p) {
+            Ok(text) => sources.push((p, text)),
+            Err(e) => errors.push(io_error(&p, e)),
+        }
+    }
+    match compile(&sources, prompts) {
+        Ok(ok) if errors.is_empty() => Ok(ok),
+        Ok((_, warnings)) => {
+            errors.extend(warnings);
+            Err(errors)
+        }
+        Err(diags) => {
+            errors.extend(diags);
+            Err(errors)
+        }
+    }
 }
 
 #[cfg(test)]

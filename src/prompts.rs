@@ -409,3 +409,14 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
     }
     a
 }
+
+impl crate::ivr::PromptCheck for PromptStore {
+    /// A menu's prompt is usable when its file was found and decoded at load time (undecodable files are
+    /// reported by [`PromptStore::load_dir`] itself).
+    fn check(&self, lang: &str, name: &str) -> Result<(), String> {
+        match self.get(lang, name) {
+            Some(_) => Ok(()),
+            None => Err(format!("prompts/{lang}/{name}.wav is missing")),
+        }
+    }
+}

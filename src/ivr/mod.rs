@@ -1,1 +1,23 @@
-//! TODO
+//! IVR: the menu language of `ivr-menus/`, its compiler and `check` diagnostics, and the sans-IO engine.
+//!
+//! `config::load_menus` reads every `*.toml` in a directory (sorted) and hands the texts to `compile`, which
+//! returns an immutable [`MenuSet`] or every diagnostic at once. [`IvrSession`] walks one caller through
+//! a `MenuSet`; [`simulate`] drives it on a simulated clock for `helpline simulate` and tests. Nothing
+//! here knows about SIP or RTP, and nothing here touches files or the clock.
+
+pub mod compile;
+pub mod diag;
+pub mod engine;
+pub mod hours;
+pub mod menu;
+pub mod number;
+pub mod simulate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use compile::{compile, MenuSet, PromptCheck, RegionId, Unrouted};
+pub use diag::{Diagnostic, Severity};
+pub use engine::{CallSummary, IvrAction, IvrInput, IvrSession, TimerKind};
+pub use simulate::{simulate, SimEvent, SimulationResult};
+

@@ -1,0 +1,362 @@
+//! The serde model of one `ivr-menus/*.toml` file, exactly as an admin writes it.
+//!
+//! Every struct denies unknown keys and keeps `toml::Spanned` positions so `compile` can point at the
+//! offending line. Values that need checking (times, dates, durations, time zones, names) stay text here
+//! and are parsed in `compile`, so one file with many mistakes reports all of them, not just the first.
+//! This module does not validate references or meaning; `compile` does. Every key is documented in
+//! `ivr-menus/README.md`.
+//!
+//! Why actions are one flat struct and not `#[serde(tag = "action")] enum`: serde buffers internally
+//! tagged enums before picking the variant, which drops the toml spans (an unknown key inside an action
+//! could then only be reported at the enclosing table) and does not reliably deny unknown keys
+//! (serde-rs/serde#2123). `compile` turns the flat struct into the typed `Action` enum and rejects keys
+//! that do not belong to the chosen action.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A text value with its position in the file.
+pub type Text = Spanned<String>;
+
+/// One TOML file under `ivr-menus/`. Any file may hold any of the three sections.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MenuFile {
+    /// `[routing]`: helpline-wide routing settings; exactly one file must have it.
+    pub routing: Option<Spanned<RoutingModel>>,
+    /// `[regions.NAME]`: one table per region.
+    #[serde(default)]
+    pub regions: BTreeMap<Text, Spanned<RegionModel>>,
+    /// `[menus.NAME]`: one table per menu; names are global across files.
+    #[serde(default)]
+    pub menus: BTreeMap<Text, Spanned<MenuModel>>,
+}
+
+/// `[routing]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingModel {
+    /// Region for dialed numbers that no region lists; absent means such calls are refused (404).
+    pub default_region: Option<Text>,
+    /// The departments a `route` action may name; a region's queue is `REGION.DEPARTMENT`.
+    #[serde(default)]
+    pub departments: Vec<Text>,
+}
+
+/// `[regions.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionModel {
+    /// IANA time zone, e.g. `Europe/Paris`.
+    pub time_zone: Text,
+    /// Languages in order of preference; the first is the default.
+    pub languages: Spanned<Vec<Text>>,
+    /// Language whose prompts are played for a declared language that has no prompts at all (no voice).
+    /// Default: the next language in `languages` that has prompts.
+    pub voice_fallback: Option<Text>,
+    /// Menu that runs during opening hours.
+    pub open_menu: Text,
+    /// Menu that runs outside opening hours and on holidays.
+    pub closed_menu: Text,
+    /// How long the language choice waits for a key, e.g. `"5s"`. Default 5 s.
+    pub language_select_timeout: Option<Text>,
+    /// Local dates (`YYYY-MM-DD`) on which the region is closed all day.
+    #[serde(default)]
+    pub holidays: Vec<Text>,
+    /// `[[regions.NAME.numbers]]`: the dialed numbers that reach this region.
+    #[serde(default)]
+    pub numbers: Vec<Spanned<NumberModel>>,
+    /// `[[regions.NAME.hours]]`: weekly opening hours.
+    #[serde(default)]
+    pub hours: Vec<Spanned<WindowModel>>,
+    /// `[[regions.NAME.special]]`: windows that run another menu (checked before `hours`).
+    #[serde(default)]
+    pub special: Vec<Spanned<SpecialModel>>,
+}
+
+/// `[[regions.NAME.numbers]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberModel {
+    /// ISO 3166 country code the number is published in, e.g. `GB`.
+    pub country: Text,
+    /// The number as published: national format, or international starting with `+`.
+    pub number: Text,
+    /// Languages offered to callers of this number (default: the region's); each must be a region language.
+    pub languages: Option<Spanned<Vec<Text>>>,
+}
+
+/// `[[regions.NAME.hours]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowModel {
+    /// Days the window starts on: `mon-fri`, `sat,sun`, `daily`.
+    pub days: Text,
+    /// Local opening time `HH:MM`.
+    pub open: Text,
+    /// Local closing time `HH:MM` (`24:00` allowed); earlier than `open` means past midnight.
+    pub close: Text,
+}
+
+/// `[[regions.NAME.special]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecialModel {
+    /// Days the window starts on.
+    pub days: Text,
+    /// Local start `HH:MM`.
+    pub open: Text,
+    /// Local end `HH:MM`.
+    pub close: Text,
+    /// Menu that runs in this window instead of `open_menu`.
+    pub menu: Text,
+}
+
+/// `[menus.NAME]`: FreeSWITCH-style menu.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MenuModel {
+    /// Prompts played on first entry (long greeting).
+    pub greeting: Vec<Text>,
+    /// Prompts played when the menu repeats (default: `greeting`).
+    pub short_greeting: Option<Vec<Text>>,
+    /// Prompts played after an invalid entry (default: none).
+    #[serde(default)]
+    pub invalid: Vec<Text>,
+    /// Prompts played before the caller leaves the menu by max failures/timeouts (default: none).
+    #[serde(default)]
+    pub exit: Vec<Text>,
+    /// Wait for the first key after the greeting ends, e.g. `"5s"` (default 5 s).
+    pub first_key_timeout: Option<Text>,
+    /// Wait between keys of a multi-digit entry (default: the first-key timeout; required when a key is
+    /// both an option and the prefix of a longer one).
+    pub inter_digit_timeout: Option<Text>,
+    /// Invalid entries before `on_max_failures` (default 3).
+    pub max_failures: Option<Spanned<u32>>,
+    /// Timeouts before `on_max_timeouts` (default 3).
+    pub max_timeouts: Option<Spanned<u32>>,
+    /// Whether a key stops the greeting (default true).
+    pub barge_in: Option<bool>,
+    /// Key that ends a multi-digit entry (default `#`; `""` for none).
+    pub terminator: Option<Text>,
+    /// What happens after too many invalid entries (default: hang up).
+    pub on_max_failures: Option<Box<Spanned<ActionModel>>>,
+    /// What happens after too many timeouts (default: hang up).
+    pub on_max_timeouts: Option<Box<Spanned<ActionModel>>>,
+    /// `[menus.NAME.keys.DIGITS]`: what each key sequence does.
+    #[serde(default)]
+    pub keys: BTreeMap<Text, Spanned<ActionModel>>,
+}
+
+/// One action table; `action` picks the kind, the other keys are its parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionModel {
+    /// `menu`, `back`, `top`, `repeat`, `route`, `collect`, `language`, `play`, `hangup`, `transfer`.
+    pub action: Text,
+    /// `menu`: the menu to enter.
+    pub menu: Option<Text>,
+    /// `route`: the department.
+    pub department: Option<Text>,
+    /// `language`: the language to switch to.
+    pub language: Option<Text>,
+    /// `transfer`: a `sip:`/`sips:` URI.
+    pub uri: Option<Text>,
+    /// `play`, `hangup`, `collect`: prompts to play.
+    pub prompt: Option<Spanned<Vec<Text>>>,
+    /// `hangup`: reason recorded for the call (default `menu-hangup`).
+    pub reason: Option<Text>,
+    /// `collect`: variable the digits are stored in.
+    pub variable: Option<Text>,
+    /// `collect`: fewest digits accepted (default 1).
+    pub min_length: Option<Spanned<u32>>,
+    /// `collect`: most digits accepted; reaching it ends entry.
+    pub max_length: Option<Spanned<u32>>,
+    /// `collect`: key that ends entry (default `#`).
+    pub terminator: Option<Text>,
+    /// `collect`: regular expression the whole entry must match.
+    pub pattern: Option<Text>,
+    /// `collect`: prompts played after an invalid entry.
+    pub invalid: Option<Spanned<Vec<Text>>>,
+    /// `collect`: entries allowed before `on_failure` (default 3).
+    pub max_attempts: Option<Spanned<u32>>,
+    /// `collect`: wait for the first digit after the prompt (default 5 s).
+    pub first_key_timeout: Option<Text>,
+    /// `collect`: wait between digits (default 3 s).
+    pub inter_digit_timeout: Option<Text>,
+    /// `collect`, `language`, `play`: what happens next.
+    pub then: Option<Box<Spanned<ActionModel>>>,
+    /// `collect`: what happens after `max_attempts` invalid entries (default: hang up).
+    pub on_failure: Option<Box<Spanned<ActionModel>>>,
+}
+
+/// Parses one file's text. On a syntax or schema error returns every unknown key it can find (by
+/// blanking each reported key and parsing again) and then the first other error; spans are byte ranges
+/// into the original `src`.
+pub fn parse(src: &str) -> Result<MenuFile, Vec<(std::ops::Range<usize>, String)>> {
+    let mut text = src.to_owned();
+    let mut errors = Vec::new();
+    // Bounded so a pathological file cannot loop forever; 200 unknown keys is plenty for one report.
+    for _ in 0..200 {
+        match toml::from_str::<MenuFile>(&text) {
+            Ok(file) if errors.is_empty() => return Ok(file),
+            Ok(_) => return Err(errors),
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let message = e.message().trim().to_owned();
+                let is_unknown = message.starts_with("unknown field");
+                errors.push((span.clone(), message));
+                if !(is_unknown && blank_key_value(&mut text, span.start)) {
+                    return Err(errors);
+                }
+            }
+        }
+    }
+    Err(errors)
+}
+
+/// Replaces `key = value` starting at `key_start` with spaces (keeping newlines so offsets and lines
+/// stay valid). Returns false when the text there is not a simple `key = value`.
+fn blank_key_value(text: &mut String, key_start: usize) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = key_start;
+    // Key: bare or quoted.
+    match bytes.get(i) {
+        Some(b'"') | Some(b'\'') => {
+            let q = bytes[i];
+            i += 1;
+            while i < bytes.len() && bytes[i] != q {
+                i += 1;
+            }
+            i += 1;
+        }
+        _ => {
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'-')
+            {
+                i += 1;
+            }
+        }
+    }
+    while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+        i += 1;
+    }
+    if bytes.get(i) != Some(&b'=') {
+        return false;
+    }
+    i += 1;
+    while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+        i += 1;
+    }
+    let Some(end) = value_end(bytes, i) else {
+        return false;
+    };
+    // Inside an inline table, also drop one separating comma so the table stays valid.
+    let mut start = key_start;
+    let mut stop = end;
+    let mut j = end;
+    while j < bytes.len() && (bytes[j] == b' ' || bytes[j] == b'\t') {
+        j += 1;
+    }
+    if bytes.get(j) == Some(&b',') {
+        stop = j + 1;
+    } else if bytes.get(j) == Some(&b'}') {
+        let mut k = key_start;
+        while k > 0 && (bytes[k - 1] == b' ' || bytes[k - 1] == b'\t') {
+            k -= 1;
+        }
+        if k > 0 && bytes[k - 1] == b',' {
+            start = k - 1;
+        }
+    }
+    // Same number of bytes, newlines kept: every later span and line number stays valid.
+    let mut out = String::with_capacity(stop - start);
+    for b in text[start..stop].bytes() {
+        out.push(if b == b'\n' { '\n' } else { ' ' });
+    }
+    text.replace_range(start..stop, &out);
+    true
+}
+
+/// End (exclusive) of the TOML value starting at `i`.
+fn value_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let starts_with = |i: usize, s: &[u8]| b.get(i..i + s.len()) == Some(s);
+    if starts_with(i, b"\"\"\"") || starts_with(i, b"'''") {
+        let q = &b[i..i + 3];
+        i += 3;
+        while i + 3 <= b.len() {
+            if &b[i..i + 3] == q {
+                return Some(i + 3);
+            }
+            i += if q[0] == b'"' && b[i] == b'\\' { 2 } else { 1 };
+        }
+        return None;
+    }
+    match b.get(i)? {
+        b'"' | b'\'' => {
+            let q = b[i];
+            i += 1;
+            while i < b.len() && b[i] != q && b[i] != b'\n' {
+                i += if q == b'"' && b[i] == b'\\' { 2 } else { 1 };
+            }
+            (i < b.len() && b[i] == q).then_some(i + 1)
+        }
+        b'[' | b'{' => {
+            let mut depth = 0usize;
+            while i < b.len() {
+                match b[i] {
+                    b'[' | b'{' => depth += 1,
+                    b']' | b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    b'"' | b'\'' => {
+                        i = value_end(b, i)? - 1;
+                    }
+                    b'#' => {
+                        while i < b.len() && b[i] != b'\n' {
+                            i += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => {
+            while i < b.len() && !matches!(b[i], b'\n' | b'\r' | b',' | b'}' | b'#') {
+                i += 1;
+            }
+            while i > 0 && matches!(b[i - 1], b' ' | b'\t') {
+                i -= 1;
+            }
+            Some(i)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unknown_key_in_a_file_is_reported() {
+        let src = "[menus.a]\ngreeting = [\"x\"]\nbogus = [1,\n 2]\n[menus.a.keys.1]\naction = \"top\"\nextra = { q = \"}\" }\n";
+        let errs = parse(src).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|(s, _)| &src[s.clone()]).collect();
+        assert_eq!(keys, ["bogus", "extra"]);
+    }
+
+    #[test]
+    fn unknown_key_in_inline_table_is_reported() {
+        let src = "[menus.a]\ngreeting = []\non_max_failures = { action = \"top\", nope = 1 }\n";
+        let errs = parse(src).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(&src[errs[0].0.clone()], "nope");
+    }
+}

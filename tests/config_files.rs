@@ -1,0 +1,437 @@
+//! The shipped `ivr-menus/` configuration: it loads, every table rejects unknown keys at the right
+//! line, a broken copy reports every planted error with its position, and the published scenarios
+//! route where the directory says.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use chrono::{DateTime, TimeZone, Utc};
+use helpline::ivr::{self, Diagnostic, PromptCheck, Severity};
+
+/// Prompts as the generator will produce them: every catalog line whose language has a
+/// speech-synthesis voice (the issue lists the voiced languages; Tagalog has none).
+struct CatalogPrompts(BTreeSet<(String, String)>);
+
+const VOICED: [&str; 12] = [
+    "en", "zh", "es", "pt", "vi", "th", "id", "ms", "hi", "de", "fr", "it",
+];
+
+impl CatalogPrompts {
+    fn load() -> Self {
+        let text = std::fs::read_to_string(root().join("prompts/catalog.tsv")).expect("catalog");
+        let set = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split('\t');
+                Some((f.next()?.to_owned(), f.next()?.to_owned()))
+            })
+            .filter(|(lang, _)| VOICED.contains(&lang.as_str()))
+            .collect();
+        CatalogPrompts(set)
+    }
+}
+
+impl PromptCheck for CatalogPrompts {
+    fn check(&self, lang: &str, name: &str) -> Result<(), String> {
+        if self.0.contains(&(lang.to_owned(), name.to_owned())) {
+            Ok(())
+        } else {
+            Err("missing".into())
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shipped() -> PathBuf {
+    root().join("ivr-menus")
+}
+
+static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh copy of the shipped config in a temp dir, with `edit(file name, text)` applied.
+fn copy_with(edit: impl Fn(&str, String) -> String) -> PathBuf {
+    let n = DIRS.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("helpline-ivr-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(shipped()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&p).unwrap();
+            std::fs::write(dir.join(&name), edit(&name, text)).unwrap();
+        }
+    }
+    dir
+}
+
+fn toml_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn errors(d: &[Diagnostic]) -> Vec<&Diagnostic> {
+    d.iter().filter(|d| d.severity == Severity::Error).collect()
+}
+
+#[test]
+fn shipped_config_loads_and_reports_the_tagalog_fallback() {
+    let (set, warnings) = helpline::config::load_menus_with_warnings(&shipped(), &CatalogPrompts::load())
+        .unwrap_or_else(|d| {
+            panic!(
+                "{}",
+                d.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+    assert_eq!(set.region_names().len(), 9);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let w = warnings[0].to_string();
+    assert!(w.contains("southeast-asia.toml:"), "{w}");
+    assert!(w.contains("warning: language `tl`"), "{w}");
+    assert!(w.contains("hear `en`"), "{w}");
+    // Tagalog prompts are never played; English ones are.
+    let used = set.prompts_used();
+    assert!(!used.iter().any(|(l, _)| l == "tl"));
+    assert!(used.contains(&("de".into(), "for-language".into())));
+}
+
+#[test]
+fn every_published_number_reaches_its_region() {
+    let set = helpline::config::load_menus(&shipped(), &CatalogPrompts::load()).unwrap();
+    let cases = [
+        ("4000009999", "china"),
+        ("+86 21 6195 9999", "international"),
+        ("tel:+86-21-6195-8888", "english-line"),
+        ("1-800-881-0888", "north-america"),
+        ("+18008810888", "north-america"),
+        ("011 44 800 028 9999", "europe"),
+        ("00448000289999", "europe"),
+        ("08001839999", "europe"),
+        ("+33800910999", "europe"),
+        ("+34900810999", "europe"),
+        ("sip:+39800977999@helpline.invalid", "europe"),
+        ("1800 639 999", "oceania"),
+        ("+64800456999", "oceania"),
+        ("0800 188 9999", "southeast-asia"),
+        ("001 800 101 9999", "southeast-asia"),
+        ("1800 120 999", "southeast-asia"),
+        ("+63 1800 888 9999", "southeast-asia"),
+        ("1800 81 9999", "southeast-asia"),
+        ("1800 200 9999", "south-asia"),
+        ("+880 800 888 9999", "south-asia"),
+        ("0800 777 999", "south-asia"),
+        ("0800 001 9999", "south-asia"),
+        ("01 800 842 9999", "latin-america"),
+        ("+55 800 891 9999", "latin-america"),
+        ("01 800 009 9999", "latin-america"),
+        ("0800 555 9999", "latin-america"),
+    ];
+    for (dialed, region) in cases {
+        let id = set
+            .route_dialed(dialed)
+            .unwrap_or_else(|e| panic!("{dialed}: {e}"));
+        assert_eq!(set.region_name(id), region, "{dialed}");
+    }
+    assert!(set.route_dialed("+4930123456").is_err());
+    assert!(set.route_dialed("support").is_err());
+}
+
+#[test]
+fn unknown_key_in_every_table_of_every_shipped_file_is_reported_at_its_line() {
+    let prompts = CatalogPrompts::load();
+    let mut checked = 0;
+    for file in toml_files(&shipped()) {
+        let text = std::fs::read_to_string(shipped().join(&file)).unwrap();
+        // Line index (0-based) after which to insert: before the first header (root table), and
+        // after every `[table]` / `[[array]]` header.
+        let mut positions = vec![None];
+        for (i, l) in text.lines().enumerate() {
+            if l.trim_start().starts_with('[') {
+                positions.push(Some(i));
+            }
+        }
+        for pos in positions {
+            let dir = copy_with(|name, t| {
+                if name != file {
+                    return t;
+                }
+                let mut lines: Vec<&str> = t.lines().collect();
+                let at = pos.map_or(0, |i| i + 1);
+                lines.insert(at, "bogus_key = 1");
+                lines.join("\n") + "\n"
+            });
+            let expected_line = pos.map_or(1, |i| i + 2);
+            let diags = helpline::config::load_menus(&dir, &prompts).expect_err("bogus key accepted");
+            let hit = diags.iter().any(|d| {
+                d.file.ends_with(&file)
+                    && d.line == expected_line
+                    && d.col == 1
+                    && d.message.contains("unknown field `bogus_key`")
+            });
+            assert!(
+                hit,
+                "{file}: bogus_key at line {expected_line} not reported: {diags:?}"
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+            checked += 1;
+        }
+    }
+    assert!(checked > 60, "only {checked} tables checked");
+}
+
+#[test]
+fn broken_copy_reports_every_planted_error_with_its_position() {
+    // Each plant: file, text to replace, replacement. Positions are asserted below by searching for
+    // the replacement in the broken text, so the test stays correct if comments move.
+    let plants: [(&str, &str, &str); 10] = [
+        (
+            "europe.toml",
+            "open_menu = \"main\"",
+            "open_menu = \"mian\"",
+        ),
+        (
+            "europe.toml",
+            "time_zone = \"Europe/Paris\"",
+            "time_zone = \"Europe/Pariss\"",
+        ),
+        ("oceania.toml", "close = \"17:00\"", "close = \"17:70\""),
+        ("oceania.toml", "\"2026-12-25\"", "\"2026-12-32\""),
+        (
+            "menus.toml",
+            "department = \"seller-disputes\"",
+            "department = \"seller-dispute\"",
+        ),
+        (
+            "menus.toml",
+            "greeting = [\"tech-greeting\"]",
+            "greeting = [\"tech-greting\"]",
+        ),
+        (
+            "menus.toml",
+            "inter_digit_timeout = \"3s\"\nmax_failures",
+            "max_failures",
+        ),
+        ("menus.toml", "[menus.main.keys.0]", "[menus.main.keys.8]"),
+        (
+            "south-asia.toml",
+            "country = \"LK\"\nnumber = \"0800 777 999\"",
+            "country = \"BD\"\nnumber = \"0800 888 9999\"",
+        ),
+        ("latin-america.toml", "country = \"AR\"", "country = \"RA\""),
+    ];
+    let dir = copy_with(|name, mut t| {
+        for (f, from, to) in plants {
+            if f == name {
+                assert!(t.contains(from), "{from} not in {f}");
+                t = t.replacen(from, to, 1);
+            }
+        }
+        if name == "menus.toml" {
+            // An orphan menu (unreachable, and with no way out).
+            t.push_str("\n[menus.orphan]\ngreeting = [\"goodbye\"]\n");
+        }
+        t
+    });
+    let diags = helpline::config::load_menus(&dir, &CatalogPrompts::load()).expect_err("broken config accepted");
+    let text = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let pos = |f: &str, needle: &str| {
+        let t = text(f);
+        let off = t
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in {f}"));
+        let line = t[..off].matches('\n').count() + 1;
+        let col = off - t[..off].rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, col)
+    };
+    let expect = |f: &str, needle: &str, message: &str| {
+        let (line, col) = pos(f, needle);
+        assert!(
+            diags.iter().any(|d| d.file.ends_with(f)
+                && d.line == line
+                && d.col == col
+                && d.message.contains(message)),
+            "expected {f}:{line}:{col}: {message}\n got:\n{}",
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    };
+    expect("europe.toml", "\"mian\"", "unknown menu `mian`");
+    expect("europe.toml", "\"Europe/Pariss\"", "unknown time zone");
+    expect("oceania.toml", "\"17:70\"", "invalid time `17:70`");
+    expect("oceania.toml", "\"2026-12-32\"", "invalid date");
+    expect(
+        "menus.toml",
+        "\"seller-dispute\"",
+        "unknown department `seller-dispute`",
+    );
+    // Europe (de, fr, it) is absent: its planted `mian` cuts the tech menu off from it.
+    expect(
+        "menus.toml",
+        "\"tech-greting\"",
+        "prompt `tech-greting` is missing in en, es, hi, id, ms, pt, th, vi, zh",
+    );
+    assert_eq!(
+        diags
+            .iter()
+            .filter(|d| d.message.contains("tech-greting"))
+            .count(),
+        1
+    );
+    expect(
+        "menus.toml",
+        "8]",
+        "key `8` is both an option and the prefix of `8888`",
+    );
+    let south = text("south-asia.toml");
+    let second = south.rfind("\"0800 888 9999\"").unwrap();
+    let line = south[..second].matches('\n').count() + 1;
+    assert!(
+        diags.iter().any(|d| d.file.ends_with("south-asia.toml")
+            && d.line == line
+            && d.message.contains("+8808008889999 is listed twice")),
+        "{diags:?}"
+    );
+    expect("latin-america.toml", "\"RA\"", "unknown country `RA`");
+    expect("menus.toml", "orphan]", "menu `orphan` is unreachable");
+    expect("menus.toml", "orphan]", "menu `orphan` has no way out");
+    // Hints are part of the report.
+    let mian = diags.iter().find(|d| d.message.contains("mian")).unwrap();
+    assert_eq!(mian.hint.as_deref(), Some("did you mean `main`?"));
+    // Nothing else: the planted mistakes cause no follow-on noise.
+    assert_eq!(errors(&diags).len(), 11, "{diags:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+#[test]
+fn uk_caller_on_friday_evening_reaches_europe_refunds_with_order_number() {
+    let set = helpline::config::load_menus(&shipped(), &CatalogPrompts::load()).unwrap();
+    // Friday 2026-11-20 19:00 in London is 20:00 in Paris: open.
+    let r = ivr::simulate(
+        &set,
+        "+44 800 028 9999",
+        utc("2026-11-20T19:00:00Z"),
+        "2,123456#",
+        Instant::now(),
+        &|_, _| None,
+    );
+    let lines: Vec<String> = r.transcript.iter().map(|e| e.to_string()).collect();
+    assert!(!r.ended_nowhere, "{lines:#?}");
+    assert_eq!(r.route.as_deref(), Some("europe.refunds"));
+    assert_eq!(lines[1], "t=0.000 play en/main-greeting");
+    assert!(lines.contains(&"t=1.200 key 2".to_owned()), "{lines:#?}");
+    let s = r.summary.unwrap();
+    assert_eq!(s.language, "en");
+    assert_eq!(
+        s.variables.get("order_id").map(String::as_str),
+        Some("123456")
+    );
+    assert_eq!(s.menu_path, ["main"]);
+}
+
+#[test]
+fn closed_europe_says_goodbye_and_ends_nowhere() {
+    let set = helpline::config::load_menus(&shipped(), &CatalogPrompts::load()).unwrap();
+    // Sunday.
+    let r = ivr::simulate(
+        &set,
+        "+448000289999",
+        Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap(),
+        "",
+        Instant::now(),
+        &|_, _| None,
+    );
+    let lines: Vec<String> = r.transcript.iter().map(|e| e.to_string()).collect();
+    assert!(r.ended_nowhere);
+    assert_eq!(
+        &lines[1..],
+        [
+            "t=0.000 play en/closed",
+            "t=3.000 timer first-key fired",
+            "t=3.000 play en/goodbye",
+            "t=4.000 hangup closed",
+        ]
+    );
+}
+
+#[test]
+fn german_caller_chooses_english_then_dials_the_english_team() {
+    let set = helpline::config::load_menus(&shipped(), &CatalogPrompts::load()).unwrap();
+    let r = ivr::simulate(
+        &set,
+        "+49 800 183 9999",
+        utc("2026-11-18T10:00:00Z"),
+        "2,8888",
+        Instant::now(),
+        &|_, _| None,
+    );
+    let lines: Vec<String> = r.transcript.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        &lines[1..5],
+        [
+            "t=0.000 play de/for-language",
+            "t=0.000 play de/digit-1",
+            "t=0.000 play en/for-language",
+            "t=0.000 play en/digit-2",
+        ]
+    );
+    assert_eq!(r.route.as_deref(), Some("europe.english"), "{lines:#?}");
+    assert_eq!(r.summary.unwrap().language, "en");
+}
+
+#[test]
+fn international_weekend_offers_emergency_refunds_only() {
+    let set = helpline::config::load_menus(&shipped(), &CatalogPrompts::load()).unwrap();
+    // Saturday 2026-11-21 12:00 Shanghai = 04:00 UTC.
+    let r = ivr::simulate(
+        &set,
+        "+862161959999",
+        utc("2026-11-21T04:00:00Z"),
+        "1,2,98765432#",
+        Instant::now(),
+        &|_, _| None,
+    );
+    let lines: Vec<String> = r.transcript.iter().map(|e| e.to_string()).collect();
+    assert!(
+        lines.contains(&"t=0.000 play zh/weekend-greeting".to_owned()),
+        "{lines:#?}"
+    );
+    // `1` is not an option on weekends: invalid prompt, then 2 leads to refunds.
+    assert!(lines.iter().any(|l| l.ends_with("play zh/invalid-option")));
+    assert_eq!(r.route.as_deref(), Some("international.refunds"));
+}
+
+#[test]
+fn philippine_callers_hear_english_without_a_language_question() {
+    let set = helpline::config::load_menus(&shipped(), &CatalogPrompts::load()).unwrap();
+    let r = ivr::simulate(
+        &set,
+        "+63 1800 888 9999",
+        utc("2026-11-18T03:00:00Z"),
+        "3",
+        Instant::now(),
+        &|_, _| None,
+    );
+    let lines: Vec<String> = r.transcript.iter().map(|e| e.to_string()).collect();
+    assert_eq!(lines[1], "t=0.000 play en/main-greeting");
+    assert_eq!(r.route.as_deref(), Some("southeast-asia.seller-disputes"));
+}
