@@ -153,10 +153,10 @@ fn load(menus_dir: &Path, prompts_dir: &Path) -> Option<(Arc<MenuSet>, PromptSto
         eprintln!("{err}");
     }
     let checker: &dyn crate::ivr::PromptCheck = &store;
-    let result = crate::ivr::load_dir(menus_dir, checker);
+    let result = crate::config::load_menus_with_warnings(menus_dir, checker);
     let menus = match result {
-        Ok(set) => {
-            for warning in set.warnings() {
+        Ok((set, warnings)) => {
+            for warning in warnings {
                 eprintln!("{warning}");
             }
             Some(set)
@@ -173,7 +173,10 @@ fn load(menus_dir: &Path, prompts_dir: &Path) -> Option<(Arc<MenuSet>, PromptSto
 }
 
 fn print_diagnostics(diagnostics: &[Diagnostic]) {
-    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     for d in diagnostics {
         eprintln!("{d}");
     }
@@ -212,7 +215,7 @@ fn simulate(
         return ExitCode::from(1);
     };
     let durations = move |lang: &str, name: &str| store.get(lang, name).map(|p| p.duration());
-    let result = crate::ivr::simulate(&set, dialed, at, keys, &durations);
+    let result = crate::ivr::simulate(&set, dialed, at, keys, crate::clock::now(), &durations);
     if json {
         match serde_json::to_string_pretty(&result) {
             Ok(text) => println!("{text}"),
@@ -222,7 +225,13 @@ fn simulate(
             }
         }
     } else {
-        print!("{result}");
+        for event in &result.transcript {
+            println!("{event}");
+        }
+        match &result.route {
+            Some(route) => println!("route {route}"),
+            None => println!("ended nowhere"),
+        }
     }
     if result.ended_nowhere {
         ExitCode::from(1)
@@ -233,7 +242,9 @@ fn simulate(
 
 fn serve(cfg: ServerConfig) -> ExitCode {
     let Some((menus, prompts)) = load(&cfg.menus_dir, &cfg.prompts_dir) else {
-        eprintln!("helpline: not starting: fix the errors above (`helpline check` shows the same report)");
+        eprintln!(
+            "helpline: not starting: fix the errors above (`helpline check` shows the same report)"
+        );
         return ExitCode::from(1);
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

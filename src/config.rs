@@ -64,8 +64,14 @@ pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     let (lo, hi) = text
         .split_once('-')
         .ok_or_else(|| format!("`{text}` is not a port range: write LO-HI, e.g. 20000-30000"))?;
-    let lo: u16 = lo.trim().parse().map_err(|_| format!("`{lo}` is not a port number"))?;
-    let hi: u16 = hi.trim().parse().map_err(|_| format!("`{hi}` is not a port number"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{lo}` is not a port number"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{hi}` is not a port number"))?;
     if lo == 0 || hi <= lo {
         return Err(format!("port range {lo}-{hi} must have 0 < LO < HI"));
     }

@@ -36,9 +36,9 @@
 
 #![warn(missing_docs)]
 
-//pub mod cli;
+pub mod cli;
 pub mod clock;
-//pub mod config;
+pub mod config;
 pub mod prompts;
 
 // ── stage 1 · caller's packets (I/O edge) ──
@@ -53,9 +53,9 @@ pub mod media;
 pub mod sdp;
 
 // ── stage 4 · per-call orchestration and the IVR engine (sans-IO) ──
-//pub mod call;
-//pub mod ivr;
+pub mod call;
+pub mod ivr;
 
 // ── the shell that drives every stage (tokio) ──
-//pub mod server;
+pub mod server;
 pub mod telemetry;

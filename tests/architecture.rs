@@ -51,5 +51,9 @@ fn sans_io_cores_do_no_io() {
     for core in CORES {
         visit(&src.join(core), &mut found);
     }
-    assert!(found.is_empty(), "I/O in a sans-IO core:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "I/O in a sans-IO core:\n{}",
+        found.join("\n")
+    );
 }

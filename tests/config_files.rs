@@ -86,16 +86,17 @@ fn errors(d: &[Diagnostic]) -> Vec<&Diagnostic> {
 
 #[test]
 fn shipped_config_loads_and_reports_the_tagalog_fallback() {
-    let (set, warnings) = helpline::config::load_menus_with_warnings(&shipped(), &CatalogPrompts::load())
-        .unwrap_or_else(|d| {
-            panic!(
-                "{}",
-                d.iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
+    let (set, warnings) =
+        helpline::config::load_menus_with_warnings(&shipped(), &CatalogPrompts::load())
+            .unwrap_or_else(|d| {
+                panic!(
+                    "{}",
+                    d.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            });
     assert_eq!(set.region_names().len(), 9);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     let w = warnings[0].to_string();
@@ -174,7 +175,8 @@ fn unknown_key_in_every_table_of_every_shipped_file_is_reported_at_its_line() {
                 lines.join("\n") + "\n"
             });
             let expected_line = pos.map_or(1, |i| i + 2);
-            let diags = helpline::config::load_menus(&dir, &prompts).expect_err("bogus key accepted");
+            let diags =
+                helpline::config::load_menus(&dir, &prompts).expect_err("bogus key accepted");
             let hit = diags.iter().any(|d| {
                 d.file.ends_with(&file)
                     && d.line == expected_line
@@ -245,7 +247,8 @@ fn broken_copy_reports_every_planted_error_with_its_position() {
         }
         t
     });
-    let diags = helpline::config::load_menus(&dir, &CatalogPrompts::load()).expect_err("broken config accepted");
+    let diags = helpline::config::load_menus(&dir, &CatalogPrompts::load())
+        .expect_err("broken config accepted");
     let text = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let pos = |f: &str, needle: &str| {
         let t = text(f);

@@ -2,7 +2,6 @@
 //! into the IVR engine and the engine's actions back out as media commands and hang-ups, and keeps the
 //! call detail record. It does not speak SIP (the server does) nor touch RTP (the media engine does).
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -290,7 +289,8 @@ impl Call {
                             self.queued.push_back(p);
                         } else {
                             self.playing = true;
-                            self.outputs.push_back(CallOutput::Media(MediaCommand::Play(p)));
+                            self.outputs
+                                .push_back(CallOutput::Media(MediaCommand::Play(p)));
                         }
                     }
                     None => {
@@ -304,7 +304,8 @@ impl Call {
                     self.queued.clear();
                     if self.playing {
                         self.playing = false;
-                        self.outputs.push_back(CallOutput::Media(MediaCommand::Stop));
+                        self.outputs
+                            .push_back(CallOutput::Media(MediaCommand::Stop));
                     }
                 }
                 IvrAction::Route { queue, .. } => {
@@ -335,7 +336,8 @@ impl Call {
         if !self.playing {
             if let Some(p) = self.queued.pop_front() {
                 self.playing = true;
-                self.outputs.push_back(CallOutput::Media(MediaCommand::Play(p)));
+                self.outputs
+                    .push_back(CallOutput::Media(MediaCommand::Play(p)));
             } else if self.phase == Phase::Ending && self.cdr.end_reason.is_none() {
                 self.end(EndReason::ServerBye);
             }
@@ -396,8 +398,8 @@ impl Call {
     /// has not recorded its own (e.g. the caller's BYE).
     pub fn finish(mut self, now: Instant, reason: EndReason) -> Cdr {
         let summary = self.ivr.summary();
-        self.cdr.region = summary.region;
-        self.cdr.language = summary.language;
+        self.cdr.region = Some(summary.region);
+        self.cdr.language = Some(summary.language);
         self.cdr.menu_path = summary.menu_path;
         self.cdr.variables = summary.variables;
         if self.cdr.route.is_none() {

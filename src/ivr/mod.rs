@@ -13,11 +13,7 @@ pub mod menu;
 pub mod number;
 pub mod simulate;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
 pub use compile::{compile, MenuSet, PromptCheck, RegionId, Unrouted};
 pub use diag::{Diagnostic, Severity};
 pub use engine::{CallSummary, IvrAction, IvrInput, IvrSession, TimerKind};
 pub use simulate::{simulate, SimEvent, SimulationResult};
-

@@ -18,11 +18,11 @@ use crate::call::{Call, CallInput, CallOutput, Cdr, EndReason, MediaCommand, Wal
 use crate::config::ServerConfig;
 use crate::dialog::{Dialog, DialogState};
 use crate::ivr::{IvrSession, MenuSet};
+use crate::media::codec::Law;
 use crate::media::dtmf::info::parse_info_body;
 use crate::media::session::{MediaConfig, MediaEvent};
-use crate::media::codec::Law;
 use crate::prompts::PromptStore;
-use crate::sdp::{self, MediaCaps, SdpOffer, SessionDescription};
+use crate::sdp::{self, MediaCaps, SdpAnswer, SdpOffer, SessionDescription};
 use crate::server::media_engine::{MediaHandle, MediaId};
 use crate::sip::endpoint::{Endpoint, Peer, SipEvent, Transport, TxId};
 use crate::sip::message::{Method, Request, Response};
@@ -141,7 +141,11 @@ impl Core {
         if let Some(ip) = self.advertise_ip {
             return ip;
         }
-        let host = request.uri.host.trim_start_matches('[').trim_end_matches(']');
+        let host = request
+            .uri
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         match host.parse::<IpAddr>() {
             Ok(ip) if !ip.is_unspecified() => ip,
             _ => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
@@ -268,7 +272,9 @@ impl Core {
 
     async fn on_sip_event(&mut self, now: Instant, event: SipEvent) {
         match event {
-            SipEvent::Request { tx, request, peer } => self.on_request(now, tx, request, peer).await,
+            SipEvent::Request { tx, request, peer } => {
+                self.on_request(now, tx, request, peer).await
+            }
             SipEvent::Ack { request, .. } => self.on_ack(now, request),
             SipEvent::Cancelled { invite_tx } => {
                 if let Some(id) = self.by_tx.get(&invite_tx).cloned() {
@@ -309,7 +315,16 @@ impl Core {
                 let reply = Response::for_request(&request, 501, "Not Implemented");
                 self.endpoint.respond(now, tx, reply);
             }
-            (Method::Register | Method::Subscribe | Method::Publish | Method::Message | Method::Refer | Method::Notify | Method::Prack, _) => {
+            (
+                Method::Register
+                | Method::Subscribe
+                | Method::Publish
+                | Method::Message
+                | Method::Refer
+                | Method::Notify
+                | Method::Prack,
+                _,
+            ) => {
                 let mut reply = Response::for_request(&request, 405, "Method Not Allowed");
                 reply.headers.push("Allow", ALLOW);
                 self.endpoint.respond(now, tx, reply);
@@ -421,7 +436,10 @@ impl Core {
         let forward_id = call_id.clone();
         tokio::spawn(async move {
             while let Some(event) = events_rx.recv().await {
-                if core_tx.send(CoreInput::Media(forward_id.clone(), event)).is_err() {
+                if core_tx
+                    .send(CoreInput::Media(forward_id.clone(), event))
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -430,7 +448,7 @@ impl Core {
         let media_ip = self.media_ip_for(&request);
         let (media_cfg, local_sdp, pending_offer) = match plan {
             Some(plan) => {
-                let cfg = media_config_from(&plan, self.cfg.rtp_timeout, session_id);
+                let cfg = media_config_from(&plan.negotiated(), self.cfg.rtp_timeout, session_id);
                 let answer = plan.into_answer(media_ip, media_port, session_id, 1);
                 (cfg, answer.to_string(), None)
             }
@@ -560,11 +578,13 @@ impl Core {
             // RFC 3264 §5: the INVITE had no SDP, so the answer comes in the ACK.
             let answer = std::str::from_utf8(&request.body)
                 .ok()
-                .and_then(|s| SessionDescription::parse(s).ok());
+                .and_then(|s| SdpAnswer::from_sdp_string(s).ok());
             match answer.map(|a| sdp::accept_answer(&offer, &a)) {
-                Some(Ok(plan)) => {
-                    entry.media_cfg = media_config_from(&plan, self.cfg.rtp_timeout, entry.session_id);
-                    self.media.configure(entry.media_id, entry.media_cfg.clone());
+                Some(Ok(negotiated)) => {
+                    entry.media_cfg =
+                        media_config_from(&negotiated, self.cfg.rtp_timeout, entry.session_id);
+                    self.media
+                        .configure(entry.media_id, entry.media_cfg.clone());
                 }
                 _ => {
                     tracing::info!(call_id = %id, "ACK carried no usable SDP answer: releasing");
@@ -631,7 +651,8 @@ impl Core {
                     Err(_) => {
                         // RFC 6086 §4.2.2: an Info Package we do not support.
                         let mut r = dialog.response(&request, 415, "Unsupported Media Type");
-                        r.headers.push("Accept", "application/dtmf-relay, application/dtmf");
+                        r.headers
+                            .push("Accept", "application/dtmf-relay, application/dtmf");
                         r
                     }
                 };
@@ -674,11 +695,17 @@ impl Core {
             Some(offer) => match sdp::negotiate(&offer, &MediaCaps::default()) {
                 Ok(plan) => {
                     entry.sdp_version += 1;
-                    entry.media_cfg = media_config_from(&plan, rtp_timeout, entry.session_id);
-                    let answer =
-                        plan.into_answer(media_ip, entry.media_port, entry.session_id, entry.sdp_version);
+                    entry.media_cfg =
+                        media_config_from(&plan.negotiated(), rtp_timeout, entry.session_id);
+                    let answer = plan.into_answer(
+                        media_ip,
+                        entry.media_port,
+                        entry.session_id,
+                        entry.sdp_version,
+                    );
                     entry.local_sdp = answer.to_string();
-                    self.media.configure(entry.media_id, entry.media_cfg.clone());
+                    self.media
+                        .configure(entry.media_id, entry.media_cfg.clone());
                     let mut ok = dialog.response(request, 200, "OK");
                     ok.headers.push("Content-Type", "application/sdp");
                     ok.body = entry.local_sdp.clone().into_bytes();
@@ -686,7 +713,8 @@ impl Core {
                 }
                 Err(err) => {
                     let mut r = dialog.response(request, 488, "Not Acceptable Here");
-                    r.headers.push("Warning", &format!("304 helpline \"{err}\""));
+                    r.headers
+                        .push("Warning", &format!("304 helpline \"{err}\""));
                     r
                 }
             },
@@ -725,7 +753,8 @@ impl Core {
         }
         match entry.leg {
             Leg::Ringing { .. } => {
-                let mut reply = Response::for_request(&entry.invite, 480, "Temporarily Unavailable");
+                let mut reply =
+                    Response::for_request(&entry.invite, 480, "Temporarily Unavailable");
                 reply.set_to_tag(&entry.local_tag);
                 entry.cdr.final_status = 480;
                 let tx = entry.invite_tx;
@@ -764,8 +793,12 @@ impl Core {
             };
             while let Some(output) = call.poll_output() {
                 match output {
-                    CallOutput::Media(MediaCommand::Play(prompt)) => self.media.play(entry.media_id, prompt),
-                    CallOutput::Media(MediaCommand::Stop) => self.media.stop_playout(entry.media_id),
+                    CallOutput::Media(MediaCommand::Play(prompt)) => {
+                        self.media.play(entry.media_id, prompt)
+                    }
+                    CallOutput::Media(MediaCommand::Stop) => {
+                        self.media.stop_playout(entry.media_id)
+                    }
                     CallOutput::Hangup => hangup = true,
                 }
             }
@@ -819,9 +852,10 @@ impl Core {
 /// Adds what we support to a 200 to OPTIONS or INVITE (RFC 3261 §11.2).
 fn add_capabilities(response: &mut Response) {
     response.headers.push("Allow", ALLOW);
-    response
-        .headers
-        .push("Accept", "application/sdp, application/dtmf-relay, application/dtmf");
+    response.headers.push(
+        "Accept",
+        "application/sdp, application/dtmf-relay, application/dtmf",
+    );
     response.headers.push("Accept-Language", "en");
     response.headers.push("User-Agent", crate::sip::USER_AGENT);
 }
@@ -843,12 +877,15 @@ fn sdp_body(request: &Request) -> Result<Option<SdpOffer>, (u16, &'static str)> 
         return Ok(None);
     }
     let content_type = request.content_type().unwrap_or("application/sdp");
-    if !content_type.to_ascii_lowercase().starts_with("application/sdp") {
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/sdp")
+    {
         return Err((415, "Unsupported Media Type"));
     }
     let text = std::str::from_utf8(&request.body).map_err(|_| (400, "SDP body is not UTF-8"))?;
     match SessionDescription::parse(text) {
-        Ok(sdp) => Ok(Some(SdpOffer(sdp))),
+        Ok(sdp) => Ok(Some(SdpOffer::new(sdp))),
         Err(_) => Err((488, "Not Acceptable Here")),
     }
 }
@@ -858,7 +895,7 @@ fn is_dtmf_type(content_type: &str) -> bool {
     ct.starts_with("application/dtmf")
 }
 
-fn media_config_from(plan: &sdp::AnswerPlan, rtp_timeout: Duration, seed: u64) -> MediaConfig {
+fn media_config_from(plan: &sdp::Negotiated, rtp_timeout: Duration, seed: u64) -> MediaConfig {
     MediaConfig {
         law: match plan.codec.name {
             sdp::CodecName::Pcma => Law::Alaw,

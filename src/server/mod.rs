@@ -45,25 +45,31 @@ pub enum ServeError {
 /// Binds UDP and TCP on the same port; port 0 picks one that both can bind.
 async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeError> {
     if listen.port() != 0 {
-        let udp = UdpSocket::bind(listen).await.map_err(|source| ServeError::Bind {
-            what: "udp",
-            addr: listen,
-            source,
-        })?;
-        let tcp = TcpListener::bind(listen).await.map_err(|source| ServeError::Bind {
-            what: "tcp",
-            addr: listen,
-            source,
-        })?;
+        let udp = UdpSocket::bind(listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                what: "udp",
+                addr: listen,
+                source,
+            })?;
+        let tcp = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                what: "tcp",
+                addr: listen,
+                source,
+            })?;
         return Ok((udp, tcp));
     }
     // Bounded: a handful of tries at ports the OS hands out for UDP.
     for _ in 0..50 {
-        let udp = UdpSocket::bind(listen).await.map_err(|source| ServeError::Bind {
-            what: "udp",
-            addr: listen,
-            source,
-        })?;
+        let udp = UdpSocket::bind(listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                what: "udp",
+                addr: listen,
+                source,
+            })?;
         let port = udp.local_addr().map(|a| a.port()).unwrap_or(0);
         if let Ok(tcp) = TcpListener::bind(SocketAddr::new(listen.ip(), port)).await {
             return Ok((udp, tcp));
@@ -85,7 +91,9 @@ pub async fn run(
     // The address announced in SDP and Via: --advertise-ip, else the listen address; when listening on
     // the unspecified address without --advertise-ip, each call announces the address the caller sent its
     // INVITE to (the Request-URI host), see `core`.
-    let advertise = cfg.advertise_ip.or((!local.ip().is_unspecified()).then(|| local.ip()));
+    let advertise = cfg
+        .advertise_ip
+        .or((!local.ip().is_unspecified()).then(|| local.ip()));
     let sip_local = SocketAddr::new(
         advertise.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         local.port(),
@@ -191,7 +199,8 @@ pub async fn run(
         // Every CDR line is written before exit: the writer ends when the last sender is gone.
         let _ = task.await;
     }
-    media.shutdown();
+    // The media thread ends when the last handle is dropped.
+    drop(media);
     Ok(())
 }
 

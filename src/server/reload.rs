@@ -26,8 +26,12 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 }
 
 /// Loads and validates the menus; on success they become live.
-pub fn reload_now(menus_dir: &Path, prompts: &PromptStore, live: &watch::Sender<Arc<MenuSet>>) -> bool {
-    match crate::ivr::load_dir(menus_dir, prompts) {
+pub fn reload_now(
+    menus_dir: &Path,
+    prompts: &PromptStore,
+    live: &watch::Sender<Arc<MenuSet>>,
+) -> bool {
+    match crate::config::load_menus(menus_dir, prompts) {
         Ok(set) => {
             let old = live.borrow().version().to_owned();
             tracing::info!(version = %set.version(), previous = %old, "menus reloaded: new calls use this version");

@@ -1,8 +1,8 @@
 //! The SIP demultiplexer: bytes from a peer → parsed message → the matching transaction, a new request for
 //! the core, or a stateless reply (400, 505, 481 to a stray CANCEL). It owns every transaction and their
 //! timers; it does not know about dialogs, calls or media (quinn-proto's `Endpoint` shape).
-use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -305,7 +305,8 @@ impl Endpoint {
                         }
                     }
                     None => {
-                        let reply = Response::for_request(&request, 481, "Call/Transaction Does Not Exist");
+                        let reply =
+                            Response::for_request(&request, 481, "Call/Transaction Does Not Exist");
                         self.respond(now, id, reply);
                     }
                 }
@@ -317,12 +318,22 @@ impl Endpoint {
                     return;
                 }
                 let id = self.new_server_tx(now, peer, key, &request);
-                self.events.push_back(SipEvent::Request { tx: id, request, peer });
+                self.events.push_back(SipEvent::Request {
+                    tx: id,
+                    request,
+                    peer,
+                });
             }
         }
     }
 
-    fn new_server_tx(&mut self, now: Instant, peer: Peer, key: TransactionKey, request: &Request) -> TxId {
+    fn new_server_tx(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: TransactionKey,
+        request: &Request,
+    ) -> TxId {
         let id = self.id();
         let reliable = peer.transport.is_reliable();
         let (tx, ack_match) = if request.method == Method::Invite {
@@ -331,9 +342,15 @@ impl Endpoint {
                 cseq: request.cseq().seq,
                 from_tag: request.from().tag().unwrap_or_default().to_owned(),
             };
-            (ServerTx::Invite(ServerInvite::new(now, self.timers, reliable)), Some(m))
+            (
+                ServerTx::Invite(ServerInvite::new(now, self.timers, reliable)),
+                Some(m),
+            )
         } else {
-            (ServerTx::NonInvite(ServerNonInvite::new(now, self.timers, reliable)), None)
+            (
+                ServerTx::NonInvite(ServerNonInvite::new(now, self.timers, reliable)),
+                None,
+            )
         };
         self.server_keys.insert(key.clone(), id);
         self.server.insert(
@@ -363,7 +380,11 @@ impl Endpoint {
     /// was stamped with `received`/`rport`, RFC 3261 §18.2.2 and RFC 3581 §4).
     pub fn respond(&mut self, now: Instant, tx: TxId, response: Response) {
         let Some(entry) = self.server.get_mut(&tx) else {
-            tracing::debug!(?tx, code = response.code, "response for a finished transaction dropped");
+            tracing::debug!(
+                ?tx,
+                code = response.code,
+                "response for a finished transaction dropped"
+            );
             return;
         };
         let code = response.code;
@@ -447,7 +468,10 @@ impl Endpoint {
         let Some(top) = response.via().first() else {
             return;
         };
-        let key = TransactionKey::client(top.branch().unwrap_or_default(), response.cseq().method.as_str());
+        let key = TransactionKey::client(
+            top.branch().unwrap_or_default(),
+            response.cseq().method.as_str(),
+        );
         let Some(&id) = self.client_keys.get(&key) else {
             // RFC 3261 §18.1.2: a response matching no transaction is discarded.
             tracing::debug!(code = response.code, "stray response dropped");
@@ -594,7 +618,9 @@ impl Endpoint {
             ClientTx::NonInvite(tx) => {
                 while let Some(e) = tx.poll_event() {
                     match e {
-                        ClientNonInviteEvent::Provisional(_) | ClientNonInviteEvent::Final(_) => deliver = true,
+                        ClientNonInviteEvent::Provisional(_) | ClientNonInviteEvent::Final(_) => {
+                            deliver = true
+                        }
                         ClientNonInviteEvent::Timeout => timeout_event = true,
                         _ => {}
                     }
@@ -609,7 +635,8 @@ impl Endpoint {
             self.push_transmit(peer, bytes);
         }
         if let (true, Some(response)) = (deliver, response) {
-            self.events.push_back(SipEvent::Response { tx: id, response });
+            self.events
+                .push_back(SipEvent::Response { tx: id, response });
         }
         if timeout_event {
             self.events.push_back(SipEvent::ClientTimeout { tx: id });
@@ -643,7 +670,8 @@ fn non_2xx_ack(invite: &Request, response: &Response) -> Request {
         ack.headers.push("To", to);
     }
     ack.headers.push("Call-ID", invite.call_id());
-    ack.headers.push("CSeq", &format!("{} ACK", invite.cseq().seq));
+    ack.headers
+        .push("CSeq", &format!("{} ACK", invite.cseq().seq));
     ack
 }
 
@@ -670,7 +698,11 @@ Content-Length: 0\r\n\r\n";
     }
 
     fn endpoint() -> Endpoint {
-        Endpoint::new(TimerConfig::default(), "127.0.0.1:5060".parse().expect("addr"), 7)
+        Endpoint::new(
+            TimerConfig::default(),
+            "127.0.0.1:5060".parse().expect("addr"),
+            7,
+        )
     }
 
     fn transmits(ep: &mut Endpoint) -> Vec<String> {
@@ -695,7 +727,10 @@ Content-Length: 0\r\n\r\n";
         ep.respond(t0, tx, Response::for_request(&invite, 100, "Trying"));
         assert_eq!(transmits(&mut ep).len(), 1);
         ep.handle_message(t0 + Duration::from_millis(500), peer(), INVITE.as_bytes());
-        assert!(ep.poll_event().is_none(), "a retransmission must never be a second call");
+        assert!(
+            ep.poll_event().is_none(),
+            "a retransmission must never be a second call"
+        );
         let again = transmits(&mut ep);
         assert_eq!(again.len(), 1);
         assert!(again[0].starts_with("SIP/2.0 100 Trying"));
@@ -743,7 +778,10 @@ Content-Length: 0\r\n\r\n";
             .replace("INVITE sip", "ACK sip")
             .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
             .replace("branch=z9hG4bK-1", "branch=z9hG4bK-2")
-            .replace("To: <sip:08000289999@127.0.0.1:5060>", "To: <sip:08000289999@127.0.0.1:5060>;tag=srv");
+            .replace(
+                "To: <sip:08000289999@127.0.0.1:5060>",
+                "To: <sip:08000289999@127.0.0.1:5060>;tag=srv",
+            );
         ep.handle_message(t0 + Duration::from_millis(100), peer(), ack.as_bytes());
         assert!(matches!(ep.poll_event(), Some(SipEvent::Ack { .. })));
         // No more 2xx retransmissions until the transaction ends.
@@ -768,7 +806,9 @@ Content-Length: 0\r\n\r\n";
         let out = transmits(&mut ep);
         assert!(out[0].starts_with("SIP/2.0 200 OK"), "{out:?}");
         assert!(out[0].contains("CSeq: 1 CANCEL"));
-        assert!(matches!(ep.poll_event(), Some(SipEvent::Cancelled { invite_tx: t }) if t == invite_tx));
+        assert!(
+            matches!(ep.poll_event(), Some(SipEvent::Cancelled { invite_tx: t }) if t == invite_tx)
+        );
     }
 
     #[test]
@@ -793,8 +833,16 @@ Content-Length: 0\r\n\r\n";
         let out = transmits(&mut ep);
         assert_eq!(out.len(), 1);
         assert!(out[0].starts_with("SIP/2.0 400 "), "{}", out[0]);
-        assert!(out[0].lines().next().unwrap_or_default().contains("CSeq"), "{}", out[0]);
-        assert_eq!(ep.transaction_count(), 0, "no state is created for a malformed message");
+        assert!(
+            out[0].lines().next().unwrap_or_default().contains("CSeq"),
+            "{}",
+            out[0]
+        );
+        assert_eq!(
+            ep.transaction_count(),
+            0,
+            "no state is created for a malformed message"
+        );
         assert!(ep.poll_event().is_none());
     }
 
@@ -830,7 +878,10 @@ Content-Length: 0\r\n\r\n";
     fn client_transaction_times_out_with_timer_f() {
         let t0 = Instant::now();
         let mut ep = endpoint();
-        let mut bye = Request::new(Method::Bye, crate::sip::message::Uri::parse("sip:caller@127.0.0.1:5092").expect("uri"));
+        let mut bye = Request::new(
+            Method::Bye,
+            crate::sip::message::Uri::parse("sip:caller@127.0.0.1:5092").expect("uri"),
+        );
         bye.headers.push("Call-ID", "x");
         bye.headers.push("CSeq", "1 BYE");
         let tx = ep.send_request(t0, peer(), bye);

@@ -1,9 +1,9 @@
 //! SIP (RFC 3261) protocol core: the message codec and the transaction layer; sans-IO, it never touches
 //! sockets, files or the clock.
 
+pub mod endpoint;
 pub mod message;
 pub mod transaction;
-pub mod endpoint;
 
 /// What helpline calls itself in User-Agent and Server headers.
 pub const USER_AGENT: &str = concat!("helpline/", env!("CARGO_PKG_VERSION"));
