@@ -62,6 +62,9 @@ pub enum Command {
         /// Reload only on SIGHUP, not when a file in the menu directory changes.
         #[arg(long)]
         no_watch: bool,
+        /// Testing aid: start the wall clock (opening hours, CDR times) at this RFC 3339 instant.
+        #[arg(long, value_parser = parse_rfc3339)]
+        pretend_time: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
@@ -122,6 +125,7 @@ pub fn main() -> ExitCode {
             first_prompt_delay_ms,
             t1_ms,
             no_watch,
+            pretend_time,
         } => {
             let mut cfg = ServerConfig {
                 menus_dir: config,
@@ -135,12 +139,19 @@ pub fn main() -> ExitCode {
                 ring: Duration::from_millis(ring_ms),
                 first_prompt_delay: Duration::from_millis(first_prompt_delay_ms),
                 watch_menus: !no_watch,
+                pretend_time,
                 ..ServerConfig::default()
             };
             cfg.timers.t1 = Duration::from_millis(t1_ms.max(1));
             serve(cfg)
         }
     }
+}
+
+fn parse_rfc3339(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time: {e}"))
 }
 
 /// Loads prompts and menus, printing every problem; `None` when anything is wrong.
@@ -202,10 +213,10 @@ fn simulate(
     json: bool,
 ) -> ExitCode {
     let at = match at {
-        Some(text) => match chrono::DateTime::parse_from_rfc3339(text) {
-            Ok(t) => t.with_timezone(&chrono::Utc),
+        Some(text) => match parse_rfc3339(text) {
+            Ok(t) => t,
             Err(err) => {
-                eprintln!("--at {text}: not an RFC 3339 time ({err})");
+                eprintln!("--at: {err}");
                 return ExitCode::from(2);
             }
         },

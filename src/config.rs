@@ -36,6 +36,9 @@ pub struct ServerConfig {
     pub advertise_ip: Option<std::net::IpAddr>,
     /// How long helpline rings (180) before it answers (default 0: answer at once).
     pub ring: Duration,
+    /// Testing aid: the wall clock (opening hours, holidays, CDR times) starts at this instant and runs at
+    /// normal speed, so a trace can be replayed against the menus at the hour it was recorded.
+    pub pretend_time: Option<chrono::DateTime<chrono::Utc>>,
     /// Watch the menu directory for changes and reload (SIGHUP always reloads; default on).
     pub watch_menus: bool,
 }
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             rtp_timeout: Duration::from_secs(30),
             first_prompt_delay: Duration::from_millis(300),
             advertise_ip: None,
+            pretend_time: None,
             ring: Duration::ZERO,
             watch_menus: true,
         }

@@ -97,6 +97,8 @@ pub struct Core {
     /// The address announced in SDP when configured (see `server::run`).
     advertise_ip: Option<IpAddr>,
     seed: u64,
+    /// Added to the real wall clock (`--pretend-time`); zero normally.
+    wall_offset: chrono::Duration,
 }
 
 impl Core {
@@ -115,7 +117,12 @@ impl Core {
         advertise_ip: Option<IpAddr>,
     ) -> Core {
         let seed = crate::clock::seed();
+        let wall_offset = cfg
+            .pretend_time
+            .map(|t| t - crate::clock::wall())
+            .unwrap_or_else(chrono::Duration::zero);
         Core {
+            wall_offset,
             endpoint: Endpoint::new(cfg.timers, local, seed),
             cfg,
             calls: HashMap::new(),
@@ -340,7 +347,7 @@ impl Core {
 
     async fn on_invite(&mut self, now: Instant, tx: TxId, request: Request, peer: Peer) {
         let call_id = request.call_id().to_owned();
-        let wall = crate::clock::wall();
+        let wall = crate::clock::wall() + self.wall_offset;
         let clock = WallClock { instant: now, wall };
         let dialed = dialed_user(&request);
         let mut cdr = Cdr {
