@@ -56,6 +56,9 @@ pub enum Command {
         /// Milliseconds to wait for the caller's first RTP after the ACK before the first prompt starts.
         #[arg(long, default_value_t = 300)]
         first_prompt_delay_ms: u64,
+        /// Seconds a caller may stay in the menus before helpline hangs up.
+        #[arg(long, default_value_t = 900)]
+        max_ivr_secs: u64,
         /// SIP timer T1 in milliseconds (RFC 3261 §17; 500 by default).
         #[arg(long, default_value_t = 500)]
         t1_ms: u64,
@@ -123,6 +126,7 @@ pub fn main() -> ExitCode {
             rtp_timeout_secs,
             ring_ms,
             first_prompt_delay_ms,
+            max_ivr_secs,
             t1_ms,
             no_watch,
             pretend_time,
@@ -138,6 +142,7 @@ pub fn main() -> ExitCode {
                 rtp_timeout: Duration::from_secs(rtp_timeout_secs),
                 ring: Duration::from_millis(ring_ms),
                 first_prompt_delay: Duration::from_millis(first_prompt_delay_ms),
+                max_ivr: Duration::from_secs(max_ivr_secs),
                 watch_menus: !no_watch,
                 pretend_time,
                 ..ServerConfig::default()

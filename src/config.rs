@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub drain: Duration,
     /// A call with no RTP and no SIP from the caller for this long is released (default 30 s).
     pub rtp_timeout: Duration,
+    /// The longest a caller may stay in the menus before helpline hangs up (default 15 minutes).
+    pub max_ivr: Duration,
     /// The first prompt starts at the caller's first RTP packet after the ACK, or after this delay
     /// when the caller sends no RTP (default 300 ms), so its first words are not lost.
     pub first_prompt_delay: Duration,
@@ -55,6 +57,7 @@ impl Default for ServerConfig {
             drain: Duration::from_secs(30),
             rtp_timeout: Duration::from_secs(30),
             first_prompt_delay: Duration::from_millis(300),
+            max_ivr: Duration::from_secs(15 * 60),
             advertise_ip: None,
             pretend_time: None,
             ring: Duration::ZERO,

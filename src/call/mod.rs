@@ -144,6 +144,17 @@ enum Phase {
     Ending,
 }
 
+/// The call's timing settings (from the server configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct CallTiming {
+    /// How long to wait after the ACK for the caller's first RTP before the first prompt.
+    pub first_prompt_delay: Duration,
+    /// No RTP and no SIP from the caller for this long releases the call.
+    pub rtp_timeout: Duration,
+    /// The longest a caller may stay in the menus.
+    pub max_ivr: Duration,
+}
+
 /// One answered call: IVR + digit de-duplication + prompt sequencing + CDR (sans-IO).
 pub struct Call {
     ivr: IvrSession,
@@ -154,11 +165,15 @@ pub struct Call {
     rtp_seen: bool,
     first_prompt_delay: Duration,
     rtp_timeout: Duration,
+    /// A caller cannot stay in the menus longer than this (a menu set to `repeat` forever would
+    /// otherwise hold the line and an RTP port indefinitely).
+    max_ivr: Duration,
+    ivr_deadline: Option<Instant>,
     last_sip_activity: Instant,
     /// Prompts the IVR asked for that wait for the one playing to finish.
     queued: VecDeque<Arc<Prompt>>,
-    /// Whether a prompt is playing on the media engine now.
-    playing: bool,
+    /// The prompt playing on the media engine now, if any.
+    playing: Option<Arc<Prompt>>,
     /// Prompts asked for that do not exist (counted as finished at once); logged by the shell.
     missing_prompts: Vec<String>,
     outputs: VecDeque<CallOutput>,
@@ -174,8 +189,7 @@ impl Call {
         clock: WallClock,
         ivr: IvrSession,
         prompts: PromptStore,
-        first_prompt_delay: Duration,
-        rtp_timeout: Duration,
+        timing: CallTiming,
         cdr: Cdr,
     ) -> Call {
         Call {
@@ -184,11 +198,13 @@ impl Call {
             merger: DigitMerger::default(),
             phase: Phase::AwaitingAck,
             rtp_seen: false,
-            first_prompt_delay,
-            rtp_timeout,
+            first_prompt_delay: timing.first_prompt_delay,
+            rtp_timeout: timing.rtp_timeout,
+            max_ivr: timing.max_ivr,
+            ivr_deadline: None,
             last_sip_activity: now,
             queued: VecDeque::new(),
-            playing: false,
+            playing: None,
             missing_prompts: Vec::new(),
             outputs: VecDeque::new(),
             clock,
@@ -236,8 +252,13 @@ impl Call {
                 }
             }
             MediaEvent::Digit(digit) => self.on_digit(now, digit),
-            MediaEvent::PromptFinished { .. } => {
-                self.playing = false;
+            MediaEvent::PromptFinished { name } => {
+                // A prompt that ended just as the IVR replaced it (the media thread runs on its own)
+                // must not count as the end of the new one.
+                if self.playing.as_ref().is_none_or(|p| p.name != name) {
+                    return;
+                }
+                self.playing = None;
                 if self.phase == Phase::Running {
                     self.ivr.handle(now, IvrInput::PromptFinished);
                     self.drain_ivr(now);
@@ -275,6 +296,7 @@ impl Call {
 
     fn start_ivr(&mut self, now: Instant) {
         self.phase = Phase::Running;
+        self.ivr_deadline = Some(now + self.max_ivr);
         self.ivr.handle(now, IvrInput::Answered);
         self.drain_ivr(now);
     }
@@ -285,10 +307,10 @@ impl Call {
             match action {
                 IvrAction::Play { lang, prompt, .. } => match self.prompts.get(&lang, &prompt) {
                     Some(p) => {
-                        if self.playing {
+                        if self.playing.is_some() {
                             self.queued.push_back(p);
                         } else {
-                            self.playing = true;
+                            self.playing = Some(p.clone());
                             self.outputs
                                 .push_back(CallOutput::Media(MediaCommand::Play(p)));
                         }
@@ -302,8 +324,7 @@ impl Call {
                 },
                 IvrAction::StopPlayback => {
                     self.queued.clear();
-                    if self.playing {
-                        self.playing = false;
+                    if self.playing.take().is_some() {
                         self.outputs
                             .push_back(CallOutput::Media(MediaCommand::Stop));
                     }
@@ -325,7 +346,7 @@ impl Call {
     }
 
     fn finish_after_prompts(&mut self) {
-        if !self.playing && self.queued.is_empty() {
+        if self.playing.is_none() && self.queued.is_empty() {
             self.end(EndReason::ServerBye);
         } else {
             self.phase = Phase::Ending;
@@ -333,9 +354,9 @@ impl Call {
     }
 
     fn next_prompt_if_idle(&mut self) {
-        if !self.playing {
+        if self.playing.is_none() {
             if let Some(p) = self.queued.pop_front() {
-                self.playing = true;
+                self.playing = Some(p.clone());
                 self.outputs
                     .push_back(CallOutput::Media(MediaCommand::Play(p)));
             } else if self.phase == Phase::Ending && self.cdr.end_reason.is_none() {
@@ -361,6 +382,11 @@ impl Call {
             return;
         }
         if self.phase == Phase::Running {
+            if self.ivr_deadline.is_some_and(|d| now >= d) {
+                tracing::info!("caller stayed in the menus past the limit: hanging up");
+                self.end(EndReason::ServerBye);
+                return;
+            }
             if let Some(at) = self.ivr.poll_timeout() {
                 if now >= at {
                     self.ivr.handle(now, IvrInput::Timeout);
@@ -374,7 +400,10 @@ impl Call {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::AwaitingMedia { deadline } => Some(deadline),
-            Phase::Running => self.ivr.poll_timeout(),
+            Phase::Running => match (self.ivr.poll_timeout(), self.ivr_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             _ => None,
         }
     }
@@ -410,5 +439,258 @@ impl Call {
         }
         self.cdr.end = self.clock.format(now);
         self.cdr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ivr::{compile, PromptCheck};
+    use crate::media::session::DetectedDigit;
+    use std::path::PathBuf;
+
+    struct AllPrompts;
+    impl PromptCheck for AllPrompts {
+        fn check(&self, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    const MENUS: &str = r#"
+[routing]
+departments = ["orders", "refunds"]
+
+[regions.test]
+time_zone = "UTC"
+languages = ["en"]
+open_menu = "main"
+closed_menu = "main"
+
+[[regions.test.numbers]]
+country = "GB"
+number = "0800 000 0001"
+
+[[regions.test.hours]]
+days = "daily"
+open = "00:00"
+close = "24:00"
+
+[menus.main]
+greeting = ["welcome", "main-short"]
+first_key_timeout = "5s"
+max_timeouts = 1
+
+[menus.main.on_max_timeouts]
+action = "hangup"
+prompt = ["goodbye"]
+
+[menus.main.keys.1]
+action = "route"
+department = "orders"
+
+[menus.main.keys.2]
+action = "repeat"
+"#;
+
+    /// A prompt of `frames` 20 ms frames.
+    fn prompt(name: &str, frames: usize) -> Prompt {
+        Prompt::from_samples("en", name, &vec![0i16; frames * 160])
+    }
+
+    fn call(t0: Instant) -> Call {
+        let files = vec![(PathBuf::from("test.toml"), MENUS.to_owned())];
+        let (set, _) = compile(&files, &AllPrompts).expect("test menus compile");
+        let wall = chrono::DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let ivr = IvrSession::new(set, "08000000001", wall, t0).expect("routed");
+        let mut prompts = PromptStore::default();
+        for (name, frames) in [("welcome", 50), ("main-short", 25), ("goodbye", 10)] {
+            prompts.insert(prompt(name, frames));
+        }
+        Call::new(
+            t0,
+            WallClock { instant: t0, wall },
+            ivr,
+            prompts,
+            CallTiming {
+                first_prompt_delay: Duration::from_millis(300),
+                rtp_timeout: Duration::from_secs(30),
+                max_ivr: Duration::from_secs(600),
+            },
+            Cdr::default(),
+        )
+    }
+
+    fn outputs(call: &mut Call) -> Vec<String> {
+        std::iter::from_fn(|| call.poll_output())
+            .map(|o| match o {
+                CallOutput::Media(MediaCommand::Play(p)) => format!("play {}", p.name),
+                CallOutput::Media(MediaCommand::Stop) => "stop".to_owned(),
+                CallOutput::Hangup => "hangup".to_owned(),
+            })
+            .collect()
+    }
+
+    fn finished(name: &str) -> CallInput {
+        CallInput::Media(MediaEvent::PromptFinished {
+            name: name.to_owned(),
+        })
+    }
+
+    fn key(digit: char, method: DigitMethod, at: Instant) -> CallInput {
+        CallInput::Media(MediaEvent::Digit(DetectedDigit { digit, method, at }))
+    }
+
+    #[test]
+    fn first_prompt_waits_for_the_callers_rtp() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        assert!(
+            outputs(&mut c).is_empty(),
+            "nothing plays before the caller can hear it"
+        );
+        let rtp = CallInput::Media(MediaEvent::FirstRtp {
+            from: "127.0.0.1:4000".parse().expect("addr"),
+        });
+        c.handle(t0 + Duration::from_millis(40), rtp);
+        assert_eq!(outputs(&mut c), ["play welcome"]);
+    }
+
+    #[test]
+    fn first_prompt_starts_after_the_delay_without_rtp() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_millis(300)));
+        c.handle_timeout(t0 + Duration::from_millis(299));
+        assert!(outputs(&mut c).is_empty());
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        assert_eq!(outputs(&mut c), ["play welcome"]);
+    }
+
+    #[test]
+    fn rtp_before_the_ack_starts_the_prompt_at_the_ack() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        let rtp = CallInput::Media(MediaEvent::FirstRtp {
+            from: "127.0.0.1:4000".parse().expect("addr"),
+        });
+        c.handle(t0, rtp);
+        assert!(outputs(&mut c).is_empty());
+        c.handle(t0 + Duration::from_millis(10), CallInput::Acked);
+        assert_eq!(outputs(&mut c), ["play welcome"]);
+    }
+
+    #[test]
+    fn prompts_play_one_after_another_and_barge_in_stops_them() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        assert_eq!(outputs(&mut c), ["play welcome"]);
+        // A late end of some earlier prompt is not the end of this one.
+        c.handle(t0 + Duration::from_millis(400), finished("goodbye"));
+        assert!(outputs(&mut c).is_empty());
+        c.handle(t0 + Duration::from_secs(1), finished("welcome"));
+        assert_eq!(outputs(&mut c), ["play main-short"]);
+        // Key 2 repeats the menu: the playing prompt stops and the greeting starts again.
+        c.handle(
+            t0 + Duration::from_millis(1200),
+            key('2', DigitMethod::Rfc4733, t0),
+        );
+        assert_eq!(outputs(&mut c), ["stop", "play welcome"]);
+    }
+
+    #[test]
+    fn same_key_by_two_methods_counts_once() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        let at = t0 + Duration::from_secs(1);
+        c.handle(at, key('2', DigitMethod::Rfc4733, at));
+        c.handle(at + Duration::from_millis(50), CallInput::InfoDigit('2'));
+        let cdr = c.finish(at + Duration::from_secs(2), EndReason::CallerBye);
+        assert_eq!(cdr.digits.len(), 1, "{:?}", cdr.digits);
+        assert_eq!(cdr.digits[0].method, "rfc4733");
+        assert_eq!(cdr.digits[0].at, "2026-11-27T12:00:01.000Z");
+    }
+
+    #[test]
+    fn routed_call_is_recorded_and_released() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        outputs(&mut c);
+        let at = t0 + Duration::from_secs(1);
+        c.handle(at, key('1', DigitMethod::Info, at));
+        assert_eq!(outputs(&mut c), ["stop", "hangup"]);
+        let cdr = c.finish(at, EndReason::Error);
+        assert_eq!(cdr.route.as_deref(), Some("test.orders"));
+        assert_eq!(cdr.end_reason, Some(EndReason::ServerBye));
+        assert_eq!(cdr.region.as_deref(), Some("test"));
+    }
+
+    #[test]
+    fn silence_on_rtp_alone_keeps_a_call_whose_caller_talks_sip() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle(t0 + Duration::from_secs(20), CallInput::SipActivity);
+        c.handle(
+            t0 + Duration::from_secs(30),
+            CallInput::Media(MediaEvent::RtpTimeout),
+        );
+        assert!(!outputs(&mut c).contains(&"hangup".to_owned()));
+        c.handle(
+            t0 + Duration::from_secs(60),
+            CallInput::Media(MediaEvent::RtpTimeout),
+        );
+        assert!(outputs(&mut c).contains(&"hangup".to_owned()));
+        let cdr = c.finish(t0 + Duration::from_secs(60), EndReason::ServerBye);
+        assert_eq!(cdr.end_reason, Some(EndReason::RtpTimeout));
+    }
+
+    #[test]
+    fn timeout_plays_the_goodbye_then_hangs_up() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        outputs(&mut c);
+        c.handle(t0 + Duration::from_secs(1), finished("welcome"));
+        c.handle(t0 + Duration::from_millis(1500), finished("main-short"));
+        outputs(&mut c);
+        let at = c.poll_timeout().expect("first-key timer");
+        assert_eq!(at, t0 + Duration::from_millis(6500));
+        c.handle_timeout(at);
+        assert_eq!(outputs(&mut c), ["play goodbye"]);
+        c.handle(at + Duration::from_millis(200), finished("goodbye"));
+        assert_eq!(outputs(&mut c), ["hangup"]);
+    }
+
+    #[test]
+    fn a_caller_cannot_stay_in_the_menus_forever() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        outputs(&mut c);
+        let limit = t0 + Duration::from_millis(300) + Duration::from_secs(600);
+        // Keep repeating the menu: the IVR alone would never end.
+        for i in 1..=1000u64 {
+            let at = t0 + Duration::from_secs(i);
+            if at >= limit {
+                break;
+            }
+            c.handle(at, key('2', DigitMethod::Rfc4733, at));
+            outputs(&mut c);
+        }
+        assert!(c.poll_timeout().is_some_and(|t| t <= limit));
+        c.handle_timeout(limit);
+        assert_eq!(outputs(&mut c), ["hangup"]);
     }
 }

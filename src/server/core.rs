@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use crate::call::{Call, CallInput, CallOutput, Cdr, EndReason, MediaCommand, WallClock};
+use crate::call::{
+    Call, CallInput, CallOutput, CallTiming, Cdr, EndReason, MediaCommand, WallClock,
+};
 use crate::config::ServerConfig;
 use crate::dialog::{Dialog, DialogState};
 use crate::ivr::{IvrSession, MenuSet};
@@ -549,8 +551,11 @@ impl Core {
                 entry.clock,
                 ivr,
                 self.prompts.clone(),
-                self.cfg.first_prompt_delay,
-                self.cfg.rtp_timeout,
+                CallTiming {
+                    first_prompt_delay: self.cfg.first_prompt_delay,
+                    rtp_timeout: self.cfg.rtp_timeout,
+                    max_ivr: self.cfg.max_ivr,
+                },
                 entry.cdr.clone(),
             ));
         }

@@ -1,9 +1,10 @@
 //! SIP over TCP: the accept loop and one reader/writer pair per connection; messages are framed by
 //! Content-Length and handed to the core as whole messages. It does not parse SIP beyond framing.
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use dashmap::DashMap;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -25,35 +26,25 @@ pub struct TcpInbound {
 /// Writers of the open connections, by connection number; the core sends through it.
 #[derive(Clone, Default)]
 pub struct TcpConnections {
-    // A plain mutex: touched once per SIP message over TCP and per connection open/close, never per RTP
-    // packet, and never held across an await.
-    writers: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Arc<[u8]>>>>>,
+    // Sharded map: touched once per SIP message over TCP and per connection open/close (never per RTP
+    // packet) by the core and the connection tasks at once.
+    writers: Arc<DashMap<u64, mpsc::UnboundedSender<Arc<[u8]>>>>,
 }
 
 impl TcpConnections {
     /// Queues bytes on a connection; false when it is gone (the peer closed it).
     pub fn send(&self, conn: u64, bytes: Arc<[u8]>) -> bool {
-        let writers = match self.writers.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        writers.get(&conn).is_some_and(|w| w.send(bytes).is_ok())
+        self.writers
+            .get(&conn)
+            .is_some_and(|w| w.send(bytes).is_ok())
     }
 
     fn insert(&self, conn: u64, tx: mpsc::UnboundedSender<Arc<[u8]>>) {
-        let mut writers = match self.writers.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        writers.insert(conn, tx);
+        self.writers.insert(conn, tx);
     }
 
     fn remove(&self, conn: u64) {
-        let mut writers = match self.writers.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        writers.remove(&conn);
+        self.writers.remove(&conn);
     }
 }
 
