@@ -1,0 +1,137 @@
+//! DTMF from the three carriers (RFC 4733 events, in-band tones, SIP INFO) and the merger that reports a
+//! key once when a phone sends it by two carriers; it does not decide what a key means.
+
+pub mod inband;
+pub mod info;
+pub mod rfc4733;
+
+use std::time::{Duration, Instant};
+
+/// How a key press reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DigitMethod {
+    /// RTP telephone-event (RFC 4733).
+    Rfc4733,
+    /// Tones in the audio, found by the Goertzel detector.
+    Inband,
+    /// A SIP INFO request body.
+    Info,
+}
+
+/// One key press, reported once by its detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectedDigit {
+    /// `0`–`9`, `*`, `#`, `A`–`D`.
+    pub digit: char,
+    /// The carrier it came by.
+    pub method: DigitMethod,
+    /// When it was detected.
+    pub at: Instant,
+}
+
+/// How long after a key by one method the same key by another method counts as the same press.
+///
+/// 200 ms: a phone that sends both RFC 4733 and INFO emits them within a few tens of milliseconds of
+/// each other, while a person pressing the same key twice needs well over 200 ms between presses (a
+/// press plus the gap is ~100–150 ms at the fastest, and phones send at least 40 ms of tone and 40 ms
+/// of silence; real repeat rates are 3–5 keys per second).
+pub const MERGE_WINDOW: Duration = Duration::from_millis(200);
+
+const MERGE_SLOTS: usize = 8;
+
+#[derive(Debug, Clone, Copy)]
+struct Recent {
+    digit: DetectedDigit,
+    /// A press already used to absorb a copy from another method cannot absorb a second one, so two
+    /// real presses of `5` sent by both RFC 4733 and INFO still give two reports.
+    absorbed: bool,
+}
+
+/// Reports a key once when it arrives by two methods within [`MERGE_WINDOW`]; the same key by the same
+/// method always passes (each detector already de-duplicates its own carrier).
+#[derive(Debug, Default)]
+pub struct DigitMerger {
+    recent: [Option<Recent>; MERGE_SLOTS],
+    next_slot: usize,
+}
+
+impl DigitMerger {
+    /// An empty merger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds one detected key at `now`; returns it unless it duplicates a key from another method.
+    pub fn handle(&mut self, now: Instant, digit: DetectedDigit) -> Option<DetectedDigit> {
+        let twin = self.recent.iter_mut().flatten().find(|r| {
+            !r.absorbed
+                && r.digit.digit == digit.digit
+                && r.digit.method != digit.method
+                && now.saturating_duration_since(r.digit.at) < MERGE_WINDOW
+        });
+        if let Some(twin) = twin {
+            twin.absorbed = true;
+            return None;
+        }
+        self.recent[self.next_slot] = Some(Recent { digit: DetectedDigit { at: now, ..digit }, absorbed: false });
+        self.next_slot = (self.next_slot + 1) % MERGE_SLOTS;
+        Some(digit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(digit: char, method: DigitMethod, at: Instant) -> DetectedDigit {
+        DetectedDigit { digit, method, at }
+    }
+
+    #[test]
+    fn same_key_by_two_methods_within_window_is_reported_once() {
+        let t0 = Instant::now();
+        let mut m = DigitMerger::new();
+        assert!(m.handle(t0, d('5', DigitMethod::Rfc4733, t0)).is_some());
+        let t1 = t0 + Duration::from_millis(40);
+        assert_eq!(m.handle(t1, d('5', DigitMethod::Info, t1)), None);
+    }
+
+    #[test]
+    fn different_keys_both_pass() {
+        let t0 = Instant::now();
+        let mut m = DigitMerger::new();
+        assert!(m.handle(t0, d('5', DigitMethod::Rfc4733, t0)).is_some());
+        let t1 = t0 + Duration::from_millis(40);
+        assert_eq!(m.handle(t1, d('6', DigitMethod::Info, t1)), Some(d('6', DigitMethod::Info, t1)));
+    }
+
+    #[test]
+    fn same_key_same_method_passes_and_late_twin_passes() {
+        let t0 = Instant::now();
+        let mut m = DigitMerger::new();
+        let t1 = t0 + Duration::from_millis(120);
+        assert!(m.handle(t0, d('5', DigitMethod::Rfc4733, t0)).is_some());
+        assert!(m.handle(t1, d('5', DigitMethod::Rfc4733, t1)).is_some());
+        // 250 ms after the second RFC 4733 press: outside the window, so a separate press.
+        let t2 = t1 + Duration::from_millis(250);
+        assert!(m.handle(t2, d('5', DigitMethod::Info, t2)).is_some());
+    }
+
+    #[test]
+    fn two_presses_by_two_methods_give_two_reports() {
+        let t0 = Instant::now();
+        let mut m = DigitMerger::new();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let out: Vec<_> = [
+            (0, DigitMethod::Rfc4733),
+            (20, DigitMethod::Info),
+            (150, DigitMethod::Rfc4733),
+            (170, DigitMethod::Info),
+        ]
+        .into_iter()
+        .filter_map(|(t, method)| m.handle(ms(t), d('5', method, ms(t))))
+        .collect();
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|x| x.method == DigitMethod::Rfc4733));
+    }
+}

@@ -1,0 +1,444 @@
+//! `MediaSession`: one call leg's RTP — paced prompt playout out, latching and DTMF detection in; sans-IO.
+//!
+//! It never reads the clock, sleeps or touches a socket: time comes in as `now`, datagrams through
+//! [`MediaSession::handle_rtp`], packets leave through [`MediaSession::poll_transmit`] and the next
+//! wake-up is [`MediaSession::poll_timeout`]. It does not negotiate SDP, choose ports or interpret keys.
+//!
+//! # RTP out (RFC 3550)
+//!
+//! * SSRC, initial sequence number and initial timestamp come from the seed (RFC 3550 §5.1 wants them
+//!   random); each packet carries one 20 ms G.711 frame, sequence +1, timestamp +160.
+//! * **Pacing from the start time**: frame `k` of a prompt is due at `start + k·20 ms`, computed from the
+//!   prompt's start, never from the previous send, so late polls never accumulate drift.
+//! * **Catch-up bound**: if the driver polls late, overdue frames are sent back to back, but at most
+//!   [`MAX_CATCHUP`] (3) of them; frames further behind are skipped, and their timestamps with them, so
+//!   the caller's jitter buffer stays aligned with real time instead of receiving a burst.
+//! * **Between prompts nothing is sent.** The timestamp keeps running with wall time across the gap
+//!   (the next prompt's first timestamp = last timestamp + 160 + the elapsed gap in samples), the
+//!   sequence number simply continues, and the first packet of every prompt carries the marker bit
+//!   (RFC 3551 §4.1: first packet of a talkspurt after silence). The same holds after a barge-in
+//!   ([`MediaSession::stop_playout`]); a new prompt never starts before the slot the old one would have
+//!   used next, so the caller never receives audio faster than real time.
+//! * `PromptFinished` is emitted when the last frame's 20 ms have elapsed (the caller has heard it all),
+//!   not when the last packet leaves. A prompt stopped by `stop_playout` or replaced by `play` emits
+//!   nothing: the call asked for it and already knows.
+//! * With no destination (on hold, or remote unknown and nothing latched) prompts still run on time and
+//!   finish; their frames are simply not sent.
+//!
+//! # RTP in
+//!
+//! * Version 2 and lengths are validated ([`rtp::parse`]); RTCP multiplexed on the port (payload types
+//!   72–76, RFC 5761 §4) and unknown payload types are ignored. Nothing here panics on garbage.
+//! * **Symmetric RTP / latching**: the source of the first valid packet is where we send from then on,
+//!   even if it differs from the SDP address (NAT); later packets from any other source are ignored.
+//!   [`MediaSession::update_remote`] (re-INVITE) drops the latch, and the next packet latches again.
+//! * **DTMF**: telephone-event packets go to the RFC 4733 detector. Audio is decoded into a stack
+//!   buffer and fed to the in-band detector **only while no telephone-event has been seen from this
+//!   caller**: a phone that sends RFC 4733 usually also leaves remnants of the tone in the audio, and
+//!   listening to both would double-count or mis-hear keys. Before in-band detection the audio passes a
+//!   [`REORDER_SLOTS`]-packet reorder window ordered by sequence number.
+//! * **RTP timeout**: while a remote is configured, no valid RTP for `rtp_timeout` emits
+//!   [`MediaEvent::RtpTimeout`] once per period (again after another silent period); the call decides
+//!   whether SIP activity keeps the call alive. With no remote (hold) the timer is off.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::media::codec::Law;
+use crate::media::dtmf::inband::InbandDetector;
+use crate::media::dtmf::rfc4733::Rfc4733Detector;
+pub use crate::media::dtmf::{DetectedDigit, DigitMethod};
+use crate::media::rtp::{self, RtpHeader};
+use crate::prompts::{Prompt, FRAME_SAMPLES};
+
+/// Duration of one G.711 frame.
+pub const FRAME: Duration = Duration::from_millis(20);
+
+/// Most overdue frames sent back to back after a late poll; older ones are skipped.
+pub const MAX_CATCHUP: usize = 3;
+
+/// Packets held by the audio reorder window before in-band detection.
+pub const REORDER_SLOTS: usize = 4;
+
+/// Largest audio payload buffered for reordering (60 ms of G.711); larger ones are truncated.
+const MAX_AUDIO_PAYLOAD: usize = 480;
+
+/// A backwards sequence jump larger than this, or this long without audio, restarts the reorder window
+/// (a restarted or replayed stream rather than a late packet).
+const REORDER_RESTART_JUMP: i16 = 32;
+const REORDER_RESTART_GAP: Duration = Duration::from_millis(250);
+
+/// Negotiated media parameters for the session (from SDP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// G.711 law of the audio payload type.
+    pub law: Law,
+    /// Audio payload type: 0 (PCMU), 8 (PCMA) or a dynamic one.
+    pub payload_type: u8,
+    /// Payload type of `telephone-event`, if negotiated.
+    pub dtmf_payload_type: Option<u8>,
+    /// Address from the SDP; `None` = on hold or unknown.
+    pub remote: Option<SocketAddr>,
+    /// Silence after which [`MediaEvent::RtpTimeout`] fires (typically 30 s).
+    pub rtp_timeout: Duration,
+    /// Seed for SSRC, initial sequence number and timestamp.
+    pub seed: u64,
+}
+
+/// What the session reports to the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// The first valid RTP packet arrived; the session latched onto `from`.
+    FirstRtp {
+        /// Source address now used as destination.
+        from: SocketAddr,
+    },
+    /// A key press.
+    Digit(DetectedDigit),
+    /// A prompt played to its end.
+    PromptFinished {
+        /// The prompt's name.
+        name: String,
+    },
+    /// No RTP for `rtp_timeout`.
+    RtpTimeout,
+}
+
+#[derive(Debug)]
+struct Playing {
+    prompt: Arc<Prompt>,
+    /// Due time of frame 0; frame k is due at `start + k·FRAME`.
+    start: Instant,
+    /// Timestamp of frame 0.
+    ts0: u32,
+    /// Next frame index to send (== frame count once all are out).
+    next_frame: usize,
+}
+
+impl Playing {
+    fn slot(&self, index: usize) -> (Instant, u32) {
+        (self.start + FRAME * index as u32, self.ts0.wrapping_add((FRAME_SAMPLES * index) as u32))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AudioSlot {
+    seq: u16,
+    len: usize,
+    data: [u8; MAX_AUDIO_PAYLOAD],
+}
+
+/// Small reorder window by sequence number; fixed storage, no allocation per packet.
+#[derive(Debug)]
+struct Reorder {
+    expected: Option<u16>,
+    slots: [Option<AudioSlot>; REORDER_SLOTS],
+    last_rx: Option<Instant>,
+}
+
+impl Reorder {
+    fn new() -> Self {
+        Reorder { expected: None, slots: [None; REORDER_SLOTS], last_rx: None }
+    }
+
+    /// Accepts one audio packet and hands every payload that is now in order to `deliver`.
+    fn push(&mut self, now: Instant, seq: u16, payload: &[u8], deliver: &mut impl FnMut(&[u8])) {
+        let stale = self.last_rx.is_some_and(|t| now.saturating_duration_since(t) >= REORDER_RESTART_GAP);
+        self.last_rx = Some(now);
+        let Some(mut expected) = self.expected.filter(|_| !stale) else {
+            self.flush(deliver);
+            deliver(payload);
+            self.expected = Some(seq.wrapping_add(1));
+            return;
+        };
+        let ahead = seq.wrapping_sub(expected) as i16;
+        if ahead < 0 {
+            if ahead < -REORDER_RESTART_JUMP {
+                self.flush(deliver);
+                deliver(payload);
+                self.expected = Some(seq.wrapping_add(1));
+            }
+            // Otherwise a duplicate or a packet later than the window: its moment has passed.
+            return;
+        }
+        if ahead as usize >= REORDER_SLOTS {
+            // The packet we wait for is lost: release what is held, in order, until `seq` fits.
+            if ahead as usize >= 2 * REORDER_SLOTS {
+                self.flush(deliver);
+                expected = seq;
+            } else {
+                while seq.wrapping_sub(expected) as usize >= REORDER_SLOTS {
+                    if let Some(s) = self.take(expected) {
+                        deliver(&s.data[..s.len]);
+                    }
+                    expected = expected.wrapping_add(1);
+                }
+            }
+        }
+        if seq == expected {
+            deliver(payload);
+            expected = expected.wrapping_add(1);
+            while let Some(s) = self.take(expected) {
+                deliver(&s.data[..s.len]);
+                expected = expected.wrapping_add(1);
+            }
+        } else {
+            let len = payload.len().min(MAX_AUDIO_PAYLOAD);
+            let mut data = [0u8; MAX_AUDIO_PAYLOAD];
+            data[..len].copy_from_slice(&payload[..len]);
+            self.slots[usize::from(seq) % REORDER_SLOTS] = Some(AudioSlot { seq, len, data });
+        }
+        self.expected = Some(expected);
+    }
+
+    fn take(&mut self, seq: u16) -> Option<AudioSlot> {
+        let slot = &mut self.slots[usize::from(seq) % REORDER_SLOTS];
+        if slot.is_some_and(|s| s.seq == seq) {
+            slot.take()
+        } else {
+            None
+        }
+    }
+
+    /// Delivers everything held, in sequence order, and forgets the expected number.
+    fn flush(&mut self, deliver: &mut impl FnMut(&[u8])) {
+        if let Some(mut e) = self.expected {
+            for _ in 0..REORDER_SLOTS * 2 {
+                if let Some(s) = self.take(e) {
+                    deliver(&s.data[..s.len]);
+                }
+                e = e.wrapping_add(1);
+            }
+        }
+        self.slots = [None; REORDER_SLOTS];
+        self.expected = None;
+    }
+}
+
+/// The sans-IO media state machine of one call leg (see the module doc for the rules it follows).
+#[derive(Debug)]
+pub struct MediaSession {
+    cfg: MediaConfig,
+    ssrc: u32,
+    next_seq: u16,
+    /// (due time, timestamp) of the slot after the last one used, when nothing is playing.
+    resume_slot: Option<(Instant, u32)>,
+    initial_ts: u32,
+    playing: Option<Playing>,
+    marker_pending: bool,
+    last_sent_due: Option<Instant>,
+    latched: Option<SocketAddr>,
+    /// Start of the current RTP-timeout period: last valid packet, configuration or timeout.
+    rx_base: Instant,
+    events: VecDeque<MediaEvent>,
+    rfc4733: Rfc4733Detector,
+    seen_telephone_event: bool,
+    inband: InbandDetector,
+    reorder: Reorder,
+}
+
+impl MediaSession {
+    /// A session with nothing playing and nothing received yet.
+    pub fn new(now: Instant, cfg: MediaConfig) -> Self {
+        let mut rng = SmallRng::seed_from_u64(cfg.seed);
+        MediaSession {
+            ssrc: rng.gen(),
+            next_seq: rng.gen(),
+            initial_ts: rng.gen(),
+            cfg,
+            resume_slot: None,
+            playing: None,
+            marker_pending: false,
+            last_sent_due: None,
+            latched: None,
+            rx_base: now,
+            events: VecDeque::with_capacity(8),
+            rfc4733: Rfc4733Detector::new(),
+            seen_telephone_event: false,
+            inband: InbandDetector::new(),
+            reorder: Reorder::new(),
+        }
+    }
+
+    /// Applies a re-INVITE's result: new remote, codec or hold. The latch is dropped so the next valid
+    /// packet latches again, and the RTP-timeout period restarts. SSRC, sequence and timestamp continue.
+    pub fn update_remote(&mut self, now: Instant, cfg: &MediaConfig) {
+        self.cfg = MediaConfig { seed: self.cfg.seed, ..cfg.clone() };
+        self.latched = None;
+        self.rx_base = now;
+        self.reorder = Reorder::new();
+    }
+
+    /// Where packets go: the latched source, else the SDP address.
+    pub fn destination(&self) -> Option<SocketAddr> {
+        self.latched.or(self.cfg.remote)
+    }
+
+    /// Handles one datagram from the RTP port. Invalid, foreign or unknown packets are dropped silently.
+    pub fn handle_rtp(&mut self, now: Instant, src: SocketAddr, packet: &[u8]) {
+        let Ok((header, payload)) = rtp::parse(packet) else {
+            tracing::trace!("dropping invalid rtp packet");
+            return;
+        };
+        // RFC 5761 §4: RTCP packet types 200–204 appear as payload types 72–76 when multiplexed.
+        if (72..=76).contains(&header.payload_type) {
+            return;
+        }
+        let is_dtmf = Some(header.payload_type) == self.cfg.dtmf_payload_type;
+        let is_audio = header.payload_type == self.cfg.payload_type;
+        match self.latched {
+            None => {
+                self.latched = Some(src);
+                self.events.push_back(MediaEvent::FirstRtp { from: src });
+            }
+            Some(latched) if latched != src => return,
+            Some(_) => {}
+        }
+        self.rx_base = now;
+        if is_dtmf {
+            self.seen_telephone_event = true;
+            if let Some(digit) = self.rfc4733.handle(now, header.timestamp, payload) {
+                self.events.push_back(MediaEvent::Digit(DetectedDigit { digit, method: DigitMethod::Rfc4733, at: now }));
+            }
+        } else if is_audio && !self.seen_telephone_event {
+            let law = self.cfg.law;
+            let inband = &mut self.inband;
+            let events = &mut self.events;
+            self.reorder.push(now, header.sequence, payload, &mut |bytes: &[u8]| {
+                let mut pcm = [0i16; FRAME_SAMPLES];
+                for chunk in bytes.chunks(FRAME_SAMPLES) {
+                    let pcm = &mut pcm[..chunk.len()];
+                    law.decode_into(chunk, pcm);
+                    if let Some(d) = inband.process(pcm) {
+                        events.push_back(MediaEvent::Digit(DetectedDigit {
+                            digit: d.digit,
+                            method: DigitMethod::Inband,
+                            at: now,
+                        }));
+                    }
+                }
+            });
+        }
+    }
+
+    /// Accepts a datagram from the RTCP port and ignores it: helpline neither needs the caller's
+    /// reports nor sends its own (RTP keeps flowing, and the RTP timeout covers liveness).
+    pub fn handle_rtcp(&mut self, _now: Instant, _src: SocketAddr, _packet: &[u8]) {}
+
+    /// Advances timers: RTP timeout, end of the current prompt, and (with no destination) frames that
+    /// fall due. Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.cfg.remote.is_some() && now >= self.rx_base + self.cfg.rtp_timeout {
+            self.events.push_back(MediaEvent::RtpTimeout);
+            self.rx_base = now;
+        }
+        if self.destination().is_none() {
+            // Nothing can be sent, so consume due frames here to keep the prompt on time.
+            let mut scratch = [0u8; 0];
+            while self.poll_transmit(now, &mut scratch).is_some() {}
+        }
+        self.check_finished(now);
+    }
+
+    /// Starts `prompt`, replacing anything playing (see the module doc for timing and marker rules).
+    pub fn play(&mut self, now: Instant, prompt: Arc<Prompt>) {
+        self.stop_playout(now);
+        let (start, ts0) = match self.resume_slot {
+            None => (now, self.initial_ts),
+            Some((slot, ts)) if now <= slot => (slot, ts),
+            Some((slot, ts)) => {
+                let gap_samples = (now - slot).as_nanos() * 8_000 / 1_000_000_000;
+                (now, ts.wrapping_add(gap_samples as u32))
+            }
+        };
+        self.marker_pending = true;
+        self.playing = Some(Playing { prompt, start, ts0, next_frame: 0 });
+        self.check_finished(now);
+    }
+
+    /// Barge-in: stops the current prompt at once, without a `PromptFinished` event.
+    pub fn stop_playout(&mut self, _now: Instant) {
+        if let Some(p) = self.playing.take() {
+            self.resume_slot = Some(p.slot(p.next_frame));
+        }
+    }
+
+    /// Writes the next due RTP packet into `buf` and returns its destination and length; `None` when
+    /// nothing is due (or `buf` is too small). Call until `None`. Does not allocate.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        let dst = self.destination();
+        loop {
+            let p = self.playing.as_mut()?;
+            let count = p.prompt.frame_count();
+            if p.next_frame >= count {
+                break;
+            }
+            let (due, ts) = p.slot(p.next_frame);
+            if due > now {
+                return None;
+            }
+            let behind = ((now - due).as_nanos() / FRAME.as_nanos()) as usize;
+            if behind >= MAX_CATCHUP {
+                p.next_frame = (p.next_frame + behind + 1 - MAX_CATCHUP).min(count);
+                continue;
+            }
+            let index = p.next_frame;
+            p.next_frame += 1;
+            let (Some(dst), Some(payload)) = (dst, p.prompt.frame(self.cfg.law, index)) else {
+                continue;
+            };
+            let header = RtpHeader {
+                marker: self.marker_pending,
+                payload_type: self.cfg.payload_type,
+                sequence: self.next_seq,
+                timestamp: ts,
+                ssrc: self.ssrc,
+            };
+            let n = rtp::write(buf, &header, payload).ok()?;
+            self.next_seq = self.next_seq.wrapping_add(1);
+            self.marker_pending = false;
+            self.last_sent_due = Some(due);
+            return Some((dst, n));
+        }
+        self.check_finished(now);
+        None
+    }
+
+    /// Scheduled instant of the packet most recently returned by `poll_transmit` (for send-jitter stats).
+    pub fn last_sent_due(&self) -> Option<Instant> {
+        self.last_sent_due
+    }
+
+    /// Next queued event for the call.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout`/`poll_transmit` next have work: the next frame, the end of the prompt or
+    /// the RTP timeout.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let play = self.playing.as_ref().map(|p| p.slot(p.next_frame).0);
+        let rx = self.cfg.remote.map(|_| self.rx_base + self.cfg.rtp_timeout);
+        match (play, rx) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn check_finished(&mut self, now: Instant) {
+        let done = self.playing.as_ref().is_some_and(|p| {
+            p.next_frame >= p.prompt.frame_count() && now >= p.slot(p.prompt.frame_count()).0
+        });
+        if done {
+            if let Some(p) = self.playing.take() {
+                self.resume_slot = Some(p.slot(p.next_frame));
+                self.events.push_back(MediaEvent::PromptFinished { name: p.prompt.name.clone() });
+            }
+        }
+    }
+}
