@@ -183,15 +183,16 @@ impl Reorder {
         if seq == expected {
             deliver(payload);
             expected = expected.wrapping_add(1);
-            while let Some(s) = self.take(expected) {
-                deliver(&s.data[..s.len]);
-                expected = expected.wrapping_add(1);
-            }
         } else {
             let len = payload.len().min(MAX_AUDIO_PAYLOAD);
             let mut data = [0u8; MAX_AUDIO_PAYLOAD];
             data[..len].copy_from_slice(&payload[..len]);
             self.slots[usize::from(seq) % REORDER_SLOTS] = Some(AudioSlot { seq, len, data });
+        }
+        // Whatever is now contiguous (held packets after the gap closed or was given up) goes out.
+        while let Some(s) = self.take(expected) {
+            deliver(&s.data[..s.len]);
+            expected = expected.wrapping_add(1);
         }
         self.expected = Some(expected);
     }
@@ -440,5 +441,51 @@ impl MediaSession {
                 self.events.push_back(MediaEvent::PromptFinished { name: p.prompt.name.clone() });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pushes (ms, seq) packets whose payload is the sequence number; returns the delivered order.
+    fn order(pkts: &[(u64, u16)]) -> Vec<u16> {
+        let t0 = Instant::now();
+        let mut r = Reorder::new();
+        let mut out = Vec::new();
+        for &(ms, seq) in pkts {
+            r.push(t0 + Duration::from_millis(ms), seq, &seq.to_be_bytes(), &mut |b: &[u8]| {
+                out.push(u16::from_be_bytes([b[0], b[1]]));
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn reorder_window_restores_order() {
+        assert_eq!(order(&[(0, 10), (20, 12), (40, 11), (60, 13)]), [10, 11, 12, 13]);
+        assert_eq!(order(&[(0, 65535), (20, 1), (40, 0), (60, 2)]), [65535, 0, 1, 2]);
+    }
+
+    #[test]
+    fn reorder_window_drops_duplicates_and_too_late() {
+        assert_eq!(order(&[(0, 10), (20, 11), (40, 11), (60, 10), (80, 12)]), [10, 11, 12]);
+    }
+
+    #[test]
+    fn reorder_window_gives_up_on_a_lost_packet() {
+        // 11 is lost: 12..=14 wait in the window until 15 arrives, then all go out in order.
+        assert_eq!(order(&[(0, 10), (20, 12), (40, 13), (60, 14)]), [10]);
+        assert_eq!(order(&[(0, 10), (20, 12), (40, 13), (60, 14), (80, 15)]), [10, 12, 13, 14, 15]);
+        // A jump far ahead flushes and restarts at the new number.
+        assert_eq!(order(&[(0, 10), (20, 12), (40, 500), (60, 501)]), [10, 12, 500, 501]);
+    }
+
+    #[test]
+    fn reorder_window_restarts_on_a_replayed_stream() {
+        // Test tools replay the same capture: sequence numbers go back after a pause.
+        assert_eq!(order(&[(0, 100), (20, 101), (400, 100), (420, 101)]), [100, 101, 100, 101]);
+        // And a large backwards jump without a pause restarts too.
+        assert_eq!(order(&[(0, 1000), (20, 1001), (40, 10), (60, 11)]), [1000, 1001, 10, 11]);
     }
 }
