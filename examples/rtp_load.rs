@@ -19,7 +19,9 @@ use helpline::prompts::Prompt;
 use helpline::server::media_engine::{MediaEngine, MediaEngineConfig};
 
 #[derive(Parser, Debug)]
-#[command(about = "pace N G.711 prompt streams through the media engine and report send-time error")]
+#[command(
+    about = "pace N G.711 prompt streams through the media engine and report send-time error"
+)]
 struct Args {
     /// Concurrent streams.
     #[arg(long, default_value_t = 1000)]
@@ -58,7 +60,10 @@ fn main() -> std::io::Result<()> {
         sock.set_nonblocking(true)?;
         sinks.push(sock);
     }
-    let sink_addrs: Vec<SocketAddr> = sinks.iter().map(UdpSocket::local_addr).collect::<Result<_, _>>()?;
+    let sink_addrs: Vec<SocketAddr> = sinks
+        .iter()
+        .map(UdpSocket::local_addr)
+        .collect::<Result<_, _>>()?;
     let sink_thread = {
         let (received, stop) = (received.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -74,14 +79,34 @@ fn main() -> std::io::Result<()> {
         })
     };
 
+    // Control: a plain thread sleeping 2 ms at a time records how late the OS wakes it. On a shared
+    // machine this is the floor under any pacer's error, so it is printed next to the engine's numbers.
+    let control = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut late = Vec::with_capacity(10_000);
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                next += Duration::from_millis(2);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                late.push(Instant::now().saturating_duration_since(next));
+            }
+            late.sort();
+            late
+        })
+    };
+
     // One long tone prompt shared by every stream (Arc: frames are not copied per stream).
     let total = Duration::from_secs(args.seconds + 3);
     let samples = (total.as_millis() as usize) * 8;
-    let pcm: Vec<i16> =
-        (0..samples).map(|i| ((i as f64 * 2.0 * std::f64::consts::PI * 440.0 / 8000.0).sin() * 8000.0) as i16).collect();
+    let pcm: Vec<i16> = (0..samples)
+        .map(|i| ((i as f64 * 2.0 * std::f64::consts::PI * 440.0 / 8000.0).sin() * 8000.0) as i16)
+        .collect();
     let prompt = Arc::new(Prompt::from_samples("en", "load-tone", &pcm));
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let stats = engine.send_stats();
     let (ids, opened_in) = rt.block_on(async {
         let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -108,7 +133,10 @@ fn main() -> std::io::Result<()> {
         let t0 = tokio::time::Instant::now();
         for (i, &id) in ids.iter().enumerate() {
             if !args.aligned {
-                tokio::time::sleep_until(t0 + Duration::from_micros((20_000 * i / n.max(1)) as u64)).await;
+                tokio::time::sleep_until(
+                    t0 + Duration::from_micros((20_000 * i / n.max(1)) as u64),
+                )
+                .await;
             }
             engine.play(id, prompt.clone());
         }
@@ -125,9 +153,23 @@ fn main() -> std::io::Result<()> {
     }
     stop.store(true, Ordering::Relaxed);
     let _ = sink_thread.join();
+    let control = control.join().unwrap_or_default();
+    let pick = |q: f64| {
+        control
+            .get(((control.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
 
     let expected = (n as u64) * 50 * args.seconds;
-    println!("streams            {n} ({})", if args.aligned { "aligned phases" } else { "phases spread over 20 ms" });
+    println!(
+        "streams            {n} ({})",
+        if args.aligned {
+            "aligned phases"
+        } else {
+            "phases spread over 20 ms"
+        }
+    );
     println!("opened in          {opened_in:?}");
     println!("measured           {} s", args.seconds);
     println!("packets sent       {} (expected {expected})", snap.packets);
@@ -137,7 +179,19 @@ fn main() -> std::io::Result<()> {
     println!("|error| p99        {:?}", snap.quantile(0.99));
     println!("|error| p99.9      {:?}", snap.quantile(0.999));
     println!("max late           {:?}", snap.max_late);
-    println!("max early          {:?} ({} packets early)", snap.max_early, snap.early);
-    println!("within 1 ms        {:.3} %", 100.0 * snap.fraction_within(Duration::from_millis(1)));
+    println!(
+        "max early          {:?} ({} packets early)",
+        snap.max_early, snap.early
+    );
+    println!(
+        "within 1 ms        {:.3} %",
+        100.0 * snap.fraction_within(Duration::from_millis(1))
+    );
+    println!(
+        "control sleeper    late p50 {:?} p99 {:?} max {:?} (OS wake-up jitter on this machine meanwhile)",
+        pick(0.5),
+        pick(0.99),
+        pick(1.0)
+    );
     Ok(())
 }

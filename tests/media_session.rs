@@ -30,7 +30,9 @@ fn config(law: Law, pt: u8) -> MediaConfig {
 }
 
 fn prompt(name: &str, frames: usize) -> Arc<Prompt> {
-    let pcm: Vec<i16> = (0..frames * 160).map(|i| ((i % 40) as i16 - 20) * 500).collect();
+    let pcm: Vec<i16> = (0..frames * 160)
+        .map(|i| ((i % 40) as i16 - 20) * 500)
+        .collect();
     Arc::new(Prompt::from_samples("en", name, &pcm))
 }
 
@@ -45,14 +47,25 @@ struct Sent {
 
 /// Drives the session like the shell does: wake at `poll_timeout`, `handle_timeout`, drain transmits
 /// and events. Stops at `until`.
-fn run(s: &mut MediaSession, from: Instant, until: Instant, sent: &mut Vec<Sent>, events: &mut Vec<(Instant, MediaEvent)>) {
+fn run(
+    s: &mut MediaSession,
+    from: Instant,
+    until: Instant,
+    sent: &mut Vec<Sent>,
+    events: &mut Vec<(Instant, MediaEvent)>,
+) {
     let mut now = from;
     let mut buf = [0u8; 1500];
     loop {
         s.handle_timeout(now);
         while let Some((dst, n)) = s.poll_transmit(now, &mut buf) {
             let (header, _) = rtp::parse(&buf[..n]).expect("we emit valid rtp");
-            sent.push(Sent { at: now, dst, header, len: n });
+            sent.push(Sent {
+                at: now,
+                dst,
+                header,
+                len: n,
+            });
         }
         while let Some(e) = s.poll_event() {
             events.push((now, e));
@@ -66,14 +79,24 @@ fn run(s: &mut MediaSession, from: Instant, until: Instant, sent: &mut Vec<Sent>
 
 fn audio_packet(seq: u16, pt: u8) -> Vec<u8> {
     let mut buf = [0u8; 200];
-    let h = rtp::RtpHeader { marker: false, payload_type: pt, sequence: seq, timestamp: u32::from(seq) * 160, ssrc: 9 };
+    let h = rtp::RtpHeader {
+        marker: false,
+        payload_type: pt,
+        sequence: seq,
+        timestamp: u32::from(seq) * 160,
+        ssrc: 9,
+    };
     let n = rtp::write(&mut buf, &h, &[0xFF; 160]).unwrap();
     buf[..n].to_vec()
 }
 
 fn assert_contiguous(sent: &[Sent]) {
     for w in sent.windows(2) {
-        assert_eq!(w[1].header.sequence, w[0].header.sequence.wrapping_add(1), "sequence +1");
+        assert_eq!(
+            w[1].header.sequence,
+            w[0].header.sequence.wrapping_add(1),
+            "sequence +1"
+        );
         assert_eq!(w[1].header.ssrc, w[0].header.ssrc);
     }
 }
@@ -84,11 +107,21 @@ fn whole_prompt_is_paced_with_right_headers() {
     let mut s = MediaSession::new(t0, config(Law::Alaw, 8));
     s.play(t0, prompt("welcome", 50));
     let (mut sent, mut events) = (Vec::new(), Vec::new());
-    run(&mut s, t0, t0 + Duration::from_secs(2), &mut sent, &mut events);
+    run(
+        &mut s,
+        t0,
+        t0 + Duration::from_secs(2),
+        &mut sent,
+        &mut events,
+    );
 
     assert_eq!(sent.len(), 50);
     for (k, p) in sent.iter().enumerate() {
-        assert_eq!(p.at, t0 + FRAME * k as u32, "frame {k} due at start + k*20ms");
+        assert_eq!(
+            p.at,
+            t0 + FRAME * k as u32,
+            "frame {k} due at start + k*20ms"
+        );
         assert_eq!(p.dst, addr(SDP_REMOTE));
         assert_eq!(p.header.payload_type, 8);
         assert_eq!(p.len, 12 + 160);
@@ -96,20 +129,37 @@ fn whole_prompt_is_paced_with_right_headers() {
     }
     assert_contiguous(&sent);
     for w in sent.windows(2) {
-        assert_eq!(w[1].header.timestamp, w[0].header.timestamp.wrapping_add(160));
+        assert_eq!(
+            w[1].header.timestamp,
+            w[0].header.timestamp.wrapping_add(160)
+        );
     }
-    let finished: Vec<_> = events.iter().filter(|(_, e)| matches!(e, MediaEvent::PromptFinished { .. })).collect();
+    let finished: Vec<_> = events
+        .iter()
+        .filter(|(_, e)| matches!(e, MediaEvent::PromptFinished { .. }))
+        .collect();
     assert_eq!(finished.len(), 1);
     // Finished when the last frame's 20 ms are over, i.e. 1 s after the start.
     assert_eq!(finished[0].0, t0 + Duration::from_secs(1));
-    assert_eq!(finished[0].1, MediaEvent::PromptFinished { name: "welcome".into() });
+    assert_eq!(
+        finished[0].1,
+        MediaEvent::PromptFinished {
+            name: "welcome".into()
+        }
+    );
 }
 
 #[test]
 fn seed_decides_ssrc_sequence_and_timestamp() {
     let t0 = Instant::now();
     let first = |seed| {
-        let mut s = MediaSession::new(t0, MediaConfig { seed, ..config(Law::Ulaw, 0) });
+        let mut s = MediaSession::new(
+            t0,
+            MediaConfig {
+                seed,
+                ..config(Law::Ulaw, 0)
+            },
+        );
         s.play(t0, prompt("p", 1));
         let mut buf = [0u8; 200];
         let (_, n) = s.poll_transmit(t0, &mut buf).unwrap();
@@ -117,7 +167,10 @@ fn seed_decides_ssrc_sequence_and_timestamp() {
     };
     assert_eq!(first(7), first(7));
     let (a, b) = (first(7), first(8));
-    assert_ne!((a.ssrc, a.sequence, a.timestamp), (b.ssrc, b.sequence, b.timestamp));
+    assert_ne!(
+        (a.ssrc, a.sequence, a.timestamp),
+        (b.ssrc, b.sequence, b.timestamp)
+    );
 }
 
 #[test]
@@ -126,11 +179,23 @@ fn two_prompts_keep_sequence_and_timestamp_running_across_the_gap() {
     let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
     let (mut sent, mut events) = (Vec::new(), Vec::new());
     s.play(t0, prompt("one", 10));
-    run(&mut s, t0, t0 + Duration::from_secs(1), &mut sent, &mut events);
+    run(
+        &mut s,
+        t0,
+        t0 + Duration::from_secs(1),
+        &mut sent,
+        &mut events,
+    );
     // 300 ms of silence after the first prompt ended (at 200 ms), then the second prompt.
     let t1 = t0 + Duration::from_millis(500);
     s.play(t1, prompt("two", 10));
-    run(&mut s, t1, t1 + Duration::from_secs(1), &mut sent, &mut events);
+    run(
+        &mut s,
+        t1,
+        t1 + Duration::from_secs(1),
+        &mut sent,
+        &mut events,
+    );
 
     assert_eq!(sent.len(), 20);
     assert_contiguous(&sent);
@@ -138,8 +203,17 @@ fn two_prompts_keep_sequence_and_timestamp_running_across_the_gap() {
     assert!(next.header.marker, "marker on the talkspurt after silence");
     assert_eq!(next.at, t1);
     // Last frame sampled at 180 ms, next at 500 ms: 320 ms = 2560 samples.
-    assert_eq!(next.header.timestamp.wrapping_sub(last.header.timestamp), 2560);
-    assert_eq!(events.iter().filter(|(_, e)| matches!(e, MediaEvent::PromptFinished { .. })).count(), 2);
+    assert_eq!(
+        next.header.timestamp.wrapping_sub(last.header.timestamp),
+        2560
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(_, e)| matches!(e, MediaEvent::PromptFinished { .. }))
+            .count(),
+        2
+    );
 }
 
 #[test]
@@ -149,12 +223,24 @@ fn barge_in_then_play_continues_without_overlap_or_event() {
     let (mut sent, mut events) = (Vec::new(), Vec::new());
     s.play(t0, prompt("menu", 100));
     // Run 5 frames (0..=80 ms), then the caller presses a key at 90 ms: barge-in and new prompt.
-    run(&mut s, t0, t0 + Duration::from_millis(90), &mut sent, &mut events);
+    run(
+        &mut s,
+        t0,
+        t0 + Duration::from_millis(90),
+        &mut sent,
+        &mut events,
+    );
     assert_eq!(sent.len(), 5);
     let t_key = t0 + Duration::from_millis(90);
     s.stop_playout(t_key);
     s.play(t_key, prompt("confirm", 3));
-    run(&mut s, t_key, t0 + Duration::from_secs(1), &mut sent, &mut events);
+    run(
+        &mut s,
+        t_key,
+        t0 + Duration::from_secs(1),
+        &mut sent,
+        &mut events,
+    );
 
     assert_eq!(sent.len(), 8);
     assert_contiguous(&sent);
@@ -162,7 +248,10 @@ fn barge_in_then_play_continues_without_overlap_or_event() {
     assert!(next.header.marker);
     // The new prompt takes the old prompt's next slot (100 ms), never earlier: no faster than real time.
     assert_eq!(next.at, t0 + Duration::from_millis(100));
-    assert_eq!(next.header.timestamp, sent[4].header.timestamp.wrapping_add(160));
+    assert_eq!(
+        next.header.timestamp,
+        sent[4].header.timestamp.wrapping_add(160)
+    );
     let names: Vec<_> = events
         .iter()
         .filter_map(|(_, e)| match e {
@@ -170,7 +259,11 @@ fn barge_in_then_play_continues_without_overlap_or_event() {
             _ => None,
         })
         .collect();
-    assert_eq!(names, ["confirm"], "a stopped prompt does not report finished");
+    assert_eq!(
+        names,
+        ["confirm"],
+        "a stopped prompt does not report finished"
+    );
 }
 
 #[test]
@@ -179,9 +272,8 @@ fn late_poll_catches_up_with_a_bounded_burst() {
     let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
     s.play(t0, prompt("long", 100));
     let mut buf = [0u8; 1500];
-    let mut first_ts = 0;
     let (_, n) = s.poll_transmit(t0, &mut buf).unwrap();
-    first_ts = rtp::parse(&buf[..n]).map(|(h, _)| h.timestamp).unwrap_or(first_ts);
+    let first_ts = rtp::parse(&buf[..n]).unwrap().0.timestamp;
     // The driver stalls for 205 ms: frames 1..=10 are due.
     let late = t0 + Duration::from_millis(205);
     let mut burst = Vec::new();
@@ -190,7 +282,10 @@ fn late_poll_catches_up_with_a_bounded_burst() {
     }
     assert_eq!(burst.len(), 3, "at most MAX_CATCHUP packets back to back");
     // The burst is the three most recent frames (8, 9, 10); older ones were skipped with their timestamps.
-    let offsets: Vec<u32> = burst.iter().map(|h| h.timestamp.wrapping_sub(first_ts) / 160).collect();
+    let offsets: Vec<u32> = burst
+        .iter()
+        .map(|h| h.timestamp.wrapping_sub(first_ts) / 160)
+        .collect();
     assert_eq!(offsets, [8, 9, 10]);
     assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(220)));
 }
@@ -201,24 +296,47 @@ fn latches_to_nat_source_and_ignores_a_third_party() {
     let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
     s.play(t0, prompt("p", 100));
     let mut buf = [0u8; 1500];
-    assert_eq!(s.poll_transmit(t0, &mut buf).map(|x| x.0), Some(addr(SDP_REMOTE)), "before RTP: SDP address");
+    assert_eq!(
+        s.poll_transmit(t0, &mut buf).map(|x| x.0),
+        Some(addr(SDP_REMOTE)),
+        "before RTP: SDP address"
+    );
 
     let t1 = t0 + Duration::from_millis(20);
     s.handle_rtp(t1, addr(NAT_SOURCE), &audio_packet(1, 0));
-    assert_eq!(s.poll_event(), Some(MediaEvent::FirstRtp { from: addr(NAT_SOURCE) }));
-    assert_eq!(s.poll_transmit(t1, &mut buf).map(|x| x.0), Some(addr(NAT_SOURCE)));
+    assert_eq!(
+        s.poll_event(),
+        Some(MediaEvent::FirstRtp {
+            from: addr(NAT_SOURCE)
+        })
+    );
+    assert_eq!(
+        s.poll_transmit(t1, &mut buf).map(|x| x.0),
+        Some(addr(NAT_SOURCE))
+    );
 
     let t2 = t0 + Duration::from_millis(40);
     s.handle_rtp(t2, addr(THIRD_PARTY), &audio_packet(2, 0));
     assert_eq!(s.poll_event(), None);
-    assert_eq!(s.poll_transmit(t2, &mut buf).map(|x| x.0), Some(addr(NAT_SOURCE)));
+    assert_eq!(
+        s.poll_transmit(t2, &mut buf).map(|x| x.0),
+        Some(addr(NAT_SOURCE))
+    );
 
     // A re-INVITE drops the latch; the next sender latches again.
     let t3 = t0 + Duration::from_millis(60);
     s.update_remote(t3, &config(Law::Ulaw, 0));
     s.handle_rtp(t3, addr(THIRD_PARTY), &audio_packet(3, 0));
-    assert_eq!(s.poll_event(), Some(MediaEvent::FirstRtp { from: addr(THIRD_PARTY) }));
-    assert_eq!(s.poll_transmit(t3, &mut buf).map(|x| x.0), Some(addr(THIRD_PARTY)));
+    assert_eq!(
+        s.poll_event(),
+        Some(MediaEvent::FirstRtp {
+            from: addr(THIRD_PARTY)
+        })
+    );
+    assert_eq!(
+        s.poll_transmit(t3, &mut buf).map(|x| x.0),
+        Some(addr(THIRD_PARTY))
+    );
 }
 
 #[test]
@@ -228,7 +346,11 @@ fn third_party_packets_do_not_keep_the_call_alive() {
     s.handle_rtp(t0, addr(NAT_SOURCE), &audio_packet(1, 0));
     assert!(matches!(s.poll_event(), Some(MediaEvent::FirstRtp { .. })));
     for i in 1..=40u16 {
-        s.handle_rtp(t0 + Duration::from_secs(u64::from(i)), addr(THIRD_PARTY), &audio_packet(i, 0));
+        s.handle_rtp(
+            t0 + Duration::from_secs(u64::from(i)),
+            addr(THIRD_PARTY),
+            &audio_packet(i, 0),
+        );
     }
     s.handle_timeout(t0 + Duration::from_secs(30));
     assert_eq!(s.poll_event(), Some(MediaEvent::RtpTimeout));
@@ -239,12 +361,20 @@ fn rtcp_is_accepted_and_ignored() {
     let t0 = Instant::now();
     let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
     // A receiver report (PT 201), on the RTCP port and multiplexed on the RTP port.
-    let rr = [0x81, 0xc9, 0x00, 0x07, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let rr = [
+        0x81, 0xc9, 0x00, 0x07, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0,
+    ];
     s.handle_rtcp(t0, addr(THIRD_PARTY), &rr);
     s.handle_rtp(t0, addr(THIRD_PARTY), &rr);
     assert_eq!(s.poll_event(), None, "no latch on RTCP");
     s.handle_rtp(t0, addr(NAT_SOURCE), &audio_packet(1, 0));
-    assert_eq!(s.poll_event(), Some(MediaEvent::FirstRtp { from: addr(NAT_SOURCE) }));
+    assert_eq!(
+        s.poll_event(),
+        Some(MediaEvent::FirstRtp {
+            from: addr(NAT_SOURCE)
+        })
+    );
 }
 
 #[test]
@@ -273,20 +403,48 @@ fn no_timeout_while_rtp_flows() {
         s.handle_timeout(now);
     }
     let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
-    assert_eq!(events, [MediaEvent::FirstRtp { from: addr(NAT_SOURCE) }]);
-    assert_eq!(s.poll_timeout(), Some(t0 + FRAME * 5999 + Duration::from_secs(30)));
+    assert_eq!(
+        events,
+        [MediaEvent::FirstRtp {
+            from: addr(NAT_SOURCE)
+        }]
+    );
+    assert_eq!(
+        s.poll_timeout(),
+        Some(t0 + FRAME * 5999 + Duration::from_secs(30))
+    );
 }
 
 #[test]
 fn on_hold_prompt_still_finishes_without_sending_and_no_timeout() {
     let t0 = Instant::now();
-    let mut s = MediaSession::new(t0, MediaConfig { remote: None, ..config(Law::Ulaw, 0) });
+    let mut s = MediaSession::new(
+        t0,
+        MediaConfig {
+            remote: None,
+            ..config(Law::Ulaw, 0)
+        },
+    );
     s.play(t0, prompt("hold-music", 10));
     let (mut sent, mut events) = (Vec::new(), Vec::new());
-    run(&mut s, t0, t0 + Duration::from_secs(120), &mut sent, &mut events);
+    run(
+        &mut s,
+        t0,
+        t0 + Duration::from_secs(120),
+        &mut sent,
+        &mut events,
+    );
     assert!(sent.is_empty());
     let evs: Vec<_> = events.into_iter().map(|(t, e)| (t - t0, e)).collect();
-    assert_eq!(evs, [(Duration::from_millis(200), MediaEvent::PromptFinished { name: "hold-music".into() })]);
+    assert_eq!(
+        evs,
+        [(
+            Duration::from_millis(200),
+            MediaEvent::PromptFinished {
+                name: "hold-music".into()
+            }
+        )]
+    );
 }
 
 #[test]
@@ -319,7 +477,13 @@ fn garbage_never_panics() {
     // Audio payloads of odd sizes (0, 1, 161, 1000 bytes) and wrapped sequence numbers.
     for (i, size) in [0usize, 1, 161, 1000, 160, 80].into_iter().enumerate() {
         let mut buf = vec![0u8; 12 + size];
-        let h = rtp::RtpHeader { marker: false, payload_type: 0, sequence: 65534u16.wrapping_add(i as u16 * 7), timestamp: 0, ssrc: 1 };
+        let h = rtp::RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: 65534u16.wrapping_add(i as u16 * 7),
+            timestamp: 0,
+            ssrc: 1,
+        };
         let payload = vec![0x7F; size];
         rtp::write(&mut buf, &h, &payload).unwrap();
         s.handle_rtp(t0, src, &buf);

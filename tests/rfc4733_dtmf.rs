@@ -43,9 +43,17 @@ fn rtp_packet(seq: u16, ts: u32, marker: bool, event: u8, end: bool, duration: u
     p
 }
 
-fn feed(det: &mut Rfc4733Detector, t: Instant, ts: u32, event: u8, pkts: &[CapturePacket]) -> String {
+fn feed(
+    det: &mut Rfc4733Detector,
+    t: Instant,
+    ts: u32,
+    event: u8,
+    pkts: &[CapturePacket],
+) -> String {
     pkts.iter()
-        .filter_map(|&(ms, _, end, dur)| det.handle(t + Duration::from_millis(ms), ts, &payload(event, end, dur)))
+        .filter_map(|&(ms, _, end, dur)| {
+            det.handle(t + Duration::from_millis(ms), ts, &payload(event, end, dur))
+        })
         .collect()
 }
 
@@ -95,7 +103,14 @@ fn two_keys_in_a_row_even_with_a_late_packet_of_the_first() {
     let t1 = t0 + Duration::from_millis(200);
     out += &feed(&mut det, t1, 3000, 2, &CAPTURE_8[..3]);
     // A straggler of key 1 (its last end retransmission) arrives after key 2 started: absorbed.
-    out += &det.handle(t1 + Duration::from_millis(45), 1000, &payload(1, true, 2240)).map(String::from).unwrap_or_default();
+    out += &det
+        .handle(
+            t1 + Duration::from_millis(45),
+            1000,
+            &payload(1, true, 2240),
+        )
+        .map(String::from)
+        .unwrap_or_default();
     out += &feed(&mut det, t1, 3000, 2, &CAPTURE_8[3..]);
     assert_eq!(out, "12");
 }
@@ -107,7 +122,13 @@ fn same_timestamp_capture_replayed_is_two_presses() {
     let mut det = Rfc4733Detector::new();
     let mut out = feed(&mut det, t0, CAPTURE_TS, 8, &CAPTURE_8);
     // Replayed 500 ms after the first started (360 ms after its end packets).
-    out += &feed(&mut det, t0 + Duration::from_millis(500), CAPTURE_TS, 8, &CAPTURE_8);
+    out += &feed(
+        &mut det,
+        t0 + Duration::from_millis(500),
+        CAPTURE_TS,
+        8,
+        &CAPTURE_8,
+    );
     assert_eq!(out, "88");
 }
 
@@ -121,7 +142,13 @@ fn four_replays_make_8888_and_late_end_retransmits_do_not_add() {
         let start = t0 + Duration::from_millis(600 * i);
         out += &feed(&mut det, start, CAPTURE_TS, 8, &CAPTURE_8);
         // A jittered end retransmission 100 ms behind: still the same press.
-        out += &feed(&mut det, start + Duration::from_millis(100), CAPTURE_TS, 8, &CAPTURE_8[9..]);
+        out += &feed(
+            &mut det,
+            start + Duration::from_millis(100),
+            CAPTURE_TS,
+            8,
+            &CAPTURE_8[9..],
+        );
     }
     assert_eq!(out, "8888");
 }
@@ -163,7 +190,11 @@ fn session_reports_replayed_captures_and_stops_inband_listening() {
     for rep in 0..2u64 {
         for (i, &(ms, seq, end, dur)) in CAPTURE_8.iter().enumerate() {
             let at = t0 + Duration::from_millis(rep * 600 + ms);
-            s.handle_rtp(at, caller, &rtp_packet(seq, CAPTURE_TS, i == 0, 8, end, dur));
+            s.handle_rtp(
+                at,
+                caller,
+                &rtp_packet(seq, CAPTURE_TS, i == 0, 8, end, dur),
+            );
         }
     }
     let digits: Vec<_> = std::iter::from_fn(|| s.poll_event())
@@ -172,5 +203,8 @@ fn session_reports_replayed_captures_and_stops_inband_listening() {
             _ => None,
         })
         .collect();
-    assert_eq!(digits, vec![('8', DigitMethod::Rfc4733), ('8', DigitMethod::Rfc4733)]);
+    assert_eq!(
+        digits,
+        vec![('8', DigitMethod::Rfc4733), ('8', DigitMethod::Rfc4733)]
+    );
 }

@@ -99,7 +99,13 @@ mod tests {
 
     #[test]
     fn write_then_parse_round_trips() {
-        let h = RtpHeader { marker: true, payload_type: 8, sequence: 65535, timestamp: 0xDEAD_BEEF, ssrc: 7 };
+        let h = RtpHeader {
+            marker: true,
+            payload_type: 8,
+            sequence: 65535,
+            timestamp: 0xDEAD_BEEF,
+            ssrc: 7,
+        };
         let mut buf = [0u8; 64];
         let n = write(&mut buf, &h, &[1, 2, 3]).unwrap();
         assert_eq!(n, 15);
@@ -112,11 +118,15 @@ mod tests {
     fn parses_a_captured_telephone_event_packet() {
         // From sip-tester's dtmf_2833_8.pcap, first packet.
         let pkt = [
-            0x80, 0xe5, 0x20, 0x3d, 0x00, 0x00, 0xed, 0x80, 0x0e, 0x05, 0x38, 0x4e, 0x08, 0x0a, 0x00, 0x00,
+            0x80, 0xe5, 0x20, 0x3d, 0x00, 0x00, 0xed, 0x80, 0x0e, 0x05, 0x38, 0x4e, 0x08, 0x0a,
+            0x00, 0x00,
         ];
         let (h, payload) = parse(&pkt).unwrap();
         assert!(h.marker);
-        assert_eq!((h.payload_type, h.sequence, h.timestamp), (101, 8253, 60800));
+        assert_eq!(
+            (h.payload_type, h.sequence, h.timestamp),
+            (101, 8253, 60800)
+        );
         assert_eq!(payload, &[0x08, 0x0a, 0x00, 0x00]);
     }
 
@@ -139,7 +149,16 @@ mod tests {
 
     #[test]
     fn write_reports_small_buffer() {
-        let h = RtpHeader { marker: false, payload_type: 0, sequence: 1, timestamp: 1, ssrc: 1 };
-        assert_eq!(write(&mut [0u8; 20], &h, &[0; 160]), Err(RtpError::BufferTooSmall));
+        let h = RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: 1,
+            timestamp: 1,
+            ssrc: 1,
+        };
+        assert_eq!(
+            write(&mut [0u8; 20], &h, &[0; 160]),
+            Err(RtpError::BufferTooSmall)
+        );
     }
 }

@@ -122,7 +122,10 @@ struct Playing {
 
 impl Playing {
     fn slot(&self, index: usize) -> (Instant, u32) {
-        (self.start + FRAME * index as u32, self.ts0.wrapping_add((FRAME_SAMPLES * index) as u32))
+        (
+            self.start + FRAME * index as u32,
+            self.ts0.wrapping_add((FRAME_SAMPLES * index) as u32),
+        )
     }
 }
 
@@ -143,12 +146,18 @@ struct Reorder {
 
 impl Reorder {
     fn new() -> Self {
-        Reorder { expected: None, slots: [None; REORDER_SLOTS], last_rx: None }
+        Reorder {
+            expected: None,
+            slots: [None; REORDER_SLOTS],
+            last_rx: None,
+        }
     }
 
     /// Accepts one audio packet and hands every payload that is now in order to `deliver`.
     fn push(&mut self, now: Instant, seq: u16, payload: &[u8], deliver: &mut impl FnMut(&[u8])) {
-        let stale = self.last_rx.is_some_and(|t| now.saturating_duration_since(t) >= REORDER_RESTART_GAP);
+        let stale = self
+            .last_rx
+            .is_some_and(|t| now.saturating_duration_since(t) >= REORDER_RESTART_GAP);
         self.last_rx = Some(now);
         let Some(mut expected) = self.expected.filter(|_| !stale) else {
             self.flush(deliver);
@@ -269,7 +278,10 @@ impl MediaSession {
     /// Applies a re-INVITE's result: new remote, codec or hold. The latch is dropped so the next valid
     /// packet latches again, and the RTP-timeout period restarts. SSRC, sequence and timestamp continue.
     pub fn update_remote(&mut self, now: Instant, cfg: &MediaConfig) {
-        self.cfg = MediaConfig { seed: self.cfg.seed, ..cfg.clone() };
+        self.cfg = MediaConfig {
+            seed: self.cfg.seed,
+            ..cfg.clone()
+        };
         self.latched = None;
         self.rx_base = now;
         self.reorder = Reorder::new();
@@ -304,26 +316,31 @@ impl MediaSession {
         if is_dtmf {
             self.seen_telephone_event = true;
             if let Some(digit) = self.rfc4733.handle(now, header.timestamp, payload) {
-                self.events.push_back(MediaEvent::Digit(DetectedDigit { digit, method: DigitMethod::Rfc4733, at: now }));
+                self.events.push_back(MediaEvent::Digit(DetectedDigit {
+                    digit,
+                    method: DigitMethod::Rfc4733,
+                    at: now,
+                }));
             }
         } else if is_audio && !self.seen_telephone_event {
             let law = self.cfg.law;
             let inband = &mut self.inband;
             let events = &mut self.events;
-            self.reorder.push(now, header.sequence, payload, &mut |bytes: &[u8]| {
-                let mut pcm = [0i16; FRAME_SAMPLES];
-                for chunk in bytes.chunks(FRAME_SAMPLES) {
-                    let pcm = &mut pcm[..chunk.len()];
-                    law.decode_into(chunk, pcm);
-                    if let Some(d) = inband.process(pcm) {
-                        events.push_back(MediaEvent::Digit(DetectedDigit {
-                            digit: d.digit,
-                            method: DigitMethod::Inband,
-                            at: now,
-                        }));
+            self.reorder
+                .push(now, header.sequence, payload, &mut |bytes: &[u8]| {
+                    let mut pcm = [0i16; FRAME_SAMPLES];
+                    for chunk in bytes.chunks(FRAME_SAMPLES) {
+                        let pcm = &mut pcm[..chunk.len()];
+                        law.decode_into(chunk, pcm);
+                        if let Some(d) = inband.process(pcm) {
+                            events.push_back(MediaEvent::Digit(DetectedDigit {
+                                digit: d.digit,
+                                method: DigitMethod::Inband,
+                                at: now,
+                            }));
+                        }
                     }
-                }
-            });
+                });
         }
     }
 
@@ -358,7 +375,12 @@ impl MediaSession {
             }
         };
         self.marker_pending = true;
-        self.playing = Some(Playing { prompt, start, ts0, next_frame: 0 });
+        self.playing = Some(Playing {
+            prompt,
+            start,
+            ts0,
+            next_frame: 0,
+        });
         self.check_finished(now);
     }
 
@@ -438,7 +460,9 @@ impl MediaSession {
         if done {
             if let Some(p) = self.playing.take() {
                 self.resume_slot = Some(p.slot(p.next_frame));
-                self.events.push_back(MediaEvent::PromptFinished { name: p.prompt.name.clone() });
+                self.events.push_back(MediaEvent::PromptFinished {
+                    name: p.prompt.name.clone(),
+                });
             }
         }
     }
@@ -454,38 +478,64 @@ mod tests {
         let mut r = Reorder::new();
         let mut out = Vec::new();
         for &(ms, seq) in pkts {
-            r.push(t0 + Duration::from_millis(ms), seq, &seq.to_be_bytes(), &mut |b: &[u8]| {
-                out.push(u16::from_be_bytes([b[0], b[1]]));
-            });
+            r.push(
+                t0 + Duration::from_millis(ms),
+                seq,
+                &seq.to_be_bytes(),
+                &mut |b: &[u8]| {
+                    out.push(u16::from_be_bytes([b[0], b[1]]));
+                },
+            );
         }
         out
     }
 
     #[test]
     fn reorder_window_restores_order() {
-        assert_eq!(order(&[(0, 10), (20, 12), (40, 11), (60, 13)]), [10, 11, 12, 13]);
-        assert_eq!(order(&[(0, 65535), (20, 1), (40, 0), (60, 2)]), [65535, 0, 1, 2]);
+        assert_eq!(
+            order(&[(0, 10), (20, 12), (40, 11), (60, 13)]),
+            [10, 11, 12, 13]
+        );
+        assert_eq!(
+            order(&[(0, 65535), (20, 1), (40, 0), (60, 2)]),
+            [65535, 0, 1, 2]
+        );
     }
 
     #[test]
     fn reorder_window_drops_duplicates_and_too_late() {
-        assert_eq!(order(&[(0, 10), (20, 11), (40, 11), (60, 10), (80, 12)]), [10, 11, 12]);
+        assert_eq!(
+            order(&[(0, 10), (20, 11), (40, 11), (60, 10), (80, 12)]),
+            [10, 11, 12]
+        );
     }
 
     #[test]
     fn reorder_window_gives_up_on_a_lost_packet() {
         // 11 is lost: 12..=14 wait in the window until 15 arrives, then all go out in order.
         assert_eq!(order(&[(0, 10), (20, 12), (40, 13), (60, 14)]), [10]);
-        assert_eq!(order(&[(0, 10), (20, 12), (40, 13), (60, 14), (80, 15)]), [10, 12, 13, 14, 15]);
+        assert_eq!(
+            order(&[(0, 10), (20, 12), (40, 13), (60, 14), (80, 15)]),
+            [10, 12, 13, 14, 15]
+        );
         // A jump far ahead flushes and restarts at the new number.
-        assert_eq!(order(&[(0, 10), (20, 12), (40, 500), (60, 501)]), [10, 12, 500, 501]);
+        assert_eq!(
+            order(&[(0, 10), (20, 12), (40, 500), (60, 501)]),
+            [10, 12, 500, 501]
+        );
     }
 
     #[test]
     fn reorder_window_restarts_on_a_replayed_stream() {
         // Test tools replay the same capture: sequence numbers go back after a pause.
-        assert_eq!(order(&[(0, 100), (20, 101), (400, 100), (420, 101)]), [100, 101, 100, 101]);
+        assert_eq!(
+            order(&[(0, 100), (20, 101), (400, 100), (420, 101)]),
+            [100, 101, 100, 101]
+        );
         // And a large backwards jump without a pause restarts too.
-        assert_eq!(order(&[(0, 1000), (20, 1001), (40, 10), (60, 11)]), [1000, 1001, 10, 11]);
+        assert_eq!(
+            order(&[(0, 1000), (20, 1001), (40, 10), (60, 11)]),
+            [1000, 1001, 10, 11]
+        );
     }
 }

@@ -183,7 +183,13 @@ impl SendStats {
         for b in self.buckets.iter() {
             b.store(0, Ordering::Relaxed);
         }
-        for c in [&self.packets, &self.early, &self.send_errors, &self.max_late_ns, &self.max_early_ns] {
+        for c in [
+            &self.packets,
+            &self.early,
+            &self.send_errors,
+            &self.max_late_ns,
+            &self.max_early_ns,
+        ] {
             c.store(0, Ordering::Relaxed);
         }
     }
@@ -196,7 +202,11 @@ impl SendStats {
             send_errors: self.send_errors.load(Ordering::Relaxed),
             max_late: Duration::from_nanos(self.max_late_ns.load(Ordering::Relaxed)),
             max_early: Duration::from_nanos(self.max_early_ns.load(Ordering::Relaxed)),
-            buckets: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
         }
     }
 }
@@ -230,7 +240,10 @@ impl SendStatsSnapshot {
 }
 
 enum Command {
-    Open { events: mpsc::UnboundedSender<MediaEvent>, reply: oneshot::Sender<io::Result<(MediaId, u16)>> },
+    Open {
+        events: mpsc::UnboundedSender<MediaEvent>,
+        reply: oneshot::Sender<io::Result<(MediaId, u16)>>,
+    },
     Configure(MediaId, MediaConfig),
     Play(MediaId, Arc<Prompt>),
     Stop(MediaId),
@@ -246,25 +259,35 @@ impl MediaEngine {
     /// is dropped (all sessions are closed then).
     pub fn start(cfg: MediaEngineConfig) -> io::Result<MediaHandle> {
         if cfg.port_range.0 > cfg.port_range.1 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty rtp port range"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty rtp port range",
+            ));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(SendStats::new());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_stats = stats.clone();
-        std::thread::Builder::new().name("helpline-media".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            let _ = ready_tx.send(Ok(()));
-            let local = LocalSet::new();
-            local.block_on(&rt, Engine::new(cfg, thread_stats).run(rx));
-        })?;
-        ready_rx.recv().map_err(|_| io::Error::other("media thread died while starting"))??;
+        std::thread::Builder::new()
+            .name("helpline-media".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let local = LocalSet::new();
+                local.block_on(&rt, Engine::new(cfg, thread_stats).run(rx));
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("media thread died while starting"))??;
         Ok(MediaHandle { tx, stats })
     }
 }
@@ -283,9 +306,14 @@ fn engine_gone() -> io::Error {
 impl MediaHandle {
     /// Binds an even RTP port and port+1 for RTCP from the range (skipping busy ports) and creates an
     /// unconfigured session whose events go to `events`. Callable from any runtime or thread.
-    pub async fn open(&self, events: mpsc::UnboundedSender<MediaEvent>) -> io::Result<(MediaId, u16)> {
+    pub async fn open(
+        &self,
+        events: mpsc::UnboundedSender<MediaEvent>,
+    ) -> io::Result<(MediaId, u16)> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Command::Open { events, reply }).map_err(|_| engine_gone())?;
+        self.tx
+            .send(Command::Open { events, reply })
+            .map_err(|_| engine_gone())?;
         answer.await.map_err(|_| engine_gone())?
     }
 
@@ -378,7 +406,9 @@ impl Engine {
         });
         let ticker_thread = {
             let ticker = ticker.clone();
-            std::thread::Builder::new().name("helpline-media-tick".into()).spawn(move || ticker.run())
+            std::thread::Builder::new()
+                .name("helpline-media-tick".into())
+                .spawn(move || ticker.run())
         };
         let ticker_thread = match ticker_thread {
             Ok(t) => Some(t),
@@ -397,7 +427,9 @@ impl Engine {
         loop {
             let next = self.heap.peek().map(|Reverse((t, _, _))| *t);
             if next != armed {
-                sleep.as_mut().reset(next.map_or_else(idle, |t| t + BACKUP).into());
+                sleep
+                    .as_mut()
+                    .reset(next.map_or_else(idle, |t| t + BACKUP).into());
                 let new = next.map_or(NO_DEADLINE, |t| ticker.ns(t));
                 let old = ticker.deadline_ns.swap(new, Ordering::AcqRel);
                 // Unpark on every change: the ticker may be parked long after firing the old one.
@@ -483,7 +515,11 @@ impl Engine {
 
     /// Puts the session's next deadline in the heap unless it is already armed for exactly that.
     fn arm(&mut self, id: MediaId, e: &Entry) {
-        let next = e.session.borrow().as_ref().and_then(MediaSession::poll_timeout);
+        let next = e
+            .session
+            .borrow()
+            .as_ref()
+            .and_then(MediaSession::poll_timeout);
         if next != e.scheduled.get() {
             e.scheduled.set(next);
             if let Some(t) = next {
@@ -507,7 +543,9 @@ impl Engine {
             if let Some(s) = e.session.borrow_mut().as_mut() {
                 s.handle_timeout(horizon);
                 while let Some((dst, n)) = s.poll_transmit(horizon, &mut self.buf[..]) {
-                    let Some(packet) = self.buf.get(..n) else { break };
+                    let Some(packet) = self.buf.get(..n) else {
+                        break;
+                    };
                     let result = e.socket.get_ref().send_to(packet, dst);
                     let sent = Instant::now();
                     match (result, s.last_sent_due()) {
@@ -532,14 +570,20 @@ impl Engine {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { generation: 0, entry: None });
+                self.slots.push(Slot {
+                    generation: 0,
+                    entry: None,
+                });
                 (self.slots.len() - 1) as u32
             }
         };
         let Some(slot) = self.slots.get_mut(index as usize) else {
             return Err(io::Error::other("media slab index out of range"));
         };
-        let id = MediaId { index, generation: slot.generation };
+        let id = MediaId {
+            index,
+            generation: slot.generation,
+        };
         let entry = Rc::new_cyclic(|weak: &std::rc::Weak<Entry>| {
             let rtp_task = tokio::task::spawn_local(receive_rtp(rtp.clone(), weak.clone()));
             let rtcp_task = tokio::task::spawn_local(receive_rtcp(rtcp, weak.clone()));
@@ -561,7 +605,11 @@ impl Engine {
     fn bind_pair(&mut self) -> io::Result<(UdpSocket, UdpSocket, u16)> {
         let (lo, hi) = self.cfg.port_range;
         let first_even = lo.saturating_add(lo % 2);
-        let pairs = if hi > first_even { usize::from((hi - first_even).div_ceil(2)) } else { 0 };
+        let pairs = if hi > first_even {
+            usize::from((hi - first_even).div_ceil(2))
+        } else {
+            0
+        };
         for _ in 0..pairs {
             let mut p = self.next_port.max(first_even);
             p += p % 2;
@@ -583,11 +631,16 @@ impl Engine {
                 (Err(e), _) | (_, Err(e)) => return Err(e),
             }
         }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, "no free rtp port pair in the configured range"))
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "no free rtp port pair in the configured range",
+        ))
     }
 
     fn remove(&mut self, index: usize) {
-        let Some(slot) = self.slots.get_mut(index) else { return };
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
         if let Some(e) = slot.entry.take() {
             for t in &e.tasks {
                 t.abort();
@@ -611,7 +664,9 @@ async fn receive_rtp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>
                 return;
             }
         };
-        let Some(strong) = entry.upgrade() else { return };
+        let Some(strong) = entry.upgrade() else {
+            return;
+        };
         let now = Instant::now();
         let Some(packet) = buf.get(..n) else { continue };
         let mut session = strong.session.borrow_mut();
@@ -631,7 +686,9 @@ async fn receive_rtcp(socket: AsyncFd<UdpSocket>, entry: std::rc::Weak<Entry>) {
             Err(e) if is_transient(&e) => continue,
             Err(_) => return,
         };
-        let Some(strong) = entry.upgrade() else { return };
+        let Some(strong) = entry.upgrade() else {
+            return;
+        };
         let mut session = strong.session.borrow_mut();
         if let (Some(s), Some(packet)) = (session.as_mut(), buf.get(..n)) {
             s.handle_rtcp(Instant::now(), src, packet);
@@ -692,7 +749,10 @@ mod tests {
 
     #[test]
     fn plays_to_a_socket_latches_and_reports_events() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let engine = MediaEngine::start(MediaEngineConfig {
                 bind_ip: "127.0.0.1".parse().unwrap(),
@@ -716,23 +776,42 @@ mod tests {
             let mut seqs = Vec::new();
             for _ in 0..5 {
                 let (n, from) =
-                    tokio::time::timeout(Duration::from_secs(2), caller.recv_from(&mut buf)).await.unwrap().unwrap();
+                    tokio::time::timeout(Duration::from_secs(2), caller.recv_from(&mut buf))
+                        .await
+                        .unwrap()
+                        .unwrap();
                 assert_eq!(from.port(), port);
                 let (h, payload) = crate::media::rtp::parse(&buf[..n]).unwrap();
                 assert_eq!(payload.len(), 160);
                 seqs.push(h.sequence);
             }
             assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
-            let ev = tokio::time::timeout(Duration::from_secs(2), ev_rx.recv()).await.unwrap();
-            assert_eq!(ev, Some(MediaEvent::PromptFinished { name: "five".into() }));
+            let ev = tokio::time::timeout(Duration::from_secs(2), ev_rx.recv())
+                .await
+                .unwrap();
+            assert_eq!(
+                ev,
+                Some(MediaEvent::PromptFinished {
+                    name: "five".into()
+                })
+            );
 
             // RTP from the caller: FirstRtp, then an RFC 4733 key.
             let mut pkt = vec![0x80, 0xe5, 0, 1, 0, 0, 0, 9, 0, 0, 0, 7];
             pkt.extend_from_slice(&[5, 0x0a, 0, 0]);
             caller.send_to(&pkt, ("127.0.0.1", port)).await.unwrap();
-            let first = tokio::time::timeout(Duration::from_secs(2), ev_rx.recv()).await.unwrap();
-            assert_eq!(first, Some(MediaEvent::FirstRtp { from: caller.local_addr().unwrap() }));
-            let key = tokio::time::timeout(Duration::from_secs(2), ev_rx.recv()).await.unwrap();
+            let first = tokio::time::timeout(Duration::from_secs(2), ev_rx.recv())
+                .await
+                .unwrap();
+            assert_eq!(
+                first,
+                Some(MediaEvent::FirstRtp {
+                    from: caller.local_addr().unwrap()
+                })
+            );
+            let key = tokio::time::timeout(Duration::from_secs(2), ev_rx.recv())
+                .await
+                .unwrap();
             assert!(matches!(key, Some(MediaEvent::Digit(d)) if d.digit == '5'));
             assert!(engine.send_stats().snapshot().packets >= 5);
 
@@ -742,7 +821,10 @@ mod tests {
 
     #[test]
     fn busy_ports_are_skipped_and_exhaustion_is_an_error() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             // Someone else holds 41202; the range holds two pairs: 41200/1 and 41202/3.
             let _squatter = std::net::UdpSocket::bind("127.0.0.1:41202").unwrap();

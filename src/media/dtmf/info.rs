@@ -26,7 +26,12 @@ pub enum InfoDtmfError {
 /// Extracts the key from an INFO request's body, given its Content-Type header value.
 pub fn parse_info_body(content_type: &str, body: &[u8]) -> Result<char, InfoDtmfError> {
     // Parameters such as `;charset=...` do not change the format.
-    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let text = std::str::from_utf8(body).map_err(|_| InfoDtmfError::NotText)?;
     match media_type.as_str() {
         "application/dtmf-relay" => {
@@ -39,7 +44,9 @@ pub fn parse_info_body(content_type: &str, body: &[u8]) -> Result<char, InfoDtmf
             signal_to_key(value)
         }
         "application/dtmf" => signal_to_key(text),
-        _ => Err(InfoDtmfError::UnsupportedContentType(content_type.trim().to_owned())),
+        _ => Err(InfoDtmfError::UnsupportedContentType(
+            content_type.trim().to_owned(),
+        )),
     }
 }
 
@@ -69,13 +76,25 @@ mod tests {
     #[test]
     fn dtmf_relay_bodies() {
         let relay = "application/dtmf-relay";
-        assert_eq!(parse_info_body(relay, b"Signal=5\r\nDuration=160\r\n"), Ok('5'));
-        assert_eq!(parse_info_body(relay, b"signal = *\r\nduration=100"), Ok('*'));
+        assert_eq!(
+            parse_info_body(relay, b"Signal=5\r\nDuration=160\r\n"),
+            Ok('5')
+        );
+        assert_eq!(
+            parse_info_body(relay, b"signal = *\r\nduration=100"),
+            Ok('*')
+        );
         assert_eq!(parse_info_body(relay, b"Signal= #\r\n"), Ok('#'));
-        assert_eq!(parse_info_body(relay, b"Duration=160\nSIGNAL=10\n"), Ok('*'));
+        assert_eq!(
+            parse_info_body(relay, b"Duration=160\nSIGNAL=10\n"),
+            Ok('*')
+        );
         assert_eq!(parse_info_body(relay, b"Signal=11"), Ok('#'));
         assert_eq!(parse_info_body(relay, b"Signal=d"), Ok('D'));
-        assert_eq!(parse_info_body("Application/DTMF-Relay; charset=utf-8", b"Signal=0"), Ok('0'));
+        assert_eq!(
+            parse_info_body("Application/DTMF-Relay; charset=utf-8", b"Signal=0"),
+            Ok('0')
+        );
     }
 
     #[test]
@@ -91,14 +110,26 @@ mod tests {
             parse_info_body("text/plain", b"5"),
             Err(InfoDtmfError::UnsupportedContentType("text/plain".into()))
         );
-        assert_eq!(parse_info_body("application/dtmf-relay", b"Duration=160"), Err(InfoDtmfError::MissingSignal));
+        assert_eq!(
+            parse_info_body("application/dtmf-relay", b"Duration=160"),
+            Err(InfoDtmfError::MissingSignal)
+        );
         assert_eq!(
             parse_info_body("application/dtmf-relay", b"Signal=12"),
             Err(InfoDtmfError::InvalidSignal("12".into()))
         );
-        assert_eq!(parse_info_body("application/dtmf", b"x"), Err(InfoDtmfError::InvalidSignal("x".into())));
-        assert_eq!(parse_info_body("application/dtmf", b""), Err(InfoDtmfError::InvalidSignal(String::new())));
-        assert_eq!(parse_info_body("application/dtmf", &[0xff, 0xfe]), Err(InfoDtmfError::NotText));
+        assert_eq!(
+            parse_info_body("application/dtmf", b"x"),
+            Err(InfoDtmfError::InvalidSignal("x".into()))
+        );
+        assert_eq!(
+            parse_info_body("application/dtmf", b""),
+            Err(InfoDtmfError::InvalidSignal(String::new()))
+        );
+        assert_eq!(
+            parse_info_body("application/dtmf", &[0xff, 0xfe]),
+            Err(InfoDtmfError::NotText)
+        );
         let msg = InfoDtmfError::MissingSignal.to_string();
         assert!(msg.chars().next().unwrap().is_lowercase() && !msg.ends_with('.'));
     }

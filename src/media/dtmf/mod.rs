@@ -73,7 +73,10 @@ impl DigitMerger {
             twin.absorbed = true;
             return None;
         }
-        self.recent[self.next_slot] = Some(Recent { digit: DetectedDigit { at: now, ..digit }, absorbed: false });
+        self.recent[self.next_slot] = Some(Recent {
+            digit: DetectedDigit { at: now, ..digit },
+            absorbed: false,
+        });
         self.next_slot = (self.next_slot + 1) % MERGE_SLOTS;
         Some(digit)
     }
@@ -102,7 +105,10 @@ mod tests {
         let mut m = DigitMerger::new();
         assert!(m.handle(t0, d('5', DigitMethod::Rfc4733, t0)).is_some());
         let t1 = t0 + Duration::from_millis(40);
-        assert_eq!(m.handle(t1, d('6', DigitMethod::Info, t1)), Some(d('6', DigitMethod::Info, t1)));
+        assert_eq!(
+            m.handle(t1, d('6', DigitMethod::Info, t1)),
+            Some(d('6', DigitMethod::Info, t1))
+        );
     }
 
     #[test]

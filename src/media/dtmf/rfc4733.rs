@@ -112,7 +112,13 @@ impl Rfc4733Detector {
             let quiet = now.saturating_duration_since(seen.last_seen) >= REPLAY_GAP;
             let restarted = seen.ended || ev.duration < seen.max_duration;
             if quiet && restarted {
-                *seen = Seen { timestamp, event: ev.event, ended: ev.end, max_duration: ev.duration, last_seen: now };
+                *seen = Seen {
+                    timestamp,
+                    event: ev.event,
+                    ended: ev.end,
+                    max_duration: ev.duration,
+                    last_seen: now,
+                };
                 return Some(key);
             }
             seen.ended |= ev.end;
@@ -120,8 +126,13 @@ impl Rfc4733Detector {
             seen.last_seen = seen.last_seen.max(now);
             return None;
         }
-        self.recent[self.next_slot] =
-            Some(Seen { timestamp, event: ev.event, ended: ev.end, max_duration: ev.duration, last_seen: now });
+        self.recent[self.next_slot] = Some(Seen {
+            timestamp,
+            event: ev.event,
+            ended: ev.end,
+            max_duration: ev.duration,
+            last_seen: now,
+        });
         self.next_slot = (self.next_slot + 1) % HISTORY;
         Some(key)
     }
@@ -134,7 +145,15 @@ mod tests {
     #[test]
     fn decodes_payload_fields() {
         let ev = parse_payload(&[0x0b, 0x8a, 0x08, 0xc0]).unwrap();
-        assert_eq!(ev, TelephoneEvent { event: 11, end: true, volume: 10, duration: 2240 });
+        assert_eq!(
+            ev,
+            TelephoneEvent {
+                event: 11,
+                end: true,
+                volume: 10,
+                duration: 2240
+            }
+        );
         assert_eq!(parse_payload(&[1, 2, 3]), Err(Rfc4733Error::TooShort));
     }
 
