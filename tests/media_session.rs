@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use helpline::media::codec::Law;
 use helpline::media::rtp;
-use helpline::media::session::{MediaConfig, MediaEvent, MediaSession, FRAME};
+use helpline::media::session::{MediaConfig, MediaEvent, MediaSession, ReorderWindow, FRAME};
 use helpline::prompts::Prompt;
 
 const SDP_REMOTE: &str = "198.51.100.7:4000";
@@ -493,4 +493,73 @@ fn garbage_never_panics() {
     assert!(s.poll_transmit(t0, &mut out).is_some());
     // A buffer too small for a packet does not panic either.
     assert!(s.poll_transmit(t0 + FRAME, &mut [0u8; 10]).is_none());
+}
+
+// ── the audio reorder window ahead of in-band detection ──
+
+/// Pushes (ms, seq) packets whose payload is the sequence number; returns the delivered order.
+fn order(pkts: &[(u64, u16)]) -> Vec<u16> {
+    let t0 = Instant::now();
+    let mut r = ReorderWindow::new();
+    let mut out = Vec::new();
+    for &(ms, seq) in pkts {
+        r.push(
+            t0 + Duration::from_millis(ms),
+            seq,
+            &seq.to_be_bytes(),
+            &mut |b: &[u8]| {
+                out.push(u16::from_be_bytes([b[0], b[1]]));
+            },
+        );
+    }
+    out
+}
+
+#[test]
+fn reorder_window_restores_order() {
+    assert_eq!(
+        order(&[(0, 10), (20, 12), (40, 11), (60, 13)]),
+        [10, 11, 12, 13]
+    );
+    assert_eq!(
+        order(&[(0, 65535), (20, 1), (40, 0), (60, 2)]),
+        [65535, 0, 1, 2]
+    );
+}
+
+#[test]
+fn reorder_window_drops_duplicates_and_too_late() {
+    assert_eq!(
+        order(&[(0, 10), (20, 11), (40, 11), (60, 10), (80, 12)]),
+        [10, 11, 12]
+    );
+}
+
+#[test]
+fn reorder_window_gives_up_on_a_lost_packet() {
+    // 11 is lost: 12..=14 wait in the window until 15 arrives, then all go out in order.
+    assert_eq!(order(&[(0, 10), (20, 12), (40, 13), (60, 14)]), [10]);
+    assert_eq!(
+        order(&[(0, 10), (20, 12), (40, 13), (60, 14), (80, 15)]),
+        [10, 12, 13, 14, 15]
+    );
+    // A jump far ahead flushes and restarts at the new number.
+    assert_eq!(
+        order(&[(0, 10), (20, 12), (40, 500), (60, 501)]),
+        [10, 12, 500, 501]
+    );
+}
+
+#[test]
+fn reorder_window_restarts_on_a_replayed_stream() {
+    // Test tools replay the same capture: sequence numbers go back after a pause.
+    assert_eq!(
+        order(&[(0, 100), (20, 101), (400, 100), (420, 101)]),
+        [100, 101, 100, 101]
+    );
+    // And a large backwards jump without a pause restarts too.
+    assert_eq!(
+        order(&[(0, 1000), (20, 1001), (40, 10), (60, 11)]),
+        [1000, 1001, 10, 11]
+    );
 }

@@ -136,17 +136,27 @@ struct AudioSlot {
     data: [u8; MAX_AUDIO_PAYLOAD],
 }
 
-/// Small reorder window by sequence number; fixed storage, no allocation per packet.
+/// Reorder window for received audio, by RTP sequence number, ahead of in-band DTMF detection: holds
+/// up to [`REORDER_SLOTS`] packets after a gap, releases them in order, gives up on a lost packet when
+/// the window is full, and drops duplicates and packets too late to place. A large backwards jump or
+/// 250 ms without audio restarts it (a restarted or replayed stream). Fixed storage, no allocation.
 #[derive(Debug)]
-struct Reorder {
+pub struct ReorderWindow {
     expected: Option<u16>,
     slots: [Option<AudioSlot>; REORDER_SLOTS],
     last_rx: Option<Instant>,
 }
 
-impl Reorder {
-    fn new() -> Self {
-        Reorder {
+impl Default for ReorderWindow {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReorderWindow {
+    /// An empty window.
+    pub fn new() -> Self {
+        ReorderWindow {
             expected: None,
             slots: [None; REORDER_SLOTS],
             last_rx: None,
@@ -154,7 +164,13 @@ impl Reorder {
     }
 
     /// Accepts one audio packet and hands every payload that is now in order to `deliver`.
-    fn push(&mut self, now: Instant, seq: u16, payload: &[u8], deliver: &mut impl FnMut(&[u8])) {
+    pub fn push(
+        &mut self,
+        now: Instant,
+        seq: u16,
+        payload: &[u8],
+        deliver: &mut impl FnMut(&[u8]),
+    ) {
         let stale = self
             .last_rx
             .is_some_and(|t| now.saturating_duration_since(t) >= REORDER_RESTART_GAP);
@@ -249,7 +265,7 @@ pub struct MediaSession {
     rfc4733: Rfc4733Detector,
     seen_telephone_event: bool,
     inband: InbandDetector,
-    reorder: Reorder,
+    reorder: ReorderWindow,
 }
 
 impl MediaSession {
@@ -271,7 +287,7 @@ impl MediaSession {
             rfc4733: Rfc4733Detector::new(),
             seen_telephone_event: false,
             inband: InbandDetector::new(),
-            reorder: Reorder::new(),
+            reorder: ReorderWindow::new(),
         }
     }
 
@@ -284,7 +300,7 @@ impl MediaSession {
         };
         self.latched = None;
         self.rx_base = now;
-        self.reorder = Reorder::new();
+        self.reorder = ReorderWindow::new();
     }
 
     /// Where packets go: the latched source, else the SDP address.
@@ -465,77 +481,5 @@ impl MediaSession {
                 });
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Pushes (ms, seq) packets whose payload is the sequence number; returns the delivered order.
-    fn order(pkts: &[(u64, u16)]) -> Vec<u16> {
-        let t0 = Instant::now();
-        let mut r = Reorder::new();
-        let mut out = Vec::new();
-        for &(ms, seq) in pkts {
-            r.push(
-                t0 + Duration::from_millis(ms),
-                seq,
-                &seq.to_be_bytes(),
-                &mut |b: &[u8]| {
-                    out.push(u16::from_be_bytes([b[0], b[1]]));
-                },
-            );
-        }
-        out
-    }
-
-    #[test]
-    fn reorder_window_restores_order() {
-        assert_eq!(
-            order(&[(0, 10), (20, 12), (40, 11), (60, 13)]),
-            [10, 11, 12, 13]
-        );
-        assert_eq!(
-            order(&[(0, 65535), (20, 1), (40, 0), (60, 2)]),
-            [65535, 0, 1, 2]
-        );
-    }
-
-    #[test]
-    fn reorder_window_drops_duplicates_and_too_late() {
-        assert_eq!(
-            order(&[(0, 10), (20, 11), (40, 11), (60, 10), (80, 12)]),
-            [10, 11, 12]
-        );
-    }
-
-    #[test]
-    fn reorder_window_gives_up_on_a_lost_packet() {
-        // 11 is lost: 12..=14 wait in the window until 15 arrives, then all go out in order.
-        assert_eq!(order(&[(0, 10), (20, 12), (40, 13), (60, 14)]), [10]);
-        assert_eq!(
-            order(&[(0, 10), (20, 12), (40, 13), (60, 14), (80, 15)]),
-            [10, 12, 13, 14, 15]
-        );
-        // A jump far ahead flushes and restarts at the new number.
-        assert_eq!(
-            order(&[(0, 10), (20, 12), (40, 500), (60, 501)]),
-            [10, 12, 500, 501]
-        );
-    }
-
-    #[test]
-    fn reorder_window_restarts_on_a_replayed_stream() {
-        // Test tools replay the same capture: sequence numbers go back after a pause.
-        assert_eq!(
-            order(&[(0, 100), (20, 101), (400, 100), (420, 101)]),
-            [100, 101, 100, 101]
-        );
-        // And a large backwards jump without a pause restarts too.
-        assert_eq!(
-            order(&[(0, 1000), (20, 1001), (40, 10), (60, 11)]),
-            [1000, 1001, 10, 11]
-        );
     }
 }

@@ -748,6 +748,13 @@ mod tests {
     }
 
     #[test]
+    fn handle_can_move_to_call_tasks_on_other_threads() {
+        fn send_clone<T: Send + Sync + Clone + 'static>() {}
+        send_clone::<MediaHandle>();
+        send_clone::<MediaId>();
+    }
+
+    #[test]
     fn plays_to_a_socket_latches_and_reports_events() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
