@@ -40,6 +40,25 @@ struct Args {
     aligned: bool,
 }
 
+/// CPU time (user + system) consumed so far by this process's thread named `name`, read from
+/// `/proc/self/task/*/stat` (Linux; clock ticks assumed to be the usual 100 Hz). Under a shared,
+/// busy machine this, not the wall-clock error, tells how many streams one core can carry.
+fn thread_cpu(name: &str) -> Option<Duration> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(") ")?;
+        if !head.ends_with(&format!("({name}")) {
+            continue;
+        }
+        // After the command name: state is field 3, utime field 14, stime field 15.
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        return Some(Duration::from_millis(ticks * 10));
+    }
+    None
+}
+
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let n = args.streams;
@@ -108,7 +127,7 @@ fn main() -> std::io::Result<()> {
         .enable_all()
         .build()?;
     let stats = engine.send_stats();
-    let (ids, opened_in) = rt.block_on(async {
+    let (ids, opened_in, media_cpu) = rt.block_on(async {
         let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
         // Drain events so the channel does not grow for the whole run.
         tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
@@ -143,8 +162,12 @@ fn main() -> std::io::Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         stats.reset();
         received.store(0, Ordering::Relaxed);
+        let cpu_before = thread_cpu("helpline-media");
         tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-        std::io::Result::Ok((ids, opened_in))
+        let cpu = cpu_before
+            .zip(thread_cpu("helpline-media"))
+            .map(|(a, b)| b.saturating_sub(a));
+        std::io::Result::Ok((ids, opened_in, cpu))
     })?;
     let snap = stats.snapshot();
     let got = received.load(Ordering::Relaxed);
@@ -187,6 +210,15 @@ fn main() -> std::io::Result<()> {
         "within 1 ms        {:.3} %",
         100.0 * snap.fraction_within(Duration::from_millis(1))
     );
+    if let Some(cpu) = media_cpu {
+        let per_packet = cpu.as_secs_f64() / (snap.packets.max(1) as f64);
+        println!(
+            "media thread CPU   {:.1} % of one core, {:.2} µs per packet (=> about {:.0} streams per core)",
+            100.0 * cpu.as_secs_f64() / args.seconds as f64,
+            per_packet * 1e6,
+            1.0 / (per_packet * 50.0)
+        );
+    }
     println!(
         "control sleeper    late p50 {:?} p99 {:?} max {:?} (OS wake-up jitter on this machine meanwhile)",
         pick(0.5),
