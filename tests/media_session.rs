@@ -340,6 +340,61 @@ fn latches_to_nat_source_and_ignores_a_third_party() {
 }
 
 #[test]
+fn reinvite_keeps_the_nat_latch_until_a_packet_says_otherwise() {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    s.play(t0, prompt("p", 100));
+    let mut buf = [0u8; 1500];
+    s.handle_rtp(t0, addr(NAT_SOURCE), &audio_packet(1, 0));
+    assert_eq!(
+        s.poll_event(),
+        Some(MediaEvent::FirstRtp {
+            from: addr(NAT_SOURCE)
+        })
+    );
+
+    // Session refresh with the same SDP address: still to the NAT source, not the private SDP one.
+    let t1 = t0 + FRAME;
+    s.update_remote(t1, &config(Law::Ulaw, 0));
+    assert_eq!(
+        s.poll_transmit(t1, &mut buf).map(|x| x.0),
+        Some(addr(NAT_SOURCE))
+    );
+    s.handle_rtp(t1, addr(NAT_SOURCE), &audio_packet(2, 0));
+    assert_eq!(s.poll_event(), None, "same source: no new FirstRtp");
+
+    // The caller moves: new SDP address, used until its first packet arrives.
+    let moved: SocketAddr = "198.51.100.8:4010".parse().unwrap();
+    let t2 = t0 + FRAME * 2;
+    s.update_remote(
+        t2,
+        &MediaConfig {
+            remote: Some(moved),
+            ..config(Law::Ulaw, 0)
+        },
+    );
+    assert_eq!(s.poll_transmit(t2, &mut buf).map(|x| x.0), Some(moved));
+}
+
+#[test]
+fn on_hold_nothing_is_sent_even_to_a_latched_caller() {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    s.handle_rtp(t0, addr(NAT_SOURCE), &audio_packet(1, 0));
+    let hold = MediaConfig {
+        remote: None,
+        ..config(Law::Ulaw, 0)
+    };
+    s.update_remote(t0, &hold);
+    s.play(t0, prompt("p", 5));
+    for i in 0..5u32 {
+        let now = t0 + FRAME * i;
+        s.handle_rtp(now, addr(NAT_SOURCE), &audio_packet(i as u16 + 2, 0));
+        assert_eq!(s.poll_transmit(now, &mut [0u8; 1500]), None);
+    }
+}
+
+#[test]
 fn third_party_packets_do_not_keep_the_call_alive() {
     let t0 = Instant::now();
     let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));

@@ -22,8 +22,8 @@
 //! * `PromptFinished` is emitted when the last frame's 20 ms have elapsed (the caller has heard it all),
 //!   not when the last packet leaves. A prompt stopped by `stop_playout` or replaced by `play` emits
 //!   nothing: the call asked for it and already knows.
-//! * With no destination (on hold, or remote unknown and nothing latched) prompts still run on time and
-//!   finish; their frames are simply not sent.
+//! * With no destination (on hold) prompts still run on time and finish; their frames are simply not
+//!   sent.
 //!
 //! # RTP in
 //!
@@ -31,7 +31,10 @@
 //!   72–76, RFC 5761 §4) and unknown payload types are ignored. Nothing here panics on garbage.
 //! * **Symmetric RTP / latching**: the source of the first valid packet is where we send from then on,
 //!   even if it differs from the SDP address (NAT); later packets from any other source are ignored.
-//!   [`MediaSession::update_remote`] (re-INVITE) drops the latch, and the next packet latches again.
+//!   [`MediaSession::update_remote`] (re-INVITE) re-opens the latch: the next valid packet latches
+//!   again. `FirstRtp` is emitted whenever the session latches onto a new address (the first packet,
+//!   and after a re-INVITE if the source changed). On hold (no SDP remote) nothing is sent, even to a
+//!   latched source.
 //! * **DTMF**: telephone-event packets go to the RFC 4733 detector. Audio is decoded into a stack
 //!   buffer and fed to the in-band detector **only while no telephone-event has been seen from this
 //!   caller**: a phone that sends RFC 4733 usually also leaves remnants of the tone in the audio, and
@@ -93,7 +96,7 @@ pub struct MediaConfig {
 /// What the session reports to the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {
-    /// The first valid RTP packet arrived; the session latched onto `from`.
+    /// The session latched onto `from`: the first valid packet, or a new source after a re-INVITE.
     FirstRtp {
         /// Source address now used as destination.
         from: SocketAddr,
@@ -259,6 +262,8 @@ pub struct MediaSession {
     marker_pending: bool,
     last_sent_due: Option<Instant>,
     latched: Option<SocketAddr>,
+    /// Set by `update_remote`: the next valid packet latches, whatever its source.
+    relatch: bool,
     /// Start of the current RTP-timeout period: last valid packet, configuration or timeout.
     rx_base: Instant,
     events: VecDeque<MediaEvent>,
@@ -282,6 +287,7 @@ impl MediaSession {
             marker_pending: false,
             last_sent_due: None,
             latched: None,
+            relatch: false,
             rx_base: now,
             events: VecDeque::with_capacity(8),
             rfc4733: Rfc4733Detector::new(),
@@ -291,21 +297,28 @@ impl MediaSession {
         }
     }
 
-    /// Applies a re-INVITE's result: new remote, codec or hold. The latch is dropped so the next valid
-    /// packet latches again, and the RTP-timeout period restarts. SSRC, sequence and timestamp continue.
+    /// Applies a re-INVITE's result: new remote, codec or hold. The next valid packet latches again,
+    /// from whatever source. Until it arrives, packets keep going to the old latched source if the SDP
+    /// address is unchanged (a session refresh behind NAT must not detour to a private address), or to
+    /// the new SDP address if it changed. The RTP-timeout period restarts. SSRC, sequence and timestamp
+    /// continue.
     pub fn update_remote(&mut self, now: Instant, cfg: &MediaConfig) {
+        if cfg.remote != self.cfg.remote {
+            self.latched = None;
+        }
+        self.relatch = true;
         self.cfg = MediaConfig {
             seed: self.cfg.seed,
             ..cfg.clone()
         };
-        self.latched = None;
         self.rx_base = now;
         self.reorder = ReorderWindow::new();
     }
 
-    /// Where packets go: the latched source, else the SDP address.
+    /// Where packets go: the latched source, else the SDP address; nothing while on hold (no SDP
+    /// remote), even if the caller keeps sending.
     pub fn destination(&self) -> Option<SocketAddr> {
-        self.latched.or(self.cfg.remote)
+        self.cfg.remote.and(self.latched.or(self.cfg.remote))
     }
 
     /// Handles one datagram from the RTP port. Invalid, foreign or unknown packets are dropped silently.
@@ -321,12 +334,13 @@ impl MediaSession {
         let is_dtmf = Some(header.payload_type) == self.cfg.dtmf_payload_type;
         let is_audio = header.payload_type == self.cfg.payload_type;
         match self.latched {
-            None => {
+            Some(latched) if latched == src => self.relatch = false,
+            Some(_) if !self.relatch => return,
+            _ => {
                 self.latched = Some(src);
+                self.relatch = false;
                 self.events.push_back(MediaEvent::FirstRtp { from: src });
             }
-            Some(latched) if latched != src => return,
-            Some(_) => {}
         }
         self.rx_base = now;
         if is_dtmf {
