@@ -3,8 +3,7 @@
 //!
 //! `cargo run --release --example rtp_load -- --streams 3000 --seconds 10`
 //!
-//! Each session needs three descriptors (RTP, its sending duplicate, RTCP): raise `ulimit -n` above
-//! 3·N + 100. Stream start phases are spread evenly over one 20 ms frame, as calls arriving at random
+//! Each session needs two descriptors (RTP, RTCP): raise `ulimit -n` above 2·N + 100. Stream start phases are spread evenly over one 20 ms frame, as calls arriving at random
 //! times would be; `--aligned` starts them all at once instead (worst case: every stream due together).
 
 use std::net::{SocketAddr, UdpSocket};

@@ -18,7 +18,7 @@
 //!   milliseconds, rounds deadlines up, and its `epoll_wait` timeout rounds up again, so packets left
 //!   0.5–1.5 ms late (measured: p50 0.74 ms, p99 2.7 ms at 1,000 streams). The media thread publishes
 //!   its next deadline in an atomic; a tiny ticker thread sleeps on it with `park_timeout`
-//!   (nanosecond futex timeout), is unparked when the deadline moves earlier, and wakes the media
+//!   (nanosecond futex timeout), is unparked whenever the deadline changes, and wakes the media
 //!   thread through a `Notify` ([`EARLY`] / 2 ahead, to absorb the wake-up latency). The media thread
 //!   then sends every frame due within [`EARLY`] (250 µs), which also batches dense deadlines so the
 //!   ticker wakes at most a few thousand times a second. A quarter millisecond early is invisible to
@@ -29,19 +29,19 @@
 //!   receive tasks never need to wake the pacer; a deadline that moved later is found stale and
 //!   re-armed when it pops.
 //!
+//! Each session holds two descriptors (RTP, RTCP): 5,000 sessions need `ulimit -n` above 10,000.
+//!
 //! The call task talks to the engine only through a [`MediaHandle`] (`Send + Clone`), by message.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use std::net::UdpSocket;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
