@@ -29,6 +29,10 @@
 //!   receive tasks never need to wake the pacer; a deadline that moved later is found stale and
 //!   re-armed when it pops.
 //!
+//! Cost, measured with `examples/rtp_load.rs` on loopback: 5.7–7 µs of media-thread CPU per packet
+//! (≈ 3,000–3,500 streams per core), almost all of it in the kernel's `sendto` (on loopback that
+//! includes the receiver's softirq work); the pacer's own bookkeeping is a few per cent.
+//!
 //! Each session holds two descriptors (RTP, RTCP): 5,000 sessions need `ulimit -n` above 10,000.
 //!
 //! The call task talks to the engine only through a [`MediaHandle`] (`Send + Clone`), by message.
