@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use helpline::media::codec::Law;
 use helpline::media::rtp;
-use helpline::media::session::{MediaConfig, MediaEvent, MediaSession, FRAME};
+use helpline::media::session::{MediaConfig, MediaEvent, MediaSession, ReorderWindow, FRAME};
 use helpline::prompts::Prompt;
 
 const SDP_REMOTE: &str = "198.51.100.7:4000";
@@ -272,11 +272,8 @@ fn late_poll_catches_up_with_a_bounded_burst() {
     let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
     s.play(t0, prompt("long", 100));
     let mut buf = [0u8; 1500];
-    let mut first_ts = 0;
     let (_, n) = s.poll_transmit(t0, &mut buf).unwrap();
-    first_ts = rtp::parse(&buf[..n])
-        .map(|(h, _)| h.timestamp)
-        .unwrap_or(first_ts);
+    let first_ts = rtp::parse(&buf[..n]).unwrap().0.timestamp;
     // The driver stalls for 205 ms: frames 1..=10 are due.
     let late = t0 + Duration::from_millis(205);
     let mut burst = Vec::new();
@@ -340,6 +337,61 @@ fn latches_to_nat_source_and_ignores_a_third_party() {
         s.poll_transmit(t3, &mut buf).map(|x| x.0),
         Some(addr(THIRD_PARTY))
     );
+}
+
+#[test]
+fn reinvite_keeps_the_nat_latch_until_a_packet_says_otherwise() {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    s.play(t0, prompt("p", 100));
+    let mut buf = [0u8; 1500];
+    s.handle_rtp(t0, addr(NAT_SOURCE), &audio_packet(1, 0));
+    assert_eq!(
+        s.poll_event(),
+        Some(MediaEvent::FirstRtp {
+            from: addr(NAT_SOURCE)
+        })
+    );
+
+    // Session refresh with the same SDP address: still to the NAT source, not the private SDP one.
+    let t1 = t0 + FRAME;
+    s.update_remote(t1, &config(Law::Ulaw, 0));
+    assert_eq!(
+        s.poll_transmit(t1, &mut buf).map(|x| x.0),
+        Some(addr(NAT_SOURCE))
+    );
+    s.handle_rtp(t1, addr(NAT_SOURCE), &audio_packet(2, 0));
+    assert_eq!(s.poll_event(), None, "same source: no new FirstRtp");
+
+    // The caller moves: new SDP address, used until its first packet arrives.
+    let moved: SocketAddr = "198.51.100.8:4010".parse().unwrap();
+    let t2 = t0 + FRAME * 2;
+    s.update_remote(
+        t2,
+        &MediaConfig {
+            remote: Some(moved),
+            ..config(Law::Ulaw, 0)
+        },
+    );
+    assert_eq!(s.poll_transmit(t2, &mut buf).map(|x| x.0), Some(moved));
+}
+
+#[test]
+fn on_hold_nothing_is_sent_even_to_a_latched_caller() {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    s.handle_rtp(t0, addr(NAT_SOURCE), &audio_packet(1, 0));
+    let hold = MediaConfig {
+        remote: None,
+        ..config(Law::Ulaw, 0)
+    };
+    s.update_remote(t0, &hold);
+    s.play(t0, prompt("p", 5));
+    for i in 0..5u32 {
+        let now = t0 + FRAME * i;
+        s.handle_rtp(now, addr(NAT_SOURCE), &audio_packet(i as u16 + 2, 0));
+        assert_eq!(s.poll_transmit(now, &mut [0u8; 1500]), None);
+    }
 }
 
 #[test]
@@ -496,4 +548,73 @@ fn garbage_never_panics() {
     assert!(s.poll_transmit(t0, &mut out).is_some());
     // A buffer too small for a packet does not panic either.
     assert!(s.poll_transmit(t0 + FRAME, &mut [0u8; 10]).is_none());
+}
+
+// ── the audio reorder window ahead of in-band detection ──
+
+/// Pushes (ms, seq) packets whose payload is the sequence number; returns the delivered order.
+fn order(pkts: &[(u64, u16)]) -> Vec<u16> {
+    let t0 = Instant::now();
+    let mut r = ReorderWindow::new();
+    let mut out = Vec::new();
+    for &(ms, seq) in pkts {
+        r.push(
+            t0 + Duration::from_millis(ms),
+            seq,
+            &seq.to_be_bytes(),
+            &mut |b: &[u8]| {
+                out.push(u16::from_be_bytes([b[0], b[1]]));
+            },
+        );
+    }
+    out
+}
+
+#[test]
+fn reorder_window_restores_order() {
+    assert_eq!(
+        order(&[(0, 10), (20, 12), (40, 11), (60, 13)]),
+        [10, 11, 12, 13]
+    );
+    assert_eq!(
+        order(&[(0, 65535), (20, 1), (40, 0), (60, 2)]),
+        [65535, 0, 1, 2]
+    );
+}
+
+#[test]
+fn reorder_window_drops_duplicates_and_too_late() {
+    assert_eq!(
+        order(&[(0, 10), (20, 11), (40, 11), (60, 10), (80, 12)]),
+        [10, 11, 12]
+    );
+}
+
+#[test]
+fn reorder_window_gives_up_on_a_lost_packet() {
+    // 11 is lost: 12..=14 wait in the window until 15 arrives, then all go out in order.
+    assert_eq!(order(&[(0, 10), (20, 12), (40, 13), (60, 14)]), [10]);
+    assert_eq!(
+        order(&[(0, 10), (20, 12), (40, 13), (60, 14), (80, 15)]),
+        [10, 12, 13, 14, 15]
+    );
+    // A jump far ahead flushes and restarts at the new number.
+    assert_eq!(
+        order(&[(0, 10), (20, 12), (40, 500), (60, 501)]),
+        [10, 12, 500, 501]
+    );
+}
+
+#[test]
+fn reorder_window_restarts_on_a_replayed_stream() {
+    // Test tools replay the same capture: sequence numbers go back after a pause.
+    assert_eq!(
+        order(&[(0, 100), (20, 101), (400, 100), (420, 101)]),
+        [100, 101, 100, 101]
+    );
+    // And a large backwards jump without a pause restarts too.
+    assert_eq!(
+        order(&[(0, 1000), (20, 1001), (40, 10), (60, 11)]),
+        [1000, 1001, 10, 11]
+    );
 }

@@ -1,12 +1,13 @@
 //! RFC 4733 telephone-event conformance: one report per key press, whatever the network does to the
-//! packets, with packets shaped exactly like sip-tester's `dtmf_2833_*.pcap` captures.
+//! packets, with packets shaped exactly like sip-tester's `dtmf_2833_*.pcap` captures; and the
+//! `DigitMerger` that reports a key once when it also arrives by SIP INFO or in-band.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use helpline::media::codec::Law;
 use helpline::media::dtmf::rfc4733::Rfc4733Detector;
-use helpline::media::dtmf::DigitMethod;
+use helpline::media::dtmf::{DetectedDigit, DigitMerger, DigitMethod};
 use helpline::media::session::{MediaConfig, MediaEvent, MediaSession};
 
 /// One packet of a capture: (ms after capture start, sequence, end bit, duration).
@@ -207,4 +208,61 @@ fn session_reports_replayed_captures_and_stops_inband_listening() {
         digits,
         vec![('8', DigitMethod::Rfc4733), ('8', DigitMethod::Rfc4733)]
     );
+}
+
+// ── DigitMerger: the same key by two methods ──
+
+fn d(digit: char, method: DigitMethod, at: Instant) -> DetectedDigit {
+    DetectedDigit { digit, method, at }
+}
+
+#[test]
+fn same_key_by_two_methods_within_window_is_reported_once() {
+    let t0 = Instant::now();
+    let mut m = DigitMerger::new();
+    assert!(m.handle(t0, d('5', DigitMethod::Rfc4733, t0)).is_some());
+    let t1 = t0 + Duration::from_millis(40);
+    assert_eq!(m.handle(t1, d('5', DigitMethod::Info, t1)), None);
+}
+
+#[test]
+fn different_keys_both_pass() {
+    let t0 = Instant::now();
+    let mut m = DigitMerger::new();
+    assert!(m.handle(t0, d('5', DigitMethod::Rfc4733, t0)).is_some());
+    let t1 = t0 + Duration::from_millis(40);
+    assert_eq!(
+        m.handle(t1, d('6', DigitMethod::Info, t1)),
+        Some(d('6', DigitMethod::Info, t1))
+    );
+}
+
+#[test]
+fn same_key_same_method_passes_and_late_twin_passes() {
+    let t0 = Instant::now();
+    let mut m = DigitMerger::new();
+    let t1 = t0 + Duration::from_millis(120);
+    assert!(m.handle(t0, d('5', DigitMethod::Rfc4733, t0)).is_some());
+    assert!(m.handle(t1, d('5', DigitMethod::Rfc4733, t1)).is_some());
+    // 250 ms after the second RFC 4733 press: outside the window, so a separate press.
+    let t2 = t1 + Duration::from_millis(250);
+    assert!(m.handle(t2, d('5', DigitMethod::Info, t2)).is_some());
+}
+
+#[test]
+fn two_presses_by_two_methods_give_two_reports() {
+    let t0 = Instant::now();
+    let mut m = DigitMerger::new();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let out: Vec<_> = [
+        (0, DigitMethod::Rfc4733),
+        (20, DigitMethod::Info),
+        (150, DigitMethod::Rfc4733),
+        (170, DigitMethod::Info),
+    ]
+    .into_iter()
+    .filter_map(|(t, method)| m.handle(ms(t), d('5', method, ms(t))))
+    .collect();
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|x| x.method == DigitMethod::Rfc4733));
 }

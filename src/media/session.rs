@@ -22,8 +22,8 @@
 //! * `PromptFinished` is emitted when the last frame's 20 ms have elapsed (the caller has heard it all),
 //!   not when the last packet leaves. A prompt stopped by `stop_playout` or replaced by `play` emits
 //!   nothing: the call asked for it and already knows.
-//! * With no destination (on hold, or remote unknown and nothing latched) prompts still run on time and
-//!   finish; their frames are simply not sent.
+//! * With no destination (on hold) prompts still run on time and finish; their frames are simply not
+//!   sent.
 //!
 //! # RTP in
 //!
@@ -31,7 +31,10 @@
 //!   72–76, RFC 5761 §4) and unknown payload types are ignored. Nothing here panics on garbage.
 //! * **Symmetric RTP / latching**: the source of the first valid packet is where we send from then on,
 //!   even if it differs from the SDP address (NAT); later packets from any other source are ignored.
-//!   [`MediaSession::update_remote`] (re-INVITE) drops the latch, and the next packet latches again.
+//!   [`MediaSession::update_remote`] (re-INVITE) re-opens the latch: the next valid packet latches
+//!   again. `FirstRtp` is emitted whenever the session latches onto a new address (the first packet,
+//!   and after a re-INVITE if the source changed). On hold (no SDP remote) nothing is sent, even to a
+//!   latched source.
 //! * **DTMF**: telephone-event packets go to the RFC 4733 detector. Audio is decoded into a stack
 //!   buffer and fed to the in-band detector **only while no telephone-event has been seen from this
 //!   caller**: a phone that sends RFC 4733 usually also leaves remnants of the tone in the audio, and
@@ -93,7 +96,7 @@ pub struct MediaConfig {
 /// What the session reports to the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {
-    /// The first valid RTP packet arrived; the session latched onto `from`.
+    /// The session latched onto `from`: the first valid packet, or a new source after a re-INVITE.
     FirstRtp {
         /// Source address now used as destination.
         from: SocketAddr,
@@ -136,17 +139,27 @@ struct AudioSlot {
     data: [u8; MAX_AUDIO_PAYLOAD],
 }
 
-/// Small reorder window by sequence number; fixed storage, no allocation per packet.
+/// Reorder window for received audio, by RTP sequence number, ahead of in-band DTMF detection: holds
+/// up to [`REORDER_SLOTS`] packets after a gap, releases them in order, gives up on a lost packet when
+/// the window is full, and drops duplicates and packets too late to place. A large backwards jump or
+/// 250 ms without audio restarts it (a restarted or replayed stream). Fixed storage, no allocation.
 #[derive(Debug)]
-struct Reorder {
+pub struct ReorderWindow {
     expected: Option<u16>,
     slots: [Option<AudioSlot>; REORDER_SLOTS],
     last_rx: Option<Instant>,
 }
 
-impl Reorder {
-    fn new() -> Self {
-        Reorder {
+impl Default for ReorderWindow {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReorderWindow {
+    /// An empty window.
+    pub fn new() -> Self {
+        ReorderWindow {
             expected: None,
             slots: [None; REORDER_SLOTS],
             last_rx: None,
@@ -154,7 +167,13 @@ impl Reorder {
     }
 
     /// Accepts one audio packet and hands every payload that is now in order to `deliver`.
-    fn push(&mut self, now: Instant, seq: u16, payload: &[u8], deliver: &mut impl FnMut(&[u8])) {
+    pub fn push(
+        &mut self,
+        now: Instant,
+        seq: u16,
+        payload: &[u8],
+        deliver: &mut impl FnMut(&[u8]),
+    ) {
         let stale = self
             .last_rx
             .is_some_and(|t| now.saturating_duration_since(t) >= REORDER_RESTART_GAP);
@@ -243,13 +262,15 @@ pub struct MediaSession {
     marker_pending: bool,
     last_sent_due: Option<Instant>,
     latched: Option<SocketAddr>,
+    /// Set by `update_remote`: the next valid packet latches, whatever its source.
+    relatch: bool,
     /// Start of the current RTP-timeout period: last valid packet, configuration or timeout.
     rx_base: Instant,
     events: VecDeque<MediaEvent>,
     rfc4733: Rfc4733Detector,
     seen_telephone_event: bool,
     inband: InbandDetector,
-    reorder: Reorder,
+    reorder: ReorderWindow,
 }
 
 impl MediaSession {
@@ -266,30 +287,38 @@ impl MediaSession {
             marker_pending: false,
             last_sent_due: None,
             latched: None,
+            relatch: false,
             rx_base: now,
             events: VecDeque::with_capacity(8),
             rfc4733: Rfc4733Detector::new(),
             seen_telephone_event: false,
             inband: InbandDetector::new(),
-            reorder: Reorder::new(),
+            reorder: ReorderWindow::new(),
         }
     }
 
-    /// Applies a re-INVITE's result: new remote, codec or hold. The latch is dropped so the next valid
-    /// packet latches again, and the RTP-timeout period restarts. SSRC, sequence and timestamp continue.
+    /// Applies a re-INVITE's result: new remote, codec or hold. The next valid packet latches again,
+    /// from whatever source. Until it arrives, packets keep going to the old latched source if the SDP
+    /// address is unchanged (a session refresh behind NAT must not detour to a private address), or to
+    /// the new SDP address if it changed. The RTP-timeout period restarts. SSRC, sequence and timestamp
+    /// continue.
     pub fn update_remote(&mut self, now: Instant, cfg: &MediaConfig) {
+        if cfg.remote != self.cfg.remote {
+            self.latched = None;
+        }
+        self.relatch = true;
         self.cfg = MediaConfig {
             seed: self.cfg.seed,
             ..cfg.clone()
         };
-        self.latched = None;
         self.rx_base = now;
-        self.reorder = Reorder::new();
+        self.reorder = ReorderWindow::new();
     }
 
-    /// Where packets go: the latched source, else the SDP address.
+    /// Where packets go: the latched source, else the SDP address; nothing while on hold (no SDP
+    /// remote), even if the caller keeps sending.
     pub fn destination(&self) -> Option<SocketAddr> {
-        self.latched.or(self.cfg.remote)
+        self.cfg.remote.and(self.latched.or(self.cfg.remote))
     }
 
     /// Handles one datagram from the RTP port. Invalid, foreign or unknown packets are dropped silently.
@@ -305,12 +334,13 @@ impl MediaSession {
         let is_dtmf = Some(header.payload_type) == self.cfg.dtmf_payload_type;
         let is_audio = header.payload_type == self.cfg.payload_type;
         match self.latched {
-            None => {
+            Some(latched) if latched == src => self.relatch = false,
+            Some(_) if !self.relatch => return,
+            _ => {
                 self.latched = Some(src);
+                self.relatch = false;
                 self.events.push_back(MediaEvent::FirstRtp { from: src });
             }
-            Some(latched) if latched != src => return,
-            Some(_) => {}
         }
         self.rx_base = now;
         if is_dtmf {
@@ -465,77 +495,5 @@ impl MediaSession {
                 });
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Pushes (ms, seq) packets whose payload is the sequence number; returns the delivered order.
-    fn order(pkts: &[(u64, u16)]) -> Vec<u16> {
-        let t0 = Instant::now();
-        let mut r = Reorder::new();
-        let mut out = Vec::new();
-        for &(ms, seq) in pkts {
-            r.push(
-                t0 + Duration::from_millis(ms),
-                seq,
-                &seq.to_be_bytes(),
-                &mut |b: &[u8]| {
-                    out.push(u16::from_be_bytes([b[0], b[1]]));
-                },
-            );
-        }
-        out
-    }
-
-    #[test]
-    fn reorder_window_restores_order() {
-        assert_eq!(
-            order(&[(0, 10), (20, 12), (40, 11), (60, 13)]),
-            [10, 11, 12, 13]
-        );
-        assert_eq!(
-            order(&[(0, 65535), (20, 1), (40, 0), (60, 2)]),
-            [65535, 0, 1, 2]
-        );
-    }
-
-    #[test]
-    fn reorder_window_drops_duplicates_and_too_late() {
-        assert_eq!(
-            order(&[(0, 10), (20, 11), (40, 11), (60, 10), (80, 12)]),
-            [10, 11, 12]
-        );
-    }
-
-    #[test]
-    fn reorder_window_gives_up_on_a_lost_packet() {
-        // 11 is lost: 12..=14 wait in the window until 15 arrives, then all go out in order.
-        assert_eq!(order(&[(0, 10), (20, 12), (40, 13), (60, 14)]), [10]);
-        assert_eq!(
-            order(&[(0, 10), (20, 12), (40, 13), (60, 14), (80, 15)]),
-            [10, 12, 13, 14, 15]
-        );
-        // A jump far ahead flushes and restarts at the new number.
-        assert_eq!(
-            order(&[(0, 10), (20, 12), (40, 500), (60, 501)]),
-            [10, 12, 500, 501]
-        );
-    }
-
-    #[test]
-    fn reorder_window_restarts_on_a_replayed_stream() {
-        // Test tools replay the same capture: sequence numbers go back after a pause.
-        assert_eq!(
-            order(&[(0, 100), (20, 101), (400, 100), (420, 101)]),
-            [100, 101, 100, 101]
-        );
-        // And a large backwards jump without a pause restarts too.
-        assert_eq!(
-            order(&[(0, 1000), (20, 1001), (40, 10), (60, 11)]),
-            [1000, 1001, 10, 11]
-        );
     }
 }
