@@ -79,7 +79,10 @@ fn europe_uk_refund_with_order_number() {
         "europe-uk",
         "2026-11-27T19:00:00+01:00",
         "08000289999",
-        &[SippStep::Keys("2", GAP_MS), SippStep::Keys("12345678#", GAP_MS)],
+        &[
+            SippStep::Keys("2", GAP_MS),
+            SippStep::Keys("12345678#", GAP_MS),
+        ],
         Expect {
             region: "europe",
             language: "en",
@@ -142,7 +145,10 @@ fn oceania_au_refund() {
         "oceania-au",
         "2026-11-27T14:00:00+11:00",
         "1800639999",
-        &[SippStep::Keys("2", GAP_MS), SippStep::Keys("876543#", GAP_MS)],
+        &[
+            SippStep::Keys("2", GAP_MS),
+            SippStep::Keys("876543#", GAP_MS),
+        ],
         Expect {
             region: "oceania",
             language: "en",
@@ -181,7 +187,10 @@ fn latin_america_brazil_ticket_escalation() {
         "latin-america-br",
         "2026-11-27T11:00:00+08:00",
         "08008919999",
-        &[SippStep::Keys("5", GAP_MS), SippStep::Keys("90817263", GAP_MS)],
+        &[
+            SippStep::Keys("5", GAP_MS),
+            SippStep::Keys("90817263", GAP_MS),
+        ],
         Expect {
             region: "latin-america",
             language: "pt",

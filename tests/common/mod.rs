@@ -197,7 +197,11 @@ impl Server {
             if Instant::now() >= deadline {
                 panic!("no CDR for {call_id}; log:\n{}", self.log_text());
             }
-            self.wait_log_count("call ended", self.cdrs().len() + 1, Duration::from_millis(500));
+            self.wait_log_count(
+                "call ended",
+                self.cdrs().len() + 1,
+                Duration::from_millis(500),
+            );
         }
     }
 
@@ -275,14 +279,19 @@ impl Msg {
             .skip(1)
             .filter_map(|l| {
                 let (n, v) = l.split_once(':')?;
-                n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
             })
             .collect()
     }
 
     /// The body.
     pub fn body(&self) -> &str {
-        self.text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default()
+        self.text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
     }
 
     /// The `tag` parameter of the To header.
@@ -535,7 +544,11 @@ impl Ua {
         let from_tag = format!("ft{}", rand_u32());
         let branch = self.branch();
         let (server, local, tr) = (self.server, self.local, self.transport());
-        let ct = if sdp.is_empty() { "" } else { "Content-Type: application/sdp\n" };
+        let ct = if sdp.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\n"
+        };
         self.send(
             &format!(
                 "INVITE sip:{user}@{server} SIP/2.0
@@ -563,7 +576,11 @@ impl Ua {
     pub fn ack(&mut self, call: &TestCall, sdp: &str) {
         let branch = self.branch();
         let (server, local, tr) = (self.server, self.local, self.transport());
-        let ct = if sdp.is_empty() { "" } else { "Content-Type: application/sdp\n" };
+        let ct = if sdp.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\n"
+        };
         self.send(
             &format!(
                 "ACK sip:helpline@{server} SIP/2.0
@@ -581,7 +598,13 @@ impl Ua {
     }
 
     /// Sends an in-dialog request (BYE, INFO, re-INVITE …) and returns nothing; read the response after.
-    pub fn in_dialog(&mut self, call: &mut TestCall, method: &str, extra_headers: &str, body: &str) {
+    pub fn in_dialog(
+        &mut self,
+        call: &mut TestCall,
+        method: &str,
+        extra_headers: &str,
+        body: &str,
+    ) {
         call.cseq += 1;
         let branch = self.branch();
         let (server, local, tr) = (self.server, self.local, self.transport());
@@ -833,4 +856,52 @@ Content-Length: 0
 /// SIPp arguments making every Call-ID start with `prefix-` (then call number, PID and IP).
 pub fn sipp_call_id_args(prefix: &str) -> [String; 2] {
     ["-cid_str".to_string(), format!("{prefix}-%u-%p@%s")]
+}
+
+/// The text of a log line without ANSI colour escapes (`ESC [ … m`).
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip up to and including the final byte of the escape sequence.
+            for e in chars.by_ref() {
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Server {
+    /// Like [`Server::wait_log_count`], matching `needle` against lines stripped of colour escapes;
+    /// returns the last matching line, stripped.
+    pub fn wait_log_plain(&self, needle: &str, count: usize, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.log.lines.lock().expect("log lock");
+        loop {
+            let found: Vec<String> = lines
+                .iter()
+                .map(|l| strip_ansi(l))
+                .filter(|l| l.contains(needle))
+                .collect();
+            if found.len() >= count {
+                return found.last().cloned();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = self
+                .log
+                .changed
+                .wait_timeout(lines, deadline - now)
+                .expect("log wait")
+                .0;
+        }
+    }
 }
