@@ -197,11 +197,7 @@ impl Server {
             if Instant::now() >= deadline {
                 panic!("no CDR for {call_id}; log:\n{}", self.log_text());
             }
-            self.wait_log_count(
-                "call ended",
-                self.cdrs().len() + 1,
-                Duration::from_millis(500),
-            );
+            self.wait_log_count("call ended", self.cdrs().len() + 1, Duration::from_millis(500));
         }
     }
 
@@ -279,19 +275,14 @@ impl Msg {
             .skip(1)
             .filter_map(|l| {
                 let (n, v) = l.split_once(':')?;
-                n.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
+                n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
             })
             .collect()
     }
 
     /// The body.
     pub fn body(&self) -> &str {
-        self.text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .unwrap_or_default()
+        self.text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default()
     }
 
     /// The `tag` parameter of the To header.
@@ -544,11 +535,7 @@ impl Ua {
         let from_tag = format!("ft{}", rand_u32());
         let branch = self.branch();
         let (server, local, tr) = (self.server, self.local, self.transport());
-        let ct = if sdp.is_empty() {
-            ""
-        } else {
-            "Content-Type: application/sdp\n"
-        };
+        let ct = if sdp.is_empty() { "" } else { "Content-Type: application/sdp\n" };
         self.send(
             &format!(
                 "INVITE sip:{user}@{server} SIP/2.0
@@ -576,11 +563,7 @@ impl Ua {
     pub fn ack(&mut self, call: &TestCall, sdp: &str) {
         let branch = self.branch();
         let (server, local, tr) = (self.server, self.local, self.transport());
-        let ct = if sdp.is_empty() {
-            ""
-        } else {
-            "Content-Type: application/sdp\n"
-        };
+        let ct = if sdp.is_empty() { "" } else { "Content-Type: application/sdp\n" };
         self.send(
             &format!(
                 "ACK sip:helpline@{server} SIP/2.0
@@ -598,13 +581,7 @@ impl Ua {
     }
 
     /// Sends an in-dialog request (BYE, INFO, re-INVITE …) and returns nothing; read the response after.
-    pub fn in_dialog(
-        &mut self,
-        call: &mut TestCall,
-        method: &str,
-        extra_headers: &str,
-        body: &str,
-    ) {
+    pub fn in_dialog(&mut self, call: &mut TestCall, method: &str, extra_headers: &str, body: &str) {
         call.cseq += 1;
         let branch = self.branch();
         let (server, local, tr) = (self.server, self.local, self.transport());
