@@ -217,11 +217,13 @@ fn reload_during_live_calls(name: &str, trigger: Trigger) {
     );
 }
 
+/// SIGHUP (with directory watching off) makes the edited set live for new calls only.
 #[test]
 fn sighup_reload_during_20_live_calls_changes_new_calls_only() {
     reload_during_live_calls("reload-hup", Trigger::Sighup);
 }
 
+/// Writing a file in the menu directory, without any signal, makes the edited set live for new calls only.
 #[test]
 fn file_change_reload_during_20_live_calls_changes_new_calls_only() {
     reload_during_live_calls("reload-file", Trigger::FileChange);
