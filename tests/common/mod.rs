@@ -713,3 +713,172 @@ pub fn run_sipp(server: SocketAddr, scenario: &str, extra: &[&str], timeout: Dur
     }
     SippRun { status, output }
 }
+
+/// One step of a generated SIPp caller scenario (see [`sipp_dtmf_scenario`]).
+#[derive(Clone, Debug)]
+pub enum SippStep {
+    /// Press these keys, one RFC 4733 capture each, `gap_ms` apart (start to start).
+    Keys(&'static str, u64),
+    /// Wait this many milliseconds.
+    Pause(u64),
+}
+
+/// The capture file SIPp replays for `key` (RFC 4733, payload type 101).
+pub fn dtmf_capture(key: char) -> String {
+    let name = match key {
+        '#' => "pound".to_string(),
+        '*' => "star".to_string(),
+        d => d.to_string(),
+    };
+    format!("/usr/share/sip-tester/dtmf_2833_{name}.pcap")
+}
+
+/// Writes a SIPp UAC scenario into `dir` and returns its path: INVITE `[service]` offering PCMU and
+/// telephone-event (`0 101`), ACK, then `steps` (keys pressed with `play_pcap_audio`), then it waits up to
+/// `bye_timeout_ms` for the server's BYE and answers it 200. To find each call's CDR, give SIPp
+/// [`sipp_call_id_args`] (SIPp matches replies by its own Call-ID, so the scenario keeps `[call_id]`).
+pub fn sipp_dtmf_scenario(
+    dir: &Path,
+    name: &str,
+    steps: &[SippStep],
+    bye_timeout_ms: u64,
+) -> PathBuf {
+    // No pause after the very last key: a BYE that arrives during a SIPp <pause> is an unexpected message.
+    let mut body = String::new();
+    let mut pending_gap: Option<u64> = None;
+    for step in steps {
+        match step {
+            SippStep::Pause(ms) => {
+                let ms = ms + pending_gap.take().unwrap_or(0);
+                body.push_str(&format!("  <pause milliseconds=\"{ms}\"/>\n"));
+            }
+            SippStep::Keys(keys, gap) => {
+                for k in keys.chars() {
+                    if let Some(g) = pending_gap.take() {
+                        body.push_str(&format!("  <pause milliseconds=\"{g}\"/>\n"));
+                    }
+                    body.push_str(&format!(
+                        "  <nop><action><exec play_pcap_audio=\"{}\"/></action></nop>\n",
+                        dtmf_capture(k)
+                    ));
+                    pending_gap = Some(*gap);
+                }
+            }
+        }
+    }
+    let xml = format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="{name}">
+  <send retrans="500">
+    <![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200"/>
+  <send>
+    <![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]>
+  </send>
+{body}  <recv request="BYE" timeout="{bye_timeout_ms}"/>
+  <send>
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]>
+  </send>
+</scenario>
+"#
+    );
+    let path = dir.join(format!("{name}.xml"));
+    std::fs::write(&path, xml).expect("write scenario");
+    path
+}
+
+/// SIPp arguments making every Call-ID start with `prefix-` (then call number, PID and IP).
+pub fn sipp_call_id_args(prefix: &str) -> [String; 2] {
+    ["-cid_str".to_string(), format!("{prefix}-%u-%p@%s")]
+}
+
+/// The text of a log line without ANSI colour escapes (`ESC [ … m`).
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip up to and including the final byte of the escape sequence.
+            for e in chars.by_ref() {
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Server {
+    /// Like [`Server::wait_log_count`], matching `needle` against lines stripped of colour escapes;
+    /// returns the last matching line, stripped.
+    pub fn wait_log_plain(&self, needle: &str, count: usize, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.log.lines.lock().expect("log lock");
+        loop {
+            let found: Vec<String> = lines
+                .iter()
+                .map(|l| strip_ansi(l))
+                .filter(|l| l.contains(needle))
+                .collect();
+            if found.len() >= count {
+                return found.last().cloned();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = self
+                .log
+                .changed
+                .wait_timeout(lines, deadline - now)
+                .expect("log wait")
+                .0;
+        }
+    }
+}
