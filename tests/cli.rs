@@ -59,7 +59,11 @@ fn broken_menus() -> PathBuf {
         "time_zone = \"Europe/Paris\"",
         "time_zone = \"Europe/Atlantis\"",
     );
-    replace_once(&dir.join("oceania.toml"), "open = \"09:00\"", "open = \"09:77\"");
+    replace_once(
+        &dir.join("oceania.toml"),
+        "open = \"09:00\"",
+        "open = \"09:77\"",
+    );
     dir
 }
 
@@ -94,10 +98,7 @@ fn assert_reports_both(dir: &Path, out: &str) {
         // file:line:col: — the column is a number followed by a colon.
         let rest = &line[prefix.len()..];
         let (col, after) = rest.split_once(':').expect("col");
-        assert!(
-            col.parse::<u32>().is_ok_and(|c| c >= 1),
-            "column in {line}"
-        );
+        assert!(col.parse::<u32>().is_ok_and(|c| c >= 1), "column in {line}");
         assert!(after.trim_start().starts_with("error"), "{line}");
     }
 }
@@ -113,7 +114,8 @@ fn check_accepts_the_shipped_menus() {
 #[test]
 fn check_reports_two_planted_errors_with_positions() {
     let dir = broken_menus();
-    let (code, stdout, stderr) = run(&["check", &dir.display().to_string(), "--prompts", &prompts()]);
+    let (code, stdout, stderr) =
+        run(&["check", &dir.display().to_string(), "--prompts", &prompts()]);
     assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert_reports_both(&dir, &format!("{stdout}\n{stderr}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -161,7 +163,10 @@ fn simulate_json_routes_a_refund_with_its_order_number() {
         .unwrap_or_else(|e| panic!("simulate --json printed no JSON ({e}):\n{stdout}"));
     assert_eq!(json["route"], "europe.refunds", "{json:#}");
     assert_eq!(json["summary"]["route"], "europe.refunds", "{json:#}");
-    assert_eq!(json["summary"]["variables"]["order_id"], "123456", "{json:#}");
+    assert_eq!(
+        json["summary"]["variables"]["order_id"], "123456",
+        "{json:#}"
+    );
     assert_eq!(json["ended_nowhere"], false, "{json:#}");
 }
 
@@ -194,8 +199,14 @@ fn serve_on_port_zero_logs_one_port_for_udp_and_tcp() {
         .nth(1)
         .expect("text after listening on");
     let mut words = rest.split_whitespace();
-    let udp = words.next().and_then(|w| w.strip_prefix("udp:")).expect("udp:");
-    let tcp = words.next().and_then(|w| w.strip_prefix("tcp:")).expect("tcp:");
+    let udp = words
+        .next()
+        .and_then(|w| w.strip_prefix("udp:"))
+        .expect("udp:");
+    let tcp = words
+        .next()
+        .and_then(|w| w.strip_prefix("tcp:"))
+        .expect("tcp:");
     let udp: std::net::SocketAddr = udp.parse().expect("udp address");
     let tcp: std::net::SocketAddr = tcp.parse().expect("tcp address");
     assert_eq!(udp.ip().to_string(), "127.0.0.1", "{line}");
