@@ -700,6 +700,11 @@ fn hold_unhold_and_unusable_reinvite(server: &Server, tr: Tr) {
         ua.local
     );
 
+    // The welcome prompt is flowing before the hold.
+    rtp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut buf = [0u8; 2048];
+    rtp.recv_from(&mut buf).expect("prompt RTP before the hold");
+
     // Hold: we send only, so helpline must only receive (RFC 3264 §8.4).
     let reinvite = |ua: &mut Ua, call: &mut TestCall, sdp: &str, code: u16| -> Msg {
         call.cseq += 1;
@@ -732,6 +737,22 @@ fn hold_unhold_and_unusable_reinvite(server: &Server, tr: Tr) {
     };
     let held = reinvite(&mut ua, &mut call, &pcmu_offer(port, "a=sendonly\r\n"), 200);
     assert!(held.body().contains("a=recvonly"), "{}", held.body());
+    // recvonly: helpline must not send RTP to the held caller (RFC 3264 §6.1), although the welcome prompt
+    // (several seconds) is still playing. Packets already in flight are drained first.
+    rtp.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut seen_before = 0;
+    while rtp.recv_from(&mut buf).is_ok() && seen_before < 1000 {
+        seen_before += 1;
+    }
+    let quiet_from = Instant::now();
+    let mut on_hold = 0;
+    while quiet_from.elapsed() < Duration::from_millis(800) {
+        if rtp.recv_from(&mut buf).is_ok() {
+            on_hold += 1;
+        }
+    }
+    assert_eq!(on_hold, 0, "RTP packets sent to a caller on hold");
     let resumed = reinvite(&mut ua, &mut call, &pcmu_offer(port, "a=sendrecv\r\n"), 200);
     assert!(
         !resumed.body().contains("a=recvonly") && !resumed.body().contains("a=inactive"),
@@ -743,6 +764,10 @@ fn hold_unhold_and_unusable_reinvite(server: &Server, tr: Tr) {
         "{}",
         resumed.body()
     );
+    // Off hold, the prompt audio flows again (the rest of the 4.9 s welcome, or the no-input prompt).
+    rtp.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    rtp.recv_from(&mut buf).expect("RTP again after the unhold");
     // RFC 3261 §14.2: an unusable offer is refused 488 and the session goes on unchanged.
     reinvite(
         &mut ua,
