@@ -293,14 +293,31 @@ fn call_setup_and_caller_bye(tr: Tr) {
     assert!(pts.contains(&"0".to_string()), "answer: {}", ok.body());
     assert!(pts.contains(&"101".to_string()), "answer: {}", ok.body());
     assert!(ok.body().contains("telephone-event/8000"), "{}", ok.body());
+    assert!(ok.body().contains("a=rtpmap:0 PCMU/8000"), "{}", ok.body());
+    assert!(ok.body().contains("c=IN IP4 127.0.0.1"), "{}", ok.body());
     assert!(ok.header("Contact").is_some(), "{}", ok.text);
     ua.ack(&call, "");
+    // A BYE naming another dialog (wrong To tag) is refused and does not end this call (RFC 3261 §12.2.2).
+    let b = ua.branch();
+    call.cseq += 1;
+    send_request(
+        &mut ua,
+        &call,
+        "BYE",
+        call.cseq,
+        &b,
+        Some("not-our-tag"),
+        "",
+        "",
+    );
+    expect_final(&mut ua, "BYE", 481).assert_rsip_parses();
     let bye = bye_ok(&mut ua, &mut call);
     bye.assert_rsip_parses();
     assert_eq!(bye.to_tag().as_deref(), Some(call.to_tag.as_str()));
     let cdr = server.cdr_for(&call.call_id, WAIT);
     assert_eq!(cdr["end_reason"], "caller-bye", "{cdr}");
     assert_eq!(cdr["final_status"], 200, "{cdr}");
+    assert_eq!(cdr["dialed"], "08000000001", "{cdr}");
 }
 
 fn retransmitted_invite_is_one_call(tr: Tr) {
@@ -352,17 +369,17 @@ fn cancel_while_ringing(tr: Tr) {
     send_invite(&mut ua, &call, &branch, "", &pcmu_offer(port_of(&rtp), ""));
     // Wait for 180 Ringing.
     let deadline = Instant::now() + WAIT;
-    loop {
+    let ringing = loop {
         let msg = ua
             .recv(deadline.saturating_duration_since(Instant::now()))
             .expect("180 Ringing");
         msg.assert_rsip_parses();
         match msg.code() {
             Some(100) => continue,
-            Some(180) => break,
+            Some(180) => break msg,
             _ => panic!("before 180: {}", msg.text),
         }
-    }
+    };
     // RFC 3261 §9.1: the CANCEL copies the INVITE's branch, Call-ID, From, To and CSeq number.
     send_request(&mut ua, &call, "CANCEL", 1, &branch, None, "", "");
     let mut got_cancel_ok = false;
@@ -382,6 +399,8 @@ fn cancel_while_ringing(tr: Tr) {
     }
     let r487 = got_487.expect("487");
     let tag = r487.to_tag();
+    assert!(tag.is_some(), "{}", r487.text);
+    assert_eq!(tag, ringing.to_tag(), "487 and 180 name the same dialog");
     // RFC 3261 §17.1.1.3: the ACK to a non-2xx uses the INVITE's branch.
     send_request(&mut ua, &call, "ACK", 1, &branch, tag.as_deref(), "", "");
     let cdr = server.cdr_for(&call.call_id, WAIT);
@@ -440,6 +459,18 @@ fn no_ack_releases_the_call_with_bye(tr: Tr) {
     );
     assert!(
         bye.header("From").is_some_and(|f| f.contains(&tag)),
+        "{}",
+        bye.text
+    );
+    assert!(
+        bye.header("To").is_some_and(|t| t.contains(&call.from_tag)),
+        "{}",
+        bye.text
+    );
+    // RFC 3261 §12.2.1.1: the remote target is our Contact.
+    assert!(
+        bye.first_line()
+            .starts_with(&format!("BYE sip:caller@{} ", ua.local)),
         "{}",
         bye.text
     );
@@ -903,7 +934,12 @@ fn sigterm_refuses_new_calls_and_lets_the_call_finish() {
     send_invite(&mut ua2, &late, &b, "", &pcmu_offer(port_of(&rtp), ""));
     let r503 = expect_final(&mut ua2, "INVITE", 503);
     r503.assert_rsip_parses();
-    assert!(r503.header("Retry-After").is_some(), "{}", r503.text);
+    assert!(
+        r503.header("Retry-After")
+            .is_some_and(|r| r.trim().parse::<u32>().is_ok_and(|s| s > 0)),
+        "{}",
+        r503.text
+    );
     send_request(
         &mut ua2,
         &late,
