@@ -559,6 +559,11 @@ fn answers_to_odd_requests(tr: Tr) {
     );
     expect_final(&mut ua, "INFO", 481).assert_rsip_parses();
 
+    // RFC 3261 §9.2: a CANCEL matching no INVITE transaction.
+    let b = ua.branch();
+    send_request(&mut ua, &ghost, "CANCEL", 1, &b, None, "", "");
+    expect_final(&mut ua, "CANCEL", 481).assert_rsip_parses();
+
     // RFC 3261 §8.2.2.3: an extension we do not support in Require.
     let call = new_call("08000000001");
     let b = ua.branch();
