@@ -882,3 +882,82 @@ impl Server {
         }
     }
 }
+impl Server {
+    /// Starts `helpline serve` like [`Server::start`] but listening on `listen` (e.g. `[::1]:0`).
+    pub fn start_on(listen: &str, menus: &Path, extra: &[&str]) -> Server {
+        let dir = temp_dir("server");
+        let cdr = dir.join("cdr.jsonl");
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--config".into(),
+            menus.display().to_string(),
+            "--prompts".into(),
+            root().join("prompts").display().to_string(),
+            "--listen".into(),
+            listen.into(),
+            "--rtp-ports".into(),
+            "30000-39999".into(),
+            "--cdr".into(),
+            cdr.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_helpline"))
+            .args(&args)
+            .env("RUST_LOG", "info,helpline=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn helpline");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Log::default());
+        let reader_log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("HELPLINE_TEST_LOG").is_some() {
+                    eprintln!("[server] {line}");
+                }
+                let mut lines = reader_log.lines.lock().expect("log lock");
+                lines.push(line);
+                reader_log.changed.notify_all();
+            }
+        });
+        let mut server = Server {
+            child,
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            cdr,
+            log,
+        };
+        let line = server
+            .wait_log("listening on udp:", Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("server did not start:\n{}", server.log_text()));
+        let udp = line
+            .split("listening on udp:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("address after listening on udp:");
+        server.addr = udp.parse().expect("listen address");
+        server
+    }
+}
+
+impl Ua {
+    /// A UA over UDP from `[::1]`, or `None` when this machine has no IPv6 loopback.
+    pub fn udp6(server: SocketAddr) -> Option<Ua> {
+        let sock = UdpSocket::bind("[::1]:0").ok()?;
+        let local = sock.local_addr().ok()?;
+        Some(Ua {
+            link: Link::Udp(sock),
+            local,
+            server,
+            pending: Vec::new(),
+            seq: 0,
+        })
+    }
+}
+
+/// Whether this machine has an IPv6 loopback (binding `[::1]:0` works).
+pub fn has_ipv6_loopback() -> bool {
+    UdpSocket::bind("[::1]:0").is_ok()
+}

@@ -1,0 +1,218 @@
+//! Command-line tests of the real `helpline` binary: `check`, `simulate` and `serve`'s start-up (refusing
+//! broken menus, the `listening on` line). Calls over SIP are in `sip_loopback.rs`, not here.
+
+mod common;
+
+use common::{root, temp_dir, Server};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs the binary to completion with a bounded wait; returns exit code and stdout + stderr.
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn helpline");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("helpline {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("output");
+    (
+        status.code(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn prompts() -> String {
+    root().join("prompts").display().to_string()
+}
+
+/// A copy of `ivr-menus/` with two planted errors: an unknown time zone in `europe.toml` line 5 and an
+/// impossible opening time in `oceania.toml`.
+fn broken_menus() -> PathBuf {
+    let dir = temp_dir("broken-menus");
+    for entry in std::fs::read_dir(root().join("ivr-menus")).expect("ivr-menus") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+    }
+    replace_once(
+        &dir.join("europe.toml"),
+        "time_zone = \"Europe/Paris\"",
+        "time_zone = \"Europe/Atlantis\"",
+    );
+    replace_once(
+        &dir.join("oceania.toml"),
+        "open = \"09:00\"",
+        "open = \"09:77\"",
+    );
+    dir
+}
+
+fn replace_once(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).expect("read");
+    assert_eq!(text.matches(from).count(), 1, "{from} once in {path:?}");
+    std::fs::write(path, text.replace(from, to)).expect("write");
+}
+
+/// The line (1-based) of `needle` in a file, to check the reported position.
+fn line_of(path: &Path, needle: &str) -> usize {
+    let text = std::fs::read_to_string(path).expect("read");
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("{needle} not in {path:?}"))
+}
+
+/// Asserts the report names both planted errors as `file:line:col: error`.
+fn assert_reports_both(dir: &Path, out: &str) {
+    let europe = dir.join("europe.toml");
+    let oceania = dir.join("oceania.toml");
+    let tz_line = line_of(&europe, "Europe/Atlantis");
+    let hours_line = line_of(&oceania, "09:77");
+    let tz_prefix = format!("{}:{tz_line}:", europe.display());
+    let hours_prefix = format!("{}:{hours_line}:", oceania.display());
+    for (prefix, what) in [(&tz_prefix, "Atlantis"), (&hours_prefix, "09:77")] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(prefix.as_str()) && l.contains(what))
+            .unwrap_or_else(|| panic!("no `{prefix}col:` line about {what} in:\n{out}"));
+        // file:line:col: — the column is a number followed by a colon.
+        let rest = &line[prefix.len()..];
+        let (col, after) = rest.split_once(':').expect("col");
+        assert!(col.parse::<u32>().is_ok_and(|c| c >= 1), "column in {line}");
+        assert!(after.trim_start().starts_with("error"), "{line}");
+    }
+}
+
+#[test]
+fn check_accepts_the_shipped_menus() {
+    let menus = root().join("ivr-menus").display().to_string();
+    let (code, stdout, stderr) = run(&["check", &menus, "--prompts", &prompts()]);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stderr.contains(": error"), "{stderr}");
+}
+
+#[test]
+fn check_reports_two_planted_errors_with_positions() {
+    let dir = broken_menus();
+    let (code, stdout, stderr) =
+        run(&["check", &dir.display().to_string(), "--prompts", &prompts()]);
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_reports_both(&dir, &format!("{stdout}\n{stderr}"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_refuses_to_start_on_broken_menus() {
+    let dir = broken_menus();
+    let cdr = dir.join("cdr.jsonl");
+    let (code, stdout, stderr) = run(&[
+        "serve",
+        "--config",
+        &dir.display().to_string(),
+        "--prompts",
+        &prompts(),
+        "--listen",
+        "127.0.0.1:0",
+        "--cdr",
+        &cdr.display().to_string(),
+        "--no-watch",
+    ]);
+    let out = format!("{stdout}\n{stderr}");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(!out.contains("listening on"), "{out}");
+    assert_reports_both(&dir, &out);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn simulate_json_routes_a_refund_with_its_order_number() {
+    let (code, stdout, stderr) = run(&[
+        "simulate",
+        "--dialed",
+        "0800 028 9999",
+        "--at",
+        "2026-11-27T19:00:00+01:00",
+        "--keys",
+        "2,123456#",
+        "--json",
+        "--prompts",
+        &prompts(),
+    ]);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("simulate --json printed no JSON ({e}):\n{stdout}"));
+    assert_eq!(json["route"], "europe.refunds", "{json:#}");
+    assert_eq!(json["summary"]["route"], "europe.refunds", "{json:#}");
+    assert_eq!(
+        json["summary"]["variables"]["order_id"], "123456",
+        "{json:#}"
+    );
+    assert_eq!(json["ended_nowhere"], false, "{json:#}");
+}
+
+#[test]
+fn simulate_a_closed_hours_call_ends_nowhere_and_fails() {
+    // 03:00 in Paris on a Friday: the European line is closed, the caller hears `closed` and is hung up.
+    let (code, stdout, stderr) = run(&[
+        "simulate",
+        "--dialed",
+        "0800 028 9999",
+        "--at",
+        "2026-11-27T03:00:00+01:00",
+        "--prompts",
+        &prompts(),
+    ]);
+    assert_ne!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(code.is_some(), "killed by a signal:\n{stderr}");
+    assert!(stdout.contains("ended nowhere"), "stdout:\n{stdout}");
+    assert!(stdout.contains("play en/closed"), "stdout:\n{stdout}");
+}
+
+#[test]
+fn serve_on_port_zero_logs_one_port_for_udp_and_tcp() {
+    let server = Server::start(&root().join("tests/data/menus/first-flow"), &["--no-watch"]);
+    let line = server
+        .wait_log("listening on udp:", Duration::from_secs(5))
+        .expect("listening line");
+    let rest = line
+        .split("listening on ")
+        .nth(1)
+        .expect("text after listening on");
+    let mut words = rest.split_whitespace();
+    let udp = words
+        .next()
+        .and_then(|w| w.strip_prefix("udp:"))
+        .expect("udp:");
+    let tcp = words
+        .next()
+        .and_then(|w| w.strip_prefix("tcp:"))
+        .expect("tcp:");
+    let udp: std::net::SocketAddr = udp.parse().expect("udp address");
+    let tcp: std::net::SocketAddr = tcp.parse().expect("tcp address");
+    assert_eq!(udp.ip().to_string(), "127.0.0.1", "{line}");
+    assert_eq!(tcp.ip().to_string(), "127.0.0.1", "{line}");
+    assert_ne!(udp.port(), 0, "{line}");
+    assert_eq!(udp.port(), tcp.port(), "{line}");
+    // And both really listen: a TCP connect succeeds on that port.
+    std::net::TcpStream::connect_timeout(&tcp, Duration::from_secs(5)).expect("tcp connect");
+}
