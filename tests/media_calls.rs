@@ -466,6 +466,37 @@ fn key_call(payloads: &str, attrs: &str, press: impl FnOnce(&mut Caller), method
         "CDR: {cdr}"
     );
     assert_eq!(cdr["end_reason"], "server-bye");
+    assert_cdr_fields(&cdr, &c);
+}
+
+/// The CDR fields: who called what from where, and RFC 3339 UTC times with milliseconds in order.
+fn assert_cdr_fields(cdr: &serde_json::Value, c: &Caller) {
+    assert_eq!(cdr["call_id"], c.call.call_id.as_str());
+    assert_eq!(cdr["dialed"], "08000000001");
+    assert_eq!(
+        cdr["from"],
+        format!("sip:caller@{}", c.ua.local).as_str(),
+        "CDR: {cdr}"
+    );
+    assert_eq!(cdr["source"], c.ua.local.to_string().as_str(), "CDR: {cdr}");
+    assert_eq!(cdr["final_status"], 200);
+    let time = |k: &str| {
+        let v = cdr[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("CDR {k} missing: {cdr}"));
+        let t = chrono::DateTime::parse_from_rfc3339(v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+        // `…:SS.mmmZ`: milliseconds, UTC.
+        assert!(
+            v.ends_with('Z') && v.rsplit('.').next().is_some_and(|f| f.len() == 4),
+            "{k}={v}"
+        );
+        t
+    };
+    let (start, answer, end) = (time("start"), time("answer"), time("end"));
+    assert!(
+        start <= answer && answer < end,
+        "start {start} answer {answer} end {end}"
+    );
 }
 
 #[test]
