@@ -266,3 +266,14 @@ fn two_presses_by_two_methods_give_two_reports() {
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|x| x.method == DigitMethod::Rfc4733));
 }
+
+#[test]
+fn twin_reaching_the_merger_late_is_still_merged() {
+    // INFO and RFC 4733 detected in the same millisecond, but the RTP copy reaches the merger 300 ms later
+    // because the thread carrying it ran late: still one press.
+    let t0 = Instant::now();
+    let mut m = DigitMerger::new();
+    assert!(m.handle(t0, d('5', DigitMethod::Info, t0)).is_some());
+    let late = t0 + Duration::from_millis(300);
+    assert_eq!(m.handle(late, d('5', DigitMethod::Rfc4733, t0)), None);
+}

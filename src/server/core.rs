@@ -838,11 +838,9 @@ impl Core {
         self.media.close(entry.media_id);
         let reason = entry.end_reason.unwrap_or(EndReason::Error);
         let cdr = match entry.call {
-            Some(call) => {
-                let mut cdr = call.finish(now, reason);
-                cdr.end_reason = Some(reason);
-                cdr
-            }
+            // The call's own reason (rtp-timeout, server-bye after the menu) wins: the shell only knows
+            // it sent a BYE. `Call::finish` falls back to `reason` when the call recorded none.
+            Some(call) => call.finish(now, reason),
             None => {
                 let mut cdr = entry.cdr;
                 cdr.end_reason = Some(reason);

@@ -62,19 +62,24 @@ impl DigitMerger {
     }
 
     /// Feeds one detected key at `now`; returns it unless it duplicates a key from another method.
-    pub fn handle(&mut self, now: Instant, digit: DetectedDigit) -> Option<DetectedDigit> {
+    ///
+    /// The window is measured between the keys' detection times (`digit.at`), not between the times they
+    /// reach the merger: the two carriers travel different paths (RTP through the media engine, INFO
+    /// through the signalling core), so a thread that runs late must not split one press into two.
+    pub fn handle(&mut self, _now: Instant, digit: DetectedDigit) -> Option<DetectedDigit> {
+        let gap = |a: Instant, b: Instant| a.max(b) - a.min(b);
         let twin = self.recent.iter_mut().flatten().find(|r| {
             !r.absorbed
                 && r.digit.digit == digit.digit
                 && r.digit.method != digit.method
-                && now.saturating_duration_since(r.digit.at) < MERGE_WINDOW
+                && gap(r.digit.at, digit.at) < MERGE_WINDOW
         });
         if let Some(twin) = twin {
             twin.absorbed = true;
             return None;
         }
         self.recent[self.next_slot] = Some(Recent {
-            digit: DetectedDigit { at: now, ..digit },
+            digit,
             absorbed: false,
         });
         self.next_slot = (self.next_slot + 1) % MERGE_SLOTS;
