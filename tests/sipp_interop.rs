@@ -66,7 +66,12 @@ fn uac_five(transport: &str) {
         SIPP_TIMEOUT,
     );
     assert_sipp_ok(&run, "uac", &server);
-    assert_eq!(sipp_counter(&run, "Successful call"), Some(5), "{}", run.output);
+    assert_eq!(
+        sipp_counter(&run, "Successful call"),
+        Some(5),
+        "{}",
+        run.output
+    );
     assert_eq!(sipp_counter(&run, "Failed call"), Some(0), "{}", run.output);
     let cdrs = assert_cdrs(&server, 5, "caller-bye", 200);
     let mut ids: Vec<&str> = cdrs.iter().filter_map(|c| c["call_id"].as_str()).collect();
@@ -94,6 +99,10 @@ fn fifty_concurrent(transport: &str) {
         &[
             "-t",
             transport,
+            // SIPp refuses to start while its default socket cap (50000) exceeds the open-file limit;
+            // 50 calls need at most 50 connections (tn) plus its listening sockets.
+            "-max_socket",
+            "200",
             "-l",
             "50",
             "-m",
@@ -108,7 +117,12 @@ fn fifty_concurrent(transport: &str) {
         SIPP_TIMEOUT,
     );
     assert_sipp_ok(&run, "50 concurrent", &server);
-    assert_eq!(sipp_counter(&run, "Successful call"), Some(50), "{}", run.output);
+    assert_eq!(
+        sipp_counter(&run, "Successful call"),
+        Some(50),
+        "{}",
+        run.output
+    );
     let cdrs = assert_cdrs(&server, 50, "caller-bye", 200);
     // The calls really overlapped: the last call was answered before the first one ended.
     let mut answers: Vec<&str> = cdrs.iter().filter_map(|c| c["answer"].as_str()).collect();
@@ -134,6 +148,13 @@ fn fifty_concurrent_calls_udp() {
 #[test]
 fn fifty_concurrent_calls_tcp_one_socket() {
     fifty_concurrent("t1");
+}
+
+/// TCP with one connection per call (`tn`): 50 connections accepted and served at once, each call's
+/// responses and the caller's BYE on its own stream.
+#[test]
+fn fifty_concurrent_calls_tcp_socket_per_call() {
+    fifty_concurrent("tn");
 }
 
 /// ACK withheld for 2.2 s: the server retransmits its 200 (RFC 3261 §13.3.1.4, T1 = 500 ms → at 0.5 s and
@@ -167,7 +188,12 @@ fn ack_delay_retransmits_200() {
 #[test]
 fn no_ack_gets_bye() {
     let server = Server::start(&first_flow(), &["--t1-ms", "100"]);
-    let run = run_sipp(server.addr, "examples/sipp/no_ack.xml", &["-m", "1"], SIPP_TIMEOUT);
+    let run = run_sipp(
+        server.addr,
+        "examples/sipp/no_ack.xml",
+        &["-m", "1"],
+        SIPP_TIMEOUT,
+    );
     assert_sipp_ok(&run, "no_ack", &server);
     assert_cdrs(&server, 1, "no-ack", 200);
 }
@@ -177,17 +203,31 @@ fn no_ack_gets_bye() {
 #[test]
 fn cancel_while_ringing() {
     let server = Server::start(&first_flow(), &["--ring-ms", "5000"]);
-    let run = run_sipp(server.addr, "examples/sipp/cancel.xml", &["-m", "1"], SIPP_TIMEOUT);
+    let run = run_sipp(
+        server.addr,
+        "examples/sipp/cancel.xml",
+        &["-m", "1"],
+        SIPP_TIMEOUT,
+    );
     assert_sipp_ok(&run, "cancel", &server);
     let cdrs = assert_cdrs(&server, 1, "cancel", 487);
-    assert!(cdrs[0]["answer"].is_null(), "a cancelled call has no answer time: {}", cdrs[0]);
+    assert!(
+        cdrs[0]["answer"].is_null(),
+        "a cancelled call has no answer time: {}",
+        cdrs[0]
+    );
 }
 
 /// Every header in its compact form (RFC 3261 §7.3.3): the call completes.
 #[test]
 fn compact_headers() {
     let server = Server::start(&first_flow(), &[]);
-    let run = run_sipp(server.addr, "examples/sipp/compact.xml", &["-m", "1"], SIPP_TIMEOUT);
+    let run = run_sipp(
+        server.addr,
+        "examples/sipp/compact.xml",
+        &["-m", "1"],
+        SIPP_TIMEOUT,
+    );
     assert_sipp_ok(&run, "compact", &server);
     assert_cdrs(&server, 1, "caller-bye", 200);
 }
@@ -197,7 +237,12 @@ fn compact_headers() {
 #[test]
 fn reinvite_hold() {
     let server = Server::start(&first_flow(), &[]);
-    let run = run_sipp(server.addr, "examples/sipp/reinvite.xml", &["-m", "1"], SIPP_TIMEOUT);
+    let run = run_sipp(
+        server.addr,
+        "examples/sipp/reinvite.xml",
+        &["-m", "1"],
+        SIPP_TIMEOUT,
+    );
     assert_sipp_ok(&run, "reinvite", &server);
     assert_cdrs(&server, 1, "caller-bye", 200);
 }
@@ -220,4 +265,31 @@ fn info_digit_then_server_bye() {
     assert_eq!(digits[0]["digit"], "5");
     assert_eq!(digits[0]["method"], "info");
     assert_eq!(cdrs[0]["menu_path"], serde_json::json!(["welcome"]));
+    // The BYE came only after "you pressed five, goodbye" had time to play: the call lasted at least as
+    // long as those three prompts, counted from the INFO (which arrives right after the answer).
+    let confirmation: Duration = ["you-pressed", "digit-5", "goodbye"]
+        .iter()
+        .map(|name| prompt_length(&format!("en/{name}.wav")))
+        .sum();
+    let answered = rfc3339(&cdrs[0]["answer"]);
+    let ended = rfc3339(&cdrs[0]["end"]);
+    let held = (ended - answered).to_std().unwrap_or_default();
+    assert!(
+        held >= confirmation,
+        "hung up {held:?} after the answer, before the {confirmation:?} confirmation could play: {}",
+        cdrs[0]
+    );
+}
+
+/// How long a shipped prompt plays.
+fn prompt_length(name: &str) -> Duration {
+    let reader = hound::WavReader::open(root().join("prompts").join(name)).expect("prompt wav");
+    let spec = reader.spec();
+    Duration::from_secs_f64(f64::from(reader.duration()) / f64::from(spec.sample_rate))
+}
+
+/// A CDR time field.
+fn rfc3339(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("CDR time {v}: {e}"))
 }
