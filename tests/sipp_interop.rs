@@ -33,11 +33,12 @@ fn assert_sipp_ok(run: &SippRun, what: &str, server: &Server) {
 /// The number SIPp reports in a column of its final statistics screen (`Successful call` / `Failed call`),
 /// cumulative figure (the last number on the line).
 fn sipp_counter(run: &SippRun, label: &str) -> Option<u64> {
+    // The final screen is printed last, so search from the end.
     run.output
         .lines()
+        .rev()
         .filter(|l| l.trim_start().starts_with(label))
-        .filter_map(|l| l.split('|').filter_map(|c| c.trim().parse().ok()).last())
-        .last()
+        .find_map(|l| l.split('|').rev().find_map(|c| c.trim().parse().ok()))
 }
 
 /// Waits for `n` CDRs and checks that each ended for `reason` with final status `status`.
