@@ -1,8 +1,13 @@
 //! Fuzz target: arbitrary bytes through the SIP codec and the stream framer. Nothing may panic, and every
 //! message that parses must print to bytes that parse back to an equal message.
 //!
-//! Run (nightly, from the repository root; seed with the corpus):
-//!   cargo +nightly fuzz run --fuzz-dir tests/fuzz sip_message tests/data/sip
+//! Run from the repository root. There is no nightly toolchain here, so the stable compiler is told to
+//! accept cargo-fuzz's `-Z` sanitizer flags (`cargo install cargo-fuzz` first; a C++ compiler builds
+//! libFuzzer):
+//!   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz sip_message -- -max_total_time=60
+//! (with a nightly toolchain: `cargo +nightly fuzz run ...`). To seed from the SIP corpus without writing
+//! into it, copy `tests/data/sip` into `tests/fuzz/corpus/sip_message` first.
+//! Measured 2026-11-25 on the 2-core dev machine: 778,821 runs in 61 s, coverage 633, no crash.
 #![no_main]
 
 use helpline::sip::message::{parse_datagram, parse_stream_message};
