@@ -161,6 +161,20 @@ impl Core {
         }
     }
 
+    /// Ends every call still present (shutdown): each gets its CDR line, with the reason already recorded
+    /// (e.g. `server-bye` for a BYE that got no answer) or `server-bye`.
+    pub fn finish_all(&mut self, now: Instant) {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            if let Some(entry) = self.calls.get_mut(&id) {
+                if entry.end_reason.is_none() {
+                    entry.end_reason = Some(EndReason::ServerBye);
+                }
+            }
+            self.finish(now, &id);
+        }
+    }
+
     /// Number of calls in progress.
     pub fn call_count(&self) -> usize {
         self.calls.len()

@@ -194,6 +194,8 @@ pub async fn run(
     tracing::info!("shutting down");
     acceptor.abort();
     reloader.abort();
+    // Calls whose BYE got no answer in time still get their CDR line.
+    core.finish_all(crate::clock::now());
     drop(core);
     if let Some(task) = cdr_task {
         // Every CDR line is written before exit: the writer ends when the last sender is gone.

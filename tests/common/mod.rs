@@ -197,7 +197,11 @@ impl Server {
             if Instant::now() >= deadline {
                 panic!("no CDR for {call_id}; log:\n{}", self.log_text());
             }
-            self.wait_log_count("call ended", self.cdrs().len() + 1, Duration::from_millis(500));
+            self.wait_log_count(
+                "call ended",
+                self.cdrs().len() + 1,
+                Duration::from_millis(500),
+            );
         }
     }
 
@@ -275,14 +279,19 @@ impl Msg {
             .skip(1)
             .filter_map(|l| {
                 let (n, v) = l.split_once(':')?;
-                n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
             })
             .collect()
     }
 
     /// The body.
     pub fn body(&self) -> &str {
-        self.text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default()
+        self.text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
     }
 
     /// The `tag` parameter of the To header.
@@ -398,19 +407,13 @@ impl Ua {
         match &mut self.link {
             Link::Udp(sock) => {
                 let mut buf = vec![0u8; 65536];
-                loop {
-                    let left = deadline.checked_duration_since(Instant::now())?;
-                    sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                        .ok()?;
-                    match sock.recv_from(&mut buf) {
-                        Ok((n, _)) => {
-                            return Some(Msg {
-                                text: String::from_utf8_lossy(&buf[..n]).into_owned(),
-                            })
-                        }
-                        Err(_) => return None,
-                    }
-                }
+                let left = deadline.checked_duration_since(Instant::now())?;
+                sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                    .ok()?;
+                let (n, _) = sock.recv_from(&mut buf).ok()?;
+                Some(Msg {
+                    text: String::from_utf8_lossy(&buf[..n]).into_owned(),
+                })
             }
             Link::Tcp(stream, acc) => loop {
                 if let Some(msg) = frame(acc) {
@@ -535,7 +538,11 @@ impl Ua {
         let from_tag = format!("ft{}", rand_u32());
         let branch = self.branch();
         let (server, local, tr) = (self.server, self.local, self.transport());
-        let ct = if sdp.is_empty() { "" } else { "Content-Type: application/sdp\n" };
+        let ct = if sdp.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\n"
+        };
         self.send(
             &format!(
                 "INVITE sip:{user}@{server} SIP/2.0
@@ -563,7 +570,11 @@ impl Ua {
     pub fn ack(&mut self, call: &TestCall, sdp: &str) {
         let branch = self.branch();
         let (server, local, tr) = (self.server, self.local, self.transport());
-        let ct = if sdp.is_empty() { "" } else { "Content-Type: application/sdp\n" };
+        let ct = if sdp.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\n"
+        };
         self.send(
             &format!(
                 "ACK sip:helpline@{server} SIP/2.0
@@ -581,7 +592,13 @@ impl Ua {
     }
 
     /// Sends an in-dialog request (BYE, INFO, re-INVITE …) and returns nothing; read the response after.
-    pub fn in_dialog(&mut self, call: &mut TestCall, method: &str, extra_headers: &str, body: &str) {
+    pub fn in_dialog(
+        &mut self,
+        call: &mut TestCall,
+        method: &str,
+        extra_headers: &str,
+        body: &str,
+    ) {
         call.cseq += 1;
         let branch = self.branch();
         let (server, local, tr) = (self.server, self.local, self.transport());
