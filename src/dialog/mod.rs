@@ -91,6 +91,42 @@ impl Dialog {
         }
     }
 
+    /// The UAC side of a dialog: the INVITE we sent (to an agent) and the 2xx or 1xx-with-tag that came
+    /// back (RFC 3261 §12.1.2). Ready for the agent legs of the queue stage.
+    pub fn uac(invite: &Request, response: &Response) -> Dialog {
+        let remote_target = response
+            .contacts()
+            .first()
+            .map(|c| c.uri.clone())
+            .unwrap_or_else(|| invite.uri.clone());
+        Dialog {
+            id: DialogId {
+                call_id: invite.call_id().to_owned(),
+                local_tag: invite.from().tag().unwrap_or_default().to_owned(),
+                remote_tag: response.to().tag().unwrap_or_default().to_owned(),
+            },
+            state: if response.code < 200 {
+                DialogState::Early
+            } else {
+                DialogState::Confirmed
+            },
+            local: invite.from().clone(),
+            remote: response.to().clone(),
+            remote_target,
+            // UAC: the route set is the Record-Route list in reverse (RFC 3261 §12.1.2).
+            route_set: response
+                .headers
+                .get_all("Record-Route")
+                .into_iter()
+                .rev()
+                .map(str::to_owned)
+                .collect(),
+            local_cseq: invite.cseq().seq,
+            // The peer has not sent a request yet: any CSeq it starts with is accepted (§12.2.2).
+            remote_cseq: 0,
+        }
+    }
+
     /// Whether an incoming request belongs to this dialog (Call-ID and both tags, RFC 3261 §12.2.2).
     pub fn matches(&self, request: &Request) -> bool {
         request.call_id() == self.id.call_id
@@ -141,5 +177,124 @@ impl Dialog {
         request.headers.push("Contact", contact);
         request.headers.push("User-Agent", crate::sip::USER_AGENT);
         request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::{parse_datagram, SipMessage};
+
+    fn request(text: &str) -> Request {
+        match parse_datagram(text.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    fn response(text: &str) -> Response {
+        match parse_datagram(text.as_bytes()) {
+            Ok(SipMessage::Response(r)) => r,
+            other => panic!("not a response: {other:?}"),
+        }
+    }
+
+    const INVITE: &str = "INVITE sip:08000289999@127.0.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5092;branch=z9hG4bK-1\r\n\
+Record-Route: <sip:p1.example;lr>, <sip:p2.example;lr>\r\n\
+From: <sip:caller@127.0.0.1>;tag=c1\r\n\
+To: <sip:08000289999@127.0.0.1>\r\n\
+Call-ID: d1\r\n\
+CSeq: 7 INVITE\r\n\
+Contact: <sip:caller@127.0.0.1:5092>\r\n\
+Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn uas_dialog_builds_in_dialog_requests() {
+        let invite = request(INVITE);
+        let mut d = Dialog::uas(&invite, "srv");
+        assert_eq!(d.id.remote_tag, "c1");
+        assert_eq!(d.route_set, ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]);
+        let bye = d.request(Method::Bye, "<sip:helpline@127.0.0.1>");
+        let text = String::from_utf8_lossy(&bye.to_bytes()).into_owned();
+        assert!(
+            text.starts_with("BYE sip:caller@127.0.0.1:5092 SIP/2.0\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Route: <sip:p1.example;lr>\r\nRoute: <sip:p2.example;lr>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("From: <sip:08000289999@127.0.0.1>;tag=srv"),
+            "{text}"
+        );
+        assert!(text.contains("To: <sip:caller@127.0.0.1>;tag=c1"), "{text}");
+        assert!(text.contains("CSeq: 1 BYE"), "{text}");
+        let again = d.request(Method::Bye, "<sip:helpline@127.0.0.1>");
+        assert!(String::from_utf8_lossy(&again.to_bytes()).contains("CSeq: 2 BYE"));
+    }
+
+    #[test]
+    fn uas_dialog_matches_and_orders_requests() {
+        let invite = request(INVITE);
+        let mut d = Dialog::uas(&invite, "srv");
+        let bye = request(
+            &INVITE
+                .replace("INVITE sip", "BYE sip")
+                .replace("CSeq: 7 INVITE", "CSeq: 8 BYE")
+                .replace(
+                    "To: <sip:08000289999@127.0.0.1>",
+                    "To: <sip:08000289999@127.0.0.1>;tag=srv",
+                ),
+        );
+        assert!(d.matches(&bye));
+        assert_eq!(d.check_remote_cseq(&bye), Ok(()));
+        let stale = request(
+            &INVITE
+                .replace("INVITE sip", "INFO sip")
+                .replace("CSeq: 7 INVITE", "CSeq: 6 INFO")
+                .replace(
+                    "To: <sip:08000289999@127.0.0.1>",
+                    "To: <sip:08000289999@127.0.0.1>;tag=srv",
+                ),
+        );
+        assert_eq!(
+            d.check_remote_cseq(&stale),
+            Err(DialogError::CseqOutOfOrder { got: 6, last: 8 })
+        );
+        let stranger = request(&INVITE.replace(
+            "To: <sip:08000289999@127.0.0.1>",
+            "To: <sip:x@127.0.0.1>;tag=other",
+        ));
+        assert!(!d.matches(&stranger));
+    }
+
+    #[test]
+    fn uac_dialog_reverses_the_record_route() {
+        let invite = request(INVITE);
+        let ok = response(
+            "SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5092;branch=z9hG4bK-1\r\n\
+Record-Route: <sip:p1.example;lr>, <sip:p2.example;lr>\r\n\
+From: <sip:caller@127.0.0.1>;tag=c1\r\n\
+To: <sip:08000289999@127.0.0.1>;tag=agent\r\n\
+Call-ID: d1\r\n\
+CSeq: 7 INVITE\r\n\
+Contact: <sip:agent1001@127.0.0.1:25110>\r\n\
+Content-Length: 0\r\n\r\n",
+        );
+        let mut d = Dialog::uac(&invite, &ok);
+        assert_eq!(d.state, DialogState::Confirmed);
+        assert_eq!(d.id.local_tag, "c1");
+        assert_eq!(d.id.remote_tag, "agent");
+        assert_eq!(d.route_set, ["<sip:p2.example;lr>", "<sip:p1.example;lr>"]);
+        let bye = d.request(Method::Bye, "<sip:helpline@127.0.0.1>");
+        let text = String::from_utf8_lossy(&bye.to_bytes()).into_owned();
+        assert!(
+            text.starts_with("BYE sip:agent1001@127.0.0.1:25110 SIP/2.0"),
+            "{text}"
+        );
+        assert!(text.contains("CSeq: 8 BYE"), "{text}");
     }
 }
