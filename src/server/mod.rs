@@ -42,16 +42,34 @@ pub enum ServeError {
     Media(#[source] std::io::Error),
 }
 
+/// How much the kernel may queue for the SIP UDP socket. The default (~200 KiB) overflows at around a
+/// thousand calls per second, and a dropped ACK or BYE costs a 32 s no-ACK release; Linux caps the value
+/// at `net.core.rmem_max`.
+const SIP_UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Binds the SIP UDP socket with a large receive buffer (socket2: std and tokio cannot set SO_RCVBUF).
+fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServeError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind = || -> std::io::Result<UdpSocket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if let Err(err) = socket.set_recv_buffer_size(SIP_UDP_RECV_BUFFER) {
+            tracing::warn!(%err, "cannot enlarge the SIP receive buffer");
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        UdpSocket::from_std(socket.into())
+    };
+    bind().map_err(|source| ServeError::Bind {
+        what: "udp",
+        addr,
+        source,
+    })
+}
+
 /// Binds UDP and TCP on the same port; port 0 picks one that both can bind.
 async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeError> {
     if listen.port() != 0 {
-        let udp = UdpSocket::bind(listen)
-            .await
-            .map_err(|source| ServeError::Bind {
-                what: "udp",
-                addr: listen,
-                source,
-            })?;
+        let udp = bind_udp(listen)?;
         let tcp = TcpListener::bind(listen)
             .await
             .map_err(|source| ServeError::Bind {
@@ -63,13 +81,7 @@ async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeError
     }
     // Bounded: a handful of tries at ports the OS hands out for UDP.
     for _ in 0..50 {
-        let udp = UdpSocket::bind(listen)
-            .await
-            .map_err(|source| ServeError::Bind {
-                what: "udp",
-                addr: listen,
-                source,
-            })?;
+        let udp = bind_udp(listen)?;
         let port = udp.local_addr().map(|a| a.port()).unwrap_or(0);
         if let Ok(tcp) = TcpListener::bind(SocketAddr::new(listen.ip(), port)).await {
             return Ok((udp, tcp));

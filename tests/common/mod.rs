@@ -75,60 +75,7 @@ pub struct Server {
 impl Server {
     /// Starts `helpline serve` on 127.0.0.1:0 with the given menu directory and extra arguments.
     pub fn start(menus: &Path, extra: &[&str]) -> Server {
-        let dir = temp_dir("server");
-        let cdr = dir.join("cdr.jsonl");
-        let mut args: Vec<String> = vec![
-            "serve".into(),
-            "--config".into(),
-            menus.display().to_string(),
-            "--prompts".into(),
-            root().join("prompts").display().to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--rtp-ports".into(),
-            "30000-39999".into(),
-            "--cdr".into(),
-            cdr.display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_helpline"))
-            .args(&args)
-            .env("RUST_LOG", "info,helpline=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn helpline");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let log = Arc::new(Log::default());
-        let reader_log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("HELPLINE_TEST_LOG").is_some() {
-                    eprintln!("[server] {line}");
-                }
-                let mut lines = reader_log.lines.lock().expect("log lock");
-                lines.push(line);
-                reader_log.changed.notify_all();
-            }
-        });
-        let mut server = Server {
-            child,
-            addr: "127.0.0.1:0".parse().expect("addr"),
-            cdr,
-            log,
-        };
-        let line = server
-            .wait_log("listening on udp:", Duration::from_secs(20))
-            .unwrap_or_else(|| panic!("server did not start:\n{}", server.log_text()));
-        let udp = line
-            .split("listening on udp:")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("address after listening on udp:");
-        server.addr = udp.parse().expect("listen address");
-        server
+        Server::start_on("127.0.0.1:0", menus, extra)
     }
 
     /// Waits until a log line containing `needle` appears (counting lines already seen), bounded.
