@@ -996,3 +996,81 @@ fn sigterm_with_short_drain_ends_calls_with_bye() {
     assert_eq!(cdrs.len(), 1, "{cdrs:?}");
     assert_eq!(cdrs[0]["end_reason"], "server-bye");
 }
+
+/// Bad input loses nothing: thousands of mangled copies of real SIP messages, sent from another socket
+/// while a call is up, get at most a 400 each; the call stays healthy (its BYE is answered 200), the
+/// server keeps running and the only CDR is the call's own.
+#[test]
+fn garbage_from_another_peer_does_not_disturb_a_live_call() {
+    let server = start(&[]);
+    let mut ua = ua(&server, Tr::Udp);
+    let rtp = rtp_socket();
+    let (mut call, _) = establish(&mut ua, &pcmu_offer(port_of(&rtp), ""));
+
+    let corpus: Vec<Vec<u8>> = std::fs::read_dir(root().join("tests/data/sip"))
+        .expect("corpus dir")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sip"))
+        .map(|e| std::fs::read(e.path()).expect("corpus file"))
+        .collect();
+    assert!(corpus.len() > 20);
+    let attacker = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    // A small deterministic generator (xorshift): the same mutations on every run.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..3000 {
+        let mut msg = corpus[i % corpus.len()].clone();
+        for _ in 0..(1 + next() % 8) {
+            if msg.is_empty() {
+                break;
+            }
+            let at = (next() as usize) % msg.len();
+            match next() % 4 {
+                0 => msg[at] = next() as u8,
+                1 => {
+                    msg.truncate(at);
+                }
+                2 => msg.insert(at, b"\r\n:;<>\"%\0,"[(next() % 10) as usize]),
+                _ => msg.retain(|_| next() % 64 != 0),
+            }
+        }
+        if !msg.is_empty() {
+            let _ = attacker.send_to(&msg, server.addr);
+        }
+    }
+    // Whatever came back to the attacker were responses, never requests (no call was set up for it).
+    attacker
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut buf = [0u8; 65536];
+    while let Ok((n, _)) = attacker.recv_from(&mut buf) {
+        assert!(
+            buf[..n].starts_with(b"SIP/2.0 "),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+
+    let bye = bye_ok(&mut ua, &mut call);
+    assert_eq!(bye.code(), Some(200));
+    let cdr = server.cdr_for(&call.call_id, WAIT);
+    assert_eq!(cdr["end_reason"], "caller-bye", "{cdr}");
+    // Mutations that still parse as INVITEs may have opened calls of their own; none was a panic.
+    assert!(
+        !server.log_text().contains("panicked"),
+        "the server panicked:\n{}",
+        server.log_text()
+    );
+    let mut ua2 = Ua::udp(server.addr);
+    let (mut call2, _) = establish(&mut ua2, &pcmu_offer(port_of(&rtp_socket()), ""));
+    assert_eq!(
+        bye_ok(&mut ua2, &mut call2).code(),
+        Some(200),
+        "the server still takes calls"
+    );
+}
