@@ -83,14 +83,19 @@ impl Server {
         self.wait_log_count(needle, 1, timeout)
     }
 
-    /// Waits until `count` log lines contain `needle`.
+    /// Waits until `count` log lines contain `needle`, matched against the lines stripped of colour
+    /// escapes; returns the last matching line, stripped.
     pub fn wait_log_count(&self, needle: &str, count: usize, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.log.lines.lock().expect("log lock");
         loop {
-            let found: Vec<&String> = lines.iter().filter(|l| l.contains(needle)).collect();
+            let found: Vec<String> = lines
+                .iter()
+                .map(|l| strip_ansi(l))
+                .filter(|l| l.contains(needle))
+                .collect();
             if found.len() >= count {
-                return found.last().map(|s| s.to_string());
+                return found.last().cloned();
             }
             let now = Instant::now();
             if now >= deadline {
@@ -819,31 +824,9 @@ pub fn strip_ansi(line: &str) -> String {
 }
 
 impl Server {
-    /// Like [`Server::wait_log_count`], matching `needle` against lines stripped of colour escapes;
-    /// returns the last matching line, stripped.
+    /// The same as [`Server::wait_log_count`] (which matches on lines stripped of colour escapes).
     pub fn wait_log_plain(&self, needle: &str, count: usize, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let mut lines = self.log.lines.lock().expect("log lock");
-        loop {
-            let found: Vec<String> = lines
-                .iter()
-                .map(|l| strip_ansi(l))
-                .filter(|l| l.contains(needle))
-                .collect();
-            if found.len() >= count {
-                return found.last().cloned();
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            lines = self
-                .log
-                .changed
-                .wait_timeout(lines, deadline - now)
-                .expect("log wait")
-                .0;
-        }
+        self.wait_log_count(needle, count, timeout)
     }
 }
 impl Server {
