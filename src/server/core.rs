@@ -207,6 +207,7 @@ impl Core {
         let peer = Peer {
             transport: Transport::Tcp(inbound.conn),
             addr: inbound.peer,
+            local: inbound.local,
         };
         self.handle_sip(now, peer, &inbound.bytes).await;
     }

@@ -167,7 +167,7 @@ pub async fn run(
         tokio::select! {
             received = udp.recv_from(&mut buf) => {
                 if let Ok((n, from)) = received {
-                    let peer = Peer { transport: Transport::Udp, addr: from };
+                    let peer = Peer { transport: Transport::Udp, addr: from, local };
                     let now = crate::clock::now();
                     core.handle_sip(now, peer, &buf[..n]).await;
                 }

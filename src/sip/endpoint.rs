@@ -40,13 +40,18 @@ impl Transport {
     }
 }
 
-/// A peer: transport plus address.
+/// A peer: transport plus address, and the local address the exchange uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Peer {
     /// UDP socket or TCP connection.
     pub transport: Transport,
     /// The remote address.
     pub addr: SocketAddr,
+    /// Our address that the peer's message arrived on (the destination it used): what our Contact and
+    /// SDP must name so the peer's next requests and RTP reach us. On a UDP socket bound to the
+    /// unspecified address the shell learns it per datagram (IP_PKTINFO); sends to this peer go out
+    /// from it.
+    pub local: SocketAddr,
 }
 
 /// Bytes for the shell to send.
@@ -694,6 +699,7 @@ Content-Length: 0\r\n\r\n";
         Peer {
             transport: Transport::Udp,
             addr: "127.0.0.1:5092".parse().expect("addr"),
+            local: "127.0.0.1:5060".parse().expect("addr"),
         }
     }
 
@@ -861,6 +867,7 @@ Content-Length: 0\r\n\r\n";
         let natted = Peer {
             transport: Transport::Udp,
             addr: "127.0.0.9:40000".parse().expect("addr"),
+            local: "127.0.0.1:5060".parse().expect("addr"),
         };
         ep.handle_message(t0, natted, INVITE.as_bytes());
         let (tx, invite) = new_request(&mut ep);

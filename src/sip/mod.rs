@@ -2,8 +2,13 @@
 //! sockets, files or the clock.
 
 pub mod endpoint;
+pub mod ids;
 pub mod message;
+pub mod reply;
 pub mod transaction;
+
+pub use ids::{Branch, CallId, Tag};
+pub use reply::Reply;
 
 /// What helpline calls itself in User-Agent and Server headers.
 pub const USER_AGENT: &str = concat!("helpline/", env!("CARGO_PKG_VERSION"));

@@ -19,6 +19,8 @@ pub struct TcpInbound {
     pub conn: u64,
     /// The peer's address.
     pub peer: SocketAddr,
+    /// Our end of the connection (the address the peer connected to).
+    pub local: SocketAddr,
     /// One whole SIP message.
     pub bytes: Vec<u8>,
 }
@@ -65,6 +67,9 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else {
+            continue; // the connection is already gone
+        };
         let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         let (mut reader, mut writer) = stream.into_split();
         let (tx, mut rx) = mpsc::unbounded_channel::<Arc<[u8]>>();
@@ -90,7 +95,15 @@ pub async fn accept_loop(
                 loop {
                     match framer.next_message() {
                         Ok(Some(bytes)) => {
-                            if inbound.send(TcpInbound { conn, peer, bytes }).is_err() {
+                            if inbound
+                                .send(TcpInbound {
+                                    conn,
+                                    peer,
+                                    local,
+                                    bytes,
+                                })
+                                .is_err()
+                            {
                                 break 'read;
                             }
                         }
