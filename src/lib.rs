@@ -56,6 +56,12 @@ pub mod sdp;
 pub mod call;
 pub mod ivr;
 
+// ── stage 5 · queue (sans-IO) ──
+pub mod queue;
+
+// ── stage 6 · agent (sans-IO) ──
+pub mod agent;
+
 // ── the shell that drives every stage (tokio) ──
 pub mod server;
 pub mod telemetry;
