@@ -1,7 +1,9 @@
 //! The SIP UDP socket: receives each datagram together with the local address it was sent to, and sends
 //! from a chosen local address, on the tokio reactor; it does not parse SIP or decide which address to use.
 //!
-//! nix, not quinn-udp: quinn-udp sets don't-fragment (IP_PMTUDISC_PROBE, IPV6_DONTFRAG) and UDP_GRO for QUIC, which would lose the SIP responses larger than the link MTU that RFC 3261 §18.2.2 still sends over UDP; nix is just recvmsg/sendmsg with IP_PKTINFO/IPV6_PKTINFO.
+//! nix, not quinn-udp: quinn-udp forces don't-fragment (and GRO) for QUIC, which loses SIP responses over the MTU.
+//! (IP_PMTUDISC_PROBE / IPV6_DONTFRAG make a datagram larger than the link MTU fail with EMSGSIZE, and
+//! RFC 3261 §18.2.2 sends responses over UDP whatever their size; nix is only recvmsg/sendmsg + PKTINFO.)
 //!
 //! On a socket bound to 0.0.0.0 or `::` the bound address says nothing about which of the machine's
 //! addresses a phone dialled, yet Contact, Via and SDP must name that one and replies must leave from it
@@ -263,8 +265,14 @@ mod tests {
         let client = UdpSocket::bind("127.0.0.1:0").await.expect("client");
         let client_addr = client.local_addr().expect("client addr");
 
-        client.send_to(b"one", ("127.0.0.1", port)).await.expect("send");
-        client.send_to(b"two", ("127.0.0.2", port)).await.expect("send");
+        client
+            .send_to(b"one", ("127.0.0.1", port))
+            .await
+            .expect("send");
+        client
+            .send_to(b"two", ("127.0.0.2", port))
+            .await
+            .expect("send");
 
         let (bytes, r) = recv(&server).await;
         assert_eq!(bytes, b"one");
@@ -331,7 +339,10 @@ mod tests {
         let client = UdpSocket::bind("127.0.0.1:0").await.expect("client");
         let client_addr = client.local_addr().expect("client addr");
 
-        client.send_to(b"four", ("127.0.0.2", port)).await.expect("send");
+        client
+            .send_to(b"four", ("127.0.0.2", port))
+            .await
+            .expect("send");
         let (bytes, r) = recv(&server).await;
         assert_eq!(bytes, b"four");
         assert_eq!(r.from.ip().to_canonical(), client_addr.ip());
