@@ -880,10 +880,10 @@ fn tcp_request_split_in_three_writes_is_answered_once() {
 
 #[test]
 fn ipv6_call_over_udp() {
-    if !common::has_ipv6_loopback() {
-        eprintln!("SKIPPED ipv6_call_over_udp: this machine has no ::1");
-        return;
-    }
+    assert!(
+        common::has_ipv6_loopback(),
+        "this machine has no IPv6 loopback ::1: scripts/test enables it"
+    );
     let server = Server::start_on(
         "[::1]:0",
         &root().join("tests/data/menus/first-flow"),

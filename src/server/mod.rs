@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::ServerConfig;
@@ -19,6 +19,7 @@ use crate::server::core::{Core, CoreInput};
 use crate::server::media_engine::{MediaEngine, MediaEngineConfig};
 use crate::sip::endpoint::{Peer, Transport};
 use crate::transport::tcp::{accept_loop, TcpConnections};
+use crate::transport::udp::SipUdpSocket;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,24 +43,9 @@ pub enum ServeError {
     Media(#[source] std::io::Error),
 }
 
-/// How much the kernel may queue for the SIP UDP socket. The default (~200 KiB) overflows at around a
-/// thousand calls per second, and a dropped ACK or BYE costs a 32 s no-ACK release; Linux caps the value
-/// at `net.core.rmem_max`.
-const SIP_UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
-
-/// Binds the SIP UDP socket with a large receive buffer (socket2: std and tokio cannot set SO_RCVBUF).
-fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServeError> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let bind = || -> std::io::Result<UdpSocket> {
-        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        if let Err(err) = socket.set_recv_buffer_size(SIP_UDP_RECV_BUFFER) {
-            tracing::warn!(%err, "cannot enlarge the SIP receive buffer");
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        UdpSocket::from_std(socket.into())
-    };
-    bind().map_err(|source| ServeError::Bind {
+/// Binds the SIP UDP socket (large receive buffer, per-datagram local addresses: see `transport::udp`).
+fn bind_udp(addr: SocketAddr) -> Result<SipUdpSocket, ServeError> {
+    SipUdpSocket::bind(addr).map_err(|source| ServeError::Bind {
         what: "udp",
         addr,
         source,
@@ -67,7 +53,7 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, ServeError> {
 }
 
 /// Binds UDP and TCP on the same port; port 0 picks one that both can bind.
-async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeError> {
+async fn bind(listen: SocketAddr) -> Result<(SipUdpSocket, TcpListener), ServeError> {
     if listen.port() != 0 {
         let udp = bind_udp(listen)?;
         let tcp = TcpListener::bind(listen)
@@ -82,7 +68,7 @@ async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeError
     // Bounded: a handful of tries at ports the OS hands out for UDP.
     for _ in 0..50 {
         let udp = bind_udp(listen)?;
-        let port = udp.local_addr().map(|a| a.port()).unwrap_or(0);
+        let port = udp.local_addr().port();
         if let Ok(tcp) = TcpListener::bind(SocketAddr::new(listen.ip(), port)).await {
             return Ok((udp, tcp));
         }
@@ -97,8 +83,7 @@ pub async fn run(
     prompts: PromptStore,
 ) -> Result<(), ServeError> {
     let (udp, tcp) = bind(cfg.listen).await?;
-    let udp = Arc::new(udp);
-    let local = udp.local_addr().unwrap_or(cfg.listen);
+    let local = udp.local_addr();
     let tcp_local = tcp.local_addr().unwrap_or(cfg.listen);
     // The address announced in SDP and Via: --advertise-ip, else the listen address; when listening on
     // the unspecified address without --advertise-ip, each call announces the address the caller sent its
@@ -144,7 +129,7 @@ pub async fn run(
     let mut core = Core::new(
         cfg,
         sip_local,
-        udp.clone(),
+        udp.tokio_socket(),
         conns,
         menus_rx,
         prompts,
@@ -165,11 +150,12 @@ pub async fn run(
         let next = core.poll_timeout().map(tokio::time::Instant::from_std);
         let far = tokio::time::Instant::now() + Duration::from_secs(3600);
         tokio::select! {
-            received = udp.recv_from(&mut buf) => {
-                if let Ok((n, from)) = received {
-                    let peer = Peer { transport: Transport::Udp, addr: from, local };
+            received = udp.recv(&mut buf) => {
+                if let Ok(r) = received {
+                    // `r.dst`: the address the peer sent to, not the wildcard the socket is bound to.
+                    let peer = Peer { transport: Transport::Udp, addr: r.from, local: r.dst };
                     let now = crate::clock::now();
-                    core.handle_sip(now, peer, &buf[..n]).await;
+                    core.handle_sip(now, peer, &buf[..r.len]).await;
                 }
             }
             Some(inbound) = tcp_rx.recv() => {

@@ -1,5 +1,6 @@
-//! Transport edge: turns socket bytes into SIP messages; only stream framing lives here so far (the
-//! socket code arrives on another branch).
+//! Transport edge: the SIP sockets (UDP with per-datagram local addresses, TCP connections) and stream
+//! framing; it does not parse SIP beyond finding where a message ends.
 
 pub mod framing;
 pub mod tcp;
+pub mod udp;

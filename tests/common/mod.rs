@@ -904,7 +904,7 @@ impl Ua {
     }
 }
 
-/// Whether this machine has an IPv6 loopback (binding `[::1]:0` works).
+/// Whether this machine has an IPv6 loopback (binding `[::1]:0` works); `scripts/test` makes sure it has.
 pub fn has_ipv6_loopback() -> bool {
     UdpSocket::bind("[::1]:0").is_ok()
 }
