@@ -141,6 +141,7 @@ fn main() -> std::io::Result<()> {
                     payload_type: 0,
                     dtmf_payload_type: Some(101),
                     remote: Some(sink_addrs[i % sink_addrs.len()]),
+                    send: true,
                     rtp_timeout: Duration::from_secs(3600),
                     seed: i as u64,
                 },

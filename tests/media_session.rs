@@ -1,5 +1,5 @@
-//! `MediaSession` on a simulated clock: paced prompt playout, RTP continuity, latching, RTCP, RTP
-//! timeout and robustness against garbage.
+//! `MediaSession` on a simulated clock: paced prompt playout (exact slots, the documented skip rule),
+//! RTP continuity, hold and resume, latching, RTCP, RTP timeout and robustness against garbage.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,25 +24,45 @@ fn config(law: Law, pt: u8) -> MediaConfig {
         payload_type: pt,
         dtmf_payload_type: Some(101),
         remote: Some(addr(SDP_REMOTE)),
+        send: true,
         rtp_timeout: Duration::from_secs(30),
         seed: 42,
     }
 }
 
+/// A prompt of `frames` frames whose frames all differ (the first two samples of frame k encode k), so a
+/// packet's payload says which frame it is.
 fn prompt(name: &str, frames: usize) -> Arc<Prompt> {
+    assert!(
+        frames <= 24 * 24,
+        "frame numbers fit the two marker samples"
+    );
     let pcm: Vec<i16> = (0..frames * 160)
-        .map(|i| ((i % 40) as i16 - 20) * 500)
+        .map(|i| {
+            let (k, j) = ((i / 160) as i16, i % 160);
+            match j {
+                0 => (k % 24) * 1000 - 12000,
+                1 => (k / 24) * 1000 - 12000,
+                _ => ((j % 40) as i16 - 20) * 500,
+            }
+        })
         .collect();
-    Arc::new(Prompt::from_samples("en", name, &pcm))
+    let p = Prompt::from_samples("en", name, &pcm);
+    for law in [Law::Ulaw, Law::Alaw] {
+        let all: std::collections::HashSet<_> = (0..frames).map(|k| p.frame(law, k)).collect();
+        assert_eq!(all.len(), frames, "fixture: every frame is distinct");
+    }
+    Arc::new(p)
 }
 
 /// A packet we sent, with the instant the driver sent it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Sent {
     at: Instant,
     dst: SocketAddr,
     header: rtp::RtpHeader,
     len: usize,
+    payload: Vec<u8>,
 }
 
 /// Drives the session like the shell does: wake at `poll_timeout`, `handle_timeout`, drain transmits
@@ -54,27 +74,75 @@ fn run(
     sent: &mut Vec<Sent>,
     events: &mut Vec<(Instant, MediaEvent)>,
 ) {
+    drive(s, from, until, Duration::ZERO, None, sent, events);
+}
+
+/// The caller's own RTP stream (one audio packet every 20 ms from `NAT_SOURCE`), for tests where the
+/// caller keeps talking.
+struct CallerStream {
+    next_at: Instant,
+    seq: u16,
+}
+
+/// [`run`] with a driver that wakes `late` after every deadline (as a busy media thread does) and,
+/// with `caller`, the caller's packets arriving in between.
+fn drive(
+    s: &mut MediaSession,
+    from: Instant,
+    until: Instant,
+    late: Duration,
+    mut caller: Option<&mut CallerStream>,
+    sent: &mut Vec<Sent>,
+    events: &mut Vec<(Instant, MediaEvent)>,
+) {
     let mut now = from;
     let mut buf = [0u8; 1500];
     loop {
+        if let Some(c) = caller.as_deref_mut().filter(|c| c.next_at <= now) {
+            s.handle_rtp(now, addr(NAT_SOURCE), &audio_packet(c.seq, 0));
+            c.seq = c.seq.wrapping_add(1);
+            c.next_at = now + FRAME;
+        }
         s.handle_timeout(now);
         while let Some((dst, n)) = s.poll_transmit(now, &mut buf) {
-            let (header, _) = rtp::parse(&buf[..n]).expect("we emit valid rtp");
+            let (header, payload) = rtp::parse(&buf[..n]).expect("we emit valid rtp");
             sent.push(Sent {
                 at: now,
                 dst,
                 header,
                 len: n,
+                payload: payload.to_vec(),
             });
         }
         while let Some(e) = s.poll_event() {
             events.push((now, e));
         }
-        match s.poll_timeout() {
+        let wake = s.poll_timeout().map(|t| t + late);
+        let next = match (wake, caller.as_deref().map(|c| c.next_at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match next {
             Some(t) if t <= until => now = t.max(now),
             _ => return,
         }
     }
+}
+
+/// Which frame of `p` (in `law`) a payload is.
+fn frame_index(p: &Prompt, law: Law, payload: &[u8]) -> Option<usize> {
+    (0..p.frame_count()).find(|&k| p.frame(law, k) == Some(payload))
+}
+
+/// The names of the prompts that reported finished, with when.
+fn finished(events: &[(Instant, MediaEvent)]) -> Vec<(Instant, &str)> {
+    events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            MediaEvent::PromptFinished { name } => Some((*t, name.as_str())),
+            _ => None,
+        })
+        .collect()
 }
 
 fn audio_packet(seq: u16, pt: u8) -> Vec<u8> {
@@ -199,7 +267,7 @@ fn two_prompts_keep_sequence_and_timestamp_running_across_the_gap() {
 
     assert_eq!(sent.len(), 20);
     assert_contiguous(&sent);
-    let (last, next) = (sent[9], sent[10]);
+    let (last, next) = (&sent[9], &sent[10]);
     assert!(next.header.marker, "marker on the talkspurt after silence");
     assert_eq!(next.at, t1);
     // Last frame sampled at 180 ms, next at 500 ms: 320 ms = 2560 samples.
@@ -244,7 +312,7 @@ fn barge_in_then_play_continues_without_overlap_or_event() {
 
     assert_eq!(sent.len(), 8);
     assert_contiguous(&sent);
-    let next = sent[5];
+    let next = &sent[5];
     assert!(next.header.marker);
     // The new prompt takes the old prompt's next slot (100 ms), never earlier: no faster than real time.
     assert_eq!(next.at, t0 + Duration::from_millis(100));
@@ -471,7 +539,7 @@ fn no_timeout_while_rtp_flows() {
 }
 
 #[test]
-fn on_hold_prompt_still_finishes_without_sending_and_no_timeout() {
+fn on_hold_with_no_address_a_prompt_waits_and_no_timeout_fires() {
     let t0 = Instant::now();
     let mut s = MediaSession::new(
         t0,
@@ -481,6 +549,7 @@ fn on_hold_prompt_still_finishes_without_sending_and_no_timeout() {
         },
     );
     s.play(t0, prompt("hold-music", 10));
+    assert_eq!(s.poll_timeout(), None, "nothing to wake for on hold");
     let (mut sent, mut events) = (Vec::new(), Vec::new());
     run(
         &mut s,
@@ -490,15 +559,10 @@ fn on_hold_prompt_still_finishes_without_sending_and_no_timeout() {
         &mut events,
     );
     assert!(sent.is_empty());
-    let evs: Vec<_> = events.into_iter().map(|(t, e)| (t - t0, e)).collect();
     assert_eq!(
-        evs,
-        [(
-            Duration::from_millis(200),
-            MediaEvent::PromptFinished {
-                name: "hold-music".into()
-            }
-        )]
+        events,
+        [],
+        "no PromptFinished (nobody heard it), no RtpTimeout"
     );
 }
 
@@ -616,5 +680,417 @@ fn reorder_window_restarts_on_a_replayed_stream() {
     assert_eq!(
         order(&[(0, 1000), (20, 1001), (40, 10), (60, 11)]),
         [1000, 1001, 10, 11]
+    );
+}
+
+// ── pacing: exact slots, and the documented skip rule ──
+
+/// Asserts `sent` is frames `indices` of `p` in `law`, one packet each: payload the frame's bytes,
+/// timestamp `ts0 + 160·k` for frame k (skipped frames take their timestamps with them), sequence +1
+/// per packet, one SSRC.
+fn assert_frames(sent: &[Sent], p: &Prompt, law: Law, ts0: u32, indices: &[usize]) {
+    let got: Vec<Option<usize>> = sent
+        .iter()
+        .map(|x| frame_index(p, law, &x.payload))
+        .collect();
+    let want: Vec<Option<usize>> = indices.iter().map(|&k| Some(k)).collect();
+    assert_eq!(got, want, "frames sent, in order");
+    for (x, &k) in sent.iter().zip(indices) {
+        assert_eq!(
+            x.header.timestamp,
+            ts0.wrapping_add(160 * k as u32),
+            "timestamp of frame {k}"
+        );
+    }
+    assert_contiguous(sent);
+}
+
+#[test]
+fn every_frame_of_a_prompt_goes_out_once_on_its_slot() {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    // Started 7 ms after the session, off any 20 ms grid; 500 frames = 10 s.
+    let start = t0 + Duration::from_millis(7);
+    let p = prompt("menu", 500);
+    s.play(start, p.clone());
+    let (mut sent, mut events) = (Vec::new(), Vec::new());
+    run(
+        &mut s,
+        start,
+        start + Duration::from_secs(20),
+        &mut sent,
+        &mut events,
+    );
+
+    assert_eq!(sent.len(), 500, "every frame once, none skipped");
+    let ts0 = sent[0].header.timestamp;
+    assert_frames(&sent, &p, Law::Ulaw, ts0, &(0..500).collect::<Vec<_>>());
+    for (k, x) in sent.iter().enumerate() {
+        assert_eq!(
+            x.at,
+            start + FRAME * k as u32,
+            "frame {k} at start + k·20 ms"
+        );
+        assert_eq!(x.header.marker, k == 0, "marker on frame 0 only");
+    }
+    assert_eq!(
+        finished(&events),
+        [(start + Duration::from_secs(10), "menu")]
+    );
+}
+
+#[test]
+fn a_driver_less_than_60ms_late_skips_nothing() {
+    for late_us in [0u64, 1_500, 19_999, 20_000, 45_000, 59_999] {
+        let late = Duration::from_micros(late_us);
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, config(Law::Alaw, 8));
+        let p = prompt("menu", 100);
+        s.play(t0, p.clone());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        drive(
+            &mut s,
+            t0,
+            t0 + Duration::from_secs(5),
+            late,
+            None,
+            &mut sent,
+            &mut events,
+        );
+        let ts0 = sent[0].header.timestamp;
+        assert_frames(&sent, &p, Law::Alaw, ts0, &(0..100).collect::<Vec<_>>());
+        for (k, x) in sent.iter().enumerate() {
+            let due = t0 + FRAME * k as u32;
+            assert!(
+                x.at >= due && x.at - due < Duration::from_millis(60),
+                "{late:?} late: frame {k} sent {:?} after its slot",
+                x.at - due
+            );
+        }
+        assert_eq!(finished(&events).len(), 1, "{late:?} late");
+    }
+}
+
+#[test]
+fn a_driver_exactly_60ms_late_loses_every_fourth_frame() {
+    // The rule's boundary: a frame 60 ms overdue is skipped; the three after it (40, 20, 0 ms overdue)
+    // go out back to back, and the next wake is again 60 ms after the next slot.
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    let p = prompt("menu", 20);
+    s.play(t0, p.clone());
+    let (mut sent, mut events) = (Vec::new(), Vec::new());
+    drive(
+        &mut s,
+        t0,
+        t0 + Duration::from_secs(2),
+        Duration::from_millis(60),
+        None,
+        &mut sent,
+        &mut events,
+    );
+    let first_ts = sent[0].header.timestamp;
+    // Frame 0 is sent at once by the first poll at t0; frame 1's wake is 60 ms after its slot.
+    let kept = [0, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19];
+    assert_frames(&sent, &p, Law::Ulaw, first_ts, &kept);
+}
+
+/// Plays a 100-frame prompt on time to frame 10 (sent at 200 ms), lets the clock jump to `t0 + jump`,
+/// then drives on time again. Returns the frames sent after frame 10, and the finish events.
+fn jump_and_resume(jump: Duration) -> (Vec<usize>, Vec<(Duration, String)>) {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    let p = prompt("menu", 100);
+    s.play(t0, p.clone());
+    let (mut sent, mut events) = (Vec::new(), Vec::new());
+    run(
+        &mut s,
+        t0,
+        t0 + Duration::from_millis(200),
+        &mut sent,
+        &mut events,
+    );
+    assert_eq!(sent.len(), 11);
+    run(
+        &mut s,
+        t0 + jump,
+        t0 + Duration::from_secs(5),
+        &mut sent,
+        &mut events,
+    );
+    let ts0 = sent[0].header.timestamp;
+    let indices: Vec<usize> = sent
+        .iter()
+        .map(|x| frame_index(&p, Law::Ulaw, &x.payload).expect("a frame of the prompt"))
+        .collect();
+    assert_frames(&sent, &p, Law::Ulaw, ts0, &indices);
+    // After the jump every packet still leaves at (or, in the catch-up burst, after) its own slot.
+    for (x, &k) in sent.iter().zip(&indices) {
+        assert!(x.at >= t0 + FRAME * k as u32);
+    }
+    let fin = finished(&events)
+        .into_iter()
+        .map(|(t, n)| (t - t0, n.to_string()))
+        .collect();
+    (indices[11..].to_vec(), fin)
+}
+
+#[test]
+fn a_clock_jump_skips_exactly_the_frames_60ms_or_more_overdue() {
+    let from = |a: usize| (a..100).collect::<Vec<_>>();
+    let done = vec![(Duration::from_secs(2), "menu".to_string())];
+
+    // Frame 11 (due 220 ms) is 59.999 ms overdue: nothing skipped, 11, 12, 13 back to back.
+    let (after, fin) = jump_and_resume(Duration::from_micros(279_999));
+    assert_eq!(after, from(11));
+    assert_eq!(fin, done);
+
+    // Exactly 60 ms overdue: frame 11 is skipped; 12, 13, 14 (40, 20, 0 ms overdue) go out.
+    let (after, fin) = jump_and_resume(Duration::from_millis(280));
+    assert_eq!(after, from(12));
+    assert_eq!(fin, done);
+
+    // A 805 ms stall (to 1005 ms): frames due at or before 945 ms (11..=47) are skipped; 48, 49, 50
+    // are the burst, and 51 follows on its slot. Pacing stays anchored: the end is still at 2 s.
+    let (after, fin) = jump_and_resume(Duration::from_millis(1005));
+    assert_eq!(after, from(48));
+    assert_eq!(fin, done);
+}
+
+// ── hold and resume ──
+
+/// `a=sendonly` from the caller (our answer is `recvonly`): real address, but we may not send.
+fn sendonly_hold() -> MediaConfig {
+    MediaConfig {
+        send: false,
+        ..config(Law::Ulaw, 0)
+    }
+}
+
+/// RFC 2543 hold: `c=0.0.0.0`, nowhere to send.
+fn no_address_hold() -> MediaConfig {
+    MediaConfig {
+        remote: None,
+        ..config(Law::Ulaw, 0)
+    }
+}
+
+/// A 100-frame menu plays for 990 ms (frames 0..=49), the caller holds with `hold` for 2 s while still
+/// sending RTP, then resumes 7 ms later; checks nothing went out on hold and the menu went on with
+/// frame 50.
+fn hold_and_resume(hold: MediaConfig) {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    let p = prompt("menu", 100);
+    let mut caller = CallerStream {
+        next_at: t0,
+        seq: 1,
+    };
+    s.play(t0, p.clone());
+    let (mut sent, mut events) = (Vec::new(), Vec::new());
+    let t_hold = t0 + Duration::from_millis(990);
+    let z = Duration::ZERO;
+    drive(
+        &mut s,
+        t0,
+        t_hold,
+        z,
+        Some(&mut caller),
+        &mut sent,
+        &mut events,
+    );
+    assert_eq!(sent.len(), 50);
+    assert!(sent.iter().all(|x| x.dst == addr(NAT_SOURCE)), "latched");
+
+    s.update_remote(t_hold, &hold);
+    let t_end = t_hold + Duration::from_secs(2);
+    drive(
+        &mut s,
+        t_hold,
+        t_end,
+        z,
+        Some(&mut caller),
+        &mut sent,
+        &mut events,
+    );
+    assert_eq!(sent.len(), 50, "{hold:?}: not one packet in 2 s on hold");
+    assert_eq!(
+        finished(&events),
+        [],
+        "{hold:?}: the menu would have ended at 2 s; on hold it has not"
+    );
+
+    let t_res = t_end + Duration::from_millis(7);
+    s.update_remote(t_res, &config(Law::Ulaw, 0));
+    drive(
+        &mut s,
+        t_res,
+        t_res + Duration::from_secs(3),
+        z,
+        Some(&mut caller),
+        &mut sent,
+        &mut events,
+    );
+    assert_eq!(sent.len(), 100, "{hold:?}: the rest of the menu, once");
+    let ts0 = sent[0].header.timestamp;
+    let (before, after) = sent.split_at(50);
+    assert_frames(before, &p, Law::Ulaw, ts0, &(0..50).collect::<Vec<_>>());
+    // Frames 50..=99 in order from the resume instant, marker on the first, sequence continuing.
+    let held_ts = {
+        // Frame 50's slot was 1000 ms; it goes out at t_res: the timestamp runs on with wall time.
+        let elapsed = t_res - (t0 + Duration::from_millis(1000));
+        (elapsed.as_micros() * 8 / 1000) as u32
+    };
+    assert_frames(
+        after,
+        &p,
+        Law::Ulaw,
+        ts0.wrapping_add(held_ts),
+        &(50..100).collect::<Vec<_>>(),
+    );
+    assert_contiguous(&sent);
+    for (i, x) in after.iter().enumerate() {
+        assert_eq!(
+            x.at,
+            t_res + FRAME * i as u32,
+            "{hold:?}: paced from the resume"
+        );
+        assert_eq!(
+            x.header.marker,
+            i == 0,
+            "{hold:?}: marker on the first after resume"
+        );
+        // Back from `c=0.0.0.0` the SDP address is new again: used until the caller's next packet
+        // (at t_end + 20 ms) re-latches; a sendonly hold never dropped the latch.
+        let relatching = hold.remote.is_none() && x.at < t_end + FRAME;
+        let want = if relatching { SDP_REMOTE } else { NAT_SOURCE };
+        assert_eq!(x.dst, addr(want), "{hold:?}: frame {}", 50 + i);
+    }
+    assert_eq!(
+        finished(&events),
+        [(t_res + Duration::from_secs(1), "menu")]
+    );
+}
+
+#[test]
+fn sendonly_hold_sends_nothing_and_resume_continues_at_the_next_frame() {
+    hold_and_resume(sendonly_hold());
+}
+
+#[test]
+fn no_address_hold_sends_nothing_and_resume_continues_at_the_next_frame() {
+    hold_and_resume(no_address_hold());
+}
+
+#[test]
+fn a_prompt_started_on_hold_waits_for_the_resume() {
+    for hold in [sendonly_hold(), no_address_hold()] {
+        // The INVITE itself was a hold offer; the call plays its welcome anyway.
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(t0, hold.clone());
+        let p = prompt("welcome", 30);
+        s.play(t0 + Duration::from_millis(100), p.clone());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        let t_res = t0 + Duration::from_millis(10_003);
+        run(&mut s, t0, t_res, &mut sent, &mut events);
+        assert!(sent.is_empty(), "{hold:?}");
+        assert_eq!(finished(&events), [], "{hold:?}");
+
+        s.update_remote(t_res, &config(Law::Ulaw, 0));
+        run(
+            &mut s,
+            t_res,
+            t_res + Duration::from_secs(2),
+            &mut sent,
+            &mut events,
+        );
+        let ts0 = sent[0].header.timestamp;
+        assert_frames(&sent, &p, Law::Ulaw, ts0, &(0..30).collect::<Vec<_>>());
+        for (k, x) in sent.iter().enumerate() {
+            assert_eq!(x.at, t_res + FRAME * k as u32, "{hold:?}: frame {k}");
+            assert_eq!(x.header.marker, k == 0);
+        }
+        assert_eq!(
+            finished(&events),
+            [(t_res + Duration::from_millis(600), "welcome")]
+        );
+    }
+}
+
+#[test]
+fn a_prompt_queued_during_hold_keeps_the_timestamp_on_wall_time() {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    let (mut sent, mut events) = (Vec::new(), Vec::new());
+    s.play(t0, prompt("one", 10));
+    run(
+        &mut s,
+        t0,
+        t0 + Duration::from_millis(500),
+        &mut sent,
+        &mut events,
+    );
+    s.update_remote(t0 + Duration::from_millis(500), &sendonly_hold());
+    let two = prompt("two", 10);
+    s.play(t0 + Duration::from_millis(800), two.clone());
+    run(
+        &mut s,
+        t0 + Duration::from_millis(800),
+        t0 + Duration::from_millis(1500),
+        &mut sent,
+        &mut events,
+    );
+    assert_eq!(sent.len(), 10, "only `one`, before the hold");
+    let t_res = t0 + Duration::from_millis(1500);
+    s.update_remote(t_res, &config(Law::Ulaw, 0));
+    run(
+        &mut s,
+        t_res,
+        t_res + Duration::from_secs(1),
+        &mut sent,
+        &mut events,
+    );
+    assert_eq!(sent.len(), 20);
+    assert_contiguous(&sent);
+    let next = &sent[10];
+    assert_eq!(next.at, t_res);
+    assert!(next.header.marker);
+    assert_eq!(frame_index(&two, Law::Ulaw, &next.payload), Some(0));
+    // `one`'s last frame was sampled at 180 ms, `two`'s first at 1500 ms: 1320 ms = 10560 samples.
+    assert_eq!(
+        next.header.timestamp.wrapping_sub(sent[9].header.timestamp),
+        10_560
+    );
+    let names: Vec<_> = finished(&events).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(names, ["one", "two"]);
+}
+
+#[test]
+fn rtp_timeout_still_runs_while_held_sendonly() {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    s.play(t0, prompt("menu", 100));
+    let t_hold = t0 + Duration::from_millis(90);
+    let (mut sent, mut events) = (Vec::new(), Vec::new());
+    run(&mut s, t0, t_hold, &mut sent, &mut events);
+    s.update_remote(t_hold, &sendonly_hold());
+    // Paused: the only deadline is the RTP timeout, counted from the re-INVITE.
+    assert_eq!(s.poll_timeout(), Some(t_hold + Duration::from_secs(30)));
+    run(
+        &mut s,
+        t_hold,
+        t_hold + Duration::from_secs(40),
+        &mut sent,
+        &mut events,
+    );
+    assert_eq!(sent.len(), 5, "nothing after the hold");
+    let evs: Vec<_> = events
+        .iter()
+        .map(|(t, e)| (*t - t_hold, e.clone()))
+        .collect();
+    assert_eq!(
+        evs,
+        [(Duration::from_secs(30), MediaEvent::RtpTimeout)],
+        "a silent held caller still times out (the call decides); the menu does not finish"
     );
 }

@@ -184,6 +184,7 @@ fn session_reports_replayed_captures_and_stops_inband_listening() {
         payload_type: 0,
         dtmf_payload_type: Some(101),
         remote: Some(caller),
+        send: true,
         rtp_timeout: Duration::from_secs(30),
         seed: 1,
     };

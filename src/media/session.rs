@@ -11,8 +11,11 @@
 //! * **Pacing from the start time**: frame `k` of a prompt is due at `start + k·20 ms`, computed from the
 //!   prompt's start, never from the previous send, so late polls never accumulate drift.
 //! * **Catch-up bound**: if the driver polls late, overdue frames are sent back to back, but at most
-//!   [`MAX_CATCHUP`] (3) of them; frames further behind are skipped, and their timestamps with them, so
-//!   the caller's jitter buffer stays aligned with real time instead of receiving a burst.
+//!   [`MAX_CATCHUP`] (3) of them: a frame 60 ms (`MAX_CATCHUP` frames) or more overdue at the poll is
+//!   skipped, and its timestamp with it, so the caller's jitter buffer stays aligned with real time
+//!   instead of receiving a burst. Sequence numbers stay contiguous (nothing was lost in transit). A
+//!   driver less than 60 ms late therefore never skips; exactly 60 ms late on every wake, it loses one
+//!   frame in four. Pacing stays anchored to the start, so a prompt still ends on time.
 //! * **Between prompts nothing is sent.** The timestamp keeps running with wall time across the gap
 //!   (the next prompt's first timestamp = last timestamp + 160 + the elapsed gap in samples), the
 //!   sequence number simply continues, and the first packet of every prompt carries the marker bit
@@ -22,8 +25,14 @@
 //! * `PromptFinished` is emitted when the last frame's 20 ms have elapsed (the caller has heard it all),
 //!   not when the last packet leaves. A prompt stopped by `stop_playout` or replaced by `play` emits
 //!   nothing: the call asked for it and already knows.
-//! * With no destination (on hold) prompts still run on time and finish; their frames are simply not
-//!   sent.
+//! * **Hold pauses the prompt.** While we may not send ([`MediaConfig::send`] is false: the caller's
+//!   offer was `a=sendonly` or `a=inactive`) or have nowhere to send ([`MediaConfig::remote`] is `None`:
+//!   RFC 2543 hold with `c=0.0.0.0`), nothing at all is sent and the prompt stops where it was: the
+//!   next frame index is kept, no `PromptFinished` fires, and a prompt started meanwhile waits at its
+//!   first frame. When [`MediaSession::update_remote`] allows sending again, playback continues with
+//!   that frame, paced from the resume instant (never earlier than the slot it would have had), marker
+//!   bit set, SSRC the same, sequence +1, and the timestamp jumped forward by the time held (the
+//!   between-prompts rule above). The caller does not miss any of the menu while held.
 //!
 //! # RTP in
 //!
@@ -33,8 +42,7 @@
 //!   even if it differs from the SDP address (NAT); later packets from any other source are ignored.
 //!   [`MediaSession::update_remote`] (re-INVITE) re-opens the latch: the next valid packet latches
 //!   again. `FirstRtp` is emitted whenever the session latches onto a new address (the first packet,
-//!   and after a re-INVITE if the source changed). On hold (no SDP remote) nothing is sent, even to a
-//!   latched source.
+//!   and after a re-INVITE if the source changed). On hold nothing is sent, even to a latched source.
 //! * **DTMF**: telephone-event packets go to the RFC 4733 detector. Audio is decoded into a stack
 //!   buffer and fed to the in-band detector **only while no telephone-event has been seen from this
 //!   caller**: a phone that sends RFC 4733 usually also leaves remnants of the tone in the audio, and
@@ -42,7 +50,8 @@
 //!   [`REORDER_SLOTS`]-packet reorder window ordered by sequence number.
 //! * **RTP timeout**: while a remote is configured, no valid RTP for `rtp_timeout` emits
 //!   [`MediaEvent::RtpTimeout`] once per period (again after another silent period); the call decides
-//!   whether SIP activity keeps the call alive. With no remote (hold) the timer is off.
+//!   whether SIP activity keeps the call alive. A pause for `a=sendonly`/`a=inactive` hold does not
+//!   stop it (the call decides what silence on hold means); with no remote (`c=0.0.0.0`) it is off.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -85,8 +94,12 @@ pub struct MediaConfig {
     pub payload_type: u8,
     /// Payload type of `telephone-event`, if negotiated.
     pub dtmf_payload_type: Option<u8>,
-    /// Address from the SDP; `None` = on hold or unknown.
+    /// Address from the SDP; `None` = on hold (`c=0.0.0.0`) or unknown. Nothing is sent without it.
     pub remote: Option<SocketAddr>,
+    /// Whether our negotiated direction sends RTP (`sdp::Negotiated::direction.sends()`): false when
+    /// the caller's offer was `a=sendonly` or `a=inactive` (hold). While false nothing is sent and the
+    /// prompt is paused where it was (see the module doc).
+    pub send: bool,
     /// Silence after which [`MediaEvent::RtpTimeout`] fires (typically 30 s).
     pub rtp_timeout: Duration,
     /// Seed for SSRC, initial sequence number and timestamp.
@@ -115,21 +128,43 @@ pub enum MediaEvent {
 #[derive(Debug)]
 struct Playing {
     prompt: Arc<Prompt>,
-    /// Due time of frame 0; frame k is due at `start + k·FRAME`.
+    /// Frame the pacing is anchored at: 0 when the prompt starts, the next frame after a resume.
+    base: usize,
+    /// Due time of frame `base`; frame k (k ≥ `base`) is due at `start + (k − base)·FRAME`.
     start: Instant,
-    /// Timestamp of frame 0.
+    /// Timestamp of frame `base`.
     ts0: u32,
     /// Next frame index to send (== frame count once all are out).
     next_frame: usize,
 }
 
 impl Playing {
+    /// (due time, timestamp) of frame `index`; `index` is never below `base` (frames only move on).
     fn slot(&self, index: usize) -> (Instant, u32) {
+        let k = index.saturating_sub(self.base);
         (
-            self.start + FRAME * index as u32,
-            self.ts0.wrapping_add((FRAME_SAMPLES * index) as u32),
+            self.start + FRAME * k as u32,
+            self.ts0.wrapping_add((FRAME_SAMPLES * k) as u32),
         )
     }
+
+    /// Re-anchors pacing so that the next frame is due at `start` with timestamp `ts0`.
+    fn rebase(&mut self, (start, ts0): (Instant, u32)) {
+        self.base = self.next_frame;
+        self.start = start;
+        self.ts0 = ts0;
+    }
+}
+
+/// Where audio continues after a silence that would have used `slot` (due time, timestamp) next: at
+/// that slot if it is still ahead (never faster than real time), else now, with the timestamp moved on
+/// by the samples that elapsed since the slot, so it keeps running with wall time.
+fn continue_at((slot, ts): (Instant, u32), now: Instant) -> (Instant, u32) {
+    if now <= slot {
+        return (slot, ts);
+    }
+    let gap_samples = (now - slot).as_nanos() * 8_000 / 1_000_000_000;
+    (now, ts.wrapping_add(gap_samples as u32))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -302,7 +337,11 @@ impl MediaSession {
     /// address is unchanged (a session refresh behind NAT must not detour to a private address), or to
     /// the new SDP address if it changed. The RTP-timeout period restarts. SSRC, sequence and timestamp
     /// continue.
+    ///
+    /// This is also how hold starts and ends: a configuration that may not send pauses the prompt, one
+    /// that may send again resumes it (module doc).
     pub fn update_remote(&mut self, now: Instant, cfg: &MediaConfig) {
+        let was_paused = self.paused();
         if cfg.remote != self.cfg.remote {
             self.latched = None;
         }
@@ -313,12 +352,32 @@ impl MediaSession {
         };
         self.rx_base = now;
         self.reorder = ReorderWindow::new();
+        if was_paused && !self.paused() {
+            self.resume(now);
+        }
     }
 
     /// Where packets go: the latched source, else the SDP address; nothing while on hold (no SDP
-    /// remote), even if the caller keeps sending.
+    /// remote, or a direction that does not send), even if the caller keeps sending.
     pub fn destination(&self) -> Option<SocketAddr> {
-        self.cfg.remote.and(self.latched.or(self.cfg.remote))
+        if self.paused() {
+            return None;
+        }
+        self.latched.or(self.cfg.remote)
+    }
+
+    /// On hold: nothing may be sent and the prompt stands still.
+    fn paused(&self) -> bool {
+        !self.cfg.send || self.cfg.remote.is_none()
+    }
+
+    /// End of hold: the paused prompt continues with its next frame from `now` (module doc).
+    fn resume(&mut self, now: Instant) {
+        if let Some(p) = self.playing.as_mut() {
+            let slot = continue_at(p.slot(p.next_frame), now);
+            p.rebase(slot);
+        }
+        self.marker_pending = true;
     }
 
     /// Handles one datagram from the RTP port. Invalid, foreign or unknown packets are dropped silently.
@@ -378,35 +437,27 @@ impl MediaSession {
     /// reports nor sends its own (RTP keeps flowing, and the RTP timeout covers liveness).
     pub fn handle_rtcp(&mut self, _now: Instant, _src: SocketAddr, _packet: &[u8]) {}
 
-    /// Advances timers: RTP timeout, end of the current prompt, and (with no destination) frames that
-    /// fall due. Spurious calls are harmless.
+    /// Advances timers: RTP timeout and end of the current prompt. Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.cfg.remote.is_some() && now >= self.rx_base + self.cfg.rtp_timeout {
             self.events.push_back(MediaEvent::RtpTimeout);
             self.rx_base = now;
         }
-        if self.destination().is_none() {
-            // Nothing can be sent, so consume due frames here to keep the prompt on time.
-            let mut scratch = [0u8; 0];
-            while self.poll_transmit(now, &mut scratch).is_some() {}
-        }
         self.check_finished(now);
     }
 
     /// Starts `prompt`, replacing anything playing (see the module doc for timing and marker rules).
+    /// On hold it waits at its first frame until sending is allowed again.
     pub fn play(&mut self, now: Instant, prompt: Arc<Prompt>) {
         self.stop_playout(now);
         let (start, ts0) = match self.resume_slot {
             None => (now, self.initial_ts),
-            Some((slot, ts)) if now <= slot => (slot, ts),
-            Some((slot, ts)) => {
-                let gap_samples = (now - slot).as_nanos() * 8_000 / 1_000_000_000;
-                (now, ts.wrapping_add(gap_samples as u32))
-            }
+            Some(slot) => continue_at(slot, now),
         };
         self.marker_pending = true;
         self.playing = Some(Playing {
             prompt,
+            base: 0,
             start,
             ts0,
             next_frame: 0,
@@ -424,7 +475,8 @@ impl MediaSession {
     /// Writes the next due RTP packet into `buf` and returns its destination and length; `None` when
     /// nothing is due (or `buf` is too small). Call until `None`. Does not allocate.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
-        let dst = self.destination();
+        // On hold the prompt stands still: no frame is sent, skipped or counted as played.
+        let dst = self.destination()?;
         loop {
             let p = self.playing.as_mut()?;
             let count = p.prompt.frame_count();
@@ -442,7 +494,7 @@ impl MediaSession {
             }
             let index = p.next_frame;
             p.next_frame += 1;
-            let (Some(dst), Some(payload)) = (dst, p.prompt.frame(self.cfg.law, index)) else {
+            let Some(payload) = p.prompt.frame(self.cfg.law, index) else {
                 continue;
             };
             let header = RtpHeader {
@@ -473,9 +525,13 @@ impl MediaSession {
     }
 
     /// When `handle_timeout`/`poll_transmit` next have work: the next frame, the end of the prompt or
-    /// the RTP timeout.
+    /// the RTP timeout. A prompt paused by hold has no deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let play = self.playing.as_ref().map(|p| p.slot(p.next_frame).0);
+        let play = self
+            .playing
+            .as_ref()
+            .filter(|_| !self.paused())
+            .map(|p| p.slot(p.next_frame).0);
         let rx = self.cfg.remote.map(|_| self.rx_base + self.cfg.rtp_timeout);
         match (play, rx) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -484,6 +540,10 @@ impl MediaSession {
     }
 
     fn check_finished(&mut self, now: Instant) {
+        if self.paused() {
+            // The caller has not heard the end yet (or the last frame's 20 ms are not over).
+            return;
+        }
         let done = self.playing.as_ref().is_some_and(|p| {
             p.next_frame >= p.prompt.frame_count() && now >= p.slot(p.prompt.frame_count()).0
         });

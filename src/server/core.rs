@@ -483,6 +483,7 @@ impl Core {
                     payload_type: 0,
                     dtmf_payload_type: Some(101),
                     remote: None,
+                    send: true,
                     rtp_timeout: self.cfg.rtp_timeout,
                     seed: session_id,
                 };
@@ -929,6 +930,7 @@ fn media_config_from(plan: &sdp::Negotiated, rtp_timeout: Duration, seed: u64) -
         payload_type: plan.codec.payload_type,
         dtmf_payload_type: plan.dtmf_payload_type,
         remote: plan.remote_rtp,
+        send: true,
         rtp_timeout,
         seed,
     }

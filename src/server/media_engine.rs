@@ -746,6 +746,7 @@ mod tests {
             payload_type: 0,
             dtmf_payload_type: Some(101),
             remote: Some(remote),
+            send: true,
             rtp_timeout: Duration::from_secs(30),
             seed: 3,
         }
