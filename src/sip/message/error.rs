@@ -10,6 +10,8 @@ use super::via::Via;
 pub enum Fault {
     /// The start line is neither a Request-Line nor a Status-Line.
     BadStartLine,
+    /// The Request-Line method is not a token (RFC 3261 §25.1).
+    BadMethod,
     /// The Request-URI does not parse.
     BadRequestUri,
     /// The header section is not UTF-8.
@@ -32,6 +34,7 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::BadStartLine => f.write_str("Bad start line"),
+            Fault::BadMethod => f.write_str("Method is not a token"),
             Fault::BadRequestUri => f.write_str("Bad Request-URI"),
             Fault::InvalidUtf8 => f.write_str("Invalid UTF-8 in header section"),
             Fault::MalformedHeaderLine => f.write_str("Malformed header line"),

@@ -352,3 +352,68 @@ fn contact_star_and_routes() {
     assert_eq!(r.route().len(), 2);
     assert_eq!(r.route()[1].uri.host, "p2");
 }
+
+/// RFC 3261 §25.1 `token` characters other than alphanumerics, all of which may build a method.
+const TOKEN_PUNCT: &str = "-.!%*_+`'~";
+
+#[test]
+fn a_method_built_from_any_token_characters_is_an_unknown_method() {
+    // RFC 4475 §3.1.1.2 (intmeth) uses this method; it must reach the UAS, which answers 501.
+    let method = format!("!interesting-Method0123456789{TOKEN_PUNCT}indeed");
+    let s = INVITE.replace("INVITE", &method);
+    let r = req(&s);
+    assert_eq!(r.method, Method::Other(method.clone()));
+    assert_eq!(r.cseq().method, Method::Other(method.clone()));
+    for c in TOKEN_PUNCT.chars() {
+        let m = format!("X{c}Y");
+        let r = req(&INVITE.replace("INVITE", &m));
+        assert_eq!(r.method.as_str(), m);
+    }
+}
+
+#[test]
+fn a_method_with_a_non_token_character_is_a_400_naming_the_method() {
+    for bad in ["FO(O", "FO\"O", "FO/O", "FO:O", "FO@O", "FOé"] {
+        let s = INVITE.replacen("INVITE", bad, 1);
+        let e = fault_of(s.as_bytes());
+        assert_eq!(e.fault, "Method is not a token", "for {bad:?}");
+        let reply = String::from_utf8(e.reply_400().expect("a 400 can be addressed")).unwrap();
+        assert!(
+            reply.starts_with("SIP/2.0 400 Method is not a token\r\n"),
+            "{reply}"
+        );
+    }
+}
+
+#[test]
+fn escaped_control_characters_in_a_quoted_string_are_valid() {
+    // RFC 3261 §25.1: quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F); RFC 4475 §3.1.1.2's To.
+    let to = "To: \"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\" <sip:service@127.0.0.1:5091>\r\n";
+    let s = INVITE.replace("To: service <sip:service@127.0.0.1:5091>\r\n", to);
+    let r = req(&s);
+    assert_eq!(
+        r.to().display_name.as_deref(),
+        Some("BEL:\x07 NUL:\x00 DEL:\x7f")
+    );
+    // Printing the display name again escapes the controls, so a tagged To still parses.
+    let mut resp = Response::for_request(&r, 200, "OK");
+    resp.set_to_tag("t1");
+    let again = parse_datagram(&resp.to_bytes()).expect("our response parses");
+    let SipMessage::Response(again) = again else {
+        panic!("not a response")
+    };
+    assert_eq!(again.to().display_name, r.to().display_name);
+    // Unescaped, or outside a quoted string, a control character is still a fault.
+    for bad in [
+        "To: \"BEL:\x07\" <sip:service@127.0.0.1:5091>\r\n",
+        "To: <sip:service@127.0.0.1:5091>;x=\\\x07\r\n",
+        "To: \"a\" <sip:service@127.0.0.1:5091>\\\x07\r\n",
+    ] {
+        let s = INVITE.replace("To: service <sip:service@127.0.0.1:5091>\r\n", bad);
+        assert_eq!(
+            fault_of(s.as_bytes()).fault,
+            "Malformed header line",
+            "{bad:?}"
+        );
+    }
+}

@@ -363,10 +363,14 @@ impl fmt::Display for NameAddr {
         if let Some(name) = &self.display_name {
             f.write_str("\"")?;
             for c in name.chars() {
-                if c == '"' || c == '\\' {
-                    f.write_str("\\")?;
+                match c {
+                    // CR and LF cannot be written even as a quoted-pair (RFC 3261 §25.1).
+                    '\r' | '\n' => f.write_str(" ")?,
+                    // Other ASCII controls (an RFC 4475 display name holds NUL) only as quoted-pairs.
+                    '"' | '\\' => write!(f, "\\{c}")?,
+                    c if c.is_ascii_control() && c != '\t' => write!(f, "\\{c}")?,
+                    c => write!(f, "{c}")?,
                 }
-                write!(f, "{c}")?;
             }
             f.write_str("\" ")?;
         }
