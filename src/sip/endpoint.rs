@@ -12,8 +12,9 @@ use crate::sip::message::{
 };
 use crate::sip::transaction::{
     ClientInvite, ClientInviteEvent, ClientInviteInput, ClientNonInvite, ClientNonInviteEvent,
-    ClientNonInviteInput, ServerInvite, ServerInviteEvent, ServerInviteInput, ServerNonInvite,
-    ServerNonInviteEvent, ServerNonInviteInput, TimerConfig, TransactionKey,
+    ClientNonInviteInput, KeyMethod, Rfc2543Fields, ServerInvite, ServerInviteEvent,
+    ServerInviteInput, ServerNonInvite, ServerNonInviteEvent, ServerNonInviteInput, TimerConfig,
+    TransactionKey, MAGIC_COOKIE,
 };
 
 /// How a message travels: over the UDP socket or over one TCP connection.
@@ -129,6 +130,12 @@ struct ServerEntry {
     /// For INVITE: the request, kept to build the 487 after a CANCEL and to match the 2xx ACK.
     ack_match: Option<AckMatch>,
     answered: bool,
+    /// A 2xx was sent: an ACK that matches the key is then the 2xx ACK, for the core (an RFC 2543 peer's
+    /// 2xx ACK to a re-INVITE has the INVITE's key, since nothing in it changes).
+    accepted: bool,
+    /// Further keys of an RFC 2543 INVITE: the key with the To tag of a non-2xx final response, which its
+    /// ACK carries (§17.2.3).
+    aliases: Vec<TransactionKey>,
 }
 
 /// What identifies the ACK of a 2xx: it has a new branch, so it is matched by dialog (RFC 3261 §17.1.1.3).
@@ -249,23 +256,19 @@ impl Endpoint {
             }
             return;
         }
-        // Responses go back where the request came from (RFC 3261 §18.2.1, RFC 3581 §4).
-        request.stamp_source(peer.addr);
-        let Some(top) = request.via().first() else {
+        // The key is read from the top Via as the peer sent it, before it is stamped below.
+        let Some(key) = server_key(&request) else {
             return; // the parser guarantees a Via; nothing can be answered without one
         };
-        let branch = top.branch().unwrap_or_default().to_owned();
-        let sent_by = match top.port {
-            Some(port) => format!("{}:{}", top.host, port),
-            None => top.host.clone(),
-        };
-        let method = request.method.as_str().to_owned();
-        let key = TransactionKey::server(&branch, &sent_by, &method);
+        // Responses go back where the request came from (RFC 3261 §18.2.1, RFC 3581 §4).
+        request.stamp_source(peer.addr);
 
         match request.method {
             Method::Ack => {
                 // A non-2xx ACK matches the INVITE transaction by key (§17.2.3) …
-                if let Some(&id) = self.server_keys.get(&key) {
+                let by_key = self.server_keys.get(&key).copied();
+                let by_key = by_key.filter(|id| !self.server.get(id).is_some_and(|e| e.accepted));
+                if let Some(id) = by_key {
                     if let Some(entry) = self.server.get_mut(&id) {
                         if let ServerTx::Invite(tx) = &mut entry.tx {
                             tx.handle(now, ServerInviteInput::Ack);
@@ -296,7 +299,8 @@ impl Endpoint {
                     self.retransmitted(now, id);
                     return;
                 }
-                let invite_key = TransactionKey::server(&branch, &sent_by, "INVITE");
+                // §9.2: the INVITE is the transaction the CANCEL would match were it not a CANCEL.
+                let invite_key = key.with_method(KeyMethod::Invite);
                 let invite = self.server_keys.get(&invite_key).copied();
                 let id = self.new_server_tx(now, peer, key, &request);
                 match invite {
@@ -366,6 +370,8 @@ impl Endpoint {
                 tx,
                 ack_match,
                 answered: false,
+                accepted: false,
+                aliases: Vec::new(),
             },
         );
         id
@@ -401,9 +407,19 @@ impl Endpoint {
                 } else {
                     entry.answered = true;
                     if (200..300).contains(&code) {
+                        entry.accepted = true;
                         if let Some(m) = entry.ack_match.clone() {
                             self.acks.insert(m, tx);
                         }
+                    } else if let Some(alias) = response
+                        .to()
+                        .tag()
+                        .and_then(|tag| entry.key.with_to_tag(tag))
+                        .filter(|alias| *alias != entry.key)
+                    {
+                        // §17.2.3: an RFC 2543 ACK carries the To tag of this response.
+                        entry.aliases.push(alias.clone());
+                        self.server_keys.insert(alias, tx);
                     }
                     t.handle(now, ServerInviteInput::TuFinal { code, bytes });
                 }
@@ -572,7 +588,11 @@ impl Endpoint {
         }
         if terminated {
             if let Some(entry) = self.server.remove(&id) {
-                self.server_keys.remove(&entry.key);
+                for key in std::iter::once(&entry.key).chain(&entry.aliases) {
+                    if self.server_keys.get(key) == Some(&id) {
+                        self.server_keys.remove(key);
+                    }
+                }
                 if let Some(m) = entry.ack_match {
                     if self.acks.get(&m) == Some(&id) {
                         self.acks.remove(&m);
@@ -654,6 +674,71 @@ impl Endpoint {
             self.wakeups.push(Reverse((at, id)));
         }
     }
+}
+
+/// The server transaction key of a received request (RFC 3261 §17.2.3): branch + sent-by + method when
+/// the branch has the magic cookie, otherwise the RFC 2543 fields too. `None` without a Via.
+fn server_key(request: &Request) -> Option<TransactionKey> {
+    let top = request.top_via()?;
+    let branch = top.branch().unwrap_or_default();
+    let sent_by = match top.port {
+        Some(port) => format!("{}:{}", top.host, port),
+        None => top.host.clone(),
+    };
+    let method = request.method.as_str();
+    if branch.starts_with(MAGIC_COOKIE) {
+        return Some(TransactionKey::server(branch, &sent_by, method));
+    }
+    let fields = Rfc2543Fields {
+        request_uri: normalised_uri(&request.uri),
+        to_tag: request.to().tag().unwrap_or_default().to_owned(),
+        from_tag: request.from().tag().unwrap_or_default().to_owned(),
+        call_id: request.call_id().to_owned(),
+        cseq: request.cseq().seq,
+        top_via: normalised_via(top),
+    };
+    Some(TransactionKey::server_rfc2543(
+        branch, &sent_by, method, fields,
+    ))
+}
+
+/// A Request-URI for RFC 2543 matching: scheme (and a SIP host) lower-cased, the rest verbatim.
+fn normalised_uri(uri: &crate::sip::message::Uri) -> String {
+    let mut uri = uri.clone();
+    uri.scheme.make_ascii_lowercase();
+    if uri.is_sip() {
+        uri.host.make_ascii_lowercase();
+    }
+    uri.to_string()
+}
+
+/// A top Via for RFC 2543 matching: protocol and transport upper-cased, host lower-cased, parameters
+/// with lower-cased names in sorted order (their order carries no meaning).
+fn normalised_via(via: &Via) -> String {
+    let mut params: Vec<(String, Option<&str>)> = via
+        .params
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.as_deref()))
+        .collect();
+    params.sort();
+    let mut out = format!(
+        "{}/{} {}",
+        via.protocol.to_ascii_uppercase(),
+        via.transport.to_ascii_uppercase(),
+        via.host.to_ascii_lowercase()
+    );
+    if let Some(port) = via.port {
+        out.push_str(&format!(":{port}"));
+    }
+    for (name, value) in params {
+        out.push(';');
+        out.push_str(&name);
+        if let Some(v) = value {
+            out.push('=');
+            out.push_str(v);
+        }
+    }
+    out
 }
 
 /// The ACK for a non-2xx final response: same Request-URI, top Via, From, Call-ID and CSeq number as the
@@ -877,6 +962,165 @@ Content-Length: 0\r\n\r\n";
         let text = String::from_utf8_lossy(&t.bytes);
         assert!(text.contains("received=127.0.0.9"), "{text}");
         assert!(text.contains("rport=40000"), "{text}");
+    }
+
+    /// An RFC 2543 INVITE: no magic cookie in the Via (here no branch at all) and no From tag.
+    const INVITE_2543: &str = "INVITE sip:08000289999@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5092\r\n\
+From: old <sip:old@127.0.0.1:5092>\r\n\
+To: <sip:08000289999@127.0.0.1:5060>\r\n\
+Call-ID: 2543-a@127.0.0.1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:old@127.0.0.1:5092>\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn to_method(invite: &str, method: &str) -> String {
+        invite
+            .replacen("INVITE sip", &format!("{method} sip"), 1)
+            .replace("CSeq: 1 INVITE", &format!("CSeq: 1 {method}"))
+    }
+
+    #[test]
+    fn two_rfc2543_invites_from_one_peer_are_two_transactions() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE_2543.as_bytes());
+        let (first, _) = new_request(&mut ep);
+        let other = INVITE_2543.replace("2543-a@", "2543-b@");
+        ep.handle_message(t0, peer(), other.as_bytes());
+        let (second, request) = new_request(&mut ep);
+        assert_ne!(first, second);
+        assert_eq!(request.call_id(), "2543-b@127.0.0.1");
+        // Same Call-ID, another CSeq, or another Request-URI, or another Via: each a new transaction too.
+        for (i, variant) in [
+            INVITE_2543.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE"),
+            INVITE_2543.replace("INVITE sip:08000289999@", "INVITE sip:08000280000@"),
+            INVITE_2543.replace(
+                "127.0.0.1:5092\r\n",
+                "127.0.0.1:5092;received=192.0.2.1\r\n",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            ep.handle_message(t0, peer(), variant.as_bytes());
+            assert!(
+                matches!(ep.poll_event(), Some(SipEvent::Request { .. })),
+                "variant {i} is a new request"
+            );
+        }
+        assert_eq!(ep.transaction_count(), 5);
+    }
+
+    #[test]
+    fn rfc2543_retransmission_is_absorbed() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE_2543.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        ep.respond(t0, tx, Response::for_request(&invite, 180, "Ringing"));
+        assert_eq!(transmits(&mut ep).len(), 1);
+        // Header case and order may differ in a retransmission; the §17.2.3 fields do not.
+        let again = INVITE_2543.replace("Call-ID:", "call-id:");
+        ep.handle_message(t0 + Duration::from_millis(500), peer(), again.as_bytes());
+        assert!(
+            ep.poll_event().is_none(),
+            "a retransmission is not a second call"
+        );
+        let out = transmits(&mut ep);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].starts_with("SIP/2.0 180 Ringing"), "{out:?}");
+        assert_eq!(ep.transaction_count(), 1);
+    }
+
+    #[test]
+    fn rfc2543_cancel_matches_its_invite() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        let other = INVITE_2543.replace("2543-a@", "2543-b@");
+        ep.handle_message(t0, peer(), other.as_bytes());
+        let (other_tx, _) = new_request(&mut ep);
+        ep.handle_message(t0, peer(), INVITE_2543.as_bytes());
+        let (invite_tx, _) = new_request(&mut ep);
+        let cancel = to_method(INVITE_2543, "CANCEL");
+        ep.handle_message(t0, peer(), cancel.as_bytes());
+        let out = transmits(&mut ep);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].starts_with("SIP/2.0 200 OK"), "{out:?}");
+        assert!(out[0].contains("Call-ID: 2543-a@127.0.0.1"), "{out:?}");
+        match ep.poll_event() {
+            Some(SipEvent::Cancelled { invite_tx: t }) => {
+                assert_eq!(t, invite_tx);
+                assert_ne!(t, other_tx);
+            }
+            other => panic!("expected Cancelled, got {other:?}"),
+        }
+        // A retransmitted CANCEL is absorbed by the CANCEL's own transaction.
+        ep.handle_message(t0 + Duration::from_millis(500), peer(), cancel.as_bytes());
+        assert!(ep.poll_event().is_none());
+        assert!(transmits(&mut ep)[0].starts_with("SIP/2.0 200 OK"));
+        // A CANCEL whose Request-URI differs cancels nothing (§9.1: it must be the INVITE's).
+        let stray = cancel.replace("CANCEL sip:08000289999@", "CANCEL sip:08000280000@");
+        ep.handle_message(t0, peer(), stray.as_bytes());
+        assert!(transmits(&mut ep)[0].starts_with("SIP/2.0 481"));
+        assert!(ep.poll_event().is_none());
+    }
+
+    #[test]
+    fn rfc2543_ack_of_a_non_2xx_final_finds_its_invite() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE_2543.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        let mut busy = Response::for_request(&invite, 486, "Busy Here");
+        busy.set_to_tag("srv486");
+        ep.respond(t0, tx, busy);
+        assert_eq!(transmits(&mut ep).len(), 1);
+        // The ACK carries the To tag of our 486, which the INVITE did not have (§17.2.3).
+        let ack = to_method(INVITE_2543, "ACK").replace(
+            "To: <sip:08000289999@127.0.0.1:5060>",
+            "To: <sip:08000289999@127.0.0.1:5060>;tag=srv486",
+        );
+        ep.handle_message(t0 + Duration::from_millis(100), peer(), ack.as_bytes());
+        assert!(
+            ep.poll_event().is_none(),
+            "the ACK of a non-2xx belongs to the transaction, not the core"
+        );
+        // Timer G stops: no more 486 retransmissions until the transaction ends.
+        for _ in 0..20 {
+            let Some(at) = ep.poll_timeout() else { break };
+            ep.handle_timeout(at);
+            assert!(transmits(&mut ep).is_empty());
+        }
+        assert_eq!(ep.transaction_count(), 0);
+    }
+
+    #[test]
+    fn rfc2543_ack_of_a_2xx_to_a_reinvite_reaches_the_core() {
+        // Inside a dialog nothing in an RFC 2543 ACK differs from its re-INVITE's key fields.
+        let reinvite = INVITE_2543.replace(
+            "To: <sip:08000289999@127.0.0.1:5060>",
+            "To: <sip:08000289999@127.0.0.1:5060>;tag=srv",
+        );
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), reinvite.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        ep.respond(t0, tx, Response::for_request(&invite, 200, "OK"));
+        transmits(&mut ep);
+        let ack = to_method(&reinvite, "ACK");
+        ep.handle_message(t0 + Duration::from_millis(100), peer(), ack.as_bytes());
+        assert!(matches!(ep.poll_event(), Some(SipEvent::Ack { .. })));
+        for _ in 0..20 {
+            let Some(at) = ep.poll_timeout() else { break };
+            ep.handle_timeout(at);
+            assert!(
+                transmits(&mut ep).is_empty(),
+                "the ACK stopped the 2xx retransmission"
+            );
+            assert!(ep.poll_event().is_none(), "no NoAck");
+        }
+        assert_eq!(ep.transaction_count(), 0);
     }
 
     #[test]
