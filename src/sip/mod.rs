@@ -6,6 +6,7 @@ pub mod ids;
 pub mod message;
 pub mod reply;
 pub mod transaction;
+pub mod uas;
 
 pub use ids::{Branch, CallId, Tag};
 pub use reply::Reply;
