@@ -121,7 +121,10 @@ fn every_file_has_its_expected_outcome() {
             (Ok(SipMessage::Response(r)), Expect::Response(c)) => assert_eq!(r.code, *c, "{name}"),
             (Err(e), Expect::Reject(fault)) => {
                 assert!(e.fault.contains(fault), "{name}: fault {:?}", e.fault);
-                assert!(e.reply_400().is_some(), "{name}: a 400 can be addressed");
+                assert!(
+                    e.reply_400(None).is_some(),
+                    "{name}: a 400 can be addressed"
+                );
             }
             (got, _) => panic!("{name}: expected {expect:?}, got {got:?}"),
         }
@@ -253,7 +256,7 @@ fn content_length_rules_over_udp() {
         panic!("09 accepted")
     };
     assert_eq!(e.fault, "Content-Length larger than message");
-    let reply = String::from_utf8(e.reply_400().expect("addressable")).unwrap();
+    let reply = String::from_utf8(e.reply_400(None).expect("addressable")).unwrap();
     assert!(
         reply.starts_with("SIP/2.0 400 Content-Length larger than message\r\n"),
         "{reply}"
@@ -490,7 +493,7 @@ fn twenty_thousand_mutations_never_panic_and_stay_print_stable() {
                 assert_eq!(again, msg, "mutation {i}");
             }
             Err(e) => {
-                if let Some(reply) = e.reply_400() {
+                if let Some(reply) = e.reply_400(None) {
                     assert!(reply.starts_with(b"SIP/2.0 400 "), "mutation {i}");
                 }
             }

@@ -1,6 +1,8 @@
 //! The SIP demultiplexer: bytes from a peer → parsed message → the matching transaction, a new request for
 //! the core, or a stateless reply (400, 505, 481 to a stray CANCEL). It owns every transaction and their
-//! timers; it does not know about dialogs, calls or media (quinn-proto's `Endpoint` shape).
+//! timers, and puts its `Server`/`User-Agent` text on what it sends; it does not know about dialogs, calls
+//! or media (quinn-proto's `Endpoint` shape). Requests without a `z9hG4bK` branch (RFC 2543 peers) are
+//! matched by the §17.2.3 backward-compatible rules.
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -167,6 +169,8 @@ pub struct Endpoint {
     events: VecDeque<SipEvent>,
     /// Our address as written into Via of requests we send.
     local: SocketAddr,
+    /// The text of `Server` on our responses and `User-Agent` on our requests.
+    server_header: String,
     rng: rand::rngs::SmallRng,
 }
 
@@ -187,6 +191,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             local,
+            server_header: crate::sip::USER_AGENT.to_owned(),
             rng: rand::rngs::SmallRng::seed_from_u64(seed),
         }
     }
@@ -199,6 +204,22 @@ impl Endpoint {
     /// Changes the address our Via headers carry (the shell learns it after binding port 0).
     pub fn set_local_addr(&mut self, local: SocketAddr) {
         self.local = local;
+    }
+
+    /// Sets the text of the `Server` header on every response and the `User-Agent` header on every
+    /// request this endpoint sends, unless the message already has one (default [`USER_AGENT`]).
+    pub fn set_server_header(&mut self, text: &str) {
+        self.server_header = text.to_owned();
+    }
+
+    /// Adds `Server` (RFC 3261 §20.35) unless the response has one.
+    fn with_server(&self, mut response: Response) -> Response {
+        if response.headers.get("Server").is_none() {
+            response
+                .headers
+                .push_before("Content-Length", "Server", &self.server_header);
+        }
+        response
     }
 
     /// Number of live transactions (server + client), for metrics and tests.
@@ -235,7 +256,7 @@ impl Endpoint {
             Err(err) => {
                 tracing::debug!(%peer.addr, fault = %err.fault, "malformed SIP message");
                 // Answered statelessly and no state is created (RFC 3261 §16.3 / §21.4.1 spirit).
-                if let Some(reply) = err.reply_400() {
+                if let Some(reply) = err.reply_400(Some(&self.server_header)) {
                     self.push_transmit(peer, reply.into());
                 }
                 return;
@@ -252,6 +273,7 @@ impl Endpoint {
             // RFC 3261 §8.2.2 (version check is the first thing a UAS does).
             if request.method != Method::Ack {
                 let reply = Response::for_request(&request, 505, "Version Not Supported");
+                let reply = self.with_server(reply);
                 self.push_transmit(peer, reply.to_bytes().into());
             }
             return;
@@ -390,6 +412,7 @@ impl Endpoint {
     /// Sends a response on a server transaction. Responses go where the request came from (the top Via
     /// was stamped with `received`/`rport`, RFC 3261 §18.2.2 and RFC 3581 §4).
     pub fn respond(&mut self, now: Instant, tx: TxId, response: Response) {
+        let response = self.with_server(response);
         let Some(entry) = self.server.get_mut(&tx) else {
             tracing::debug!(
                 ?tx,
@@ -443,6 +466,12 @@ impl Endpoint {
     /// Sends a request that we originate (BYE to a caller, INVITE to an agent) in a client transaction.
     /// The top Via is written here with a fresh branch.
     pub fn send_request(&mut self, now: Instant, peer: Peer, mut request: Request) -> TxId {
+        if request.headers.get("User-Agent").is_none() {
+            // RFC 3261 §20.41.
+            request
+                .headers
+                .push_before("Content-Length", "User-Agent", &self.server_header);
+        }
         let branch = self.new_branch();
         let mut via = Via::new(
             peer.transport.via_token(),
@@ -1123,17 +1152,116 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(ep.transaction_count(), 0);
     }
 
-    #[test]
-    fn client_transaction_times_out_with_timer_f() {
-        let t0 = Instant::now();
-        let mut ep = endpoint();
+    fn bye() -> Request {
         let mut bye = Request::new(
             Method::Bye,
             crate::sip::message::Uri::parse("sip:caller@127.0.0.1:5092").expect("uri"),
         );
         bye.headers.push("Call-ID", "x");
         bye.headers.push("CSeq", "1 BYE");
-        let tx = ep.send_request(t0, peer(), bye);
+        bye
+    }
+
+    /// Every message the endpoint sends for the exchanges that need no core decision besides `respond`.
+    fn everything_sent(ep: &mut Endpoint) -> Vec<String> {
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        ep.handle_message(t0, peer(), INVITE.as_bytes());
+        let (tx, invite) = new_request(ep);
+        ep.respond(t0, tx, Response::for_request(&invite, 100, "Trying"));
+        out.extend(transmits(ep));
+        let cancel = to_method(INVITE, "CANCEL");
+        ep.handle_message(t0, peer(), cancel.as_bytes()); // 200 to the CANCEL
+        let stray = cancel.replace("z9hG4bK-1", "z9hG4bK-9");
+        ep.handle_message(t0, peer(), stray.as_bytes()); // 481
+        let bad = INVITE.replace("CSeq: 1 INVITE", "CSeq: one INVITE");
+        ep.handle_message(t0, peer(), bad.as_bytes()); // stateless 400
+        let old = INVITE.replacen("SIP/2.0\r\n", "SIP/3.0\r\n", 1);
+        ep.handle_message(t0, peer(), old.as_bytes()); // 505
+        out.extend(transmits(ep));
+        ep.send_request(t0, peer(), bye());
+        out.extend(transmits(ep));
+        out
+    }
+
+    fn header_lines<'a>(message: &'a str, name: &str) -> Vec<&'a str> {
+        message
+            .lines()
+            .filter(|l| l.split(':').next() == Some(name))
+            .collect()
+    }
+
+    #[test]
+    fn every_response_carries_server_and_every_request_user_agent() {
+        let mut ep = endpoint();
+        let sent = everything_sent(&mut ep);
+        let starts: Vec<&str> = sent
+            .iter()
+            .map(|m| &m[..m.find('\r').unwrap_or(0)])
+            .collect();
+        assert_eq!(
+            starts[..5],
+            [
+                "SIP/2.0 100 Trying",
+                "SIP/2.0 200 OK",
+                "SIP/2.0 481 Call/Transaction Does Not Exist",
+                "SIP/2.0 400 Malformed CSeq header",
+                "SIP/2.0 505 Version Not Supported",
+            ]
+        );
+        assert!(starts[5].starts_with("BYE "), "{}", starts[5]);
+        for m in &sent[..5] {
+            assert_eq!(header_lines(m, "Server"), ["Server: helpline"], "{m}");
+            assert!(header_lines(m, "User-Agent").is_empty(), "{m}");
+        }
+        assert_eq!(
+            header_lines(&sent[5], "User-Agent"),
+            ["User-Agent: helpline"]
+        );
+        assert!(header_lines(&sent[5], "Server").is_empty());
+
+        let mut ep = endpoint();
+        ep.set_server_header("Acme IVR");
+        for m in everything_sent(&mut ep) {
+            let name = if m.starts_with("SIP/2.0") {
+                "Server"
+            } else {
+                "User-Agent"
+            };
+            assert_eq!(header_lines(&m, name), [format!("{name}: Acme IVR")], "{m}");
+        }
+    }
+
+    #[test]
+    fn a_server_or_user_agent_already_set_is_kept() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        let mut trying = Response::for_request(&invite, 100, "Trying");
+        trying.headers.push("Server", "custom/1");
+        ep.respond(t0, tx, trying);
+        let mut request = bye();
+        request.headers.push("User-Agent", "custom/2");
+        ep.send_request(t0, peer(), request);
+        let sent = transmits(&mut ep);
+        assert_eq!(header_lines(&sent[0], "Server"), ["Server: custom/1"]);
+        assert_eq!(
+            header_lines(&sent[1], "User-Agent"),
+            ["User-Agent: custom/2"]
+        );
+    }
+
+    #[test]
+    fn the_default_server_text_names_no_version() {
+        assert_eq!(crate::sip::USER_AGENT, "helpline");
+    }
+
+    #[test]
+    fn client_transaction_times_out_with_timer_f() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        let tx = ep.send_request(t0, peer(), bye());
         assert!(transmits(&mut ep)[0].starts_with("BYE sip:caller@127.0.0.1:5092 SIP/2.0"));
         for _ in 0..100 {
             let Some(at) = ep.poll_timeout() else { break };

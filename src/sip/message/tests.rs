@@ -176,7 +176,7 @@ fn each_fault_is_named() {
 #[test]
 fn reply_400_names_the_fault_and_echoes_what_was_read() {
     let bad = INVITE.replace("Call-ID: 1-1@127.0.0.1\r\n", "");
-    let reply = fault_of(bad.as_bytes()).reply_400().unwrap();
+    let reply = fault_of(bad.as_bytes()).reply_400(None).unwrap();
     // Without a Call-ID the reply is not a complete message for our own strict parser; check the text.
     let text = String::from_utf8(reply).unwrap();
     assert_eq!(
@@ -187,11 +187,17 @@ fn reply_400_names_the_fault_and_echoes_what_was_read() {
          To: service <sip:service@127.0.0.1:5091>;tag=6c6b73fb8ad4fbc2\r\n\
          CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
     );
+    let with_server = fault_of(bad.as_bytes())
+        .reply_400(Some("helpline"))
+        .unwrap();
+    assert!(String::from_utf8(with_server)
+        .unwrap()
+        .ends_with("CSeq: 1 INVITE\r\nServer: helpline\r\nContent-Length: 0\r\n\r\n"));
 
     let bad = INVITE.replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
     let e = fault_of(bad.as_bytes());
-    let reply = e.reply_400().unwrap();
-    let twice = e.reply_400().unwrap();
+    let reply = e.reply_400(None).unwrap();
+    let twice = e.reply_400(None).unwrap();
     assert_eq!(reply, twice, "the derived To tag is deterministic");
     let SipMessage::Response(resp) = parse_datagram(&reply).unwrap() else {
         panic!("not a response")
@@ -211,23 +217,23 @@ fn reply_400_is_withheld_when_it_must_not_or_cannot_be_sent() {
         .replace("INVITE", "ACK")
         .replace("Call-ID: 1-1@127.0.0.1\r\n", "");
     assert_eq!(
-        fault_of(ack.as_bytes()).reply_400(),
+        fault_of(ack.as_bytes()).reply_400(None),
         None,
         "never answer an ACK"
     );
     let resp = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
     assert_eq!(
-        fault_of(resp.as_bytes()).reply_400(),
+        fault_of(resp.as_bytes()).reply_400(None),
         None,
         "never answer a response"
     );
     let no_via = INVITE.replace("Via: SIP/2.0/UDP 127.0.0.1:5092;branch=z9hG4bK-1\r\n", "");
     assert_eq!(
-        fault_of(no_via.as_bytes()).reply_400(),
+        fault_of(no_via.as_bytes()).reply_400(None),
         None,
         "nowhere to send it"
     );
-    assert_eq!(fault_of(b"\x00garbage\r\n\r\n").reply_400(), None);
+    assert_eq!(fault_of(b"\x00garbage\r\n\r\n").reply_400(None), None);
 }
 
 #[test]
@@ -377,7 +383,7 @@ fn a_method_with_a_non_token_character_is_a_400_naming_the_method() {
         let s = INVITE.replacen("INVITE", bad, 1);
         let e = fault_of(s.as_bytes());
         assert_eq!(e.fault, "Method is not a token", "for {bad:?}");
-        let reply = String::from_utf8(e.reply_400().expect("a 400 can be addressed")).unwrap();
+        let reply = String::from_utf8(e.reply_400(None).expect("a 400 can be addressed")).unwrap();
         assert!(
             reply.starts_with("SIP/2.0 400 Method is not a token\r\n"),
             "{reply}"
