@@ -68,6 +68,9 @@ pub enum Command {
         /// Testing aid: start the wall clock (opening hours, CDR times) at this RFC 3339 instant.
         #[arg(long, value_parser = parse_rfc3339)]
         pretend_time: Option<chrono::DateTime<chrono::Utc>>,
+        /// Text of the Server header on responses and User-Agent on requests (RFC 3261 §20.35, §20.41).
+        #[arg(long, value_name = "TEXT", default_value = crate::sip::USER_AGENT)]
+        server_header: String,
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
@@ -130,6 +133,7 @@ pub fn main() -> ExitCode {
             t1_ms,
             no_watch,
             pretend_time,
+            server_header,
         } => {
             let mut cfg = ServerConfig {
                 menus_dir: config,
@@ -145,6 +149,7 @@ pub fn main() -> ExitCode {
                 max_ivr: Duration::from_secs(max_ivr_secs),
                 watch_menus: !no_watch,
                 pretend_time,
+                server_header,
                 ..ServerConfig::default()
             };
             cfg.timers.t1 = Duration::from_millis(t1_ms.max(1));
@@ -286,5 +291,28 @@ fn serve(cfg: ServerConfig) -> ExitCode {
             eprintln!("helpline: {message}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_header(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(args).expect("valid command line");
+        match cli.command {
+            Command::Serve { server_header, .. } => server_header,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_header_defaults_to_helpline_without_a_version() {
+        assert_eq!(server_header(&["helpline", "serve"]), "helpline");
+        assert_eq!(ServerConfig::default().server_header, "helpline");
+        assert_eq!(
+            server_header(&["helpline", "serve", "--server-header", "Acme IVR"]),
+            "Acme IVR"
+        );
     }
 }

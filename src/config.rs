@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub pretend_time: Option<chrono::DateTime<chrono::Utc>>,
     /// Watch the menu directory for changes and reload (SIGHUP always reloads; default on).
     pub watch_menus: bool,
+    /// The text of `Server` on every response and `User-Agent` on every request (default `helpline`,
+    /// without a version).
+    pub server_header: String,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             pretend_time: None,
             ring: Duration::ZERO,
             watch_menus: true,
+            server_header: crate::sip::USER_AGENT.to_owned(),
         }
     }
 }

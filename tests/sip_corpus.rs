@@ -54,6 +54,11 @@ const CORPUS: &[(&str, Expect)] = &[
     ("30_cancel.sip", Expect::Request("CANCEL")),
     ("31_tel_uri.sip", Expect::Request("INVITE")),
     ("32_misc_headers.sip", Expect::Request("INVITE")),
+    // RFC 4475 §3.1.1.2: a method built from every token character; valid, answered 501.
+    (
+        "33_rfc4475_intmeth.sip",
+        Expect::Request("!interesting-Method0123456789_*+`.%indeed'~"),
+    ),
 ];
 
 /// rsip cannot parse IPv6 hosts; these files are skipped in the oracle check.
@@ -61,7 +66,7 @@ const IPV6_FILES: &[&str] = &["06_ipv6.sip"];
 
 /// rsip rejects unknown methods (`invalid method: FOO`), so for this file only the response we would
 /// send is checked, not the reprinted request (helpline never originates a FOO request).
-const UNKNOWN_METHOD_FILES: &[&str] = &["21_unknown_method.sip"];
+const UNKNOWN_METHOD_FILES: &[&str] = &["21_unknown_method.sip", "33_rfc4475_intmeth.sip"];
 
 /// rsip cannot parse `tel:` URIs (`number too large to fit in target type`: it reads the number as a
 /// port); the reprinted request is skipped, the response is still checked.
@@ -116,7 +121,10 @@ fn every_file_has_its_expected_outcome() {
             (Ok(SipMessage::Response(r)), Expect::Response(c)) => assert_eq!(r.code, *c, "{name}"),
             (Err(e), Expect::Reject(fault)) => {
                 assert!(e.fault.contains(fault), "{name}: fault {:?}", e.fault);
-                assert!(e.reply_400().is_some(), "{name}: a 400 can be addressed");
+                assert!(
+                    e.reply_400(None).is_some(),
+                    "{name}: a 400 can be addressed"
+                );
             }
             (got, _) => panic!("{name}: expected {expect:?}, got {got:?}"),
         }
@@ -248,7 +256,7 @@ fn content_length_rules_over_udp() {
         panic!("09 accepted")
     };
     assert_eq!(e.fault, "Content-Length larger than message");
-    let reply = String::from_utf8(e.reply_400().expect("addressable")).unwrap();
+    let reply = String::from_utf8(e.reply_400(None).expect("addressable")).unwrap();
     assert!(
         reply.starts_with("SIP/2.0 400 Content-Length larger than message\r\n"),
         "{reply}"
@@ -319,6 +327,32 @@ fn unknown_method_parses() {
     let r = request("21_unknown_method.sip");
     assert_eq!(r.method, Method::Other("FOO".into()));
     assert_eq!(r.cseq().method, Method::Other("FOO".into()));
+}
+
+#[test]
+fn rfc4475_wide_range_of_valid_characters() {
+    // §3.1.1.2: valid, so it must reach the UAS (which answers 501 to the unknown method), not get a 400.
+    let r = request("33_rfc4475_intmeth.sip");
+    let method = "!interesting-Method0123456789_*+`.%indeed'~";
+    assert_eq!(r.method, Method::Other(method.into()));
+    assert_eq!(r.cseq().method, Method::Other(method.into()));
+    assert_eq!(r.cseq().seq, 139122385);
+    assert_eq!(r.max_forwards(), Some(255));
+    assert_eq!(
+        r.uri.user.as_deref(),
+        Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+    );
+    assert_eq!(
+        r.to().display_name.as_deref(),
+        Some("BEL:\x07 NUL:\x00 DEL:\x7f")
+    );
+    assert_eq!(r.from().tag(), Some("_token~1'+`*%!-."));
+    assert_eq!(r.call_id(), "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{");
+    assert_eq!(r.via()[0].branch(), Some("z9hG4bK-.!%66*_+`'~"));
+    assert_eq!(
+        r.header("extensionHeader-!.%*+_`'~"),
+        Some("\u{feff}大停電")
+    );
 }
 
 #[test]
@@ -459,7 +493,7 @@ fn twenty_thousand_mutations_never_panic_and_stay_print_stable() {
                 assert_eq!(again, msg, "mutation {i}");
             }
             Err(e) => {
-                if let Some(reply) = e.reply_400() {
+                if let Some(reply) = e.reply_400(None) {
                     assert!(reply.starts_with(b"SIP/2.0 400 "), "mutation {i}");
                 }
             }

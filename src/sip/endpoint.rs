@@ -1,6 +1,8 @@
 //! The SIP demultiplexer: bytes from a peer → parsed message → the matching transaction, a new request for
 //! the core, or a stateless reply (400, 505, 481 to a stray CANCEL). It owns every transaction and their
-//! timers; it does not know about dialogs, calls or media (quinn-proto's `Endpoint` shape).
+//! timers, and puts its `Server`/`User-Agent` text on what it sends; it does not know about dialogs, calls
+//! or media (quinn-proto's `Endpoint` shape). Requests without a `z9hG4bK` branch (RFC 2543 peers) are
+//! matched by the §17.2.3 backward-compatible rules.
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -12,8 +14,9 @@ use crate::sip::message::{
 };
 use crate::sip::transaction::{
     ClientInvite, ClientInviteEvent, ClientInviteInput, ClientNonInvite, ClientNonInviteEvent,
-    ClientNonInviteInput, ServerInvite, ServerInviteEvent, ServerInviteInput, ServerNonInvite,
-    ServerNonInviteEvent, ServerNonInviteInput, TimerConfig, TransactionKey,
+    ClientNonInviteInput, KeyMethod, Rfc2543Fields, ServerInvite, ServerInviteEvent,
+    ServerInviteInput, ServerNonInvite, ServerNonInviteEvent, ServerNonInviteInput, TimerConfig,
+    TransactionKey, MAGIC_COOKIE,
 };
 
 /// How a message travels: over the UDP socket or over one TCP connection.
@@ -129,6 +132,12 @@ struct ServerEntry {
     /// For INVITE: the request, kept to build the 487 after a CANCEL and to match the 2xx ACK.
     ack_match: Option<AckMatch>,
     answered: bool,
+    /// A 2xx was sent: an ACK that matches the key is then the 2xx ACK, for the core (an RFC 2543 peer's
+    /// 2xx ACK to a re-INVITE has the INVITE's key, since nothing in it changes).
+    accepted: bool,
+    /// Further keys of an RFC 2543 INVITE: the key with the To tag of a non-2xx final response, which its
+    /// ACK carries (§17.2.3).
+    aliases: Vec<TransactionKey>,
 }
 
 /// What identifies the ACK of a 2xx: it has a new branch, so it is matched by dialog (RFC 3261 §17.1.1.3).
@@ -160,6 +169,8 @@ pub struct Endpoint {
     events: VecDeque<SipEvent>,
     /// Our address as written into Via of requests we send.
     local: SocketAddr,
+    /// The text of `Server` on our responses and `User-Agent` on our requests.
+    server_header: String,
     rng: rand::rngs::SmallRng,
 }
 
@@ -180,6 +191,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             local,
+            server_header: crate::sip::USER_AGENT.to_owned(),
             rng: rand::rngs::SmallRng::seed_from_u64(seed),
         }
     }
@@ -192,6 +204,22 @@ impl Endpoint {
     /// Changes the address our Via headers carry (the shell learns it after binding port 0).
     pub fn set_local_addr(&mut self, local: SocketAddr) {
         self.local = local;
+    }
+
+    /// Sets the text of the `Server` header on every response and the `User-Agent` header on every
+    /// request this endpoint sends, unless the message already has one (default [`USER_AGENT`]).
+    pub fn set_server_header(&mut self, text: &str) {
+        self.server_header = text.to_owned();
+    }
+
+    /// Adds `Server` (RFC 3261 §20.35) unless the response has one.
+    fn with_server(&self, mut response: Response) -> Response {
+        if response.headers.get("Server").is_none() {
+            response
+                .headers
+                .push_before("Content-Length", "Server", &self.server_header);
+        }
+        response
     }
 
     /// Number of live transactions (server + client), for metrics and tests.
@@ -228,7 +256,7 @@ impl Endpoint {
             Err(err) => {
                 tracing::debug!(%peer.addr, fault = %err.fault, "malformed SIP message");
                 // Answered statelessly and no state is created (RFC 3261 §16.3 / §21.4.1 spirit).
-                if let Some(reply) = err.reply_400() {
+                if let Some(reply) = err.reply_400(Some(&self.server_header)) {
                     self.push_transmit(peer, reply.into());
                 }
                 return;
@@ -245,27 +273,24 @@ impl Endpoint {
             // RFC 3261 §8.2.2 (version check is the first thing a UAS does).
             if request.method != Method::Ack {
                 let reply = Response::for_request(&request, 505, "Version Not Supported");
+                let reply = self.with_server(reply);
                 self.push_transmit(peer, reply.to_bytes().into());
             }
             return;
         }
-        // Responses go back where the request came from (RFC 3261 §18.2.1, RFC 3581 §4).
-        request.stamp_source(peer.addr);
-        let Some(top) = request.via().first() else {
+        // The key is read from the top Via as the peer sent it, before it is stamped below.
+        let Some(key) = server_key(&request) else {
             return; // the parser guarantees a Via; nothing can be answered without one
         };
-        let branch = top.branch().unwrap_or_default().to_owned();
-        let sent_by = match top.port {
-            Some(port) => format!("{}:{}", top.host, port),
-            None => top.host.clone(),
-        };
-        let method = request.method.as_str().to_owned();
-        let key = TransactionKey::server(&branch, &sent_by, &method);
+        // Responses go back where the request came from (RFC 3261 §18.2.1, RFC 3581 §4).
+        request.stamp_source(peer.addr);
 
         match request.method {
             Method::Ack => {
                 // A non-2xx ACK matches the INVITE transaction by key (§17.2.3) …
-                if let Some(&id) = self.server_keys.get(&key) {
+                let by_key = self.server_keys.get(&key).copied();
+                let by_key = by_key.filter(|id| !self.server.get(id).is_some_and(|e| e.accepted));
+                if let Some(id) = by_key {
                     if let Some(entry) = self.server.get_mut(&id) {
                         if let ServerTx::Invite(tx) = &mut entry.tx {
                             tx.handle(now, ServerInviteInput::Ack);
@@ -296,7 +321,8 @@ impl Endpoint {
                     self.retransmitted(now, id);
                     return;
                 }
-                let invite_key = TransactionKey::server(&branch, &sent_by, "INVITE");
+                // §9.2: the INVITE is the transaction the CANCEL would match were it not a CANCEL.
+                let invite_key = key.with_method(KeyMethod::Invite);
                 let invite = self.server_keys.get(&invite_key).copied();
                 let id = self.new_server_tx(now, peer, key, &request);
                 match invite {
@@ -366,6 +392,8 @@ impl Endpoint {
                 tx,
                 ack_match,
                 answered: false,
+                accepted: false,
+                aliases: Vec::new(),
             },
         );
         id
@@ -384,6 +412,7 @@ impl Endpoint {
     /// Sends a response on a server transaction. Responses go where the request came from (the top Via
     /// was stamped with `received`/`rport`, RFC 3261 §18.2.2 and RFC 3581 §4).
     pub fn respond(&mut self, now: Instant, tx: TxId, response: Response) {
+        let response = self.with_server(response);
         let Some(entry) = self.server.get_mut(&tx) else {
             tracing::debug!(
                 ?tx,
@@ -401,9 +430,19 @@ impl Endpoint {
                 } else {
                     entry.answered = true;
                     if (200..300).contains(&code) {
+                        entry.accepted = true;
                         if let Some(m) = entry.ack_match.clone() {
                             self.acks.insert(m, tx);
                         }
+                    } else if let Some(alias) = response
+                        .to()
+                        .tag()
+                        .and_then(|tag| entry.key.with_to_tag(tag))
+                        .filter(|alias| *alias != entry.key)
+                    {
+                        // §17.2.3: an RFC 2543 ACK carries the To tag of this response.
+                        entry.aliases.push(alias.clone());
+                        self.server_keys.insert(alias, tx);
                     }
                     t.handle(now, ServerInviteInput::TuFinal { code, bytes });
                 }
@@ -427,6 +466,12 @@ impl Endpoint {
     /// Sends a request that we originate (BYE to a caller, INVITE to an agent) in a client transaction.
     /// The top Via is written here with a fresh branch.
     pub fn send_request(&mut self, now: Instant, peer: Peer, mut request: Request) -> TxId {
+        if request.headers.get("User-Agent").is_none() {
+            // RFC 3261 §20.41.
+            request
+                .headers
+                .push_before("Content-Length", "User-Agent", &self.server_header);
+        }
         let branch = self.new_branch();
         let mut via = Via::new(
             peer.transport.via_token(),
@@ -572,7 +617,11 @@ impl Endpoint {
         }
         if terminated {
             if let Some(entry) = self.server.remove(&id) {
-                self.server_keys.remove(&entry.key);
+                for key in std::iter::once(&entry.key).chain(&entry.aliases) {
+                    if self.server_keys.get(key) == Some(&id) {
+                        self.server_keys.remove(key);
+                    }
+                }
                 if let Some(m) = entry.ack_match {
                     if self.acks.get(&m) == Some(&id) {
                         self.acks.remove(&m);
@@ -654,6 +703,71 @@ impl Endpoint {
             self.wakeups.push(Reverse((at, id)));
         }
     }
+}
+
+/// The server transaction key of a received request (RFC 3261 §17.2.3): branch + sent-by + method when
+/// the branch has the magic cookie, otherwise the RFC 2543 fields too. `None` without a Via.
+fn server_key(request: &Request) -> Option<TransactionKey> {
+    let top = request.top_via()?;
+    let branch = top.branch().unwrap_or_default();
+    let sent_by = match top.port {
+        Some(port) => format!("{}:{}", top.host, port),
+        None => top.host.clone(),
+    };
+    let method = request.method.as_str();
+    if branch.starts_with(MAGIC_COOKIE) {
+        return Some(TransactionKey::server(branch, &sent_by, method));
+    }
+    let fields = Rfc2543Fields {
+        request_uri: normalised_uri(&request.uri),
+        to_tag: request.to().tag().unwrap_or_default().to_owned(),
+        from_tag: request.from().tag().unwrap_or_default().to_owned(),
+        call_id: request.call_id().to_owned(),
+        cseq: request.cseq().seq,
+        top_via: normalised_via(top),
+    };
+    Some(TransactionKey::server_rfc2543(
+        branch, &sent_by, method, fields,
+    ))
+}
+
+/// A Request-URI for RFC 2543 matching: scheme (and a SIP host) lower-cased, the rest verbatim.
+fn normalised_uri(uri: &crate::sip::message::Uri) -> String {
+    let mut uri = uri.clone();
+    uri.scheme.make_ascii_lowercase();
+    if uri.is_sip() {
+        uri.host.make_ascii_lowercase();
+    }
+    uri.to_string()
+}
+
+/// A top Via for RFC 2543 matching: protocol and transport upper-cased, host lower-cased, parameters
+/// with lower-cased names in sorted order (their order carries no meaning).
+fn normalised_via(via: &Via) -> String {
+    let mut params: Vec<(String, Option<&str>)> = via
+        .params
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.as_deref()))
+        .collect();
+    params.sort();
+    let mut out = format!(
+        "{}/{} {}",
+        via.protocol.to_ascii_uppercase(),
+        via.transport.to_ascii_uppercase(),
+        via.host.to_ascii_lowercase()
+    );
+    if let Some(port) = via.port {
+        out.push_str(&format!(":{port}"));
+    }
+    for (name, value) in params {
+        out.push(';');
+        out.push_str(&name);
+        if let Some(v) = value {
+            out.push('=');
+            out.push_str(v);
+        }
+    }
+    out
 }
 
 /// The ACK for a non-2xx final response: same Request-URI, top Via, From, Call-ID and CSeq number as the
@@ -879,17 +993,275 @@ Content-Length: 0\r\n\r\n";
         assert!(text.contains("rport=40000"), "{text}");
     }
 
+    /// An RFC 2543 INVITE: no magic cookie in the Via (here no branch at all) and no From tag.
+    const INVITE_2543: &str = "INVITE sip:08000289999@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5092\r\n\
+From: old <sip:old@127.0.0.1:5092>\r\n\
+To: <sip:08000289999@127.0.0.1:5060>\r\n\
+Call-ID: 2543-a@127.0.0.1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:old@127.0.0.1:5092>\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn to_method(invite: &str, method: &str) -> String {
+        invite
+            .replacen("INVITE sip", &format!("{method} sip"), 1)
+            .replace("CSeq: 1 INVITE", &format!("CSeq: 1 {method}"))
+    }
+
     #[test]
-    fn client_transaction_times_out_with_timer_f() {
+    fn two_rfc2543_invites_from_one_peer_are_two_transactions() {
         let t0 = Instant::now();
         let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE_2543.as_bytes());
+        let (first, _) = new_request(&mut ep);
+        let other = INVITE_2543.replace("2543-a@", "2543-b@");
+        ep.handle_message(t0, peer(), other.as_bytes());
+        let (second, request) = new_request(&mut ep);
+        assert_ne!(first, second);
+        assert_eq!(request.call_id(), "2543-b@127.0.0.1");
+        // Same Call-ID, another CSeq, or another Request-URI, or another Via: each a new transaction too.
+        for (i, variant) in [
+            INVITE_2543.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE"),
+            INVITE_2543.replace("INVITE sip:08000289999@", "INVITE sip:08000280000@"),
+            INVITE_2543.replace(
+                "127.0.0.1:5092\r\n",
+                "127.0.0.1:5092;received=192.0.2.1\r\n",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            ep.handle_message(t0, peer(), variant.as_bytes());
+            assert!(
+                matches!(ep.poll_event(), Some(SipEvent::Request { .. })),
+                "variant {i} is a new request"
+            );
+        }
+        assert_eq!(ep.transaction_count(), 5);
+    }
+
+    #[test]
+    fn rfc2543_retransmission_is_absorbed() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE_2543.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        ep.respond(t0, tx, Response::for_request(&invite, 180, "Ringing"));
+        assert_eq!(transmits(&mut ep).len(), 1);
+        // Header case and order may differ in a retransmission; the §17.2.3 fields do not.
+        let again = INVITE_2543.replace("Call-ID:", "call-id:");
+        ep.handle_message(t0 + Duration::from_millis(500), peer(), again.as_bytes());
+        assert!(
+            ep.poll_event().is_none(),
+            "a retransmission is not a second call"
+        );
+        let out = transmits(&mut ep);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].starts_with("SIP/2.0 180 Ringing"), "{out:?}");
+        assert_eq!(ep.transaction_count(), 1);
+    }
+
+    #[test]
+    fn rfc2543_cancel_matches_its_invite() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        let other = INVITE_2543.replace("2543-a@", "2543-b@");
+        ep.handle_message(t0, peer(), other.as_bytes());
+        let (other_tx, _) = new_request(&mut ep);
+        ep.handle_message(t0, peer(), INVITE_2543.as_bytes());
+        let (invite_tx, _) = new_request(&mut ep);
+        let cancel = to_method(INVITE_2543, "CANCEL");
+        ep.handle_message(t0, peer(), cancel.as_bytes());
+        let out = transmits(&mut ep);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].starts_with("SIP/2.0 200 OK"), "{out:?}");
+        assert!(out[0].contains("Call-ID: 2543-a@127.0.0.1"), "{out:?}");
+        match ep.poll_event() {
+            Some(SipEvent::Cancelled { invite_tx: t }) => {
+                assert_eq!(t, invite_tx);
+                assert_ne!(t, other_tx);
+            }
+            other => panic!("expected Cancelled, got {other:?}"),
+        }
+        // A retransmitted CANCEL is absorbed by the CANCEL's own transaction.
+        ep.handle_message(t0 + Duration::from_millis(500), peer(), cancel.as_bytes());
+        assert!(ep.poll_event().is_none());
+        assert!(transmits(&mut ep)[0].starts_with("SIP/2.0 200 OK"));
+        // A CANCEL whose Request-URI differs cancels nothing (§9.1: it must be the INVITE's).
+        let stray = cancel.replace("CANCEL sip:08000289999@", "CANCEL sip:08000280000@");
+        ep.handle_message(t0, peer(), stray.as_bytes());
+        assert!(transmits(&mut ep)[0].starts_with("SIP/2.0 481"));
+        assert!(ep.poll_event().is_none());
+    }
+
+    #[test]
+    fn rfc2543_ack_of_a_non_2xx_final_finds_its_invite() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE_2543.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        let mut busy = Response::for_request(&invite, 486, "Busy Here");
+        busy.set_to_tag("srv486");
+        ep.respond(t0, tx, busy);
+        assert_eq!(transmits(&mut ep).len(), 1);
+        // The ACK carries the To tag of our 486, which the INVITE did not have (§17.2.3).
+        let ack = to_method(INVITE_2543, "ACK").replace(
+            "To: <sip:08000289999@127.0.0.1:5060>",
+            "To: <sip:08000289999@127.0.0.1:5060>;tag=srv486",
+        );
+        ep.handle_message(t0 + Duration::from_millis(100), peer(), ack.as_bytes());
+        assert!(
+            ep.poll_event().is_none(),
+            "the ACK of a non-2xx belongs to the transaction, not the core"
+        );
+        // Timer G stops: no more 486 retransmissions until the transaction ends.
+        for _ in 0..20 {
+            let Some(at) = ep.poll_timeout() else { break };
+            ep.handle_timeout(at);
+            assert!(transmits(&mut ep).is_empty());
+        }
+        assert_eq!(ep.transaction_count(), 0);
+    }
+
+    #[test]
+    fn rfc2543_ack_of_a_2xx_to_a_reinvite_reaches_the_core() {
+        // Inside a dialog nothing in an RFC 2543 ACK differs from its re-INVITE's key fields.
+        let reinvite = INVITE_2543.replace(
+            "To: <sip:08000289999@127.0.0.1:5060>",
+            "To: <sip:08000289999@127.0.0.1:5060>;tag=srv",
+        );
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), reinvite.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        ep.respond(t0, tx, Response::for_request(&invite, 200, "OK"));
+        transmits(&mut ep);
+        let ack = to_method(&reinvite, "ACK");
+        ep.handle_message(t0 + Duration::from_millis(100), peer(), ack.as_bytes());
+        assert!(matches!(ep.poll_event(), Some(SipEvent::Ack { .. })));
+        for _ in 0..20 {
+            let Some(at) = ep.poll_timeout() else { break };
+            ep.handle_timeout(at);
+            assert!(
+                transmits(&mut ep).is_empty(),
+                "the ACK stopped the 2xx retransmission"
+            );
+            assert!(ep.poll_event().is_none(), "no NoAck");
+        }
+        assert_eq!(ep.transaction_count(), 0);
+    }
+
+    fn bye() -> Request {
         let mut bye = Request::new(
             Method::Bye,
             crate::sip::message::Uri::parse("sip:caller@127.0.0.1:5092").expect("uri"),
         );
         bye.headers.push("Call-ID", "x");
         bye.headers.push("CSeq", "1 BYE");
-        let tx = ep.send_request(t0, peer(), bye);
+        bye
+    }
+
+    /// Every message the endpoint sends for the exchanges that need no core decision besides `respond`.
+    fn everything_sent(ep: &mut Endpoint) -> Vec<String> {
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        ep.handle_message(t0, peer(), INVITE.as_bytes());
+        let (tx, invite) = new_request(ep);
+        ep.respond(t0, tx, Response::for_request(&invite, 100, "Trying"));
+        out.extend(transmits(ep));
+        let cancel = to_method(INVITE, "CANCEL");
+        ep.handle_message(t0, peer(), cancel.as_bytes()); // 200 to the CANCEL
+        let stray = cancel.replace("z9hG4bK-1", "z9hG4bK-9");
+        ep.handle_message(t0, peer(), stray.as_bytes()); // 481
+        let bad = INVITE.replace("CSeq: 1 INVITE", "CSeq: one INVITE");
+        ep.handle_message(t0, peer(), bad.as_bytes()); // stateless 400
+        let old = INVITE.replacen("SIP/2.0\r\n", "SIP/3.0\r\n", 1);
+        ep.handle_message(t0, peer(), old.as_bytes()); // 505
+        out.extend(transmits(ep));
+        ep.send_request(t0, peer(), bye());
+        out.extend(transmits(ep));
+        out
+    }
+
+    fn header_lines<'a>(message: &'a str, name: &str) -> Vec<&'a str> {
+        message
+            .lines()
+            .filter(|l| l.split(':').next() == Some(name))
+            .collect()
+    }
+
+    #[test]
+    fn every_response_carries_server_and_every_request_user_agent() {
+        let mut ep = endpoint();
+        let sent = everything_sent(&mut ep);
+        let starts: Vec<&str> = sent
+            .iter()
+            .map(|m| &m[..m.find('\r').unwrap_or(0)])
+            .collect();
+        assert_eq!(
+            starts[..5],
+            [
+                "SIP/2.0 100 Trying",
+                "SIP/2.0 200 OK",
+                "SIP/2.0 481 Call/Transaction Does Not Exist",
+                "SIP/2.0 400 Malformed CSeq header",
+                "SIP/2.0 505 Version Not Supported",
+            ]
+        );
+        assert!(starts[5].starts_with("BYE "), "{}", starts[5]);
+        for m in &sent[..5] {
+            assert_eq!(header_lines(m, "Server"), ["Server: helpline"], "{m}");
+            assert!(header_lines(m, "User-Agent").is_empty(), "{m}");
+        }
+        assert_eq!(
+            header_lines(&sent[5], "User-Agent"),
+            ["User-Agent: helpline"]
+        );
+        assert!(header_lines(&sent[5], "Server").is_empty());
+
+        let mut ep = endpoint();
+        ep.set_server_header("Acme IVR");
+        for m in everything_sent(&mut ep) {
+            let name = if m.starts_with("SIP/2.0") {
+                "Server"
+            } else {
+                "User-Agent"
+            };
+            assert_eq!(header_lines(&m, name), [format!("{name}: Acme IVR")], "{m}");
+        }
+    }
+
+    #[test]
+    fn a_server_or_user_agent_already_set_is_kept() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        ep.handle_message(t0, peer(), INVITE.as_bytes());
+        let (tx, invite) = new_request(&mut ep);
+        let mut trying = Response::for_request(&invite, 100, "Trying");
+        trying.headers.push("Server", "custom/1");
+        ep.respond(t0, tx, trying);
+        let mut request = bye();
+        request.headers.push("User-Agent", "custom/2");
+        ep.send_request(t0, peer(), request);
+        let sent = transmits(&mut ep);
+        assert_eq!(header_lines(&sent[0], "Server"), ["Server: custom/1"]);
+        assert_eq!(
+            header_lines(&sent[1], "User-Agent"),
+            ["User-Agent: custom/2"]
+        );
+    }
+
+    #[test]
+    fn the_default_server_text_names_no_version() {
+        assert_eq!(crate::sip::USER_AGENT, "helpline");
+    }
+
+    #[test]
+    fn client_transaction_times_out_with_timer_f() {
+        let t0 = Instant::now();
+        let mut ep = endpoint();
+        let tx = ep.send_request(t0, peer(), bye());
         assert!(transmits(&mut ep)[0].starts_with("BYE sip:caller@127.0.0.1:5092 SIP/2.0"));
         for _ in 0..100 {
             let Some(at) = ep.poll_timeout() else { break };

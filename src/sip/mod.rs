@@ -6,9 +6,11 @@ pub mod ids;
 pub mod message;
 pub mod reply;
 pub mod transaction;
+pub mod uas;
 
 pub use ids::{Branch, CallId, Tag};
 pub use reply::Reply;
 
-/// What helpline calls itself in User-Agent and Server headers.
-pub const USER_AGENT: &str = concat!("helpline/", env!("CARGO_PKG_VERSION"));
+/// What helpline calls itself in Server and User-Agent headers unless `serve --server-header` says
+/// otherwise. No version: telling every peer the exact build only helps whoever looks for its bugs.
+pub const USER_AGENT: &str = "helpline";

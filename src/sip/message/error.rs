@@ -10,6 +10,8 @@ use super::via::Via;
 pub enum Fault {
     /// The start line is neither a Request-Line nor a Status-Line.
     BadStartLine,
+    /// The Request-Line method is not a token (RFC 3261 §25.1).
+    BadMethod,
     /// The Request-URI does not parse.
     BadRequestUri,
     /// The header section is not UTF-8.
@@ -32,6 +34,7 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::BadStartLine => f.write_str("Bad start line"),
+            Fault::BadMethod => f.write_str("Method is not a token"),
             Fault::BadRequestUri => f.write_str("Bad Request-URI"),
             Fault::InvalidUtf8 => f.write_str("Invalid UTF-8 in header section"),
             Fault::MalformedHeaderLine => f.write_str("Malformed header line"),
@@ -92,7 +95,8 @@ impl ParseError {
     /// echoed verbatim when present and left out when not, so `400 Missing Call-ID header` can still be
     /// sent. A To without a tag gets one derived deterministically from the Call-ID and top Via
     /// (§8.2.6.2 wants a tag; deriving it means a retransmitted bad request gets a byte-identical 400).
-    pub fn reply_400(&self) -> Option<Vec<u8>> {
+    /// `server` is the text of a `Server` header (§20.35), left out when `None`.
+    pub fn reply_400(&self, server: Option<&str>) -> Option<Vec<u8>> {
         let p = &self.partial;
         if p.is_request != Some(true) || p.method.as_deref() == Some("ACK") {
             return None;
@@ -123,6 +127,9 @@ impl ParseError {
         }
         if let Some(c) = &p.cseq {
             out.push_str(&format!("CSeq: {c}\r\n"));
+        }
+        if let Some(s) = server {
+            out.push_str(&format!("Server: {}\r\n", s.replace(['\r', '\n'], " ")));
         }
         out.push_str("Content-Length: 0\r\n\r\n");
         Some(out.into_bytes())

@@ -299,6 +299,18 @@ impl Headers {
         }
     }
 
+    /// Inserts a `name: value` line before the first line named `before` (at the end when there is none):
+    /// how a header is added ahead of Content-Length, which conventionally ends the header section.
+    pub fn push_before(&mut self, before: &str, name: &str, value: &str) {
+        let pos = self.entries.iter().position(|(n, _)| same_name(n, before));
+        self.push(name, value);
+        if let Some(pos) = pos {
+            if let Some(e) = self.entries.pop() {
+                self.entries.insert(pos, e);
+            }
+        }
+    }
+
     /// Removes the last line (undo of a `push`).
     pub(crate) fn pop_last(&mut self) {
         self.entries.pop();
@@ -317,6 +329,17 @@ impl Headers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_before_inserts_ahead_of_the_named_line() {
+        let mut h = Headers::new();
+        h.push("Via", "a");
+        h.push("l", "0");
+        h.push_before("Content-Length", "Server", "helpline");
+        h.push_before("Nothing-Like-This", "Subject", "end");
+        let names: Vec<&str> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["Via", "Server", "Content-Length", "Subject"]);
+    }
 
     #[test]
     fn compact_and_case_insensitive_lookup() {

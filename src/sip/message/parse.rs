@@ -67,10 +67,15 @@ fn parse_start_line(line: &str, partial: &mut PartialHeaders) -> Result<StartLin
     else {
         return Err(Fault::BadStartLine);
     };
-    if !is_token(method) || !is_version(version) {
+    if !is_version(version) {
         return Err(Fault::BadStartLine);
     }
     partial.is_request = Some(true);
+    // §25.1 Method = INVITEm / … / extension-method, extension-method = token: every token is a method
+    // (an unknown one is the UAS's 501, RFC 4475 §3.1.1.2); anything else is a 400 naming the method.
+    if !is_token(method) {
+        return Err(Fault::BadMethod);
+    }
     partial.method = Some(method.to_owned());
     let uri = Uri::parse(uri).map_err(|_| Fault::BadRequestUri)?;
     Ok(StartLine::Request {
@@ -78,6 +83,30 @@ fn parse_start_line(line: &str, partial: &mut PartialHeaders) -> Result<StartLin
         uri,
         version: version.to_owned(),
     })
+}
+
+/// Whether every control character in a header value (other than HTAB, which is LWS) is the second half
+/// of a quoted-pair inside a quoted string: RFC 3261 §25.1 allows `"\" (%x00-09 / %x0B-0C / %x0E-7F)`
+/// there and nowhere else (RFC 4475 §3.1.1.2 sends BEL, NUL and DEL that way in a display name).
+fn controls_are_quoted_pairs(value: &str) -> bool {
+    let (mut in_quote, mut escaped) = (false, false);
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            if c.is_ascii() && c != '\r' && c != '\n' {
+                continue;
+            }
+        }
+        if c.is_control() && c != '\t' {
+            return false;
+        }
+        match c {
+            '"' => in_quote = !in_quote,
+            '\\' if in_quote => escaped = true,
+            _ => {}
+        }
+    }
+    true
 }
 
 /// The headers kept in typed form, in the order their faults are reported.
@@ -258,12 +287,12 @@ pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseE
             raw.push(None);
             continue;
         };
-        if line.chars().any(|c| c.is_control() && c != '\t') {
-            fault.get_or_insert(Fault::MalformedHeaderLine);
-            raw.push(None);
-            continue;
-        }
         if start.is_none() {
+            if line.chars().any(|c| c.is_control() && c != '\t') {
+                fault.get_or_insert(Fault::MalformedHeaderLine);
+                raw.push(None);
+                continue;
+            }
             start = Some(parse_start_line(line, &mut partial));
             continue;
         }
@@ -305,6 +334,10 @@ pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseE
     }
     let mut headers = Headers::new();
     for (name, value) in raw.iter().flatten() {
+        // Checked on the unfolded value, which is what gets printed, so a reparse decides the same.
+        if !controls_are_quoted_pairs(value) {
+            fault.get_or_insert(Fault::MalformedHeaderLine);
+        }
         headers.push(name, value);
     }
     partial.via = headers.get_all_lines("Via");

@@ -176,7 +176,7 @@ fn each_fault_is_named() {
 #[test]
 fn reply_400_names_the_fault_and_echoes_what_was_read() {
     let bad = INVITE.replace("Call-ID: 1-1@127.0.0.1\r\n", "");
-    let reply = fault_of(bad.as_bytes()).reply_400().unwrap();
+    let reply = fault_of(bad.as_bytes()).reply_400(None).unwrap();
     // Without a Call-ID the reply is not a complete message for our own strict parser; check the text.
     let text = String::from_utf8(reply).unwrap();
     assert_eq!(
@@ -187,11 +187,17 @@ fn reply_400_names_the_fault_and_echoes_what_was_read() {
          To: service <sip:service@127.0.0.1:5091>;tag=6c6b73fb8ad4fbc2\r\n\
          CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
     );
+    let with_server = fault_of(bad.as_bytes())
+        .reply_400(Some("helpline"))
+        .unwrap();
+    assert!(String::from_utf8(with_server)
+        .unwrap()
+        .ends_with("CSeq: 1 INVITE\r\nServer: helpline\r\nContent-Length: 0\r\n\r\n"));
 
     let bad = INVITE.replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
     let e = fault_of(bad.as_bytes());
-    let reply = e.reply_400().unwrap();
-    let twice = e.reply_400().unwrap();
+    let reply = e.reply_400(None).unwrap();
+    let twice = e.reply_400(None).unwrap();
     assert_eq!(reply, twice, "the derived To tag is deterministic");
     let SipMessage::Response(resp) = parse_datagram(&reply).unwrap() else {
         panic!("not a response")
@@ -211,23 +217,23 @@ fn reply_400_is_withheld_when_it_must_not_or_cannot_be_sent() {
         .replace("INVITE", "ACK")
         .replace("Call-ID: 1-1@127.0.0.1\r\n", "");
     assert_eq!(
-        fault_of(ack.as_bytes()).reply_400(),
+        fault_of(ack.as_bytes()).reply_400(None),
         None,
         "never answer an ACK"
     );
     let resp = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
     assert_eq!(
-        fault_of(resp.as_bytes()).reply_400(),
+        fault_of(resp.as_bytes()).reply_400(None),
         None,
         "never answer a response"
     );
     let no_via = INVITE.replace("Via: SIP/2.0/UDP 127.0.0.1:5092;branch=z9hG4bK-1\r\n", "");
     assert_eq!(
-        fault_of(no_via.as_bytes()).reply_400(),
+        fault_of(no_via.as_bytes()).reply_400(None),
         None,
         "nowhere to send it"
     );
-    assert_eq!(fault_of(b"\x00garbage\r\n\r\n").reply_400(), None);
+    assert_eq!(fault_of(b"\x00garbage\r\n\r\n").reply_400(None), None);
 }
 
 #[test]
@@ -351,4 +357,69 @@ fn contact_star_and_routes() {
     assert!(r.contact_is_star());
     assert_eq!(r.route().len(), 2);
     assert_eq!(r.route()[1].uri.host, "p2");
+}
+
+/// RFC 3261 §25.1 `token` characters other than alphanumerics, all of which may build a method.
+const TOKEN_PUNCT: &str = "-.!%*_+`'~";
+
+#[test]
+fn a_method_built_from_any_token_characters_is_an_unknown_method() {
+    // RFC 4475 §3.1.1.2 (intmeth) uses this method; it must reach the UAS, which answers 501.
+    let method = format!("!interesting-Method0123456789{TOKEN_PUNCT}indeed");
+    let s = INVITE.replace("INVITE", &method);
+    let r = req(&s);
+    assert_eq!(r.method, Method::Other(method.clone()));
+    assert_eq!(r.cseq().method, Method::Other(method.clone()));
+    for c in TOKEN_PUNCT.chars() {
+        let m = format!("X{c}Y");
+        let r = req(&INVITE.replace("INVITE", &m));
+        assert_eq!(r.method.as_str(), m);
+    }
+}
+
+#[test]
+fn a_method_with_a_non_token_character_is_a_400_naming_the_method() {
+    for bad in ["FO(O", "FO\"O", "FO/O", "FO:O", "FO@O", "FOé"] {
+        let s = INVITE.replacen("INVITE", bad, 1);
+        let e = fault_of(s.as_bytes());
+        assert_eq!(e.fault, "Method is not a token", "for {bad:?}");
+        let reply = String::from_utf8(e.reply_400(None).expect("a 400 can be addressed")).unwrap();
+        assert!(
+            reply.starts_with("SIP/2.0 400 Method is not a token\r\n"),
+            "{reply}"
+        );
+    }
+}
+
+#[test]
+fn escaped_control_characters_in_a_quoted_string_are_valid() {
+    // RFC 3261 §25.1: quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F); RFC 4475 §3.1.1.2's To.
+    let to = "To: \"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\" <sip:service@127.0.0.1:5091>\r\n";
+    let s = INVITE.replace("To: service <sip:service@127.0.0.1:5091>\r\n", to);
+    let r = req(&s);
+    assert_eq!(
+        r.to().display_name.as_deref(),
+        Some("BEL:\x07 NUL:\x00 DEL:\x7f")
+    );
+    // Printing the display name again escapes the controls, so a tagged To still parses.
+    let mut resp = Response::for_request(&r, 200, "OK");
+    resp.set_to_tag("t1");
+    let again = parse_datagram(&resp.to_bytes()).expect("our response parses");
+    let SipMessage::Response(again) = again else {
+        panic!("not a response")
+    };
+    assert_eq!(again.to().display_name, r.to().display_name);
+    // Unescaped, or outside a quoted string, a control character is still a fault.
+    for bad in [
+        "To: \"BEL:\x07\" <sip:service@127.0.0.1:5091>\r\n",
+        "To: <sip:service@127.0.0.1:5091>;x=\\\x07\r\n",
+        "To: \"a\" <sip:service@127.0.0.1:5091>\\\x07\r\n",
+    ] {
+        let s = INVITE.replace("To: service <sip:service@127.0.0.1:5091>\r\n", bad);
+        assert_eq!(
+            fault_of(s.as_bytes()).fault,
+            "Malformed header line",
+            "{bad:?}"
+        );
+    }
 }

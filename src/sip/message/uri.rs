@@ -363,10 +363,14 @@ impl fmt::Display for NameAddr {
         if let Some(name) = &self.display_name {
             f.write_str("\"")?;
             for c in name.chars() {
-                if c == '"' || c == '\\' {
-                    f.write_str("\\")?;
+                match c {
+                    // CR and LF cannot be written even as a quoted-pair (RFC 3261 §25.1).
+                    '\r' | '\n' => f.write_str(" ")?,
+                    // Other ASCII controls (an RFC 4475 display name holds NUL) only as quoted-pairs.
+                    '"' | '\\' => write!(f, "\\{c}")?,
+                    c if c.is_ascii_control() && c != '\t' => write!(f, "\\{c}")?,
+                    c => write!(f, "{c}")?,
                 }
-                write!(f, "{c}")?;
             }
             f.write_str("\" ")?;
         }
@@ -390,6 +394,10 @@ mod tests {
             "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31",
             "tel:+15551234567;phone-context=example.com",
             "urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF",
+            // Schemes helpline does not serve stay opaque, so the UAS can answer 416 (not 400).
+            "http://example.com/ivr?x=1;y=2",
+            "im:alice@example.com",
+            "soap.beep://192.0.2.103:3002",
         ] {
             let u = Uri::parse(s).unwrap();
             assert_eq!(u.to_string(), s, "round trip of {s}");

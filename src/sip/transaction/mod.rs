@@ -37,7 +37,7 @@ pub use client_invite::{ClientInvite, ClientInviteEvent, ClientInviteInput, Clie
 pub use client_non_invite::{
     ClientNonInvite, ClientNonInviteEvent, ClientNonInviteInput, ClientNonInviteState,
 };
-pub use key::{KeyMethod, TransactionKey, MAGIC_COOKIE};
+pub use key::{KeyMethod, Rfc2543Fields, TransactionKey, MAGIC_COOKIE};
 pub use server_invite::{ServerInvite, ServerInviteEvent, ServerInviteInput, ServerInviteState};
 pub use server_non_invite::{
     ServerNonInvite, ServerNonInviteEvent, ServerNonInviteInput, ServerNonInviteState,

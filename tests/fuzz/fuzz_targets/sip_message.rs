@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again.to_bytes(), printed, "printing is idempotent");
         }
         Err(e) => {
-            if let Some(reply) = e.reply_400() {
+            if let Some(reply) = e.reply_400(None) {
                 assert!(reply.starts_with(b"SIP/2.0 400 "));
             }
         }
