@@ -2,7 +2,7 @@
 //! thread-local randomness. Only `transport`, `server`, `cli`, `config`, `prompts` and `clock` do I/O.
 use std::path::Path;
 
-const CORES: &[&str] = &["sip", "dialog", "sdp", "media", "call", "ivr"];
+const CORES: &[&str] = &["sip", "dialog", "sdp", "media", "call", "ivr", "agent"];
 const BANNED: &[&str] = &[
     "tokio::",
     "UdpSocket",

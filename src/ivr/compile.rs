@@ -18,6 +18,7 @@ use super::diag::{did_you_mean, line_col, Diagnostic, Severity};
 use super::hours::{self, Schedule, WeeklySpan};
 use super::menu::{self, ActionModel, MenuFile, MenuModel, RegionModel, Text};
 use super::number::{self, Dialed};
+use crate::agent::{AgentConfig, AgentId};
 
 /// Tells whether a prompt can be played: implemented by the server over `prompts/` (file exists and
 /// decodes) and by tests over an in-memory list.
@@ -132,7 +133,12 @@ pub struct MenuSet {
     national: HashMap<String, (usize, usize)>,
     default_region: Option<usize>,
     prompts_used: BTreeSet<(String, String)>,
+    realm: String,
+    agents: BTreeMap<AgentId, AgentConfig>,
 }
+
+/// The digest realm when `[routing]` names none.
+pub const DEFAULT_REALM: &str = "helpline";
 
 /// Prompts the automatic language choice plays: `for-language` ("For English, press") then `digit-N`.
 pub(crate) const LANGUAGE_PROMPT: &str = "for-language";
@@ -188,6 +194,21 @@ impl MenuSet {
     pub fn region_names(&self) -> Vec<&str> {
         self.regions.iter().map(|r| r.name.as_str()).collect()
     }
+
+    /// The digest realm agents authenticate in (`[routing] realm`, default `helpline`).
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The agent declared with this ID.
+    pub fn agent(&self, id: &str) -> Option<&AgentConfig> {
+        self.agents.get(id)
+    }
+
+    /// Every declared agent, by ID.
+    pub fn agents(&self) -> impl Iterator<Item = &AgentConfig> {
+        self.agents.values()
+    }
 }
 
 /// 64-bit FNV-1a: stable across Rust versions, unlike `DefaultHasher`, so versions compare across runs.
@@ -218,18 +239,18 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Where a value came from: file index and byte span.
 #[derive(Debug, Clone)]
-struct Loc {
-    file: usize,
-    span: Range<usize>,
+pub(super) struct Loc {
+    pub file: usize,
+    pub span: Range<usize>,
 }
 
-struct Ctx<'a> {
-    files: &'a [(PathBuf, String)],
+pub(super) struct Ctx<'a> {
+    pub files: &'a [(PathBuf, String)],
     diags: Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
-    fn push(&mut self, sev: Severity, loc: &Loc, message: String, hint: Option<String>) {
+    pub(super) fn push(&mut self, sev: Severity, loc: &Loc, message: String, hint: Option<String>) {
         let (path, src) = match self.files.get(loc.file) {
             Some((p, s)) => (p.clone(), s.as_str()),
             None => (PathBuf::new(), ""),
@@ -244,12 +265,12 @@ impl Ctx<'_> {
             severity: sev,
         });
     }
-    fn err(&mut self, loc: &Loc, message: impl Into<String>, hint: Option<String>) {
+    pub(super) fn err(&mut self, loc: &Loc, message: impl Into<String>, hint: Option<String>) {
         self.push(Severity::Error, loc, message.into(), hint);
     }
 }
 
-fn loc<T>(file: usize, s: &Spanned<T>) -> Loc {
+pub(super) fn loc<T>(file: usize, s: &Spanned<T>) -> Loc {
     Loc {
         file,
         span: s.span(),
@@ -406,7 +427,7 @@ pub fn compile(
         let mut languages = Vec::new();
         let mut lang_locs = Vec::new();
         for l in r.languages.get_ref() {
-            check_language(&mut cx, file, l);
+            let _ = check_language(&mut cx, file, l);
             if languages.contains(l.get_ref()) {
                 cx.err(
                     &loc(file, l),
@@ -555,6 +576,28 @@ pub fn compile(
             );
         }
     }
+
+    let realm = match routing.and_then(|(file, r)| Some((file, r.get_ref().realm.as_ref()?))) {
+        Some((file, realm)) => {
+            if !crate::agent::digest::is_valid_realm(realm.get_ref()) {
+                cx.err(
+                    &loc(file, realm),
+                    format!("invalid realm `{}`", realm.get_ref()),
+                    Some("use printable text without quotes or backslashes, e.g. helpline.example.org".into()),
+                );
+            }
+            realm.get_ref().clone()
+        }
+        None => DEFAULT_REALM.to_owned(),
+    };
+    let known = super::agents::Known {
+        regions: regions
+            .iter()
+            .map(|r| (r.name.as_str(), r.languages.as_slice()))
+            .collect(),
+        departments: &departments,
+    };
+    let agents = super::agents::compile_agents(&mut cx, &parsed, &known);
 
     let default_region = routing.and_then(|(file, r)| {
         let d = r.get_ref().default_region.as_ref()?;
@@ -765,6 +808,8 @@ pub fn compile(
         national,
         default_region,
         prompts_used,
+        realm,
+        agents,
     };
     Ok((Arc::new(set), cx.diags))
 }
@@ -777,7 +822,8 @@ fn unknown_key_hint(message: &str) -> Option<String> {
     did_you_mean(wrong, names.iter().copied()).or_else(|| Some(format!("remove `{wrong}`")))
 }
 
-fn check_language(cx: &mut Ctx, file: usize, l: &Text) {
+/// Reports a language code that is not 2–3 lowercase letters; returns whether it is one.
+pub(super) fn check_language(cx: &mut Ctx, file: usize, l: &Text) -> bool {
     let ok =
         (2..=3).contains(&l.get_ref().len()) && l.get_ref().chars().all(|c| c.is_ascii_lowercase());
     if !ok {
@@ -787,6 +833,7 @@ fn check_language(cx: &mut Ctx, file: usize, l: &Text) {
             Some("use a lowercase ISO 639 code such as en, zh, es".into()),
         );
     }
+    ok
 }
 
 fn window(cx: &mut Ctx, file: usize, days: &Text, open: &Text, close: &Text) -> Option<WeeklySpan> {

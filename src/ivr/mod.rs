@@ -5,6 +5,7 @@
 //! a `MenuSet`; [`simulate`] drives it on a simulated clock for `helpline simulate` and tests. Nothing
 //! here knows about SIP or RTP, and nothing here touches files or the clock.
 
+mod agents;
 pub mod compile;
 pub mod diag;
 pub mod engine;
@@ -13,7 +14,7 @@ pub mod menu;
 pub mod number;
 pub mod simulate;
 
-pub use compile::{compile, MenuSet, PromptCheck, RegionId, Unrouted};
+pub use compile::{compile, MenuSet, PromptCheck, RegionId, Unrouted, DEFAULT_REALM};
 pub use diag::{Diagnostic, Severity};
 pub use engine::{CallSummary, IvrAction, IvrInput, IvrSession, TimerKind};
 pub use simulate::{simulate, SimEvent, SimulationResult};
