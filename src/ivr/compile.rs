@@ -1516,4 +1516,114 @@ action = "repeat"
         assert_ne!(a.version(), b.version());
         assert_eq!(a.version().len(), 16);
     }
+
+    /// `printf 'alice:helpline:correct horse' | md5sum` and `sha256sum`.
+    const ALICE_MD5: &str = "b5e76893f4140dd5a5838cad7b58cf3b";
+    const ALICE_SHA256: &str = "a2d853ea78ff06e3647367d773fd19b8903f7b27c9193e486b12881cb3c75e49";
+
+    #[test]
+    fn agents_compile_into_typed_entries_with_the_default_realm() {
+        let src = format!(
+            "{BASE}\n[agents.alice]\nname = \"Alice\"\nha1 = \"{ALICE_MD5}\"\nha1_sha256 = \"{ALICE_SHA256}\"\nqueues = [\"r.orders\"]\nlanguages = [\"en\"]\n\n[agents.bob]\nname = \"Bob\"\nha1 = \"{ALICE_MD5}\"\nqueues = [\"r.orders\"]\n"
+        );
+        let (set, warnings) = compile(&[("t.toml".into(), src)], &AllPrompts).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(set.realm(), "helpline");
+        let alice = set.agent("alice").expect("alice");
+        assert_eq!(alice.id.as_str(), "alice");
+        assert_eq!(alice.name, "Alice");
+        assert_eq!(alice.ha1.as_hex(), ALICE_MD5);
+        assert_eq!(
+            alice.ha1_sha256.as_ref().map(|h| h.as_hex()),
+            Some(ALICE_SHA256)
+        );
+        assert_eq!(alice.queues, [crate::agent::QueueName::new("r", "orders")]);
+        assert_eq!(alice.languages, ["en"]);
+        assert_eq!(set.agent("bob").and_then(|b| b.ha1_sha256.as_ref()), None);
+        let ids: Vec<&str> = set.agents().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["alice", "bob"]);
+        assert!(set.agent("carol").is_none());
+    }
+
+    #[test]
+    fn every_agent_error_is_reported_at_its_position() {
+        let d = diags(
+            r#"
+[agents.alice]
+name = " "
+ha1 = "B5E76893F4140DD5A5838CAD7B58CF3B"
+ha1_sha256 = "b5e76893f4140dd5a5838cad7b58cf3b"
+queues = ["r.orders", "x.orders", "r.order", "orders", "r.orders"]
+languages = ["en", "fr", "EN"]
+
+[agents."bob smith"]
+name = "Bob"
+ha1 = "b5e76893f4140dd5a5838cad7b58cf3"
+queues = []
+"#,
+        );
+        let expect = [
+            "t.toml:23:8: error: agent name is empty",
+            "t.toml:24:7: error: `ha1` must be 32 lowercase hex digits (hint: write it in lowercase)",
+            "t.toml:25:14: error: `ha1_sha256` must be 64 lowercase hex digits (hint: paste the line `helpline passwd alice` prints (the SHA-256 of ID:REALM:password))",
+            "t.toml:26:23: error: unknown region `x` in queue `x.orders` (hint: did you mean `r`?)",
+            "t.toml:26:35: error: unknown department `order` in queue `r.order` (hint: did you mean `orders`?)",
+            "t.toml:26:46: error: queue `orders` is not REGION.DEPARTMENT",
+            "t.toml:26:56: error: queue `r.orders` is listed twice",
+            "t.toml:27:20: error: language `fr` is not declared by any region",
+            "t.toml:27:26: error: invalid language code `EN`",
+            "t.toml:29:9: error: invalid agent ID `bob smith`",
+            "t.toml:31:7: error: `ha1` must be 32 lowercase hex digits",
+            "t.toml:32:10: warning: agent `bob smith` serves no queue",
+        ];
+        for e in expect {
+            assert!(d.iter().any(|l| l.starts_with(e)), "missing {e}\n{d:#?}");
+        }
+        assert_eq!(d.len(), expect.len(), "{d:#?}");
+    }
+
+    #[test]
+    fn an_agent_declared_in_two_files_is_reported_with_the_first_place() {
+        let agents = |name: &str| {
+            format!("\n[agents.alice]\nname = \"{name}\"\nha1 = \"{ALICE_MD5}\"\nqueues = [\"r.orders\"]\n")
+        };
+        let files = [
+            ("a.toml".into(), format!("{BASE}{}", agents("Alice"))),
+            ("b.toml".into(), agents("Alice again")),
+        ];
+        let d: Vec<String> = compile(&files, &AllPrompts)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            d,
+            ["b.toml:2:9: error: agent `alice` is defined twice (hint: first definition is at a.toml:22)"]
+        );
+    }
+
+    #[test]
+    fn the_realm_comes_from_routing_and_is_checked() {
+        let with_realm = |realm: &str| {
+            BASE.replacen(
+                "[routing]\n",
+                &format!("[routing]\nrealm = \"{realm}\"\n"),
+                1,
+            )
+        };
+        let (set, _) = compile(
+            &[("t.toml".into(), with_realm("helpline.example.org"))],
+            &AllPrompts,
+        )
+        .unwrap();
+        assert_eq!(set.realm(), "helpline.example.org");
+        let d = compile(&[("t.toml".into(), with_realm(r"a\\b"))], &AllPrompts).unwrap_err();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].to_string()
+                .starts_with(r"t.toml:3:9: error: invalid realm `a\b`"),
+            "{}",
+            d[0]
+        );
+    }
 }
