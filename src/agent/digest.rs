@@ -181,9 +181,7 @@ fn parse_params(value: &str) -> Result<(&str, Params), DigestError> {
         if rest.is_empty() {
             return Ok((scheme, params));
         }
-        let name_end = rest
-            .find(|c: char| c == '=' || c == ' ' || c == '\t' || c == ',')
-            .unwrap_or(rest.len());
+        let name_end = rest.find(['=', ' ', '\t', ',']).unwrap_or(rest.len());
         let name = &rest[..name_end];
         if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
             return Err(DigestError::Malformed("parameter name"));
@@ -196,9 +194,7 @@ fn parse_params(value: &str) -> Result<(&str, Params), DigestError> {
         let (v, after) = if let Some(q) = rest.strip_prefix('"') {
             quoted(q)?
         } else {
-            let end = rest
-                .find(|c: char| c == ',' || c == ' ' || c == '\t')
-                .unwrap_or(rest.len());
+            let end = rest.find([',', ' ', '\t']).unwrap_or(rest.len());
             (rest[..end].to_owned(), &rest[end..])
         };
         let name = name.to_ascii_lowercase();

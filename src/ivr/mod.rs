@@ -1,4 +1,6 @@
 //! IVR: the menu language of `ivr-menus/`, its compiler and `check` diagnostics, and the sans-IO engine.
+//! The `[agents.ID]` tables are compiled here too (in `agents`), so agents reload with the menus; their
+//! types live in `crate::agent`.
 //!
 //! `config::load_menus` reads every `*.toml` in a directory (sorted) and hands the texts to `compile`, which
 //! returns an immutable [`MenuSet`] or every diagnostic at once. [`IvrSession`] walks one caller through

@@ -320,7 +320,7 @@ fn a_replayed_or_recounted_response_is_refused() {
     let first = reg.handle_register(t0, &phone.request(&[]), &peer(5071));
     let nonce = nonce_for(&first.response, "MD5");
     let auth1 = authorization("MD5", "alice", "alice-pw", &nonce, 1, "c");
-    let captured = phone.request(&[auth1.clone()]);
+    let captured = phone.request(&[auth1]);
     assert_eq!(
         reg.handle_register(t0, &captured, &peer(5071))
             .response
@@ -329,7 +329,7 @@ fn a_replayed_or_recounted_response_is_refused() {
     );
     // The phone unregisters with the same nonce and the next count.
     let auth2 = authorization("MD5", "alice", "alice-pw", &nonce, 2, "c");
-    let bye = phone.request(&[auth2.clone(), "Expires: 0".into()]);
+    let bye = phone.request(&[auth2, "Expires: 0".into()]);
     let r = reg.handle_register(t0, &bye, &peer(5071));
     assert_eq!(r.response.code, 200, "{}", r.response);
     assert!(contacts(&r.response).is_empty());
@@ -703,7 +703,7 @@ fn two_phones_of_one_agent_and_star_unregister() {
         &mut mobile,
         "MD5",
         "alice-pw",
-        &[star.clone()],
+        std::slice::from_ref(&star),
     );
     assert_eq!(r.response.code, 400, "{}", r.response);
     assert_eq!(reg.bindings(t1, &id("alice")).len(), 1);
@@ -902,4 +902,30 @@ fn the_same_seed_gives_the_same_answers() {
         (a, b)
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn every_answer_parses_with_an_independent_parser() {
+    let t0 = Instant::now();
+    let mut reg = registrar();
+    let mut phone = Phone::new("alice", "c1", 5071);
+    let mut answers = vec![reg.handle_register(t0, &phone.request(&[]), &peer(5071))];
+    answers.push(register(&mut reg, t0, &mut phone, "MD5", "alice-pw", &[]));
+    answers.push(register(&mut reg, t0, &mut phone, "MD5", "nope", &[]));
+    answers.push(register(
+        &mut reg,
+        t0,
+        &mut phone,
+        "MD5",
+        "alice-pw",
+        &["Expires: 5".into()],
+    ));
+    let codes: Vec<u16> = answers.iter().map(|a| a.response.code).collect();
+    assert_eq!(codes, [401, 200, 403, 423]);
+    for a in answers {
+        let bytes = a.response.to_bytes();
+        let parsed = rsip::SipMessage::try_from(bytes.as_slice())
+            .unwrap_or_else(|e| panic!("{e:?}\n{}", a.response));
+        assert!(parsed.is_response());
+    }
 }
