@@ -1,4 +1,4 @@
-//! Command line (clap): `serve`, `check`, `simulate`; the only place errors become exit codes.
+//! Command line (clap): `serve`, `check`, `simulate`, `passwd`; the only place errors become exit codes.
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -102,6 +102,18 @@ pub enum Command {
         #[arg(long, default_value = "prompts")]
         prompts: PathBuf,
     },
+    /// Read an agent's password on stdin (one line) and print the `ha1` and `ha1_sha256` lines to paste
+    /// into its `[agents.ID]` table.
+    Passwd {
+        /// The agent ID (the SIP user its phone registers).
+        id: String,
+        /// Directory of the IVR menu files whose `[routing] realm` to use (default: ivr-menus).
+        #[arg(long, conflicts_with = "realm")]
+        config: Option<PathBuf>,
+        /// The realm to hash with, instead of reading it from the menus.
+        #[arg(long)]
+        realm: Option<String>,
+    },
 }
 
 /// Entry point of the binary.
@@ -110,6 +122,7 @@ pub fn main() -> ExitCode {
     crate::telemetry::init();
     match cli.command {
         Command::Check { dir, prompts } => check(&dir, &prompts),
+        Command::Passwd { id, config, realm } => passwd(&id, config.as_deref(), realm.as_deref()),
         Command::Simulate {
             dialed,
             at,
@@ -212,6 +225,54 @@ fn check(dir: &Path, prompts: &Path) -> ExitCode {
         }
         None => ExitCode::from(1),
     }
+}
+
+/// `helpline passwd`: the password never reaches the configuration, only its two HA1s do.
+fn passwd(id: &str, config: Option<&Path>, realm: Option<&str>) -> ExitCode {
+    use crate::agent::{digest, is_valid_agent_id, Algorithm, Ha1};
+    use std::io::{BufRead, IsTerminal, Write};
+
+    if !is_valid_agent_id(id) {
+        eprintln!(
+            "helpline passwd: invalid agent ID `{id}`: use letters, digits and - _ . ! ~ * ' ( )"
+        );
+        return ExitCode::from(2);
+    }
+    let realm = match realm {
+        Some(r) => r.to_owned(),
+        None => match crate::config::read_realm(config.unwrap_or(Path::new("ivr-menus"))) {
+            Ok(r) => r,
+            Err(err) => {
+                eprintln!("helpline passwd: cannot read the realm: {err} (or pass --realm)");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if !digest::is_valid_realm(&realm) {
+        eprintln!("helpline passwd: invalid realm `{realm}`");
+        return ExitCode::from(2);
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password for {id} (realm {realm}): ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    if let Err(err) = stdin.lock().read_line(&mut line) {
+        eprintln!("helpline passwd: cannot read the password: {err}");
+        return ExitCode::from(2);
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("helpline passwd: empty password");
+        return ExitCode::from(2);
+    }
+    let md5 = Ha1::compute(Algorithm::Md5, id, &realm, password);
+    let sha = Ha1::compute(Algorithm::Sha256, id, &realm, password);
+    println!("ha1 = \"{}\"", md5.as_hex());
+    println!("ha1_sha256 = \"{}\"", sha.as_hex());
+    ExitCode::SUCCESS
 }
 
 fn simulate(

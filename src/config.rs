@@ -147,6 +147,36 @@ pub fn load_menus_with_warnings(
     }
 }
 
+/// The digest realm of the menus in `dir`: `[routing] realm` from whichever `*.toml` holds it, else
+/// `helpline`. Reads only that key (as plain TOML), so `helpline passwd` works on a configuration that
+/// does not pass `check` yet; a file that is not valid TOML is an error, since it may hold the realm.
+pub fn read_realm(dir: &Path) -> Result<String, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(format!("{}: no *.toml menu files", dir.display()));
+    }
+    for p in paths {
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("{}: {}", p.display(), e.message()))?;
+        let realm = table
+            .get("routing")
+            .and_then(|r| r.as_table())
+            .and_then(|r| r.get("realm"));
+        match realm {
+            Some(toml::Value::String(r)) => return Ok(r.clone()),
+            Some(_) => return Err(format!("{}: [routing] realm is not a string", p.display())),
+            None => {}
+        }
+    }
+    Ok(crate::ivr::DEFAULT_REALM.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

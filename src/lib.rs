@@ -24,7 +24,7 @@
 //!
 //! # Run-loop contract
 //!
-//! Every protocol core (`sip`, `dialog`, `sdp`, `media`, `call`, `ivr`) is sans-IO: time comes in as a
+//! Every protocol core (`sip`, `dialog`, `sdp`, `media`, `call`, `ivr`, `agent`) is sans-IO: time comes in as a
 //! `now: Instant` argument, inputs arrive through `handle_*`, outputs leave through `poll_*`, and the
 //! earliest instant at which the core wants to be woken is `poll_timeout()`. Only `transport`, `server`,
 //! `cli`, `config`, `prompts` and `clock` touch sockets, files or the clock.
@@ -59,7 +59,7 @@ pub mod ivr;
 // ── stage 5 · queue (sans-IO) ──
 pub mod queue;
 
-// ── stage 6 · agent (sans-IO) ──
+// ── stage 6 · agents: declarations, digest authentication, registrar, presence (sans-IO) ──
 pub mod agent;
 
 // ── the shell that drives every stage (tokio) ──

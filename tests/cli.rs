@@ -1,5 +1,5 @@
-//! Command-line tests of the real `helpline` binary: `check`, `simulate` and `serve`'s start-up (refusing
-//! broken menus, the `listening on` line). Calls over SIP are in `sip_loopback.rs`, not here.
+//! Command-line tests of the real `helpline` binary: `check`, `simulate`, `passwd` and `serve`'s start-up
+//! (refusing broken menus, the `listening on` line). Calls over SIP are in `sip_loopback.rs`, not here.
 
 mod common;
 
@@ -10,14 +10,36 @@ use std::time::{Duration, Instant};
 
 /// Runs the binary to completion with a bounded wait; returns exit code and stdout + stderr.
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    run_with_stdin(args, None)
+}
+
+/// Like [`run`], writing `input` to the binary's stdin (then closing it) when given.
+fn run_with_stdin(args: &[&str], input: Option<&str>) -> (Option<i32>, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_helpline"))
         .args(args)
         .current_dir(root())
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn helpline");
+    if let Some(text) = input {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        // A command that refuses its arguments exits without reading: a broken pipe is not a failure.
+        if let Err(err) = stdin.write_all(text.as_bytes()) {
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "write stdin: {err}"
+            );
+        }
+        // Dropping `stdin` closes it.
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(Some(_)) = child.try_wait() {
@@ -215,4 +237,73 @@ fn serve_on_port_zero_logs_one_port_for_udp_and_tcp() {
     assert_eq!(udp.port(), tcp.port(), "{line}");
     // And both really listen: a TCP connect succeeds on that port.
     std::net::TcpStream::connect_timeout(&tcp, Duration::from_secs(5)).expect("tcp connect");
+}
+
+// Expected hashes computed outside helpline, as htdigest does:
+// `printf 'alice:helpline:correct horse' | md5sum` (and `sha256sum`), same for realm `example.test`.
+const HELPLINE_MD5: &str = "b5e76893f4140dd5a5838cad7b58cf3b";
+const HELPLINE_SHA256: &str = "a2d853ea78ff06e3647367d773fd19b8903f7b27c9193e486b12881cb3c75e49";
+const EXAMPLE_MD5: &str = "fccdf07ee11ba6d92b720cc00f94f8da";
+const EXAMPLE_SHA256: &str = "021907bef3dc4c71e831ae264b1543bc2c5e1f6aafbe7b95eb57d53b2e3ae644";
+
+fn hash_lines(md5: &str, sha256: &str) -> String {
+    format!("ha1 = \"{md5}\"\nha1_sha256 = \"{sha256}\"\n")
+}
+
+#[test]
+fn passwd_prints_the_hash_lines_for_the_shipped_realm() {
+    // The shipped ivr-menus/ has no `realm`: the default `helpline`.
+    for input in ["correct horse\n", "correct horse\r\n", "correct horse"] {
+        let (code, stdout, stderr) = run_with_stdin(&["passwd", "alice"], Some(input));
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(
+            stdout,
+            hash_lines(HELPLINE_MD5, HELPLINE_SHA256),
+            "{input:?}"
+        );
+    }
+}
+
+#[test]
+fn passwd_takes_the_realm_from_the_config_or_the_command_line() {
+    let (code, stdout, stderr) = run_with_stdin(
+        &["passwd", "alice", "--realm", "example.test"],
+        Some("correct horse\n"),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, hash_lines(EXAMPLE_MD5, EXAMPLE_SHA256));
+    let dir = temp_dir("passwd-realm");
+    std::fs::write(dir.join("a.toml"), "[menus.x]\ngreeting = [\"x\"]\n").expect("write");
+    std::fs::write(
+        dir.join("b.toml"),
+        "[routing]\nrealm = \"example.test\"\ndepartments = []\n",
+    )
+    .expect("write");
+    let config = dir.display().to_string();
+    let (code, stdout, stderr) = run_with_stdin(
+        &["passwd", "alice", "--config", &config],
+        Some("correct horse\n"),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, hash_lines(EXAMPLE_MD5, EXAMPLE_SHA256));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn passwd_refuses_bad_ids_empty_passwords_and_unreadable_configs() {
+    let cases: [(&[&str], &str, &str); 3] = [
+        (&["passwd", "al ice"], "pw\n", "invalid agent ID `al ice`"),
+        (&["passwd", "alice"], "\n", "empty password"),
+        (
+            &["passwd", "alice", "--config", "/nonexistent/helpline-menus"],
+            "pw\n",
+            "cannot read the realm",
+        ),
+    ];
+    for (args, input, message) in cases {
+        let (code, stdout, stderr) = run_with_stdin(args, Some(input));
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }

@@ -1,6 +1,6 @@
-//! The shipped `ivr-menus/` configuration: it loads, every table rejects unknown keys at the right
-//! line, a broken copy reports every planted error with its position, and the published scenarios
-//! route where the directory says.
+//! The shipped `ivr-menus/` configuration: it loads, every table (and every table of the sample agents in
+//! `examples/agents/`) rejects unknown keys at the right line, a broken copy reports every planted error
+//! with its position, and the published scenarios route where the directory says.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, TimeZone, Utc};
+use helpline::agent::{Algorithm, Ha1};
 use helpline::ivr::{self, Diagnostic, PromptCheck, Severity};
 
 /// Prompts as the generator will produce them: every catalog line whose language has a
@@ -53,14 +54,26 @@ fn shipped() -> PathBuf {
 
 static DIRS: AtomicUsize = AtomicUsize::new(0);
 
+/// The sample agents, a menus fragment meant to be copied into `ivr-menus/`.
+fn sample_agents() -> PathBuf {
+    root().join("examples/agents/agents.toml")
+}
+
 /// A fresh copy of the shipped config in a temp dir, with `edit(file name, text)` applied.
 fn copy_with(edit: impl Fn(&str, String) -> String) -> PathBuf {
+    copy_with_extra(&[], edit)
+}
+
+/// Like [`copy_with`], with the `extra` files copied in too.
+fn copy_with_extra(extra: &[PathBuf], edit: impl Fn(&str, String) -> String) -> PathBuf {
     let n = DIRS.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("helpline-ivr-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    for e in std::fs::read_dir(shipped()).unwrap() {
-        let p = e.unwrap().path();
+    let shipped_files = std::fs::read_dir(shipped())
+        .unwrap()
+        .map(|e| e.unwrap().path());
+    for p in shipped_files.chain(extra.iter().cloned()) {
         if p.extension().is_some_and(|x| x == "toml") {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&p).unwrap();
@@ -154,8 +167,16 @@ fn every_published_number_reaches_its_region() {
 fn unknown_key_in_every_table_of_every_shipped_file_is_reported_at_its_line() {
     let prompts = CatalogPrompts::load();
     let mut checked = 0;
-    for file in toml_files(&shipped()) {
-        let text = std::fs::read_to_string(shipped().join(&file)).unwrap();
+    let mut agent_tables = 0;
+    // Every shipped file, plus the sample agents (the shipped menus declare none).
+    let mut files: Vec<PathBuf> = toml_files(&shipped())
+        .into_iter()
+        .map(|f| shipped().join(f))
+        .collect();
+    files.push(sample_agents());
+    for path in files {
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
         // Line index (0-based) after which to insert: before the first header (root table), and
         // after every `[table]` / `[[array]]` header.
         let mut positions = vec![None];
@@ -165,7 +186,10 @@ fn unknown_key_in_every_table_of_every_shipped_file_is_reported_at_its_line() {
             }
         }
         for pos in positions {
-            let dir = copy_with(|name, t| {
+            if pos.is_some_and(|i| text.lines().nth(i).unwrap().starts_with("[agents.")) {
+                agent_tables += 1;
+            }
+            let dir = copy_with_extra(&[sample_agents()], |name, t| {
                 if name != file {
                     return t;
                 }
@@ -192,6 +216,154 @@ fn unknown_key_in_every_table_of_every_shipped_file_is_reported_at_its_line() {
         }
     }
     assert!(checked > 60, "only {checked} tables checked");
+    assert_eq!(agent_tables, 3, "every sample agent's table is mutated");
+}
+
+#[test]
+fn no_agent_ships_and_the_sample_agents_load_typed_with_their_published_passwords() {
+    let prompts = CatalogPrompts::load();
+    let live = helpline::config::load_menus(&shipped(), &prompts).unwrap();
+    assert_eq!(
+        live.agents().count(),
+        0,
+        "the live ivr-menus/ must declare no agent"
+    );
+    let dir = copy_with_extra(&[sample_agents()], |_, t| t);
+    let set = helpline::config::load_menus(&dir, &prompts).unwrap();
+    assert_eq!(set.realm(), "helpline");
+    let ids: Vec<&str> = set.agents().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["ana", "li.wei", "sam"]);
+    let ana = set.agent("ana").unwrap();
+    let queues: Vec<String> = ana.queues.iter().map(|q| q.to_string()).collect();
+    assert_eq!(queues, ["europe.refunds", "europe.orders"]);
+    assert_eq!(
+        (ana.queues[0].region(), ana.queues[0].department()),
+        ("europe", "refunds")
+    );
+    assert_eq!(ana.languages, ["en", "fr"]);
+    assert!(set.agent("sam").unwrap().ha1_sha256.is_none());
+    // The README's passwords are the ones the hashes were made from.
+    let readme = std::fs::read_to_string(root().join("examples/agents/README.md")).unwrap();
+    let mut rows = 0;
+    for line in readme.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line
+            .split('|')
+            .map(|c| c.trim().trim_matches('`'))
+            .collect();
+        let (id, password) = (cells[1], cells[3]);
+        let agent = set.agent(id).unwrap_or_else(|| panic!("README agent {id}"));
+        let md5 = Ha1::compute(Algorithm::Md5, id, "helpline", password);
+        assert_eq!(agent.ha1, md5, "{id}");
+        if let Some(sha) = &agent.ha1_sha256 {
+            assert_eq!(
+                *sha,
+                Ha1::compute(Algorithm::Sha256, id, "helpline", password)
+            );
+        }
+        rows += 1;
+    }
+    assert_eq!(rows, 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn broken_agents_report_every_error_with_its_position() {
+    let plants: [(&str, &str); 6] = [
+        (
+            "\"6bd423651bea1777d0f5df2996135143\"",
+            "\"6BD423651BEA1777D0F5DF2996135143\"",
+        ),
+        ("\"europe.orders\"", "\"europa.orders\""),
+        ("\"china.seller-disputes\"", "\"china.seller-dispute\""),
+        ("[\"zh\", \"en\"]", "[\"zh\", \"xx\"]"),
+        (
+            "\"2bcd64c10c911736d80436fbd71c9529f5377b359c5c65950e224b39965101c3\"",
+            "\"2bcd64\"",
+        ),
+        ("[agents.sam]", "[agents.\"sam taylor\"]"),
+    ];
+    let dir = copy_with_extra(&[sample_agents()], |name, mut t| {
+        if name == "agents.toml" {
+            for (from, to) in plants {
+                assert!(t.contains(from), "{from}");
+                t = t.replacen(from, to, 1);
+            }
+        }
+        t
+    });
+    // A second file declaring an agent the first already has.
+    std::fs::write(
+        dir.join("zz-more.toml"),
+        "[agents.ana]\nname = \"Ana again\"\nha1 = \"6bd423651bea1777d0f5df2996135143\"\nqueues = [\"europe.refunds\"]\n",
+    )
+    .unwrap();
+    let diags = helpline::config::load_menus(&dir, &CatalogPrompts::load())
+        .expect_err("broken agents accepted");
+    let text = std::fs::read_to_string(dir.join("agents.toml")).unwrap();
+    let pos = |needle: &str| {
+        let off = text.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        let line = text[..off].matches('\n').count() + 1;
+        let col = off - text[..off].rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, col)
+    };
+    let expect = |file: &str, (line, col): (usize, usize), message: &str| {
+        assert!(
+            diags.iter().any(|d| d.file.ends_with(file)
+                && d.line == line
+                && d.col == col
+                && d.message.contains(message)),
+            "expected {file}:{line}:{col}: {message}\n got:\n{}",
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    };
+    expect(
+        "agents.toml",
+        pos("\"6BD4"),
+        "`ha1` must be 32 lowercase hex digits",
+    );
+    expect(
+        "agents.toml",
+        pos("\"europa.orders"),
+        "unknown region `europa` in queue `europa.orders`",
+    );
+    expect(
+        "agents.toml",
+        pos("\"china.seller-dispute\""),
+        "unknown department `seller-dispute` in queue `china.seller-dispute`",
+    );
+    expect(
+        "agents.toml",
+        pos("\"xx\""),
+        "language `xx` is not declared by any region",
+    );
+    expect(
+        "agents.toml",
+        pos("\"2bcd64\""),
+        "`ha1_sha256` must be 64 lowercase hex digits",
+    );
+    expect(
+        "agents.toml",
+        pos("\"sam taylor\""),
+        "invalid agent ID `sam taylor`",
+    );
+    expect("zz-more.toml", (1, 9), "agent `ana` is defined twice");
+    let dup = diags
+        .iter()
+        .find(|d| d.message.contains("defined twice"))
+        .unwrap();
+    let first = pos("ana]");
+    assert!(
+        dup.hint
+            .as_deref()
+            .is_some_and(|h| h.ends_with(&format!("agents.toml:{}", first.0))),
+        "{dup:?}"
+    );
+    assert_eq!(errors(&diags).len(), 7, "{diags:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -18,6 +18,7 @@ use super::diag::{did_you_mean, line_col, Diagnostic, Severity};
 use super::hours::{self, Schedule, WeeklySpan};
 use super::menu::{self, ActionModel, MenuFile, MenuModel, RegionModel, Text};
 use super::number::{self, Dialed};
+use crate::agent::{AgentConfig, AgentId};
 
 /// Tells whether a prompt can be played: implemented by the server over `prompts/` (file exists and
 /// decodes) and by tests over an in-memory list.
@@ -132,7 +133,12 @@ pub struct MenuSet {
     national: HashMap<String, (usize, usize)>,
     default_region: Option<usize>,
     prompts_used: BTreeSet<(String, String)>,
+    realm: String,
+    agents: BTreeMap<AgentId, AgentConfig>,
 }
+
+/// The digest realm when `[routing]` names none.
+pub const DEFAULT_REALM: &str = "helpline";
 
 /// Prompts the automatic language choice plays: `for-language` ("For English, press") then `digit-N`.
 pub(crate) const LANGUAGE_PROMPT: &str = "for-language";
@@ -188,6 +194,21 @@ impl MenuSet {
     pub fn region_names(&self) -> Vec<&str> {
         self.regions.iter().map(|r| r.name.as_str()).collect()
     }
+
+    /// The digest realm agents authenticate in (`[routing] realm`, default `helpline`).
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The agent declared with this ID.
+    pub fn agent(&self, id: &str) -> Option<&AgentConfig> {
+        self.agents.get(id)
+    }
+
+    /// Every declared agent, by ID.
+    pub fn agents(&self) -> impl Iterator<Item = &AgentConfig> {
+        self.agents.values()
+    }
 }
 
 /// 64-bit FNV-1a: stable across Rust versions, unlike `DefaultHasher`, so versions compare across runs.
@@ -218,18 +239,18 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Where a value came from: file index and byte span.
 #[derive(Debug, Clone)]
-struct Loc {
-    file: usize,
-    span: Range<usize>,
+pub(super) struct Loc {
+    pub file: usize,
+    pub span: Range<usize>,
 }
 
-struct Ctx<'a> {
-    files: &'a [(PathBuf, String)],
+pub(super) struct Ctx<'a> {
+    pub files: &'a [(PathBuf, String)],
     diags: Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
-    fn push(&mut self, sev: Severity, loc: &Loc, message: String, hint: Option<String>) {
+    pub(super) fn push(&mut self, sev: Severity, loc: &Loc, message: String, hint: Option<String>) {
         let (path, src) = match self.files.get(loc.file) {
             Some((p, s)) => (p.clone(), s.as_str()),
             None => (PathBuf::new(), ""),
@@ -244,12 +265,12 @@ impl Ctx<'_> {
             severity: sev,
         });
     }
-    fn err(&mut self, loc: &Loc, message: impl Into<String>, hint: Option<String>) {
+    pub(super) fn err(&mut self, loc: &Loc, message: impl Into<String>, hint: Option<String>) {
         self.push(Severity::Error, loc, message.into(), hint);
     }
 }
 
-fn loc<T>(file: usize, s: &Spanned<T>) -> Loc {
+pub(super) fn loc<T>(file: usize, s: &Spanned<T>) -> Loc {
     Loc {
         file,
         span: s.span(),
@@ -406,7 +427,7 @@ pub fn compile(
         let mut languages = Vec::new();
         let mut lang_locs = Vec::new();
         for l in r.languages.get_ref() {
-            check_language(&mut cx, file, l);
+            let _ = check_language(&mut cx, file, l);
             if languages.contains(l.get_ref()) {
                 cx.err(
                     &loc(file, l),
@@ -555,6 +576,28 @@ pub fn compile(
             );
         }
     }
+
+    let realm = match routing.and_then(|(file, r)| Some((file, r.get_ref().realm.as_ref()?))) {
+        Some((file, realm)) => {
+            if !crate::agent::digest::is_valid_realm(realm.get_ref()) {
+                cx.err(
+                    &loc(file, realm),
+                    format!("invalid realm `{}`", realm.get_ref()),
+                    Some("use printable text without quotes or backslashes, e.g. helpline.example.org".into()),
+                );
+            }
+            realm.get_ref().clone()
+        }
+        None => DEFAULT_REALM.to_owned(),
+    };
+    let known = super::agents::Known {
+        regions: regions
+            .iter()
+            .map(|r| (r.name.as_str(), r.languages.as_slice()))
+            .collect(),
+        departments: &departments,
+    };
+    let agents = super::agents::compile_agents(&mut cx, &parsed, &known);
 
     let default_region = routing.and_then(|(file, r)| {
         let d = r.get_ref().default_region.as_ref()?;
@@ -765,6 +808,8 @@ pub fn compile(
         national,
         default_region,
         prompts_used,
+        realm,
+        agents,
     };
     Ok((Arc::new(set), cx.diags))
 }
@@ -777,7 +822,8 @@ fn unknown_key_hint(message: &str) -> Option<String> {
     did_you_mean(wrong, names.iter().copied()).or_else(|| Some(format!("remove `{wrong}`")))
 }
 
-fn check_language(cx: &mut Ctx, file: usize, l: &Text) {
+/// Reports a language code that is not 2–3 lowercase letters; returns whether it is one.
+pub(super) fn check_language(cx: &mut Ctx, file: usize, l: &Text) -> bool {
     let ok =
         (2..=3).contains(&l.get_ref().len()) && l.get_ref().chars().all(|c| c.is_ascii_lowercase());
     if !ok {
@@ -787,6 +833,7 @@ fn check_language(cx: &mut Ctx, file: usize, l: &Text) {
             Some("use a lowercase ISO 639 code such as en, zh, es".into()),
         );
     }
+    ok
 }
 
 fn window(cx: &mut Ctx, file: usize, days: &Text, open: &Text, close: &Text) -> Option<WeeklySpan> {
@@ -1468,5 +1515,115 @@ action = "repeat"
             .0;
         assert_ne!(a.version(), b.version());
         assert_eq!(a.version().len(), 16);
+    }
+
+    /// `printf 'alice:helpline:correct horse' | md5sum` and `sha256sum`.
+    const ALICE_MD5: &str = "b5e76893f4140dd5a5838cad7b58cf3b";
+    const ALICE_SHA256: &str = "a2d853ea78ff06e3647367d773fd19b8903f7b27c9193e486b12881cb3c75e49";
+
+    #[test]
+    fn agents_compile_into_typed_entries_with_the_default_realm() {
+        let src = format!(
+            "{BASE}\n[agents.alice]\nname = \"Alice\"\nha1 = \"{ALICE_MD5}\"\nha1_sha256 = \"{ALICE_SHA256}\"\nqueues = [\"r.orders\"]\nlanguages = [\"en\"]\n\n[agents.bob]\nname = \"Bob\"\nha1 = \"{ALICE_MD5}\"\nqueues = [\"r.orders\"]\n"
+        );
+        let (set, warnings) = compile(&[("t.toml".into(), src)], &AllPrompts).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(set.realm(), "helpline");
+        let alice = set.agent("alice").expect("alice");
+        assert_eq!(alice.id.as_str(), "alice");
+        assert_eq!(alice.name, "Alice");
+        assert_eq!(alice.ha1.as_hex(), ALICE_MD5);
+        assert_eq!(
+            alice.ha1_sha256.as_ref().map(|h| h.as_hex()),
+            Some(ALICE_SHA256)
+        );
+        assert_eq!(alice.queues, [crate::agent::QueueName::new("r", "orders")]);
+        assert_eq!(alice.languages, ["en"]);
+        assert_eq!(set.agent("bob").and_then(|b| b.ha1_sha256.as_ref()), None);
+        let ids: Vec<&str> = set.agents().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["alice", "bob"]);
+        assert!(set.agent("carol").is_none());
+    }
+
+    #[test]
+    fn every_agent_error_is_reported_at_its_position() {
+        let d = diags(
+            r#"
+[agents.alice]
+name = " "
+ha1 = "B5E76893F4140DD5A5838CAD7B58CF3B"
+ha1_sha256 = "b5e76893f4140dd5a5838cad7b58cf3b"
+queues = ["r.orders", "x.orders", "r.order", "orders", "r.orders"]
+languages = ["en", "fr", "EN"]
+
+[agents."bob smith"]
+name = "Bob"
+ha1 = "b5e76893f4140dd5a5838cad7b58cf3"
+queues = []
+"#,
+        );
+        let expect = [
+            "t.toml:23:8: error: agent name is empty",
+            "t.toml:24:7: error: `ha1` must be 32 lowercase hex digits (hint: write it in lowercase)",
+            "t.toml:25:14: error: `ha1_sha256` must be 64 lowercase hex digits (hint: paste the line `helpline passwd alice` prints (the SHA-256 of ID:REALM:password))",
+            "t.toml:26:23: error: unknown region `x` in queue `x.orders` (hint: did you mean `r`?)",
+            "t.toml:26:35: error: unknown department `order` in queue `r.order` (hint: did you mean `orders`?)",
+            "t.toml:26:46: error: queue `orders` is not REGION.DEPARTMENT",
+            "t.toml:26:56: error: queue `r.orders` is listed twice",
+            "t.toml:27:20: error: language `fr` is not declared by any region",
+            "t.toml:27:26: error: invalid language code `EN`",
+            "t.toml:29:9: error: invalid agent ID `bob smith`",
+            "t.toml:31:7: error: `ha1` must be 32 lowercase hex digits",
+            "t.toml:32:10: warning: agent `bob smith` serves no queue",
+        ];
+        for e in expect {
+            assert!(d.iter().any(|l| l.starts_with(e)), "missing {e}\n{d:#?}");
+        }
+        assert_eq!(d.len(), expect.len(), "{d:#?}");
+    }
+
+    #[test]
+    fn an_agent_declared_in_two_files_is_reported_with_the_first_place() {
+        let agents = |name: &str| {
+            format!("\n[agents.alice]\nname = \"{name}\"\nha1 = \"{ALICE_MD5}\"\nqueues = [\"r.orders\"]\n")
+        };
+        let files = [
+            ("a.toml".into(), format!("{BASE}{}", agents("Alice"))),
+            ("b.toml".into(), agents("Alice again")),
+        ];
+        let d: Vec<String> = compile(&files, &AllPrompts)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            d,
+            ["b.toml:2:9: error: agent `alice` is defined twice (hint: first definition is at a.toml:22)"]
+        );
+    }
+
+    #[test]
+    fn the_realm_comes_from_routing_and_is_checked() {
+        let with_realm = |realm: &str| {
+            BASE.replacen(
+                "[routing]\n",
+                &format!("[routing]\nrealm = \"{realm}\"\n"),
+                1,
+            )
+        };
+        let (set, _) = compile(
+            &[("t.toml".into(), with_realm("helpline.example.org"))],
+            &AllPrompts,
+        )
+        .unwrap();
+        assert_eq!(set.realm(), "helpline.example.org");
+        let d = compile(&[("t.toml".into(), with_realm(r"a\\b"))], &AllPrompts).unwrap_err();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].to_string()
+                .starts_with(r"t.toml:3:9: error: invalid realm `a\b`"),
+            "{}",
+            d[0]
+        );
     }
 }

@@ -20,7 +20,7 @@ use toml::Spanned;
 /// A text value with its position in the file.
 pub type Text = Spanned<String>;
 
-/// One TOML file under `ivr-menus/`. Any file may hold any of the three sections.
+/// One TOML file under `ivr-menus/`. Any file may hold any of the four sections.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MenuFile {
@@ -32,6 +32,9 @@ pub struct MenuFile {
     /// `[menus.NAME]`: one table per menu; names are global across files.
     #[serde(default)]
     pub menus: BTreeMap<Text, Spanned<MenuModel>>,
+    /// `[agents.ID]`: one table per agent; IDs are global across files.
+    #[serde(default)]
+    pub agents: BTreeMap<Text, Spanned<AgentModel>>,
 }
 
 /// `[routing]`.
@@ -43,6 +46,24 @@ pub struct RoutingModel {
     /// The departments a `route` action may name; a region's queue is `REGION.DEPARTMENT`.
     #[serde(default)]
     pub departments: Vec<Text>,
+    /// Digest realm agents' phones authenticate in; every `ha1` is computed with it. Default `helpline`.
+    pub realm: Option<Text>,
+}
+
+/// `[agents.ID]`: a person who answers routed calls; ID is the SIP user its phone registers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentModel {
+    /// Display name.
+    pub name: Text,
+    /// Lowercase hex MD5 of `ID:REALM:password` (the `htdigest` format; `helpline passwd` prints it).
+    pub ha1: Text,
+    /// Lowercase hex SHA-256 of `ID:REALM:password`, for phones that answer the SHA-256 challenge.
+    pub ha1_sha256: Option<Text>,
+    /// Queues served, `REGION.DEPARTMENT`.
+    pub queues: Spanned<Vec<Text>>,
+    /// Languages the agent speaks (ISO 639 codes some region declares). Default: none declared.
+    pub languages: Option<Spanned<Vec<Text>>>,
 }
 
 /// `[regions.NAME]`.

@@ -1,10 +1,13 @@
 //! IVR: the menu language of `ivr-menus/`, its compiler and `check` diagnostics, and the sans-IO engine.
+//! The `[agents.ID]` tables are compiled here too (in `agents`), so agents reload with the menus; their
+//! types live in `crate::agent`.
 //!
 //! `config::load_menus` reads every `*.toml` in a directory (sorted) and hands the texts to `compile`, which
 //! returns an immutable [`MenuSet`] or every diagnostic at once. [`IvrSession`] walks one caller through
 //! a `MenuSet`; [`simulate`] drives it on a simulated clock for `helpline simulate` and tests. Nothing
 //! here knows about SIP or RTP, and nothing here touches files or the clock.
 
+mod agents;
 pub mod compile;
 pub mod diag;
 pub mod engine;
@@ -13,7 +16,7 @@ pub mod menu;
 pub mod number;
 pub mod simulate;
 
-pub use compile::{compile, MenuSet, PromptCheck, RegionId, Unrouted};
+pub use compile::{compile, MenuSet, PromptCheck, RegionId, Unrouted, DEFAULT_REALM};
 pub use diag::{Diagnostic, Severity};
 pub use engine::{CallSummary, IvrAction, IvrInput, IvrSession, TimerKind};
 pub use simulate::{simulate, SimEvent, SimulationResult};

@@ -24,6 +24,14 @@ pub enum Reply {
         /// What is wrong, e.g. `Bad DTMF body: no Signal`.
         why: String,
     },
+    /// 401: authenticate first; one `WWW-Authenticate` value per offered digest algorithm, in order of
+    /// preference (RFC 3261 §22.1, RFC 8760 §2.4).
+    Unauthorized {
+        /// The challenge header values.
+        challenges: Vec<String>,
+    },
+    /// 403: the credentials answered a live challenge but are wrong, or do not cover this request.
+    Forbidden,
     /// 404: the dialed number belongs to no region.
     NotFound,
     /// 405: a method helpline knows but does not serve here; carries `Allow`.
@@ -41,6 +49,12 @@ pub enum Reply {
     BadExtension {
         /// The option tags not supported, in the order the request listed them.
         unsupported: Vec<String>,
+    },
+    /// 423: the registration is shorter than the registrar allows; carries `Min-Expires`
+    /// (RFC 3261 §10.3 step 7).
+    IntervalTooBrief {
+        /// The shortest registration accepted, in seconds.
+        min: u32,
     },
     /// 480: the call could not be completed now (helpline hung up before answering).
     TemporarilyUnavailable,
@@ -83,12 +97,15 @@ impl Reply {
             Reply::Ringing => 180,
             Reply::Ok => 200,
             Reply::BadRequest { .. } => 400,
+            Reply::Unauthorized { .. } => 401,
+            Reply::Forbidden => 403,
             Reply::NotFound => 404,
             Reply::MethodNotAllowed => 405,
             Reply::NotAcceptable => 406,
             Reply::UnsupportedMediaType => 415,
             Reply::UnsupportedUriScheme { .. } => 416,
             Reply::BadExtension { .. } => 420,
+            Reply::IntervalTooBrief { .. } => 423,
             Reply::TemporarilyUnavailable => 480,
             Reply::CallDoesNotExist => 481,
             Reply::LoopDetected => 482,
@@ -117,12 +134,15 @@ impl Reply {
             Reply::Ringing => "Ringing",
             Reply::Ok => "OK",
             Reply::BadRequest { .. } => "Bad Request",
+            Reply::Unauthorized { .. } => "Unauthorized",
+            Reply::Forbidden => "Forbidden",
             Reply::NotFound => "Not Found",
             Reply::MethodNotAllowed => "Method Not Allowed",
             Reply::NotAcceptable => "Not Acceptable",
             Reply::UnsupportedMediaType => "Unsupported Media Type",
             Reply::UnsupportedUriScheme { .. } => "Unsupported URI Scheme",
             Reply::BadExtension { .. } => "Bad Extension",
+            Reply::IntervalTooBrief { .. } => "Interval Too Brief",
             Reply::TemporarilyUnavailable => "Temporarily Unavailable",
             Reply::CallDoesNotExist => "Call/Transaction Does Not Exist",
             Reply::LoopDetected => "Loop Detected",
@@ -171,6 +191,14 @@ impl Reply {
             Reply::ServiceUnavailable { retry_after } => response
                 .headers
                 .push("Retry-After", &retry_after.to_string()),
+            Reply::Unauthorized { challenges } => {
+                for c in challenges {
+                    response.headers.push("WWW-Authenticate", c);
+                }
+            }
+            Reply::IntervalTooBrief { min } => {
+                response.headers.push("Min-Expires", &min.to_string())
+            }
             _ => {}
         }
         response
@@ -223,6 +251,21 @@ Content-Length: 0\r\n\r\n";
             t.contains("Warning: 304 helpline \"no common 'codec'\"\r\n"),
             "{t}"
         );
+        let t = text(
+            Reply::Unauthorized {
+                challenges: vec!["Digest a=1".into(), "Digest b=2".into()],
+            },
+            Some("srv"),
+        );
+        assert!(t.starts_with("SIP/2.0 401 Unauthorized\r\n"), "{t}");
+        assert!(
+            t.contains("WWW-Authenticate: Digest a=1\r\nWWW-Authenticate: Digest b=2\r\n"),
+            "{t}"
+        );
+        let t = text(Reply::IntervalTooBrief { min: 60 }, Some("srv"));
+        assert!(t.starts_with("SIP/2.0 423 Interval Too Brief\r\n"), "{t}");
+        assert!(t.contains("Min-Expires: 60\r\n"), "{t}");
+        assert!(text(Reply::Forbidden, None).starts_with("SIP/2.0 403 Forbidden\r\n"));
         assert!(text(Reply::MethodNotAllowed, None).contains(&format!("Allow: {ALLOW}\r\n")));
         assert!(text(Reply::NotAcceptable, None).contains(&format!("Accept: {ACCEPT}\r\n")));
         let t = text(
