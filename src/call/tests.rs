@@ -389,9 +389,16 @@ fn contact_and_sdp_name_the_transport_and_the_address_the_invite_arrived_on() {
         addr: "10.1.2.9:40312".parse().expect("addr"),
         local: "10.1.2.3:5060".parse().expect("addr"),
     };
-    net.send(tcp, &invite("c1", OFFER).replace("SIP/2.0/UDP", "SIP/2.0/TCP"));
+    net.send(
+        tcp,
+        &invite("c1", OFFER).replace("SIP/2.0/UDP", "SIP/2.0/TCP"),
+    );
     let out = net.take();
-    let ok = out.responses().into_iter().find(|r| r.code == 200).expect("200");
+    let ok = out
+        .responses()
+        .into_iter()
+        .find(|r| r.code == 200)
+        .expect("200");
     assert_eq!(
         ok.header("Contact"),
         Some("<sip:helpline@10.1.2.3:5060;transport=tcp>")
@@ -404,8 +411,15 @@ fn contact_and_sdp_name_the_transport_and_the_address_the_invite_arrived_on() {
     let mut net = Net::with(|c| c.advertise_ip = Some("2001:db8::5".parse().expect("ip")));
     net.send(udp_peer(), &invite("c2", OFFER));
     let out = net.take();
-    let ok = out.responses().into_iter().find(|r| r.code == 200).expect("200");
-    assert_eq!(ok.header("Contact"), Some("<sip:helpline@[2001:db8::5]:5060>"));
+    let ok = out
+        .responses()
+        .into_iter()
+        .find(|r| r.code == 200)
+        .expect("200");
+    assert_eq!(
+        ok.header("Contact"),
+        Some("<sip:helpline@[2001:db8::5]:5060>")
+    );
     assert!(String::from_utf8_lossy(&ok.body).contains("c=IN IP6 2001:db8::5\r\n"));
 }
 
@@ -420,7 +434,10 @@ fn an_ack_with_the_wrong_tags_is_ignored() {
     net.advance_to(Duration::from_secs(2));
     let out = net.take();
     assert!(out.plays().is_empty(), "no stray ACK starts the call");
-    assert!(out.codes().iter().all(|&c| c == 200), "only 2xx retransmissions");
+    assert!(
+        out.codes().iter().all(|&c| c == 200),
+        "only 2xx retransmissions"
+    );
     net.send(udp_peer(), &ack("a1", &tag));
     net.advance_to(Duration::from_millis(2300));
     assert_eq!(net.take().plays(), ["welcome"]);
@@ -432,14 +449,22 @@ fn bye_in_the_early_dialog_ends_the_call() {
     net.send(udp_peer(), &invite("e1", OFFER));
     let out = net.take();
     assert_eq!(out.codes(), [100, 180]);
-    let tag = out.responses()[1].to().tag().expect("180 has our tag").to_owned();
+    let tag = out.responses()[1]
+        .to()
+        .tag()
+        .expect("180 has our tag")
+        .to_owned();
     net.advance_to(Duration::from_secs(1));
     net.send(udp_peer(), &in_dialog("BYE", "e1", &tag, 2, "", ""));
     let out = net.take();
     let mut codes = out.codes();
     codes.sort();
     assert_eq!(codes, [200, 487]);
-    let r487 = out.responses().into_iter().find(|r| r.code == 487).expect("487");
+    let r487 = out
+        .responses()
+        .into_iter()
+        .find(|r| r.code == 487)
+        .expect("487");
     assert_eq!(r487.cseq().method, Method::Invite);
     assert_eq!(r487.to().tag(), Some(tag.as_str()));
     assert_eq!(out.cdrs.len(), 1);
@@ -460,7 +485,11 @@ fn drain_sends_no_bye_before_the_ack() {
     net.advance_to(Duration::from_millis(100));
     net.calls.handle_hangup_all(net.now);
     net.collect();
-    assert_eq!(net.take().byes(), 0, "the ACK has not come: a BYE would cross it");
+    assert_eq!(
+        net.take().byes(),
+        0,
+        "the ACK has not come: a BYE would cross it"
+    );
     net.advance_to(Duration::from_millis(200));
     net.send(udp_peer(), &ack("d1", &tag));
     let out = net.take();
@@ -524,7 +553,8 @@ fn a_refused_call_still_names_its_region() {
     assert_eq!(out.cdrs[0].final_status, 488);
     assert_eq!(out.cdrs[0].region.as_deref(), Some("test"));
     assert!(out.media.is_empty(), "no port taken for a refused call");
-    let text = invite("r2", OFFER).replace("Content-Type: application/sdp", "Content-Type: text/plain");
+    let text =
+        invite("r2", OFFER).replace("Content-Type: application/sdp", "Content-Type: text/plain");
     net.send(udp_peer(), &text);
     let out = net.take();
     assert_eq!(out.codes(), [100, 415]);
@@ -613,7 +643,11 @@ fn invite_without_sdp_takes_the_answer_from_the_ack() {
     let mut net = Net::new();
     net.send(udp_peer(), &invite("n1", ""));
     let out = net.take();
-    let ok = out.responses().into_iter().find(|r| r.code == 200).expect("200");
+    let ok = out
+        .responses()
+        .into_iter()
+        .find(|r| r.code == 200)
+        .expect("200");
     assert!(String::from_utf8_lossy(&ok.body).contains("m=audio"));
     let tag = ok.to().tag().expect("tag").to_owned();
     let mut ack_text = ack("n1", &tag);

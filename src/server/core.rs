@@ -110,6 +110,16 @@ impl Core {
 
     /// Carries out every output the last input produced.
     async fn flush(&mut self) {
+        // Media first: a 200 naming a port leaves only once the port is bound.
+        while let Some(command) = self.calls.poll_media() {
+            match command {
+                MediaCommand::Open { id, port, cfg } => self.media.open(id, port, cfg),
+                MediaCommand::Configure { id, cfg } => self.media.configure(id, cfg),
+                MediaCommand::Play { id, prompt } => self.media.play(id, prompt),
+                MediaCommand::Stop { id } => self.media.stop_playout(id),
+                MediaCommand::Close { id } => self.media.close(id),
+            }
+        }
         while let Some(t) = self.calls.poll_transmit() {
             match t.to.transport {
                 Transport::Udp => {
@@ -122,15 +132,6 @@ impl Core {
                         tracing::debug!(to = %t.to.addr, "tcp connection gone");
                     }
                 }
-            }
-        }
-        while let Some(command) = self.calls.poll_media() {
-            match command {
-                MediaCommand::Open { id, port, cfg } => self.media.open(id, port, cfg),
-                MediaCommand::Configure { id, cfg } => self.media.configure(id, cfg),
-                MediaCommand::Play { id, prompt } => self.media.play(id, prompt),
-                MediaCommand::Stop { id } => self.media.stop_playout(id),
-                MediaCommand::Close { id } => self.media.close(id),
             }
         }
         while let Some(cdr) = self.calls.poll_cdr() {

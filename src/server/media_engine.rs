@@ -249,7 +249,7 @@ impl SendStatsSnapshot {
 }
 
 enum Command {
-    Open(MediaId, u16, MediaConfig),
+    Open(MediaId, UdpSocket, UdpSocket, MediaConfig),
     Configure(MediaId, MediaConfig),
     Play(MediaId, Arc<Prompt>),
     Stop(MediaId),
@@ -264,6 +264,7 @@ impl MediaEngine {
     /// Spawns the media thread and returns the handle the signalling task uses; every session's events
     /// go to `events`. The thread ends when every handle is dropped (all sessions are closed then).
     pub fn start(cfg: MediaEngineConfig, events: MediaEvents) -> io::Result<MediaHandle> {
+        let handle_events = events.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(SendStats::new());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -283,13 +284,31 @@ impl MediaEngine {
                 };
                 let _ = ready_tx.send(Ok(()));
                 let local = LocalSet::new();
-                local.block_on(&rt, Engine::new(cfg, events, thread_stats).run(rx));
+                local.block_on(&rt, Engine::new(events, thread_stats).run(rx));
             })?;
         ready_rx
             .recv()
             .map_err(|_| io::Error::other("media thread died while starting"))??;
-        Ok(MediaHandle { tx, stats })
+        Ok(MediaHandle {
+            tx,
+            stats,
+            bind_ip: cfg.bind_ip,
+            events: handle_events,
+        })
     }
+}
+
+/// Binds `port` and `port + 1` on `ip`, non-blocking.
+fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
+    let rtcp_port = port
+        .checked_add(1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no port above 65535"))?;
+    let bind = |port| -> io::Result<UdpSocket> {
+        let s = UdpSocket::bind(SocketAddr::new(ip, port))?;
+        s.set_nonblocking(true)?;
+        Ok(s)
+    };
+    Ok((bind(port)?, bind(rtcp_port)?))
 }
 
 /// The signalling task's handle to the media thread: cheap to clone, `Send`, fire-and-forget.
@@ -297,14 +316,30 @@ impl MediaEngine {
 pub struct MediaHandle {
     tx: mpsc::UnboundedSender<Command>,
     stats: Arc<SendStats>,
+    bind_ip: IpAddr,
+    /// For reporting a port that could not be bound, in the same channel as the sessions' events.
+    events: MediaEvents,
 }
 
 impl MediaHandle {
     /// Binds RTP on `port` and RTCP on `port + 1` and starts session `id` with `cfg`; a pair that cannot
     /// be bound is reported as [`MediaEvent::BindFailed`] on the events channel. Callable from any
     /// runtime or thread.
+    ///
+    /// The two sockets are bound here, on the caller's thread (two non-blocking syscalls), and handed
+    /// to the media thread: so the port is bound before the 200 naming it leaves, and RTP the caller
+    /// sends at once waits in the kernel instead of meeting a closed port while the media thread
+    /// catches up.
     pub fn open(&self, id: MediaId, port: u16, cfg: MediaConfig) {
-        let _ = self.tx.send(Command::Open(id, port, cfg));
+        match bind_pair(self.bind_ip, port) {
+            Ok((rtp, rtcp)) => {
+                let _ = self.tx.send(Command::Open(id, rtp, rtcp, cfg));
+            }
+            Err(err) => {
+                tracing::debug!(%err, port, "rtp port pair could not be bound");
+                let _ = self.events.send((id, MediaEvent::BindFailed { port }));
+            }
+        }
     }
 
     /// Updates (re-INVITE, hold, the answer in an ACK) the session's negotiated media.
@@ -363,7 +398,6 @@ struct Slot {
 }
 
 struct Engine {
-    cfg: MediaEngineConfig,
     slots: Vec<Slot>,
     free: Vec<u32>,
     heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
@@ -374,9 +408,8 @@ struct Engine {
 }
 
 impl Engine {
-    fn new(cfg: MediaEngineConfig, events: MediaEvents, stats: Arc<SendStats>) -> Self {
+    fn new(events: MediaEvents, stats: Arc<SendStats>) -> Self {
         Engine {
-            cfg,
             slots: Vec::new(),
             free: Vec::new(),
             heap: BinaryHeap::new(),
@@ -473,9 +506,10 @@ impl Engine {
     fn handle(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Open(id, port, cfg) => {
-                if let Err(err) = self.open(now, id, port, cfg) {
-                    tracing::debug!(%err, port, "rtp port pair could not be bound");
+            Command::Open(id, rtp, rtcp, cfg) => {
+                let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+                if let Err(err) = self.open(now, id, rtp, rtcp, cfg) {
+                    tracing::warn!(%err, port, "rtp sockets could not be registered");
                     let _ = self.events.send((id, MediaEvent::BindFailed { port }));
                 }
             }
@@ -568,21 +602,20 @@ impl Engine {
         }
     }
 
-    /// Binds `port` and `port + 1` and starts session `id` on them, configured with `cfg`.
-    fn open(&mut self, now: Instant, id: MediaId, port: u16, cfg: MediaConfig) -> io::Result<()> {
+    /// Starts session `id` on sockets bound by [`MediaHandle::open`], configured with `cfg`.
+    fn open(
+        &mut self,
+        now: Instant,
+        id: MediaId,
+        rtp: UdpSocket,
+        rtcp: UdpSocket,
+        cfg: MediaConfig,
+    ) -> io::Result<()> {
         if self.ids.contains_key(&id) {
             return Ok(()); // a repeated command for a live session
         }
-        let rtcp_port = port
-            .checked_add(1)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no port above 65535"))?;
-        let bind = |port| -> io::Result<UdpSocket> {
-            let s = UdpSocket::bind(SocketAddr::new(self.cfg.bind_ip, port))?;
-            s.set_nonblocking(true)?;
-            Ok(s)
-        };
-        let rtp = Rc::new(register_readable(bind(port)?)?);
-        let rtcp = register_readable(bind(rtcp_port)?)?;
+        let rtp = Rc::new(register_readable(rtp)?);
+        let rtcp = register_readable(rtcp)?;
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
