@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use helpline::call::{MediaId, PortPool};
 use helpline::media::codec::Law;
-use helpline::media::session::{MediaConfig, MediaEvent};
+use helpline::media::session::MediaConfig;
 use helpline::prompts::Prompt;
 use helpline::server::media_engine::{MediaEngine, MediaEngineConfig};
 
@@ -133,16 +133,9 @@ fn main() -> std::io::Result<()> {
         .build()?;
     let stats = engine.send_stats();
     let (ids, opened_in, media_cpu) = rt.block_on(async {
-        // Drain events so the channel does not grow for the whole run; count ports that were busy.
-        let bind_failed = Arc::new(AtomicU64::new(0));
-        let failed = bind_failed.clone();
-        tokio::spawn(async move {
-            while let Some((_, event)) = events_rx.recv().await {
-                if matches!(event, MediaEvent::BindFailed { .. }) {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
+        // Drain events so the channel does not grow for the whole run.
+        tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
+        let mut busy = 0u32;
         let t_open = Instant::now();
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
@@ -151,7 +144,7 @@ fn main() -> std::io::Result<()> {
                 return Err(std::io::Error::other("port range too small"));
             };
             let id = MediaId(i as u64);
-            engine.open(
+            let opened = engine.open(
                 id,
                 port,
                 MediaConfig {
@@ -163,11 +156,15 @@ fn main() -> std::io::Result<()> {
                     seed: i as u64,
                 },
             );
+            if opened.is_err() {
+                // Another program holds it: as the call layer does, rest it and take the next one.
+                ports.quarantine(now, port);
+                busy += 1;
+                continue;
+            }
             ids.push(id);
         }
         let opened_in = t_open.elapsed();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let busy = bind_failed.load(Ordering::Relaxed);
         if busy > 0 {
             println!("{busy} streams not started: their ports were busy");
         }

@@ -2,7 +2,7 @@
 //! every request passes, and the INVITE that creates a call — accept (100, maybe 180, then 200), reject,
 //! CANCEL. In-dialog requests and the ACK are in `dialog_requests`.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
@@ -13,10 +13,13 @@ use crate::call::state::{media_config_from, media_config_unanswered, sdp_body, C
 use crate::call::{CallKey, Calls, MediaCommand, RETRY_AFTER_DRAINING, RETRY_AFTER_NO_PORT};
 use crate::dialog::uas::{add_capabilities, IncomingCall};
 use crate::ivr::IvrSession;
-use crate::sdp::{self, MediaCaps};
+use crate::sdp::{self, MediaCaps, SdpOffer};
 use crate::sip::endpoint::{Peer, Transport, TxId};
 use crate::sip::message::{Method, Request};
 use crate::sip::{CallId, Reply, Tag};
+
+/// Ports tried for one call before it is refused `503` (each busy port rests, see `ports`).
+const MAX_BIND_ATTEMPTS: u32 = 4;
 
 /// The `telephone-event` payload type of our own offers.
 pub(crate) const OUR_DTMF_PT: u8 = 101;
@@ -164,18 +167,16 @@ impl Calls {
             Ok(offer) => offer,
             Err(reply) => return self.reject_new(now, tx, incoming, reply, cdr),
         };
-        let caps = MediaCaps::default();
-        let plan = match offer.as_ref().map(|o| sdp::negotiate(o, &caps)) {
-            Some(Err(err)) => {
-                tracing::info!(%call_id, %err, "no usable media in the offer: 488");
-                let reply = Reply::NotAcceptableHere {
-                    why: err.to_string(),
-                };
-                return self.reject_new(now, tx, incoming, reply, cdr);
-            }
-            Some(Ok(plan)) => Some(plan),
-            None => None,
-        };
+        if let Some(Err(err)) = offer
+            .as_ref()
+            .map(|o| sdp::negotiate(o, &MediaCaps::default()))
+        {
+            tracing::info!(%call_id, %err, "no usable media in the offer: 488");
+            let reply = Reply::NotAcceptableHere {
+                why: err.to_string(),
+            };
+            return self.reject_new(now, tx, incoming, reply, cdr);
+        }
         let Some(port) = self.ports.allocate(now) else {
             tracing::warn!("no RTP port free");
             let reply = Reply::ServiceUnavailable {
@@ -187,24 +188,23 @@ impl Calls {
         let ip = self.local_ip(&peer, incoming.invite());
         let contact = contact(&peer, ip);
         let session_id: u64 = self.rng.gen::<u64>() >> 1;
-        let rtp_timeout = self.cfg.rtp_timeout;
-        let (cfg, local_sdp, pending_offer) = match plan {
-            Some(plan) => {
-                let cfg = media_config_from(&plan.negotiated(), rtp_timeout, session_id);
-                let answer = plan.into_answer(ip, port, session_id, 1);
-                (cfg, answer.to_string(), None)
-            }
-            None => {
-                let offer = sdp::make_offer(&caps, ip, port, session_id, 1, OUR_DTMF_PT);
-                let cfg = media_config_unanswered(rtp_timeout, session_id);
-                (cfg, offer.to_string(), Some(offer))
-            }
+        let mut media = CallMedia {
+            id: self.new_media_id(),
+            port,
+            ip,
+            cfg: media_config_unanswered(self.cfg.rtp_timeout, session_id),
+            local_sdp: String::new(),
+            pending_offer: None,
+            sdp_version: 1,
+            session_id,
+            bind_attempts: 1,
         };
-        let id = self.new_media_id();
+        first_sdp(offer.as_ref(), &mut media, self.cfg.rtp_timeout);
+        let id = media.id;
         self.media_out.push_back(MediaCommand::Open {
             id,
             port,
-            cfg: cfg.clone(),
+            cfg: media.cfg.clone(),
         });
 
         let key = CallKey(self.next_key);
@@ -236,16 +236,7 @@ impl Calls {
                 id: LegId::CALLER,
                 kind: LegKind::Caller(caller),
             }],
-            media: CallMedia {
-                id,
-                port,
-                ip,
-                cfg,
-                local_sdp,
-                pending_offer,
-                sdp_version: 1,
-                session_id,
-            },
+            media,
             ivr,
             end_reason: None,
             scheduled: None,
@@ -261,6 +252,41 @@ impl Calls {
                 self.schedule(key);
             }
         }
+    }
+
+    /// The engine could not bind the port of a call whose SDP has not left yet (ringing, or its 200
+    /// still held, see [`Calls::poll_transmit`]): the call moves to another port, invisibly to the caller.
+    /// False when it cannot (no port free, or tried too often).
+    pub(crate) fn rebind(&mut self, now: Instant, key: CallKey) -> bool {
+        let Some(call) = self.calls.get(&key) else {
+            return false;
+        };
+        if call.media.bind_attempts >= MAX_BIND_ATTEMPTS {
+            return false;
+        }
+        let Some(port) = self.ports.allocate(now) else {
+            return false;
+        };
+        let id = self.new_media_id();
+        let Some(call) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        let UasState::Proceeding { incoming, .. } = &call.caller().state else {
+            self.ports.release(port);
+            return false;
+        };
+        // The offer was parsed and found usable when the call was accepted.
+        let offer = sdp_body(incoming.invite()).ok().flatten();
+        self.by_media.remove(&call.media.id);
+        call.media.id = id;
+        call.media.port = port;
+        call.media.bind_attempts += 1;
+        first_sdp(offer.as_ref(), &mut call.media, self.cfg.rtp_timeout);
+        let cfg = call.media.cfg.clone();
+        self.media_out
+            .push_back(MediaCommand::Open { id, port, cfg });
+        self.by_media.insert(id, key);
+        true
     }
 
     /// Refuses an INVITE for which no call was created, and records it.
@@ -284,8 +310,15 @@ impl Calls {
         self.cdrs.push_back(cdr);
     }
 
-    /// Sends the 200 of a call that is still proceeding.
+    /// Decides to answer: the 200 is built and handed to the endpoint when the shell next polls for
+    /// transmits, so that the media commands polled before it (the shell binds the port while carrying
+    /// out `Open`) can still move the call to another port if its port turns out busy.
     pub(crate) fn answer(&mut self, now: Instant, key: CallKey) {
+        self.answering.push_back((now, key));
+    }
+
+    /// Sends the 200 of a call that is still proceeding.
+    pub(crate) fn answer_now(&mut self, now: Instant, key: CallKey) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -369,4 +402,31 @@ fn contact(peer: &Peer, ip: IpAddr) -> String {
         Transport::Tcp(_) => ";transport=tcp",
     };
     format!("<sip:helpline@{host}:{}{transport}>", peer.local.port())
+}
+
+/// Our first SDP for `media.port`: the answer to the INVITE's offer, or our offer when it had none
+/// (then the answer comes in the ACK, RFC 3264 §5). The offer was checked usable already.
+fn first_sdp(offer: Option<&SdpOffer>, media: &mut CallMedia, rtp_timeout: Duration) {
+    let caps = MediaCaps::default();
+    match offer.map(|o| sdp::negotiate(o, &caps)) {
+        Some(Ok(plan)) => {
+            media.cfg = media_config_from(&plan.negotiated(), rtp_timeout, media.session_id);
+            let answer = plan.into_answer(media.ip, media.port, media.session_id, 1);
+            media.local_sdp = answer.to_string();
+            media.pending_offer = None;
+        }
+        Some(Err(_)) | None => {
+            let offer = sdp::make_offer(
+                &caps,
+                media.ip,
+                media.port,
+                media.session_id,
+                1,
+                OUR_DTMF_PT,
+            );
+            media.cfg = media_config_unanswered(rtp_timeout, media.session_id);
+            media.local_sdp = offer.to_string();
+            media.pending_offer = Some(offer);
+        }
+    }
 }

@@ -166,6 +166,8 @@ pub struct Calls {
     next_key: u64,
     next_media: u64,
     draining: bool,
+    /// Answers decided and not yet handed to the endpoint (see `answer`), with the instant decided.
+    answering: VecDeque<(Instant, CallKey)>,
     media_out: VecDeque<MediaCommand>,
     cdrs: VecDeque<Cdr>,
 }
@@ -189,6 +191,7 @@ impl Calls {
             next_key: 1,
             next_media: 1,
             draining: false,
+            answering: VecDeque::new(),
             media_out: VecDeque::new(),
             cdrs: VecDeque::new(),
         }
@@ -275,8 +278,13 @@ impl Calls {
 
     // ── outputs ──
 
-    /// The next SIP message to send.
+    /// The next SIP message to send. Drain [`Calls::poll_media`] first: a 200 is handed to the endpoint
+    /// here, after the `Open` of its port, so a port the shell could not bind (reported back at once
+    /// with `handle_media(.., BindFailed)`) is replaced before the caller ever sees it.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        while let Some((at, key)) = self.answering.pop_front() {
+            self.answer_now(at, key);
+        }
         self.endpoint.poll_transmit()
     }
 
@@ -382,11 +390,21 @@ impl Calls {
         id
     }
 
-    /// The engine could not bind a call's port: the port rests, the call is released (503 before the
-    /// answer, BYE after it).
+    /// The engine could not bind a call's port: the port rests; while the caller has not seen our SDP
+    /// the call moves to another port, otherwise it is released (503 before the answer, BYE after it).
     fn on_bind_failed(&mut self, now: Instant, key: CallKey, port: u16) {
-        tracing::warn!(port, "rtp port could not be bound: releasing the call");
         self.ports.quarantine(now, port);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.media.port != port {
+            return; // a late report about a port the call already left
+        }
+        if matches!(call.caller().state, UasState::Proceeding { .. }) && self.rebind(now, key) {
+            tracing::debug!(port, "rtp port busy: the call moves to another one");
+            return;
+        }
+        tracing::warn!(port, "rtp port could not be bound: releasing the call");
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };

@@ -16,6 +16,8 @@ pub struct PortPool {
     in_use: HashSet<u16>,
     /// Ports the engine could not bind, with the instant they may be tried again (in that order).
     quarantined: VecDeque<(Instant, u16)>,
+    /// xorshift state for jumping elsewhere in the rotation after a busy port.
+    jump: u64,
 }
 
 impl PortPool {
@@ -33,6 +35,7 @@ impl PortPool {
             free: ports.into(),
             in_use: HashSet::new(),
             quarantined: VecDeque::new(),
+            jump: seed | 1,
         }
     }
 
@@ -57,10 +60,19 @@ impl PortPool {
         }
     }
 
-    /// Takes a port the engine could not bind out of the rotation until `now + QUARANTINE`.
+    /// Takes a port the engine could not bind out of the rotation until `now + QUARANTINE`, and moves
+    /// the rotation to another place: the busy port's neighbours are likely held by the same other
+    /// program (e.g. a second server walking the same range).
     pub fn quarantine(&mut self, now: Instant, port: u16) {
         if self.in_use.remove(&port) {
             self.quarantined.push_back((now + QUARANTINE, port));
+            self.jump ^= self.jump << 13;
+            self.jump ^= self.jump >> 7;
+            self.jump ^= self.jump << 17;
+            if !self.free.is_empty() {
+                let by = (self.jump % self.free.len() as u64) as usize;
+                self.free.rotate_left(by);
+            }
         }
     }
 

@@ -27,6 +27,8 @@ pub(crate) struct CallMedia {
     pub(crate) pending_offer: Option<SdpOffer>,
     pub(crate) sdp_version: u64,
     pub(crate) session_id: u64,
+    /// Ports tried so far (a busy one is replaced while the SDP has not left yet).
+    pub(crate) bind_attempts: u32,
 }
 
 /// One call.

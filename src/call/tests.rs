@@ -180,16 +180,33 @@ impl Net {
         }
     }
 
+    /// Drains every output in the documented order (media, then SIP, then CDRs) until none is left.
     fn collect(&mut self) {
-        while let Some(t) = self.calls.poll_transmit() {
-            let msg = parse_datagram(&t.bytes).expect("helpline emits parseable SIP");
-            self.out.sip.push((t.to, msg));
-        }
-        while let Some(c) = self.calls.poll_media() {
-            self.out.media.push(c);
-        }
-        while let Some(c) = self.calls.poll_cdr() {
-            self.out.cdrs.push(c);
+        loop {
+            let before = (
+                self.out.sip.len(),
+                self.out.media.len(),
+                self.out.cdrs.len(),
+            );
+            while let Some(c) = self.calls.poll_media() {
+                self.out.media.push(c);
+            }
+            while let Some(t) = self.calls.poll_transmit() {
+                let msg = parse_datagram(&t.bytes).expect("helpline emits parseable SIP");
+                self.out.sip.push((t.to, msg));
+            }
+            while let Some(c) = self.calls.poll_cdr() {
+                self.out.cdrs.push(c);
+            }
+            if before
+                == (
+                    self.out.sip.len(),
+                    self.out.media.len(),
+                    self.out.cdrs.len(),
+                )
+            {
+                break;
+            }
         }
     }
 
@@ -585,39 +602,89 @@ fn server_and_user_agent_carry_the_configured_text_without_a_version() {
     }
 }
 
+fn opened(c: &MediaCommand) -> Option<(MediaId, u16)> {
+    match c {
+        MediaCommand::Open { id, port, .. } => Some((*id, *port)),
+        _ => None,
+    }
+}
+
+fn sdp_port(r: &Response) -> Option<u16> {
+    let sdp = String::from_utf8_lossy(&r.body).into_owned();
+    let line = sdp.lines().find(|l| l.starts_with("m=audio "))?;
+    line.split(' ').nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_busy_port_is_replaced_before_the_caller_sees_it() {
+    let mut net = Net::new();
+    // As the shell does: carry out the media commands first, reporting a busy port at once.
+    net.calls
+        .handle_sip(net.now, udp_peer(), invite("p0", OFFER).as_bytes());
+    let (id, busy) = net
+        .calls
+        .poll_media()
+        .as_ref()
+        .and_then(opened)
+        .expect("open");
+    net.calls
+        .handle_media(net.now, id, MediaEvent::BindFailed { port: busy });
+    let (_, port) = net
+        .calls
+        .poll_media()
+        .as_ref()
+        .and_then(opened)
+        .expect("another port");
+    assert_ne!(port, busy);
+    net.collect();
+    let out = net.take();
+    let ok = out
+        .responses()
+        .into_iter()
+        .find(|r| r.code == 200)
+        .expect("200");
+    assert_eq!(
+        sdp_port(ok),
+        Some(port),
+        "the caller only ever sees the bound port"
+    );
+    assert_eq!(net.calls.call_count(), 1);
+}
+
 #[test]
 fn a_port_the_engine_cannot_bind_refuses_or_releases_the_call() {
-    // Ringing: not answered yet, so the caller gets 503 and the port rests.
+    // Ringing: the SDP has not left, so the call moves; when no port is left, 503.
     let mut net = Net::with(|c| {
         c.ring = Duration::from_secs(2);
         c.rtp_ports = (40000, 40003);
     });
     net.send(udp_peer(), &invite("p1", OFFER));
-    let id = net.media_id();
-    let port = match net.out.media[0] {
-        MediaCommand::Open { port, .. } => port,
-        _ => unreachable!("media_id found an Open"),
-    };
-    net.take();
+    let out = net.take();
+    assert_eq!(out.codes(), [100, 180]);
+    let (id, port) = opened(&out.media[0]).expect("open");
     net.media(id, MediaEvent::BindFailed { port });
+    let out = net.take();
+    let (id2, port2) = opened(&out.media[0]).expect("moved to the other port");
+    assert_ne!(port2, port);
+    assert!(out.codes().is_empty());
+    net.media(id2, MediaEvent::BindFailed { port: port2 });
     let out = net.take();
     assert_eq!(out.codes(), [503]);
     assert_eq!(out.responses()[0].header("Retry-After"), Some("5"));
+    assert_eq!(out.cdrs[0].final_status, 503);
     assert_eq!(net.calls.call_count(), 0);
-    // The next call gets the other port, and the one after finds none free (503 at once).
-    net.send(udp_peer(), &invite("p2", OFFER));
-    let out = net.take();
-    assert!(matches!(out.media[0], MediaCommand::Open { port: p, .. } if p != port));
+    // Both ports rest: the next call finds none free.
     net.send(udp_peer(), &invite("p3", OFFER));
     assert_eq!(net.take().codes(), [100, 503]);
 
-    // Answered: released with BYE once the ACK is in.
+    // Answered and its SDP sent: released with BYE once the ACK is in.
     let mut net = Net::new();
     let tag = answered(&mut net, "p4");
     let id = net.media_id();
+    let port = net.out.media.iter().find_map(opened).expect("open").1;
     net.send(udp_peer(), &ack("p4", &tag));
     net.take();
-    net.media(id, MediaEvent::BindFailed { port: 40000 });
+    net.media(id, MediaEvent::BindFailed { port });
     assert_eq!(net.take().byes(), 1);
 }
 

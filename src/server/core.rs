@@ -16,7 +16,7 @@ use crate::call::{Calls, Cdr, MediaCommand, MediaId};
 use crate::ivr::MenuSet;
 use crate::media::session::MediaEvent;
 use crate::server::media_engine::MediaHandle;
-use crate::sip::endpoint::{Peer, Transport};
+use crate::sip::endpoint::{Peer, Transmit, Transport};
 use crate::transport::tcp::{TcpConnections, TcpInbound};
 
 /// The shell around [`Calls`]: every `handle_*` feeds one input and then carries out every output.
@@ -49,7 +49,7 @@ impl Core {
     /// A UDP datagram.
     pub async fn handle_udp(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
         self.calls.handle_sip(now, peer, bytes);
-        self.flush().await;
+        self.flush(now).await;
     }
 
     /// A framed TCP message.
@@ -60,31 +60,31 @@ impl Core {
             local: inbound.local,
         };
         self.calls.handle_sip(now, peer, &inbound.bytes);
-        self.flush().await;
+        self.flush(now).await;
     }
 
     /// A media engine event.
     pub async fn handle_media(&mut self, now: Instant, id: MediaId, event: MediaEvent) {
         self.calls.handle_media(now, id, event);
-        self.flush().await;
+        self.flush(now).await;
     }
 
     /// The earliest wake-up has come (or a spurious one).
     pub async fn handle_timeout(&mut self, now: Instant) {
         self.calls.handle_timeout(now);
-        self.flush().await;
+        self.flush(now).await;
     }
 
     /// Shutdown began: refuse new calls.
     pub async fn handle_drain(&mut self, now: Instant) {
         self.calls.handle_drain(now);
-        self.flush().await;
+        self.flush(now).await;
     }
 
     /// The drain time is over: hang up every call.
     pub async fn handle_hangup_all(&mut self, now: Instant) {
         self.calls.handle_hangup_all(now);
-        self.flush().await;
+        self.flush(now).await;
     }
 
     /// New menus for new calls.
@@ -95,7 +95,7 @@ impl Core {
     /// Exit: CDRs for the calls still present.
     pub async fn finish_all(&mut self, now: Instant) {
         self.calls.finish_all(now);
-        self.flush().await;
+        self.flush(now).await;
     }
 
     /// The earliest instant the registry wants waking.
@@ -108,35 +108,58 @@ impl Core {
         self.calls.call_count()
     }
 
-    /// Carries out every output the last input produced.
-    async fn flush(&mut self) {
-        // Media first: a 200 naming a port leaves only once the port is bound.
-        while let Some(command) = self.calls.poll_media() {
-            match command {
-                MediaCommand::Open { id, port, cfg } => self.media.open(id, port, cfg),
-                MediaCommand::Configure { id, cfg } => self.media.configure(id, cfg),
-                MediaCommand::Play { id, prompt } => self.media.play(id, prompt),
-                MediaCommand::Stop { id } => self.media.stop_playout(id),
-                MediaCommand::Close { id } => self.media.close(id),
+    /// Carries out every output the last input produced. Media commands go first: a port is bound
+    /// (or found busy and reported back, so the call moves to another) before the SDP naming it leaves.
+    async fn flush(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(command) = self.calls.poll_media() {
+                progressed = true;
+                self.carry_out(now, command);
             }
-        }
-        while let Some(t) = self.calls.poll_transmit() {
-            match t.to.transport {
-                Transport::Udp => {
-                    if let Err(err) = self.udp.send_to(&t.bytes, t.to.addr).await {
-                        tracing::debug!(%err, to = %t.to.addr, "udp send failed");
-                    }
-                }
-                Transport::Tcp(conn) => {
-                    if !self.tcp.send(conn, t.bytes) {
-                        tracing::debug!(to = %t.to.addr, "tcp connection gone");
-                    }
+            while let Some(t) = self.calls.poll_transmit() {
+                progressed = true;
+                self.send(t).await;
+            }
+            while let Some(cdr) = self.calls.poll_cdr() {
+                progressed = true;
+                if let Some(tx) = &self.cdr_tx {
+                    let _ = tx.send(cdr);
                 }
             }
+            if !progressed {
+                break;
+            }
         }
-        while let Some(cdr) = self.calls.poll_cdr() {
-            if let Some(tx) = &self.cdr_tx {
-                let _ = tx.send(cdr);
+    }
+
+    fn carry_out(&mut self, now: Instant, command: MediaCommand) {
+        match command {
+            MediaCommand::Open { id, port, cfg } => {
+                if let Err(err) = self.media.open(id, port, cfg) {
+                    tracing::debug!(%err, port, "rtp port pair could not be bound");
+                    self.calls
+                        .handle_media(now, id, MediaEvent::BindFailed { port });
+                }
+            }
+            MediaCommand::Configure { id, cfg } => self.media.configure(id, cfg),
+            MediaCommand::Play { id, prompt } => self.media.play(id, prompt),
+            MediaCommand::Stop { id } => self.media.stop_playout(id),
+            MediaCommand::Close { id } => self.media.close(id),
+        }
+    }
+
+    async fn send(&self, t: Transmit) {
+        match t.to.transport {
+            Transport::Udp => {
+                if let Err(err) = self.udp.send_to(&t.bytes, t.to.addr).await {
+                    tracing::debug!(%err, to = %t.to.addr, "udp send failed");
+                }
+            }
+            Transport::Tcp(conn) => {
+                if !self.tcp.send(conn, t.bytes) {
+                    tracing::debug!(to = %t.to.addr, "tcp connection gone");
+                }
             }
         }
     }

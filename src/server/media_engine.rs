@@ -264,7 +264,6 @@ impl MediaEngine {
     /// Spawns the media thread and returns the handle the signalling task uses; every session's events
     /// go to `events`. The thread ends when every handle is dropped (all sessions are closed then).
     pub fn start(cfg: MediaEngineConfig, events: MediaEvents) -> io::Result<MediaHandle> {
-        let handle_events = events.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(SendStats::new());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -293,7 +292,6 @@ impl MediaEngine {
             tx,
             stats,
             bind_ip: cfg.bind_ip,
-            events: handle_events,
         })
     }
 }
@@ -317,29 +315,23 @@ pub struct MediaHandle {
     tx: mpsc::UnboundedSender<Command>,
     stats: Arc<SendStats>,
     bind_ip: IpAddr,
-    /// For reporting a port that could not be bound, in the same channel as the sessions' events.
-    events: MediaEvents,
 }
 
 impl MediaHandle {
-    /// Binds RTP on `port` and RTCP on `port + 1` and starts session `id` with `cfg`; a pair that cannot
-    /// be bound is reported as [`MediaEvent::BindFailed`] on the events channel. Callable from any
-    /// runtime or thread.
+    /// Binds RTP on `port` and RTCP on `port + 1` and starts session `id` with `cfg` (not async: the
+    /// session starts on the media thread without an answer). A pair that cannot be bound is returned
+    /// as the error, for the caller to report to the call layer as [`MediaEvent::BindFailed`] at once;
+    /// a failure later on the media thread arrives as that event on the events channel. Callable from
+    /// any runtime or thread.
     ///
     /// The two sockets are bound here, on the caller's thread (two non-blocking syscalls), and handed
-    /// to the media thread: so the port is bound before the 200 naming it leaves, and RTP the caller
-    /// sends at once waits in the kernel instead of meeting a closed port while the media thread
-    /// catches up.
-    pub fn open(&self, id: MediaId, port: u16, cfg: MediaConfig) {
-        match bind_pair(self.bind_ip, port) {
-            Ok((rtp, rtcp)) => {
-                let _ = self.tx.send(Command::Open(id, rtp, rtcp, cfg));
-            }
-            Err(err) => {
-                tracing::debug!(%err, port, "rtp port pair could not be bound");
-                let _ = self.events.send((id, MediaEvent::BindFailed { port }));
-            }
-        }
+    /// to the media thread: so the port is bound before the 200 naming it leaves, RTP the caller sends
+    /// at once waits in the kernel instead of meeting a closed port while the media thread catches up,
+    /// and a busy port is known before the SDP naming it is sent.
+    pub fn open(&self, id: MediaId, port: u16, cfg: MediaConfig) -> io::Result<()> {
+        let (rtp, rtcp) = bind_pair(self.bind_ip, port)?;
+        let _ = self.tx.send(Command::Open(id, rtp, rtcp, cfg));
+        Ok(())
     }
 
     /// Updates (re-INVITE, hold, the answer in an ACK) the session's negotiated media.
@@ -815,7 +807,9 @@ mod tests {
             let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let port = free_pair();
             let id = MediaId(7);
-            engine.open(id, port, cfg(caller.local_addr().unwrap()));
+            engine
+                .open(id, port, cfg(caller.local_addr().unwrap()))
+                .expect("a free pair binds");
             let pcm = vec![1000i16; 160 * 5];
             engine.play(id, Arc::new(Prompt::from_samples("en", "five", &pcm)));
             let mut buf = [0u8; 1500];
@@ -863,7 +857,7 @@ mod tests {
     }
 
     #[test]
-    fn a_port_it_cannot_bind_is_reported_for_that_id() {
+    fn a_port_it_cannot_bind_is_refused_at_once() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -875,16 +869,14 @@ mod tests {
             let _squat_rtcp = std::net::UdpSocket::bind(("127.0.0.1", rtcp_taken + 1)).unwrap();
             let rtp_taken = free_pair();
             let _squat_rtp = std::net::UdpSocket::bind(("127.0.0.1", rtp_taken)).unwrap();
-            engine.open(MediaId(1), rtcp_taken, cfg("127.0.0.1:9".parse().unwrap()));
-            engine.open(MediaId(2), rtp_taken, cfg("127.0.0.1:9".parse().unwrap()));
-            assert_eq!(
-                next_event(&mut ev_rx).await,
-                Some((MediaId(1), MediaEvent::BindFailed { port: rtcp_taken }))
-            );
-            assert_eq!(
-                next_event(&mut ev_rx).await,
-                Some((MediaId(2), MediaEvent::BindFailed { port: rtp_taken }))
-            );
+            let to = "127.0.0.1:9".parse().unwrap();
+            assert!(engine.open(MediaId(1), rtcp_taken, cfg(to)).is_err());
+            assert!(engine.open(MediaId(2), rtp_taken, cfg(to)).is_err());
+            // The half that was free is not kept bound: the squatted pair can be opened once free.
+            drop(_squat_rtp);
+            engine
+                .open(MediaId(3), rtp_taken, cfg(to))
+                .expect("free again");
             // Commands for a session that never opened are ignored, and the engine goes on serving.
             engine.play(
                 MediaId(1),
@@ -893,9 +885,11 @@ mod tests {
             engine.close(MediaId(1));
             let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let port = free_pair();
-            engine.open(MediaId(3), port, cfg(caller.local_addr().unwrap()));
+            engine
+                .open(MediaId(4), port, cfg(caller.local_addr().unwrap()))
+                .expect("a free pair binds");
             engine.play(
-                MediaId(3),
+                MediaId(4),
                 Arc::new(Prompt::from_samples("en", "one", &[0; 160])),
             );
             let mut buf = [0u8; 1500];
@@ -905,6 +899,7 @@ mod tests {
                     .unwrap()
                     .unwrap();
             assert_eq!(from.port(), port);
+            assert!(ev_rx.try_recv().is_err(), "no event for refused opens");
         });
     }
 }

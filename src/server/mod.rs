@@ -235,6 +235,7 @@ fn calls_config(cfg: &ServerConfig, sip_local: SocketAddr) -> CallsConfig {
         advertise_ip: cfg.advertise_ip,
         wall: WallClock { instant, wall },
         local: sip_local,
+        // `--server-header` sets this once the CLI carries it; the default names no version.
         server_header: "helpline".to_owned(),
     }
 }

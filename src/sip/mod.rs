@@ -9,6 +9,3 @@ pub mod transaction;
 
 pub use ids::{Branch, CallId, Tag};
 pub use reply::Reply;
-
-/// What helpline calls itself in User-Agent and Server headers.
-pub const USER_AGENT: &str = concat!("helpline/", env!("CARGO_PKG_VERSION"));
