@@ -18,6 +18,17 @@ use crate::sip::endpoint::{Peer, Transport, TxId};
 use crate::sip::message::{Method, Request};
 use crate::sip::{CallId, Reply, Tag};
 
+/// An INVITE that passed every check, on its way to becoming a call.
+struct NewCall {
+    call_id: CallId,
+    tx: TxId,
+    peer: Peer,
+    incoming: IncomingCall,
+    ivr: IvrSession,
+    offer: Option<SdpOffer>,
+    cdr: Cdr,
+}
+
 /// Ports tried for one call before it is refused `503` (each busy port rests, see `ports`).
 const MAX_BIND_ATTEMPTS: u32 = 4;
 
@@ -142,7 +153,7 @@ impl Calls {
             return;
         }
         let mut cdr = self.new_cdr(now, &request, &peer);
-        let mut incoming = IncomingCall::new(request, Tag::new(self.endpoint.new_tag()));
+        let incoming = IncomingCall::new(request, Tag::new(self.endpoint.new_tag()));
         if self.draining {
             let reply = Reply::ServiceUnavailable {
                 retry_after: RETRY_AFTER_DRAINING,
@@ -184,7 +195,30 @@ impl Calls {
             };
             return self.reject_new(now, tx, incoming, reply, cdr);
         };
+        let accepted = NewCall {
+            call_id,
+            tx,
+            peer,
+            incoming,
+            ivr,
+            offer,
+            cdr,
+        };
+        self.accept(now, accepted, port);
+    }
 
+    /// Creates the call for an INVITE that passed every check and got RTP port `port`: opens its media,
+    /// then rings or answers.
+    fn accept(&mut self, now: Instant, new: NewCall, port: u16) {
+        let NewCall {
+            call_id,
+            tx,
+            peer,
+            mut incoming,
+            ivr,
+            offer,
+            cdr,
+        } = new;
         let ip = self.local_ip(&peer, incoming.invite());
         let contact = contact(&peer, ip);
         let session_id: u64 = self.rng.gen::<u64>() >> 1;
