@@ -7,19 +7,24 @@
 //!                                      │
 //!                                      ▼
 //!                                sip::Endpoint         parse, demux, transactions, stateless 400s
-//!                                      │ new INVITE
+//!                                      │ SipEvent      (the endpoint is owned by call::Calls)
 //!                                      ▼
-//!                                dialog                UAS dialog: tags, CSeq, route set; SDP via sdp::negotiate
-//!                                      │
+//!                                call::Calls           registry of every call: legs, RTP ports, drain, CDRs
+//!                                      │ one call
 //!                                      ▼
-//!                                call::Call ◀──────▶ media::MediaSession   prompts as paced G.711 RTP, DTMF detection
-//!                                      │ IvrInput   ▲ IvrAction
-//!                                      ▼            │
+//!                                call::leg             the caller's leg (dialog::uas IncomingCall: ring /
+//!                                      │               answer / reject; SDP via sdp::negotiate); agents'
+//!                                      │               UAC legs join here
+//!                                      ▼
+//!                                call::IvrCall ◀─────▶ media engine     MediaCommand out, MediaEvent in; the
+//!                                      │ IvrInput   ▲ IvrAction         engine (server) binds and paces,
+//!                                      ▼            │                   media::MediaSession per call
 //!                                ivr::IvrSession       menus compiled once from ivr-menus/
 //!                                      │ route to a regional queue (queue / agent: later stages)
 //!                                      ▼
-//! shell (tokio): server::{router, call_task} — wait for one of (packet | timer | message)
-//!                → exactly one handle_* → drain every poll_* → sleep until the earliest poll_timeout
+//! shell (tokio): server::core — wait for one of (packet | timer | media event | signal | reload)
+//!                → exactly one Calls::handle_* → drain poll_transmit / poll_media / poll_cdr
+//!                → sleep until Calls::poll_timeout
 //! ```
 //!
 //! # Run-loop contract

@@ -1,5 +1,7 @@
 //! The sans-IO rule, checked: the protocol and call cores never touch tokio, sockets, files, the clock or
 //! thread-local randomness. Only `transport`, `server`, `cli`, `config`, `prompts` and `clock` do I/O.
+//! And the other way round: the shell (`server`) holds no dialog, SDP or SIP-reply logic — every call
+//! decision is the call layer's.
 use std::path::Path;
 
 const CORES: &[&str] = &[
@@ -19,11 +21,22 @@ const BANNED: &[&str] = &[
     "thread::sleep",
 ];
 
-fn visit(dir: &Path, found: &mut Vec<String>) {
+/// What the shell must not touch: dialogs, SDP and building SIP responses belong to the call layer.
+const SHELL: &str = "server";
+const SHELL_BANNED: &[&str] = &[
+    "crate::dialog",
+    "crate::sdp",
+    "Dialog",
+    "SessionDescription",
+    "Response::for_request",
+    "Reply::",
+];
+
+fn visit(dir: &Path, banned: &[&str], found: &mut Vec<String>) {
     for entry in std::fs::read_dir(dir).expect("read src dir").flatten() {
         let path = entry.path();
         if path.is_dir() {
-            visit(&path, found);
+            visit(&path, banned, found);
         } else if path.extension().is_some_and(|e| e == "rs")
             // `tests.rs` files are `#[cfg(test)]` modules: a simulated clock starts at `Instant::now()`.
             && path.file_name().is_some_and(|n| n != "tests.rs")
@@ -36,7 +49,7 @@ fn visit(dir: &Path, found: &mut Vec<String>) {
                 if line.starts_with("//") {
                     continue;
                 }
-                for banned in BANNED {
+                for banned in banned {
                     if line.contains(banned) {
                         found.push(format!("{}:{}: {banned}", path.display(), n + 1));
                     }
@@ -51,11 +64,23 @@ fn sans_io_cores_do_no_io() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
     for core in CORES {
-        visit(&src.join(core), &mut found);
+        visit(&src.join(core), BANNED, &mut found);
     }
     assert!(
         found.is_empty(),
         "I/O in a sans-IO core:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_shell_holds_no_call_logic() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    visit(&src.join(SHELL), SHELL_BANNED, &mut found);
+    assert!(
+        found.is_empty(),
+        "dialog, SDP or reply logic in the shell (it belongs in src/call/):\n{}",
         found.join("\n")
     );
 }

@@ -84,12 +84,6 @@ impl SipUdpSocket {
         self.local
     }
 
-    /// The underlying tokio socket, for senders that let the kernel pick the source address (on a
-    /// wildcard socket: by route, which need not be the address the peer dialled).
-    pub fn tokio_socket(&self) -> Arc<UdpSocket> {
-        self.io.clone()
-    }
-
     /// Waits for the next datagram and reports who sent it and to which of our addresses.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
         self.io
