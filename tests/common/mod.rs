@@ -908,3 +908,4 @@ impl Ua {
 pub fn has_ipv6_loopback() -> bool {
     UdpSocket::bind("[::1]:0").is_ok()
 }
+pub mod sim;
