@@ -1,696 +1,552 @@
-//! One caller's call after it is answered: wires the media session's events (keys, prompt ends, silence)
-//! into the IVR engine and the engine's actions back out as media commands and hang-ups, and keeps the
-//! call detail record. It does not speak SIP (the server does) nor touch RTP (the media engine does).
-use std::collections::{BTreeMap, VecDeque};
+//! The call layer (sans-IO): [`Calls`], the registry of every call, owns the SIP endpoint and decides
+//! everything that happens to a call — answer, ringing, CANCEL, ACK with or without SDP, re-INVITE and
+//! hold, INFO keys, BYE either way, drain, RTP port choice and the CDR. Each call owns its legs
+//! ([`leg`]), its media session's settings and its IVR side ([`ivr_call::IvrCall`]).
+//!
+//! It never reads the clock, sleeps or touches a socket: every input carries `now`, and outputs are
+//! pulled by the shell. The contract (quinn-proto's `Connection` shape):
+//!
+//! * inputs: [`Calls::handle_sip`], [`Calls::handle_media`], [`Calls::handle_timeout`],
+//!   [`Calls::handle_drain`], [`Calls::handle_hangup_all`], [`Calls::set_menus`], [`Calls::finish_all`];
+//! * after each input, drain [`Calls::poll_transmit`] (SIP to send), [`Calls::poll_media`] (commands
+//!   for the media engine, in order), [`Calls::poll_cdr`] (finished calls' records), then sleep until
+//!   [`Calls::poll_timeout`]; a spurious `handle_timeout` is a no-op.
+//!
+//! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
+pub mod cdr;
+mod dialog_requests;
+mod invite;
+pub mod ivr_call;
+pub mod leg;
+pub mod ports;
+mod state;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use rand::SeedableRng;
 
-use crate::ivr::{IvrAction, IvrInput, IvrSession};
-use crate::media::dtmf::DigitMerger;
-use crate::media::session::{DetectedDigit, DigitMethod, MediaEvent};
+pub use crate::media::MediaId;
+pub use cdr::{Cdr, CdrDigit, EndReason, WallClock, MAX_CDR_DIGITS};
+pub use ivr_call::{CallInput, CallOutput, CallTiming, IvrCall};
+pub use leg::{Leg, LegId, LegKind, UasLeg, UasState};
+pub use ports::PortPool;
+
+use crate::ivr::MenuSet;
+use crate::media::session::{MediaConfig, MediaEvent};
 use crate::prompts::{Prompt, PromptStore};
+use crate::sip::endpoint::{Endpoint, Peer, SipEvent, Transmit, TxId};
+use crate::sip::message::{Method, Response};
+use crate::sip::transaction::TimerConfig;
+use crate::sip::{CallId, Reply};
+use state::Call;
 
-/// Why a call ended, as written to the CDR's `end_reason`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EndReason {
-    /// The caller sent BYE.
-    CallerBye,
-    /// helpline sent BYE (menu finished, routed, shutdown).
-    ServerBye,
-    /// The caller cancelled before the answer.
-    Cancel,
-    /// The 2xx was never acknowledged (RFC 3261 §13.3.1.4: released with BYE after 64·T1).
-    NoAck,
-    /// No RTP and no SIP from the caller for the configured time.
-    RtpTimeout,
-    /// The call could not be set up or continued (refused, bad SDP, internal fault).
-    Error,
-}
+/// Seconds a caller is asked to wait (`Retry-After`) when helpline is draining for shutdown.
+pub const RETRY_AFTER_DRAINING: u32 = 30;
+/// Seconds a caller is asked to wait (`Retry-After`) when no RTP port is free.
+pub const RETRY_AFTER_NO_PORT: u32 = 5;
 
-/// One key press as recorded in the CDR.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CdrDigit {
-    /// The key: `0`–`9`, `*`, `#`, `A`–`D`.
-    pub digit: char,
-    /// How it arrived: `rfc4733`, `info` or `inband`.
-    pub method: &'static str,
-    /// When it arrived (RFC 3339 with milliseconds).
-    pub at: String,
-}
-
-/// The call detail record: one JSON line per call.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Cdr {
-    /// The SIP Call-ID.
-    pub call_id: String,
-    /// The caller's From URI.
-    pub from: String,
-    /// The dialed number (Request-URI user part).
-    pub dialed: String,
-    /// Where the INVITE came from (ip:port).
-    pub source: String,
-    /// When the INVITE arrived.
-    pub start: String,
-    /// When the call was answered (200 sent), if it was.
-    pub answer: Option<String>,
-    /// When the call ended.
-    pub end: String,
-    /// Every key the caller pressed, once each.
-    pub digits: Vec<CdrDigit>,
-    /// The final response code sent to the INVITE (200, 404, 487, 488, 503 …).
-    pub final_status: u16,
-    /// Why the call ended.
-    pub end_reason: Option<EndReason>,
-    /// The region the dialed number belongs to.
-    pub region: Option<String>,
-    /// The language the caller heard.
-    pub language: Option<String>,
-    /// The menus the caller went through, in order.
-    pub menu_path: Vec<String>,
-    /// Digits collected into named variables (e.g. `order_id`).
-    pub variables: BTreeMap<String, String>,
-    /// The queue the call was routed to (`europe.refunds`) or the transfer target.
-    pub route: Option<String>,
-    /// The menu set version the call ran on.
-    pub menu_version: Option<String>,
-}
-
-/// Maps wall-clock time onto the monotonic clock the call runs on, so the CDR can show RFC 3339 times
-/// while every decision is taken on `Instant`s (and so on a simulated clock in tests).
-#[derive(Clone, Copy, Debug)]
-pub struct WallClock {
-    /// A monotonic instant …
-    pub instant: Instant,
-    /// … and the wall time it corresponds to.
-    pub wall: DateTime<Utc>,
-}
-
-impl WallClock {
-    /// The wall time of `at`, formatted as RFC 3339 with milliseconds.
-    pub fn format(&self, at: Instant) -> String {
-        let wall = if at >= self.instant {
-            self.wall + chrono::Duration::from_std(at - self.instant).unwrap_or_default()
-        } else {
-            self.wall - chrono::Duration::from_std(self.instant - at).unwrap_or_default()
-        };
-        wall.to_rfc3339_opts(SecondsFormat::Millis, true)
-    }
-}
-
-/// What the call asks the media engine to do.
+/// What the call layer needs to know about the server; the shell builds it once at start.
 #[derive(Clone, Debug)]
-pub enum MediaCommand {
-    /// Play this prompt now (it replaces anything playing).
-    Play(Arc<Prompt>),
-    /// Stop the prompt being played (barge-in).
-    Stop,
-}
-
-/// What the call asks of the server shell.
-#[derive(Clone, Debug)]
-pub enum CallOutput {
-    /// A media command for this call's session on the media engine.
-    Media(MediaCommand),
-    /// End the call from our side with BYE.
-    Hangup,
-}
-
-/// Inputs from the shell.
-#[derive(Clone, Debug)]
-pub enum CallInput {
-    /// The caller acknowledged our 2xx.
-    Acked,
-    /// An event from the call's media session.
-    Media(MediaEvent),
-    /// A key sent by SIP INFO.
-    InfoDigit(char),
-    /// Any request from the caller inside the dialog (proves the caller is alive).
-    SipActivity,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// 200 sent, waiting for the ACK.
-    AwaitingAck,
-    /// Acknowledged: waiting for the caller's first RTP (or the delay) so the first words are heard.
-    AwaitingMedia { deadline: Instant },
-    /// The IVR is running.
-    Running,
-    /// We asked for a hang-up; nothing more happens.
-    Ending,
-}
-
-/// The call's timing settings (from the server configuration).
-#[derive(Clone, Copy, Debug)]
-pub struct CallTiming {
-    /// How long to wait after the ACK for the caller's first RTP before the first prompt.
-    pub first_prompt_delay: Duration,
-    /// No RTP and no SIP from the caller for this long releases the call.
+pub struct CallsConfig {
+    /// SIP timer values T1/T2/T4.
+    pub timers: TimerConfig,
+    /// Inclusive RTP port range; each call takes an even port and the next one.
+    pub rtp_ports: (u16, u16),
+    /// A call with no RTP and no SIP from the caller for this long is released.
     pub rtp_timeout: Duration,
+    /// The first prompt starts at the caller's first RTP after the ACK, or after this delay.
+    pub first_prompt_delay: Duration,
     /// The longest a caller may stay in the menus.
     pub max_ivr: Duration,
+    /// How long helpline rings (180) before it answers (zero: answer at once).
+    pub ring: Duration,
+    /// The address Contact and SDP announce, when configured (`--advertise-ip`); otherwise the local
+    /// address each request arrived on ([`Peer::local`]).
+    pub advertise_ip: Option<IpAddr>,
+    /// Maps instants to wall time (CDR times, opening hours); `--pretend-time` shifts it.
+    pub wall: WallClock,
+    /// The address our requests' Via carries (sent-by).
+    pub local: SocketAddr,
+    /// The text of `Server:` on our responses and `User-Agent:` on our requests (no version).
+    pub server_header: String,
 }
 
-/// One answered call: IVR + digit de-duplication + prompt sequencing + CDR (sans-IO).
-pub struct Call {
-    ivr: IvrSession,
+impl CallsConfig {
+    /// The server's defaults (as `helpline serve` without options) for a server at `local` whose wall
+    /// clock is `wall`.
+    pub fn new(local: SocketAddr, wall: WallClock) -> CallsConfig {
+        CallsConfig {
+            timers: TimerConfig::default(),
+            rtp_ports: (20000, 30000),
+            rtp_timeout: Duration::from_secs(30),
+            first_prompt_delay: Duration::from_millis(300),
+            max_ivr: Duration::from_secs(15 * 60),
+            ring: Duration::ZERO,
+            advertise_ip: None,
+            wall,
+            local,
+            server_header: "helpline".to_owned(),
+        }
+    }
+
+    fn timing(&self) -> CallTiming {
+        CallTiming {
+            first_prompt_delay: self.first_prompt_delay,
+            rtp_timeout: self.rtp_timeout,
+            max_ivr: self.max_ivr,
+        }
+    }
+}
+
+/// What the call layer asks the media engine to do, in order.
+#[derive(Clone, Debug)]
+pub enum MediaCommand {
+    /// Bind RTP on `port` and RTCP on `port + 1` and start a session configured with `cfg`; a port that
+    /// cannot be bound is reported back as [`MediaEvent::BindFailed`].
+    Open {
+        /// The session's id (events come back tagged with it).
+        id: MediaId,
+        /// The even RTP port.
+        port: u16,
+        /// The negotiated media.
+        cfg: MediaConfig,
+    },
+    /// New negotiated media (re-INVITE, hold, the answer in the ACK).
+    Configure {
+        /// The session.
+        id: MediaId,
+        /// The new settings.
+        cfg: MediaConfig,
+    },
+    /// Play a prompt, replacing anything playing.
+    Play {
+        /// The session.
+        id: MediaId,
+        /// The decoded prompt.
+        prompt: Arc<Prompt>,
+    },
+    /// Stop the prompt playing (barge-in, hang-up).
+    Stop {
+        /// The session.
+        id: MediaId,
+    },
+    /// End the session and close its sockets.
+    Close {
+        /// The session.
+        id: MediaId,
+    },
+}
+
+/// Identifies one call in the registry (a call outlives any one of its legs' Call-IDs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallKey(pub u64);
+
+/// Every call in progress, and the SIP endpoint they share. See the module doc for the polling contract.
+pub struct Calls {
+    cfg: CallsConfig,
+    endpoint: Endpoint,
+    menus: Arc<MenuSet>,
     prompts: PromptStore,
-    merger: DigitMerger,
-    phase: Phase,
-    /// The caller's RTP has arrived (it may come before the ACK).
-    rtp_seen: bool,
-    first_prompt_delay: Duration,
-    rtp_timeout: Duration,
-    /// A caller cannot stay in the menus longer than this (a menu set to `repeat` forever would
-    /// otherwise hold the line and an RTP port indefinitely).
-    max_ivr: Duration,
-    ivr_deadline: Option<Instant>,
-    last_sip_activity: Instant,
-    /// Prompts the IVR asked for that wait for the one playing to finish.
-    queued: VecDeque<Arc<Prompt>>,
-    /// The prompt playing on the media engine now, if any.
-    playing: Option<Arc<Prompt>>,
-    /// Prompts asked for that do not exist (counted as finished at once); logged by the shell.
-    missing_prompts: Vec<String>,
-    outputs: VecDeque<CallOutput>,
-    clock: WallClock,
-    cdr: Cdr,
+    ports: PortPool,
+    /// Session ids and SDP session ids come from here, never from the clock.
+    rng: rand::rngs::SmallRng,
+    calls: HashMap<CallKey, Call>,
+    /// Each leg's Call-ID (the caller's today; agents' legs have their own).
+    by_call_id: HashMap<CallId, (CallKey, LegId)>,
+    /// Each leg's transactions: the caller's INVITE, our BYE.
+    by_tx: HashMap<TxId, (CallKey, LegId)>,
+    by_media: HashMap<MediaId, CallKey>,
+    /// Calls' wake-ups; an entry whose call is gone or re-armed for another instant is stale and
+    /// skipped. Rebuilt when stale entries would outnumber live ones (bounded by the number of calls).
+    wakeups: BinaryHeap<Reverse<(Instant, CallKey)>>,
+    next_key: u64,
+    next_media: u64,
+    draining: bool,
+    media_out: VecDeque<MediaCommand>,
+    cdrs: VecDeque<Cdr>,
 }
 
-impl Call {
-    /// A call whose 200 OK has just been sent. `cdr` holds what the server already knows (Call-ID, From,
-    /// dialed number, source, start, answer time).
-    pub fn new(
-        now: Instant,
-        clock: WallClock,
-        ivr: IvrSession,
-        prompts: PromptStore,
-        timing: CallTiming,
-        cdr: Cdr,
-    ) -> Call {
-        Call {
-            ivr,
+impl Calls {
+    /// An empty registry with its own SIP endpoint. `seed` makes tags, branches, SDP session ids and
+    /// the first RTP port reproducible.
+    pub fn new(cfg: CallsConfig, menus: Arc<MenuSet>, prompts: PromptStore, seed: u64) -> Calls {
+        Calls {
+            endpoint: Endpoint::new(cfg.timers, cfg.local, seed),
+            ports: PortPool::new(cfg.rtp_ports, seed.rotate_left(17)),
+            rng: rand::rngs::SmallRng::seed_from_u64(seed ^ 0x6361_6c6c_7321),
+            cfg,
+            menus,
             prompts,
-            merger: DigitMerger::default(),
-            phase: Phase::AwaitingAck,
-            rtp_seen: false,
-            first_prompt_delay: timing.first_prompt_delay,
-            rtp_timeout: timing.rtp_timeout,
-            max_ivr: timing.max_ivr,
-            ivr_deadline: None,
-            last_sip_activity: now,
-            queued: VecDeque::new(),
-            playing: None,
-            missing_prompts: Vec::new(),
-            outputs: VecDeque::new(),
-            clock,
-            cdr,
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            by_tx: HashMap::new(),
+            by_media: HashMap::new(),
+            wakeups: BinaryHeap::new(),
+            next_key: 1,
+            next_media: 1,
+            draining: false,
+            media_out: VecDeque::new(),
+            cdrs: VecDeque::new(),
         }
     }
 
-    /// Feeds one input.
-    pub fn handle(&mut self, now: Instant, input: CallInput) {
-        match input {
-            CallInput::Acked => {
-                self.last_sip_activity = now;
-                if self.phase == Phase::AwaitingAck {
-                    if self.rtp_seen {
-                        self.start_ivr(now);
-                    } else {
-                        self.phase = Phase::AwaitingMedia {
-                            deadline: now + self.first_prompt_delay,
-                        };
-                    }
-                }
-            }
-            CallInput::SipActivity => self.last_sip_activity = now,
-            CallInput::InfoDigit(digit) => {
-                self.last_sip_activity = now;
-                self.on_digit(
-                    now,
-                    DetectedDigit {
-                        digit,
-                        method: DigitMethod::Info,
-                        at: now,
-                    },
-                );
-            }
-            CallInput::Media(event) => self.on_media(now, event),
-        }
+    // ── inputs ──
+
+    /// One SIP message from the network (a UDP datagram or one framed TCP message); processes every
+    /// event the endpoint reports for it.
+    pub fn handle_sip(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        self.endpoint.handle_message(now, peer, bytes);
+        self.drain_endpoint(now);
     }
 
-    fn on_media(&mut self, now: Instant, event: MediaEvent) {
-        match event {
-            MediaEvent::FirstRtp { .. } => {
-                self.rtp_seen = true;
-                if let Phase::AwaitingMedia { .. } = self.phase {
-                    self.start_ivr(now);
-                }
-            }
-            MediaEvent::Digit(digit) => self.on_digit(now, digit),
-            MediaEvent::PromptFinished { name } => {
-                // A prompt that ended just as the IVR replaced it (the media thread runs on its own)
-                // must not count as the end of the new one.
-                if self.playing.as_ref().is_none_or(|p| p.name != name) {
-                    return;
-                }
-                self.playing = None;
-                if self.phase == Phase::Running {
-                    self.ivr.handle(now, IvrInput::PromptFinished);
-                    self.drain_ivr(now);
-                }
-            }
-            MediaEvent::RtpTimeout => {
-                // Silence on RTP alone does not end a call whose caller still talks SIP (e.g. on hold).
-                if now.saturating_duration_since(self.last_sip_activity) >= self.rtp_timeout
-                    && self.phase != Phase::Ending
-                {
-                    self.end(EndReason::RtpTimeout);
-                }
-            }
-        }
-    }
-
-    fn on_digit(&mut self, now: Instant, digit: DetectedDigit) {
-        let Some(digit) = self.merger.handle(now, digit) else {
+    /// One event from the media engine for session `id`; stale ids (a call already gone) are ignored.
+    pub fn handle_media(&mut self, now: Instant, id: MediaId, event: MediaEvent) {
+        let Some(&key) = self.by_media.get(&id) else {
             return;
         };
-        self.cdr.digits.push(CdrDigit {
-            digit: digit.digit,
-            method: match digit.method {
-                DigitMethod::Rfc4733 => "rfc4733",
-                DigitMethod::Info => "info",
-                DigitMethod::Inband => "inband",
-            },
-            at: self.clock.format(digit.at),
-        });
-        if self.phase == Phase::Running {
-            self.ivr.handle(now, IvrInput::Digit(digit.digit));
-            self.drain_ivr(now);
+        if let MediaEvent::BindFailed { port } = event {
+            self.on_bind_failed(now, key, port);
+        } else if let Some(call) = self.calls.get_mut(&key) {
+            call.ivr.handle(now, CallInput::Media(event));
+            self.after_call(now, key);
         }
+        self.drain_endpoint(now);
     }
 
-    fn start_ivr(&mut self, now: Instant) {
-        self.phase = Phase::Running;
-        self.ivr_deadline = Some(now + self.max_ivr);
-        self.ivr.handle(now, IvrInput::Answered);
-        self.drain_ivr(now);
-    }
-
-    /// Turns every pending IVR action into call outputs.
-    fn drain_ivr(&mut self, now: Instant) {
-        while let Some(action) = self.ivr.poll_action() {
-            match action {
-                IvrAction::Play { lang, prompt, .. } => match self.prompts.get(&lang, &prompt) {
-                    Some(p) => {
-                        if self.playing.is_some() {
-                            self.queued.push_back(p);
-                        } else {
-                            self.playing = Some(p.clone());
-                            self.outputs
-                                .push_back(CallOutput::Media(MediaCommand::Play(p)));
-                        }
-                    }
-                    None => {
-                        // `check` refuses menus whose prompts are missing, so this is a prompt file
-                        // deleted under a running server: skip it rather than leave the caller in silence.
-                        self.missing_prompts.push(format!("{lang}/{prompt}"));
-                        self.ivr.handle(now, IvrInput::PromptFinished);
-                    }
-                },
-                IvrAction::StopPlayback => {
-                    self.queued.clear();
-                    if self.playing.take().is_some() {
-                        self.outputs
-                            .push_back(CallOutput::Media(MediaCommand::Stop));
-                    }
-                }
-                IvrAction::Route { queue, .. } => {
-                    // Queues and agents arrive with the queues issue; until then a routed call is recorded
-                    // and released once its last prompt has played.
-                    self.cdr.route = Some(queue);
-                    self.finish_after_prompts();
-                }
-                IvrAction::Transfer { uri } => {
-                    self.cdr.route = Some(uri);
-                    self.finish_after_prompts();
-                }
-                IvrAction::Hangup { .. } => self.finish_after_prompts(),
-            }
-        }
-        self.next_prompt_if_idle();
-    }
-
-    fn finish_after_prompts(&mut self) {
-        if self.playing.is_none() && self.queued.is_empty() {
-            self.end(EndReason::ServerBye);
-        } else {
-            self.phase = Phase::Ending;
-        }
-    }
-
-    fn next_prompt_if_idle(&mut self) {
-        if self.playing.is_none() {
-            if let Some(p) = self.queued.pop_front() {
-                self.playing = Some(p.clone());
-                self.outputs
-                    .push_back(CallOutput::Media(MediaCommand::Play(p)));
-            } else if self.phase == Phase::Ending && self.cdr.end_reason.is_none() {
-                self.end(EndReason::ServerBye);
-            }
-        }
-    }
-
-    fn end(&mut self, reason: EndReason) {
-        self.phase = Phase::Ending;
-        if self.cdr.end_reason.is_none() {
-            self.cdr.end_reason = Some(reason);
-            self.outputs.push_back(CallOutput::Hangup);
-        }
-    }
-
-    /// Fires the call's timers that are due (first-prompt delay, IVR timeouts); spurious calls are no-ops.
+    /// Fires what is due at `now` (transaction timers, ringing, IVR timers); spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Phase::AwaitingMedia { deadline } = self.phase {
-            if now >= deadline {
-                self.start_ivr(now);
+        self.endpoint.handle_timeout(now);
+        self.drain_endpoint(now);
+        while let Some(&Reverse((at, key))) = self.wakeups.peek() {
+            if at > now {
+                break;
+            }
+            self.wakeups.pop();
+            let Some(call) = self.calls.get_mut(&key) else {
+                continue;
+            };
+            if call.scheduled != Some(at) {
+                continue; // re-armed for another instant since
+            }
+            call.scheduled = None;
+            self.call_timeout(now, key);
+        }
+        self.drain_endpoint(now);
+    }
+
+    /// Shutdown has begun: new INVITEs get `503` with `Retry-After`; calls in progress go on.
+    pub fn handle_drain(&mut self, _now: Instant) {
+        self.draining = true;
+    }
+
+    /// The drain time is over: every call is ended from our side — a ringing one with `480`, an
+    /// answered one with BYE (once its ACK has come: a BYE never overtakes the ACK).
+    pub fn handle_hangup_all(&mut self, now: Instant) {
+        self.draining = true;
+        let mut keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        keys.sort();
+        for key in keys {
+            self.hangup(now, key, EndReason::ServerBye);
+        }
+        self.drain_endpoint(now);
+    }
+
+    /// Hot reload: calls that arrive from now on use `menus`; calls in progress keep theirs.
+    pub fn set_menus(&mut self, menus: Arc<MenuSet>) {
+        self.menus = menus;
+    }
+
+    /// Exit: every call still present gets its CDR (with the reason already recorded, e.g. the BYE that
+    /// got no answer, else `server-bye`) and its media closed.
+    pub fn finish_all(&mut self, now: Instant) {
+        let mut keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        keys.sort();
+        for key in keys {
+            if let Some(call) = self.calls.get_mut(&key) {
+                call.end_reason.get_or_insert(EndReason::ServerBye);
+            }
+            self.finish(now, key);
+        }
+    }
+
+    // ── outputs ──
+
+    /// The next SIP message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.endpoint.poll_transmit()
+    }
+
+    /// The next command for the media engine.
+    pub fn poll_media(&mut self) -> Option<MediaCommand> {
+        self.media_out.pop_front()
+    }
+
+    /// The next finished call's record.
+    pub fn poll_cdr(&mut self) -> Option<Cdr> {
+        self.cdrs.pop_front()
+    }
+
+    /// The earliest instant anything wants [`Calls::handle_timeout`]: the endpoint's transactions or
+    /// any call.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((at, key))) = self.wakeups.peek() {
+            if self
+                .calls
+                .get(&key)
+                .is_some_and(|c| c.scheduled == Some(at))
+            {
+                break;
+            }
+            self.wakeups.pop();
+        }
+        let calls = self.wakeups.peek().map(|Reverse((at, _))| *at);
+        match (calls, self.endpoint.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Calls in progress.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Whether new calls are refused (shutdown).
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// The SIP endpoint (for metrics and tests: e.g. its live transaction count).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// RTP ports handed out and not yet released.
+    pub fn ports_in_use(&self) -> usize {
+        self.ports.in_use()
+    }
+
+    // ── internals shared by the request handlers ──
+
+    fn drain_endpoint(&mut self, now: Instant) {
+        while let Some(event) = self.endpoint.poll_event() {
+            self.on_sip_event(now, event);
+        }
+    }
+
+    fn on_sip_event(&mut self, now: Instant, event: SipEvent) {
+        match event {
+            SipEvent::Request { tx, request, peer } => self.on_request(now, tx, request, peer),
+            SipEvent::Ack { request, .. } => self.on_ack(now, &request),
+            SipEvent::Cancelled { invite_tx } => {
+                if let Some(&(key, _)) = self.by_tx.get(&invite_tx) {
+                    self.on_cancel(now, key);
+                }
+            }
+            SipEvent::NoAck { invite_tx } => {
+                if let Some(&(key, _)) = self.by_tx.get(&invite_tx) {
+                    tracing::info!(call = ?key, "no ACK for our 2xx within 64*T1: releasing with BYE");
+                    self.on_no_ack(now, key);
+                }
+            }
+            SipEvent::Response { tx, response } => {
+                if response.code >= 200 {
+                    if let Some((key, _)) = self.by_tx.remove(&tx) {
+                        self.finish(now, key);
+                    }
+                }
+            }
+            SipEvent::ClientTimeout { tx } => {
+                if let Some((key, _)) = self.by_tx.remove(&tx) {
+                    self.finish(now, key);
+                }
+            }
+        }
+    }
+
+    /// Sends a response on a server transaction, with our `Server` header.
+    fn respond(&mut self, now: Instant, tx: TxId, mut response: Response) {
+        if response.header("Server").is_none() {
+            response.headers.push("Server", &self.cfg.server_header);
+        }
+        self.endpoint.respond(now, tx, response);
+    }
+
+    fn new_media_id(&mut self) -> MediaId {
+        let id = MediaId(self.next_media);
+        self.next_media += 1;
+        id
+    }
+
+    /// The engine could not bind a call's port: the port rests, the call is released (503 before the
+    /// answer, BYE after it).
+    fn on_bind_failed(&mut self, now: Instant, key: CallKey, port: u16) {
+        tracing::warn!(port, "rtp port could not be bound: releasing the call");
+        self.ports.quarantine(now, port);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.end_reason.get_or_insert(EndReason::Error);
+        if matches!(call.caller().state, UasState::Proceeding { .. }) {
+            self.reject_call(
+                now,
+                key,
+                Reply::ServiceUnavailable {
+                    retry_after: RETRY_AFTER_NO_PORT,
+                },
+            );
+        } else {
+            self.hangup(now, key, EndReason::Error);
+        }
+    }
+
+    fn call_timeout(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if let UasState::Proceeding { answer_at, .. } = call.caller().state {
+            if now >= answer_at {
+                self.answer(now, key);
+            } else {
+                self.schedule(key);
             }
             return;
         }
-        if self.phase == Phase::Running {
-            if self.ivr_deadline.is_some_and(|d| now >= d) {
-                tracing::info!("caller stayed in the menus past the limit: hanging up");
-                self.end(EndReason::ServerBye);
-                return;
+        call.ivr.handle_timeout(now);
+        self.after_call(now, key);
+    }
+
+    /// No ACK within 64·T1 (RFC 3261 §13.3.1.4): BYE now, whatever else was waiting for the ACK.
+    fn on_no_ack(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.end_reason = Some(EndReason::NoAck);
+        let leg = call.caller_mut();
+        if let UasState::Accepted { .. } = leg.state {
+            leg.bye_after_ack = false;
+            self.send_bye(now, key);
+        }
+    }
+
+    /// Ends a call from our side: `480` before the answer, BYE after the ACK, and after the answer but
+    /// before the ACK a BYE as soon as the ACK comes (a BYE must not overtake the ACK).
+    fn hangup(&mut self, now: Instant, key: CallKey, reason: EndReason) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.end_reason.get_or_insert(reason);
+        match call.caller().state {
+            UasState::Proceeding { .. } => {
+                self.reject_call(now, key, Reply::TemporarilyUnavailable)
             }
-            if let Some(at) = self.ivr.poll_timeout() {
-                if now >= at {
-                    self.ivr.handle(now, IvrInput::Timeout);
-                    self.drain_ivr(now);
+            UasState::Accepted { .. } => {
+                tracing::debug!(call = ?key, "hang-up before the ACK: BYE once it comes");
+                call.caller_mut().bye_after_ack = true;
+                self.media_out
+                    .push_back(MediaCommand::Stop { id: call.media.id });
+            }
+            UasState::Confirmed { .. } => self.send_bye(now, key),
+            UasState::Ending { .. } | UasState::Terminated => {}
+        }
+    }
+
+    fn send_bye(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let media = call.media.id;
+        let user_agent = self.cfg.server_header.clone();
+        let leg = call.caller_mut();
+        let state = std::mem::replace(&mut leg.state, UasState::Terminated);
+        let (UasState::Accepted { mut dialog } | UasState::Confirmed { mut dialog }) = state else {
+            leg.state = state;
+            return;
+        };
+        let bye = dialog.request(Method::Bye, &leg.contact, &user_agent);
+        leg.state = UasState::Ending { dialog };
+        let peer = leg.peer;
+        self.media_out.push_back(MediaCommand::Stop { id: media });
+        let tx = self.endpoint.send_request(now, peer, bye);
+        leg.bye_tx = Some(tx);
+        self.by_tx.insert(tx, (key, LegId::CALLER));
+    }
+
+    /// Carries out the IVR side's outputs and re-arms the call's wake-up.
+    fn after_call(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let id = call.media.id;
+        let mut hangup = false;
+        while let Some(output) = call.ivr.poll_output() {
+            match output {
+                CallOutput::Play(prompt) => {
+                    self.media_out.push_back(MediaCommand::Play { id, prompt })
                 }
+                CallOutput::Stop => self.media_out.push_back(MediaCommand::Stop { id }),
+                CallOutput::Hangup => hangup = true,
             }
         }
-    }
-
-    /// The earliest instant the call wants `handle_timeout`.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::AwaitingMedia { deadline } => Some(deadline),
-            Phase::Running => match (self.ivr.poll_timeout(), self.ivr_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
-            _ => None,
+        for missing in call.ivr.take_missing_prompts() {
+            tracing::warn!(prompt = %missing, "prompt not loaded: skipped");
+        }
+        self.schedule(key);
+        if hangup {
+            self.hangup(now, key, EndReason::ServerBye);
         }
     }
 
-    /// The next output for the shell.
-    pub fn poll_output(&mut self) -> Option<CallOutput> {
-        self.outputs.pop_front()
-    }
-
-    /// Prompt names the menus asked for that were not loaded (for the shell to log once).
-    pub fn take_missing_prompts(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.missing_prompts)
-    }
-
-    /// Whether the call asked to be hung up.
-    pub fn is_ending(&self) -> bool {
-        self.phase == Phase::Ending
-    }
-
-    /// Completes the CDR: the shell calls it once when the dialog is gone. `reason` is used when the call
-    /// has not recorded its own (e.g. the caller's BYE).
-    pub fn finish(mut self, now: Instant, reason: EndReason) -> Cdr {
-        let summary = self.ivr.summary();
-        self.cdr.region = Some(summary.region);
-        self.cdr.language = Some(summary.language);
-        self.cdr.menu_path = summary.menu_path;
-        self.cdr.variables = summary.variables;
-        if self.cdr.route.is_none() {
-            self.cdr.route = summary.route;
+    /// Puts the call's next wake-up in the heap unless it is already armed for exactly that instant.
+    fn schedule(&mut self, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let next = call.poll_timeout();
+        if next == call.scheduled {
+            return;
         }
-        if self.cdr.end_reason.is_none() {
-            self.cdr.end_reason = Some(reason);
+        call.scheduled = next;
+        if let Some(at) = next {
+            self.wakeups.push(Reverse((at, key)));
         }
-        self.cdr.end = self.clock.format(now);
-        self.cdr
+        if self.wakeups.len() > 2 * self.calls.len() + 64 {
+            self.wakeups = self
+                .calls
+                .iter()
+                .filter_map(|(k, c)| c.scheduled.map(|at| Reverse((at, *k))))
+                .collect();
+        }
+    }
+
+    /// Removes a call: closes its media, frees its port and emits its CDR.
+    fn finish(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.remove(&key) else {
+            return;
+        };
+        self.by_call_id.remove(&call.call_id);
+        for leg in &call.legs {
+            let LegKind::Caller(uas) = &leg.kind;
+            self.by_tx.remove(&uas.invite_tx);
+            if let Some(tx) = uas.bye_tx {
+                self.by_tx.remove(&tx);
+            }
+        }
+        self.by_media.remove(&call.media.id);
+        self.media_out
+            .push_back(MediaCommand::Close { id: call.media.id });
+        self.ports.release(call.media.port);
+        // The IVR side's own reason (rtp-timeout, server-bye after the menu) wins over the registry's.
+        let reason = call.end_reason.unwrap_or(EndReason::Error);
+        let cdr = call.ivr.finish(now, reason);
+        tracing::info!(call_id = %cdr.call_id, reason = ?cdr.end_reason, route = ?cdr.route, "call ended");
+        self.cdrs.push_back(cdr);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ivr::{compile, PromptCheck};
-    use crate::media::session::DetectedDigit;
-    use std::path::PathBuf;
-
-    struct AllPrompts;
-    impl PromptCheck for AllPrompts {
-        fn check(&self, _: &str, _: &str) -> Result<(), String> {
-            Ok(())
-        }
-    }
-
-    const MENUS: &str = r#"
-[routing]
-departments = ["orders", "refunds"]
-
-[regions.test]
-time_zone = "UTC"
-languages = ["en"]
-open_menu = "main"
-closed_menu = "main"
-
-[[regions.test.numbers]]
-country = "GB"
-number = "0800 000 0001"
-
-[[regions.test.hours]]
-days = "daily"
-open = "00:00"
-close = "24:00"
-
-[menus.main]
-greeting = ["welcome", "main-short"]
-first_key_timeout = "5s"
-max_timeouts = 1
-
-[menus.main.on_max_timeouts]
-action = "hangup"
-prompt = ["goodbye"]
-
-[menus.main.keys.1]
-action = "route"
-department = "orders"
-
-[menus.main.keys.2]
-action = "repeat"
-"#;
-
-    /// A prompt of `frames` 20 ms frames.
-    fn prompt(name: &str, frames: usize) -> Prompt {
-        Prompt::from_samples("en", name, &vec![0i16; frames * 160])
-    }
-
-    fn call(t0: Instant) -> Call {
-        let files = vec![(PathBuf::from("test.toml"), MENUS.to_owned())];
-        let (set, _) = compile(&files, &AllPrompts).expect("test menus compile");
-        let wall = chrono::DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        let ivr = IvrSession::new(set, "08000000001", wall, t0).expect("routed");
-        let mut prompts = PromptStore::default();
-        for (name, frames) in [("welcome", 50), ("main-short", 25), ("goodbye", 10)] {
-            prompts.insert(prompt(name, frames));
-        }
-        Call::new(
-            t0,
-            WallClock { instant: t0, wall },
-            ivr,
-            prompts,
-            CallTiming {
-                first_prompt_delay: Duration::from_millis(300),
-                rtp_timeout: Duration::from_secs(30),
-                max_ivr: Duration::from_secs(600),
-            },
-            Cdr::default(),
-        )
-    }
-
-    fn outputs(call: &mut Call) -> Vec<String> {
-        std::iter::from_fn(|| call.poll_output())
-            .map(|o| match o {
-                CallOutput::Media(MediaCommand::Play(p)) => format!("play {}", p.name),
-                CallOutput::Media(MediaCommand::Stop) => "stop".to_owned(),
-                CallOutput::Hangup => "hangup".to_owned(),
-            })
-            .collect()
-    }
-
-    fn finished(name: &str) -> CallInput {
-        CallInput::Media(MediaEvent::PromptFinished {
-            name: name.to_owned(),
-        })
-    }
-
-    fn key(digit: char, method: DigitMethod, at: Instant) -> CallInput {
-        CallInput::Media(MediaEvent::Digit(DetectedDigit { digit, method, at }))
-    }
-
-    #[test]
-    fn first_prompt_waits_for_the_callers_rtp() {
-        let t0 = Instant::now();
-        let mut c = call(t0);
-        c.handle(t0, CallInput::Acked);
-        assert!(
-            outputs(&mut c).is_empty(),
-            "nothing plays before the caller can hear it"
-        );
-        let rtp = CallInput::Media(MediaEvent::FirstRtp {
-            from: "127.0.0.1:4000".parse().expect("addr"),
-        });
-        c.handle(t0 + Duration::from_millis(40), rtp);
-        assert_eq!(outputs(&mut c), ["play welcome"]);
-    }
-
-    #[test]
-    fn first_prompt_starts_after_the_delay_without_rtp() {
-        let t0 = Instant::now();
-        let mut c = call(t0);
-        c.handle(t0, CallInput::Acked);
-        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_millis(300)));
-        c.handle_timeout(t0 + Duration::from_millis(299));
-        assert!(outputs(&mut c).is_empty());
-        c.handle_timeout(t0 + Duration::from_millis(300));
-        assert_eq!(outputs(&mut c), ["play welcome"]);
-    }
-
-    #[test]
-    fn rtp_before_the_ack_starts_the_prompt_at_the_ack() {
-        let t0 = Instant::now();
-        let mut c = call(t0);
-        let rtp = CallInput::Media(MediaEvent::FirstRtp {
-            from: "127.0.0.1:4000".parse().expect("addr"),
-        });
-        c.handle(t0, rtp);
-        assert!(outputs(&mut c).is_empty());
-        c.handle(t0 + Duration::from_millis(10), CallInput::Acked);
-        assert_eq!(outputs(&mut c), ["play welcome"]);
-    }
-
-    #[test]
-    fn prompts_play_one_after_another_and_barge_in_stops_them() {
-        let t0 = Instant::now();
-        let mut c = call(t0);
-        c.handle(t0, CallInput::Acked);
-        c.handle_timeout(t0 + Duration::from_millis(300));
-        assert_eq!(outputs(&mut c), ["play welcome"]);
-        // A late end of some earlier prompt is not the end of this one.
-        c.handle(t0 + Duration::from_millis(400), finished("goodbye"));
-        assert!(outputs(&mut c).is_empty());
-        c.handle(t0 + Duration::from_secs(1), finished("welcome"));
-        assert_eq!(outputs(&mut c), ["play main-short"]);
-        // Key 2 repeats the menu: the playing prompt stops and the greeting starts again.
-        c.handle(
-            t0 + Duration::from_millis(1200),
-            key('2', DigitMethod::Rfc4733, t0),
-        );
-        assert_eq!(outputs(&mut c), ["stop", "play welcome"]);
-    }
-
-    #[test]
-    fn same_key_by_two_methods_counts_once() {
-        let t0 = Instant::now();
-        let mut c = call(t0);
-        c.handle(t0, CallInput::Acked);
-        c.handle_timeout(t0 + Duration::from_millis(300));
-        let at = t0 + Duration::from_secs(1);
-        c.handle(at, key('2', DigitMethod::Rfc4733, at));
-        c.handle(at + Duration::from_millis(50), CallInput::InfoDigit('2'));
-        let cdr = c.finish(at + Duration::from_secs(2), EndReason::CallerBye);
-        assert_eq!(cdr.digits.len(), 1, "{:?}", cdr.digits);
-        assert_eq!(cdr.digits[0].method, "rfc4733");
-        assert_eq!(cdr.digits[0].at, "2026-11-27T12:00:01.000Z");
-    }
-
-    #[test]
-    fn routed_call_is_recorded_and_released() {
-        let t0 = Instant::now();
-        let mut c = call(t0);
-        c.handle(t0, CallInput::Acked);
-        c.handle_timeout(t0 + Duration::from_millis(300));
-        outputs(&mut c);
-        let at = t0 + Duration::from_secs(1);
-        c.handle(at, key('1', DigitMethod::Info, at));
-        assert_eq!(outputs(&mut c), ["stop", "hangup"]);
-        let cdr = c.finish(at, EndReason::Error);
-        assert_eq!(cdr.route.as_deref(), Some("test.orders"));
-        assert_eq!(cdr.end_reason, Some(EndReason::ServerBye));
-        assert_eq!(cdr.region.as_deref(), Some("test"));
-    }
-
-    #[test]
-    fn silence_on_rtp_alone_keeps_a_call_whose_caller_talks_sip() {
-        let t0 = Instant::now();
-        let mut c = call(t0);
-        c.handle(t0, CallInput::Acked);
-        c.handle(t0 + Duration::from_secs(20), CallInput::SipActivity);
-        c.handle(
-            t0 + Duration::from_secs(30),
-            CallInput::Media(MediaEvent::RtpTimeout),
-        );
-        assert!(!outputs(&mut c).contains(&"hangup".to_owned()));
-        c.handle(
-            t0 + Duration::from_secs(60),
-            CallInput::Media(MediaEvent::RtpTimeout),
-        );
-        assert!(outputs(&mut c).contains(&"hangup".to_owned()));
-        let cdr = c.finish(t0 + Duration::from_secs(60), EndReason::ServerBye);
-        assert_eq!(cdr.end_reason, Some(EndReason::RtpTimeout));
-    }
-
-    #[test]
-    fn timeout_plays_the_goodbye_then_hangs_up() {
-        let t0 = Instant::now();
-        let mut c = call(t0);
-        c.handle(t0, CallInput::Acked);
-        c.handle_timeout(t0 + Duration::from_millis(300));
-        outputs(&mut c);
-        c.handle(t0 + Duration::from_secs(1), finished("welcome"));
-        c.handle(t0 + Duration::from_millis(1500), finished("main-short"));
-        outputs(&mut c);
-        let at = c.poll_timeout().expect("first-key timer");
-        assert_eq!(at, t0 + Duration::from_millis(6500));
-        c.handle_timeout(at);
-        assert_eq!(outputs(&mut c), ["play goodbye"]);
-        c.handle(at + Duration::from_millis(200), finished("goodbye"));
-        assert_eq!(outputs(&mut c), ["hangup"]);
-    }
-
-    #[test]
-    fn a_caller_cannot_stay_in_the_menus_forever() {
-        let t0 = Instant::now();
-        let mut c = call(t0);
-        c.handle(t0, CallInput::Acked);
-        c.handle_timeout(t0 + Duration::from_millis(300));
-        outputs(&mut c);
-        let limit = t0 + Duration::from_millis(300) + Duration::from_secs(600);
-        // Keep repeating the menu: the IVR alone would never end.
-        for i in 1..=1000u64 {
-            let at = t0 + Duration::from_secs(i);
-            if at >= limit {
-                break;
-            }
-            c.handle(at, key('2', DigitMethod::Rfc4733, at));
-            outputs(&mut c);
-        }
-        assert!(c.poll_timeout().is_some_and(|t| t <= limit));
-        c.handle_timeout(limit);
-        assert_eq!(outputs(&mut c), ["hangup"]);
-    }
-}
+mod tests;

@@ -1,16 +1,20 @@
 //! SIP dialogs (RFC 3261 §12): identity, tags, route set, CSeq bookkeeping and in-dialog request building,
-//! for the caller's leg (UAS) and, later, agent legs (UAC). It does not send anything or own transactions.
+//! for the caller's leg (UAS, answered through [`uas::IncomingCall`]) and, later, agent legs (UAC). It does
+//! not send anything or own transactions.
+pub mod uas;
+
 use crate::sip::message::{Method, NameAddr, Request, Response, Uri};
+use crate::sip::{CallId, Reply, Tag};
 
 /// Identifies a dialog: Call-ID plus both tags (RFC 3261 §12).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DialogId {
     /// The Call-ID.
-    pub call_id: String,
+    pub call_id: CallId,
     /// Our tag.
-    pub local_tag: String,
+    pub local_tag: Tag,
     /// The peer's tag (empty when an old RFC 2543 peer sent none).
-    pub remote_tag: String,
+    pub remote_tag: Tag,
 }
 
 /// Why an in-dialog request was refused.
@@ -60,9 +64,9 @@ pub struct Dialog {
 
 impl Dialog {
     /// The UAS side of a dialog created by an INVITE we answer with tag `local_tag` (RFC 3261 §12.1.1).
-    pub fn uas(invite: &Request, local_tag: &str) -> Dialog {
+    pub fn uas(invite: &Request, local_tag: &Tag) -> Dialog {
         let mut local = invite.to().clone();
-        local.set_param("tag", Some(local_tag));
+        local.set_param("tag", Some(local_tag.as_str()));
         let remote_target = invite
             .contacts()
             .first()
@@ -70,9 +74,9 @@ impl Dialog {
             .unwrap_or_else(|| invite.from().uri.clone());
         Dialog {
             id: DialogId {
-                call_id: invite.call_id().to_owned(),
-                local_tag: local_tag.to_owned(),
-                remote_tag: invite.from().tag().unwrap_or_default().to_owned(),
+                call_id: CallId::from(invite.call_id()),
+                local_tag: local_tag.clone(),
+                remote_tag: Tag::from(invite.from().tag().unwrap_or_default()),
             },
             state: DialogState::Early,
             local,
@@ -101,9 +105,9 @@ impl Dialog {
             .unwrap_or_else(|| invite.uri.clone());
         Dialog {
             id: DialogId {
-                call_id: invite.call_id().to_owned(),
-                local_tag: invite.from().tag().unwrap_or_default().to_owned(),
-                remote_tag: response.to().tag().unwrap_or_default().to_owned(),
+                call_id: CallId::from(invite.call_id()),
+                local_tag: Tag::from(invite.from().tag().unwrap_or_default()),
+                remote_tag: Tag::from(response.to().tag().unwrap_or_default()),
             },
             state: if response.code < 200 {
                 DialogState::Early
@@ -129,9 +133,9 @@ impl Dialog {
 
     /// Whether an incoming request belongs to this dialog (Call-ID and both tags, RFC 3261 §12.2.2).
     pub fn matches(&self, request: &Request) -> bool {
-        request.call_id() == self.id.call_id
+        self.id.call_id == *request.call_id()
             && request.to().tag() == Some(self.id.local_tag.as_str())
-            && request.from().tag().unwrap_or_default() == self.id.remote_tag
+            && self.id.remote_tag == *request.from().tag().unwrap_or_default()
     }
 
     /// Checks an incoming in-dialog request's CSeq and remembers it (RFC 3261 §12.2.2). ACK and CANCEL
@@ -152,16 +156,14 @@ impl Dialog {
     }
 
     /// Our response to a request in this dialog, with our tag in To.
-    pub fn response(&self, request: &Request, code: u16, reason: &str) -> Response {
-        let mut response = Response::for_request(request, code, reason);
-        response.set_to_tag(&self.id.local_tag);
-        response
+    pub fn respond(&self, request: &Request, reply: &Reply) -> Response {
+        reply.to_response(request, Some(self.id.local_tag.as_str()))
     }
 
     /// A new request inside the dialog (BYE, re-INVITE, INFO): Request-URI = remote target, Route = route
-    /// set, From/To/Call-ID from the dialog, CSeq one above the last (RFC 3261 §12.2.1.1). The endpoint adds
-    /// the Via.
-    pub fn request(&mut self, method: Method, contact: &str) -> Request {
+    /// set, From/To/Call-ID from the dialog, CSeq one above the last (RFC 3261 §12.2.1.1), `User-Agent`
+    /// as given. The endpoint adds the Via.
+    pub fn request(&mut self, method: Method, contact: &str, user_agent: &str) -> Request {
         self.local_cseq += 1;
         let mut request = Request::new(method.clone(), self.remote_target.clone());
         for route in &self.route_set {
@@ -169,13 +171,13 @@ impl Dialog {
         }
         request.headers.push("From", &self.local.to_string());
         request.headers.push("To", &self.remote.to_string());
-        request.headers.push("Call-ID", &self.id.call_id);
+        request.headers.push("Call-ID", self.id.call_id.as_str());
         request
             .headers
             .push("CSeq", &format!("{} {}", self.local_cseq, method.as_str()));
         request.headers.push("Max-Forwards", "70");
         request.headers.push("Contact", contact);
-        request.headers.push("User-Agent", crate::sip::USER_AGENT);
+        request.headers.push("User-Agent", user_agent);
         request
     }
 }
@@ -212,10 +214,10 @@ Content-Length: 0\r\n\r\n";
     #[test]
     fn uas_dialog_builds_in_dialog_requests() {
         let invite = request(INVITE);
-        let mut d = Dialog::uas(&invite, "srv");
-        assert_eq!(d.id.remote_tag, "c1");
+        let mut d = Dialog::uas(&invite, &Tag::from("srv"));
+        assert_eq!(d.id.remote_tag.as_str(), "c1");
         assert_eq!(d.route_set, ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]);
-        let bye = d.request(Method::Bye, "<sip:helpline@127.0.0.1>");
+        let bye = d.request(Method::Bye, "<sip:helpline@127.0.0.1>", "helpline");
         let text = String::from_utf8_lossy(&bye.to_bytes()).into_owned();
         assert!(
             text.starts_with("BYE sip:caller@127.0.0.1:5092 SIP/2.0\r\n"),
@@ -231,14 +233,14 @@ Content-Length: 0\r\n\r\n";
         );
         assert!(text.contains("To: <sip:caller@127.0.0.1>;tag=c1"), "{text}");
         assert!(text.contains("CSeq: 1 BYE"), "{text}");
-        let again = d.request(Method::Bye, "<sip:helpline@127.0.0.1>");
+        let again = d.request(Method::Bye, "<sip:helpline@127.0.0.1>", "helpline");
         assert!(String::from_utf8_lossy(&again.to_bytes()).contains("CSeq: 2 BYE"));
     }
 
     #[test]
     fn uas_dialog_matches_and_orders_requests() {
         let invite = request(INVITE);
-        let mut d = Dialog::uas(&invite, "srv");
+        let mut d = Dialog::uas(&invite, &Tag::from("srv"));
         let bye = request(
             &INVITE
                 .replace("INVITE sip", "BYE sip")
@@ -286,10 +288,10 @@ Content-Length: 0\r\n\r\n",
         );
         let mut d = Dialog::uac(&invite, &ok);
         assert_eq!(d.state, DialogState::Confirmed);
-        assert_eq!(d.id.local_tag, "c1");
-        assert_eq!(d.id.remote_tag, "agent");
+        assert_eq!(d.id.local_tag.as_str(), "c1");
+        assert_eq!(d.id.remote_tag.as_str(), "agent");
         assert_eq!(d.route_set, ["<sip:p2.example;lr>", "<sip:p1.example;lr>"]);
-        let bye = d.request(Method::Bye, "<sip:helpline@127.0.0.1>");
+        let bye = d.request(Method::Bye, "<sip:helpline@127.0.0.1>", "helpline");
         let text = String::from_utf8_lossy(&bye.to_bytes()).into_owned();
         assert!(
             text.starts_with("BYE sip:agent1001@127.0.0.1:25110 SIP/2.0"),

@@ -8,3 +8,8 @@ pub mod codec;
 pub mod dtmf;
 pub mod rtp;
 pub mod session;
+
+/// Identifies one call's media session between the call layer (which assigns it) and the media engine
+/// (which binds and paces what it is told); ids are never reused within one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MediaId(pub u64);

@@ -110,6 +110,12 @@ pub enum MediaEvent {
     },
     /// No RTP for `rtp_timeout`.
     RtpTimeout,
+    /// The media engine could not bind the RTP/RTCP port pair it was told to use (reported by the
+    /// engine, never by a session): the call is released and the port kept out of use for a while.
+    BindFailed {
+        /// The RTP port that could not be bound.
+        port: u16,
+    },
 }
 
 #[derive(Debug)]

@@ -24,7 +24,8 @@
 //!   ticker wakes at most a few thousand times a second. A quarter millisecond early is invisible to
 //!   a caller's jitter buffer. A tokio sleep 2 ms past the deadline stays armed as a safety net.
 //! * One small receive task per session socket: `recv_from` into a buffer allocated once with the task,
-//!   then `handle_rtp` and the events go straight to the call. RTCP on port+1 is read and ignored.
+//!   then `handle_rtp`; every session's events go, tagged with its [`MediaId`], into the one channel
+//!   given to [`MediaEngine::start`]. RTCP on port+1 is read and ignored.
 //!   Receiving never makes a session's next deadline earlier (it only pushes the RTP timeout back), so
 //!   receive tasks never need to wake the pacer; a deadline that moved later is found stale and
 //!   re-armed when it pops.
@@ -35,11 +36,13 @@
 //!
 //! Each session holds two descriptors (RTP, RTCP): 5,000 sessions need `ulimit -n` above 10,000.
 //!
-//! The call task talks to the engine only through a [`MediaHandle`] (`Send + Clone`), by message.
+//! The signalling task talks to the engine only through a [`MediaHandle`] (`Send + Clone`), by message,
+//! fire-and-forget. Which port a session uses is decided by the call layer (`call::PortPool`); the engine
+//! binds what it is told and reports a port it cannot bind as [`MediaEvent::BindFailed`].
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::rc::Rc;
@@ -49,10 +52,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, LocalSet};
 
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
+pub use crate::media::MediaId;
 use crate::prompts::Prompt;
 
 /// Frames due within this much of the wake-up are sent in the same batch (see the module doc).
@@ -106,21 +110,22 @@ const RECV_BUF: usize = 2048;
 /// delay packets by more than a few microseconds.
 const COMMAND_BATCH: usize = 64;
 
-/// Where and on which ports the engine binds its media sockets.
+/// Where the engine binds its media sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaEngineConfig {
     /// Local address for every RTP/RTCP socket.
     pub bind_ip: IpAddr,
-    /// Inclusive range; RTP takes an even port `p`, RTCP `p + 1`, both inside the range.
-    pub port_range: (u16, u16),
 }
 
-/// Identifies one session inside the engine; stale ids (after `close`) are ignored.
+/// Where a session lives in the engine's slab; stale ones (after `close`) are ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MediaId {
+struct SlotId {
     index: u32,
     generation: u32,
 }
+
+/// Every session's events, tagged with its id, in one channel.
+pub type MediaEvents = mpsc::UnboundedSender<(MediaId, MediaEvent)>;
 
 /// Number of 10 µs histogram buckets (0–10 ms); larger errors land in the last bucket.
 const STAT_BUCKETS: usize = 1001;
@@ -244,10 +249,7 @@ impl SendStatsSnapshot {
 }
 
 enum Command {
-    Open {
-        events: mpsc::UnboundedSender<MediaEvent>,
-        reply: oneshot::Sender<io::Result<(MediaId, u16)>>,
-    },
+    Open(MediaId, u16, MediaConfig),
     Configure(MediaId, MediaConfig),
     Play(MediaId, Arc<Prompt>),
     Stop(MediaId),
@@ -259,15 +261,9 @@ enum Command {
 pub struct MediaEngine;
 
 impl MediaEngine {
-    /// Spawns the media thread and returns the handle calls use. The thread ends when every handle
-    /// is dropped (all sessions are closed then).
-    pub fn start(cfg: MediaEngineConfig) -> io::Result<MediaHandle> {
-        if cfg.port_range.0 > cfg.port_range.1 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "empty rtp port range",
-            ));
-        }
+    /// Spawns the media thread and returns the handle the signalling task uses; every session's events
+    /// go to `events`. The thread ends when every handle is dropped (all sessions are closed then).
+    pub fn start(cfg: MediaEngineConfig, events: MediaEvents) -> io::Result<MediaHandle> {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(SendStats::new());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -287,7 +283,7 @@ impl MediaEngine {
                 };
                 let _ = ready_tx.send(Ok(()));
                 let local = LocalSet::new();
-                local.block_on(&rt, Engine::new(cfg, thread_stats).run(rx));
+                local.block_on(&rt, Engine::new(cfg, events, thread_stats).run(rx));
             })?;
         ready_rx
             .recv()
@@ -296,37 +292,27 @@ impl MediaEngine {
     }
 }
 
-/// The call tasks' handle to the media thread: cheap to clone, `Send`, fire-and-forget except `open`.
+/// The signalling task's handle to the media thread: cheap to clone, `Send`, fire-and-forget.
 #[derive(Debug, Clone)]
 pub struct MediaHandle {
     tx: mpsc::UnboundedSender<Command>,
     stats: Arc<SendStats>,
 }
 
-fn engine_gone() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "media engine stopped")
-}
-
 impl MediaHandle {
-    /// Binds an even RTP port and port+1 for RTCP from the range (skipping busy ports) and creates an
-    /// unconfigured session whose events go to `events`. Callable from any runtime or thread.
-    pub async fn open(
-        &self,
-        events: mpsc::UnboundedSender<MediaEvent>,
-    ) -> io::Result<(MediaId, u16)> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Open { events, reply })
-            .map_err(|_| engine_gone())?;
-        answer.await.map_err(|_| engine_gone())?
+    /// Binds RTP on `port` and RTCP on `port + 1` and starts session `id` with `cfg`; a pair that cannot
+    /// be bound is reported as [`MediaEvent::BindFailed`] on the events channel. Callable from any
+    /// runtime or thread.
+    pub fn open(&self, id: MediaId, port: u16, cfg: MediaConfig) {
+        let _ = self.tx.send(Command::Open(id, port, cfg));
     }
 
-    /// Sets (first call) or updates (re-INVITE) the session's negotiated media.
+    /// Updates (re-INVITE, hold, the answer in an ACK) the session's negotiated media.
     pub fn configure(&self, id: MediaId, cfg: MediaConfig) {
         let _ = self.tx.send(Command::Configure(id, cfg));
     }
 
-    /// Plays a prompt, replacing anything playing; ignored before `configure`.
+    /// Plays a prompt, replacing anything playing.
     pub fn play(&self, id: MediaId, prompt: Arc<Prompt>) {
         let _ = self.tx.send(Command::Play(id, prompt));
     }
@@ -355,8 +341,8 @@ struct Entry {
     /// streams), and `try_send_to` refuses to send until the reactor has seen the socket writable
     /// once, which dropped the first packet of a session opened and played within one reactor turn.
     socket: Rc<AsyncFd<UdpSocket>>,
-    events: mpsc::UnboundedSender<MediaEvent>,
-    port: u16,
+    id: MediaId,
+    events: MediaEvents,
     /// Deadline this session is armed for in the heap; other heap entries for it are stale.
     scheduled: Cell<Option<Instant>>,
     tasks: [JoinHandle<()>; 2],
@@ -366,7 +352,7 @@ impl Entry {
     fn forward_events(&self, session: &mut MediaSession) {
         while let Some(e) = session.poll_event() {
             // A call that has gone away no longer needs its events.
-            let _ = self.events.send(e);
+            let _ = self.events.send((self.id, e));
         }
     }
 }
@@ -381,21 +367,21 @@ struct Engine {
     slots: Vec<Slot>,
     free: Vec<u32>,
     heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
-    ports_in_use: HashSet<u16>,
-    next_port: u16,
+    ids: HashMap<MediaId, SlotId>,
+    events: MediaEvents,
     stats: Arc<SendStats>,
     buf: Box<[u8; 1500]>,
 }
 
 impl Engine {
-    fn new(cfg: MediaEngineConfig, stats: Arc<SendStats>) -> Self {
+    fn new(cfg: MediaEngineConfig, events: MediaEvents, stats: Arc<SendStats>) -> Self {
         Engine {
             cfg,
             slots: Vec::new(),
             free: Vec::new(),
             heap: BinaryHeap::new(),
-            ports_in_use: HashSet::new(),
-            next_port: cfg.port_range.0,
+            ids: HashMap::new(),
+            events,
             stats,
             buf: Box::new([0u8; 1500]),
         }
@@ -468,9 +454,15 @@ impl Engine {
         for index in 0..self.slots.len() {
             self.remove(index);
         }
+        self.ids.clear();
     }
 
-    fn entry(&self, id: MediaId) -> Option<Rc<Entry>> {
+    fn entry(&self, id: MediaId) -> Option<(SlotId, Rc<Entry>)> {
+        let slot = *self.ids.get(&id)?;
+        self.slot_entry(slot).map(|e| (slot, e))
+    }
+
+    fn slot_entry(&self, id: SlotId) -> Option<Rc<Entry>> {
         let slot = self.slots.get(id.index as usize)?;
         if slot.generation != id.generation {
             return None;
@@ -481,32 +473,39 @@ impl Engine {
     fn handle(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Open { events, reply } => {
-                let _ = reply.send(self.open(events));
+            Command::Open(id, port, cfg) => {
+                if let Err(err) = self.open(now, id, port, cfg) {
+                    tracing::debug!(%err, port, "rtp port pair could not be bound");
+                    let _ = self.events.send((id, MediaEvent::BindFailed { port }));
+                }
             }
             Command::Configure(id, cfg) => {
-                if let Some(e) = self.entry(id) {
+                if let Some((slot, e)) = self.entry(id) {
                     let mut s = e.session.borrow_mut();
                     match s.as_mut() {
                         Some(session) => session.update_remote(now, &cfg),
                         None => *s = Some(MediaSession::new(now, cfg)),
                     }
                     drop(s);
-                    self.arm(id, &e);
+                    self.arm(slot, &e);
                 }
             }
             Command::Play(id, prompt) => self.with_session(id, |s| s.play(now, prompt)),
             Command::Stop(id) => self.with_session(id, |s| s.stop_playout(now)),
             Command::Close(id) => {
-                if self.entry(id).is_some() {
-                    self.remove(id.index as usize);
+                if let Some(slot) = self.ids.remove(&id) {
+                    if self.slot_entry(slot).is_some() {
+                        self.remove(slot.index as usize);
+                    }
                 }
             }
         }
     }
 
     fn with_session(&mut self, id: MediaId, f: impl FnOnce(&mut MediaSession)) {
-        let Some(e) = self.entry(id) else { return };
+        let Some((slot, e)) = self.entry(id) else {
+            return;
+        };
         match e.session.borrow_mut().as_mut() {
             Some(s) => f(s),
             None => {
@@ -514,11 +513,11 @@ impl Engine {
                 return;
             }
         }
-        self.arm(id, &e);
+        self.arm(slot, &e);
     }
 
     /// Puts the session's next deadline in the heap unless it is already armed for exactly that.
-    fn arm(&mut self, id: MediaId, e: &Entry) {
+    fn arm(&mut self, id: SlotId, e: &Entry) {
         let next = e
             .session
             .borrow()
@@ -538,8 +537,10 @@ impl Engine {
                 break;
             }
             self.heap.pop();
-            let id = MediaId { index, generation };
-            let Some(e) = self.entry(id) else { continue };
+            let id = SlotId { index, generation };
+            let Some(e) = self.slot_entry(id) else {
+                continue;
+            };
             if e.scheduled.get() != Some(deadline) {
                 continue;
             }
@@ -567,10 +568,21 @@ impl Engine {
         }
     }
 
-    fn open(&mut self, events: mpsc::UnboundedSender<MediaEvent>) -> io::Result<(MediaId, u16)> {
-        let (rtp, rtcp, port) = self.bind_pair()?;
-        let rtp = Rc::new(register_readable(rtp)?);
-        let rtcp = register_readable(rtcp)?;
+    /// Binds `port` and `port + 1` and starts session `id` on them, configured with `cfg`.
+    fn open(&mut self, now: Instant, id: MediaId, port: u16, cfg: MediaConfig) -> io::Result<()> {
+        if self.ids.contains_key(&id) {
+            return Ok(()); // a repeated command for a live session
+        }
+        let rtcp_port = port
+            .checked_add(1)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no port above 65535"))?;
+        let bind = |port| -> io::Result<UdpSocket> {
+            let s = UdpSocket::bind(SocketAddr::new(self.cfg.bind_ip, port))?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        };
+        let rtp = Rc::new(register_readable(bind(port)?)?);
+        let rtcp = register_readable(bind(rtcp_port)?)?;
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -584,61 +596,27 @@ impl Engine {
         let Some(slot) = self.slots.get_mut(index as usize) else {
             return Err(io::Error::other("media slab index out of range"));
         };
-        let id = MediaId {
+        let slot_id = SlotId {
             index,
             generation: slot.generation,
         };
+        let events = self.events.clone();
         let entry = Rc::new_cyclic(|weak: &std::rc::Weak<Entry>| {
             let rtp_task = tokio::task::spawn_local(receive_rtp(rtp.clone(), weak.clone()));
             let rtcp_task = tokio::task::spawn_local(receive_rtcp(rtcp, weak.clone()));
             Entry {
-                session: RefCell::new(None),
+                session: RefCell::new(Some(MediaSession::new(now, cfg))),
                 socket: rtp,
+                id,
                 events,
-                port,
                 scheduled: Cell::new(None),
                 tasks: [rtp_task, rtcp_task],
             }
         });
-        slot.entry = Some(entry);
-        self.ports_in_use.insert(port);
-        Ok((id, port))
-    }
-
-    /// Binds the next free even port and its odd neighbour, skipping ports other programs hold.
-    fn bind_pair(&mut self) -> io::Result<(UdpSocket, UdpSocket, u16)> {
-        let (lo, hi) = self.cfg.port_range;
-        let first_even = lo.saturating_add(lo % 2);
-        let pairs = if hi > first_even {
-            usize::from((hi - first_even).div_ceil(2))
-        } else {
-            0
-        };
-        for _ in 0..pairs {
-            let mut p = self.next_port.max(first_even);
-            p += p % 2;
-            if p >= hi {
-                p = first_even;
-            }
-            self.next_port = p.saturating_add(2);
-            if self.ports_in_use.contains(&p) {
-                continue;
-            }
-            let bind = |port| -> io::Result<UdpSocket> {
-                let s = UdpSocket::bind(SocketAddr::new(self.cfg.bind_ip, port))?;
-                s.set_nonblocking(true)?;
-                Ok(s)
-            };
-            match (bind(p), bind(p + 1)) {
-                (Ok(rtp), Ok(rtcp)) => return Ok((rtp, rtcp, p)),
-                (Err(e), _) | (_, Err(e)) if e.kind() == io::ErrorKind::AddrInUse => continue,
-                (Err(e), _) | (_, Err(e)) => return Err(e),
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "no free rtp port pair in the configured range",
-        ))
+        slot.entry = Some(entry.clone());
+        self.ids.insert(id, slot_id);
+        self.arm(slot_id, &entry);
+        Ok(())
     }
 
     fn remove(&mut self, index: usize) {
@@ -649,7 +627,6 @@ impl Engine {
             for t in &e.tasks {
                 t.abort();
             }
-            self.ports_in_use.remove(&e.port);
             slot.generation = slot.generation.wrapping_add(1);
             self.free.push(index as u32);
         }

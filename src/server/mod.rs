@@ -1,5 +1,6 @@
 //! The tokio shell: binds the SIP sockets, starts the media engine, the CDR writer and the menu reloader,
-//! and drives the signalling core until shutdown. The protocol decisions are made in the sans-IO cores.
+//! and drives the signalling core until shutdown: read one input → one `handle_*` → carry out every
+//! output → sleep until the earliest timeout. Every call decision is made in the sans-IO `call` layer.
 pub mod cdr;
 pub mod core;
 pub mod media_engine;
@@ -12,10 +13,11 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
+use crate::call::{Calls, CallsConfig, WallClock};
 use crate::config::ServerConfig;
 use crate::ivr::MenuSet;
 use crate::prompts::PromptStore;
-use crate::server::core::{Core, CoreInput};
+use crate::server::core::Core;
 use crate::server::media_engine::{MediaEngine, MediaEngineConfig};
 use crate::sip::endpoint::{Peer, Transport};
 use crate::transport::tcp::{accept_loop, TcpConnections};
@@ -100,9 +102,8 @@ pub async fn run(
     let udp = Arc::new(udp);
     let local = udp.local_addr().unwrap_or(cfg.listen);
     let tcp_local = tcp.local_addr().unwrap_or(cfg.listen);
-    // The address announced in SDP and Via: --advertise-ip, else the listen address; when listening on
-    // the unspecified address without --advertise-ip, each call announces the address the caller sent its
-    // INVITE to (the Request-URI host), see `core`.
+    // The address our Via carries: --advertise-ip, else the listen address, else loopback. Contact and
+    // SDP name --advertise-ip or the local address each request arrived on (`Peer::local`), see `call`.
     let advertise = cfg
         .advertise_ip
         .or((!local.ip().is_unspecified()).then(|| local.ip()));
@@ -111,13 +112,16 @@ pub async fn run(
         local.port(),
     );
 
-    let media = MediaEngine::start(MediaEngineConfig {
-        bind_ip: local.ip(),
-        port_range: cfg.rtp_ports,
-    })
+    let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+    let media = MediaEngine::start(
+        MediaEngineConfig {
+            bind_ip: local.ip(),
+        },
+        media_tx,
+    )
     .map_err(ServeError::Media)?;
 
-    let (menus_tx, menus_rx) = watch::channel(menus);
+    let (menus_tx, mut menus_rx) = watch::channel(menus.clone());
     tracing::info!(version = %menus_rx.borrow().version(), "menus live");
     let reloader = tokio::spawn(reload::run(
         cfg.menus_dir.clone(),
@@ -139,20 +143,14 @@ pub async fn run(
     let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel();
     let acceptor = tokio::spawn(accept_loop(tcp, tcp_tx, conns.clone()));
 
-    let (core_tx, mut core_rx) = mpsc::unbounded_channel();
     let drain = cfg.drain;
-    let mut core = Core::new(
-        cfg,
-        sip_local,
-        udp.clone(),
-        conns,
-        menus_rx,
+    let calls = Calls::new(
+        calls_config(&cfg, sip_local),
+        menus,
         prompts,
-        media.clone(),
-        core_tx.clone(),
-        cdr_tx,
-        advertise,
+        crate::clock::seed(),
     );
+    let mut core = Core::new(calls, udp.clone(), conns, media.clone(), cdr_tx);
 
     tracing::info!("listening on udp:{local} tcp:{tcp_local}");
 
@@ -169,31 +167,35 @@ pub async fn run(
                 if let Ok((n, from)) = received {
                     let peer = Peer { transport: Transport::Udp, addr: from, local };
                     let now = crate::clock::now();
-                    core.handle_sip(now, peer, &buf[..n]).await;
+                    core.handle_udp(now, peer, &buf[..n]).await;
                 }
             }
             Some(inbound) = tcp_rx.recv() => {
                 core.handle_tcp(crate::clock::now(), inbound).await;
             }
-            Some(input) = core_rx.recv() => {
-                core.handle_input(crate::clock::now(), input).await;
+            Some((id, event)) = media_rx.recv() => {
+                core.handle_media(crate::clock::now(), id, event).await;
+            }
+            Ok(()) = menus_rx.changed() => {
+                let menus = menus_rx.borrow_and_update().clone();
+                core.set_menus(menus);
             }
             _ = tokio::time::sleep_until(next.unwrap_or(far)) => {
                 core.handle_timeout(crate::clock::now()).await;
             }
             _ = recv_signal(&mut terminate), if drain_deadline.is_none() => {
                 tracing::info!(calls = core.call_count(), "SIGTERM: refusing new calls, draining");
-                core.handle_input(crate::clock::now(), CoreInput::Drain).await;
+                core.handle_drain(crate::clock::now()).await;
                 drain_deadline = Some(tokio::time::Instant::now() + drain);
             }
             _ = recv_signal(&mut interrupt), if drain_deadline.is_none() => {
                 tracing::info!(calls = core.call_count(), "SIGINT: refusing new calls, draining");
-                core.handle_input(crate::clock::now(), CoreInput::Drain).await;
+                core.handle_drain(crate::clock::now()).await;
                 drain_deadline = Some(tokio::time::Instant::now() + drain);
             }
             _ = sleep_opt(drain_deadline), if hangup_deadline.is_none() => {
                 tracing::info!(calls = core.call_count(), "drain time over: hanging up");
-                core.handle_input(crate::clock::now(), CoreInput::HangupAll).await;
+                core.handle_hangup_all(crate::clock::now()).await;
                 // The BYEs get a few seconds for their answers; Timer F would take 32 s.
                 hangup_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3));
             }
@@ -207,7 +209,7 @@ pub async fn run(
     acceptor.abort();
     reloader.abort();
     // Calls whose BYE got no answer in time still get their CDR line.
-    core.finish_all(crate::clock::now());
+    core.finish_all(crate::clock::now()).await;
     drop(core);
     if let Some(task) = cdr_task {
         // Every CDR line is written before exit: the writer ends when the last sender is gone.
@@ -216,6 +218,25 @@ pub async fn run(
     // The media thread ends when the last handle is dropped.
     drop(media);
     Ok(())
+}
+
+/// What the call layer needs from the server configuration. The wall clock is read once, here: the call
+/// layer maps every instant onto it (`--pretend-time` shifts it).
+fn calls_config(cfg: &ServerConfig, sip_local: SocketAddr) -> CallsConfig {
+    let instant = crate::clock::now();
+    let wall = cfg.pretend_time.unwrap_or_else(crate::clock::wall);
+    CallsConfig {
+        timers: cfg.timers,
+        rtp_ports: cfg.rtp_ports,
+        rtp_timeout: cfg.rtp_timeout,
+        first_prompt_delay: cfg.first_prompt_delay,
+        max_ivr: cfg.max_ivr,
+        ring: cfg.ring,
+        advertise_ip: cfg.advertise_ip,
+        wall: WallClock { instant, wall },
+        local: sip_local,
+        server_header: "helpline".to_owned(),
+    }
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {

@@ -1,0 +1,138 @@
+//! The call detail record (one JSON line per call), why a call ended, and the wall clock its times are
+//! written in. It decides what a CDR holds; it does not write files (`server::cdr` does).
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+/// Keys kept in a CDR's `digits`; further keys are only counted in `digits_dropped`, so a CDR line stays
+/// small whatever the caller sends.
+pub const MAX_CDR_DIGITS: usize = 64;
+
+/// Why a call ended, as written to the CDR's `end_reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndReason {
+    /// The caller sent BYE.
+    CallerBye,
+    /// helpline sent BYE (menu finished, routed, shutdown).
+    ServerBye,
+    /// The caller cancelled before the answer.
+    Cancel,
+    /// The 2xx was never acknowledged (RFC 3261 §13.3.1.4: released with BYE after 64·T1).
+    NoAck,
+    /// No RTP and no SIP from the caller for the configured time.
+    RtpTimeout,
+    /// The call could not be set up or continued (refused, bad SDP, internal fault).
+    Error,
+}
+
+/// One key press as recorded in the CDR.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CdrDigit {
+    /// The key: `0`–`9`, `*`, `#`, `A`–`D`.
+    pub digit: char,
+    /// How it arrived: `rfc4733`, `info` or `inband`.
+    pub method: &'static str,
+    /// When it arrived (RFC 3339 with milliseconds).
+    pub at: String,
+}
+
+/// The call detail record: one JSON line per call.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Cdr {
+    /// The SIP Call-ID.
+    pub call_id: String,
+    /// The caller's From URI.
+    pub from: String,
+    /// The dialed number (Request-URI user part).
+    pub dialed: String,
+    /// Where the INVITE came from (ip:port).
+    pub source: String,
+    /// When the INVITE arrived.
+    pub start: String,
+    /// When the call was answered (200 sent), if it was.
+    pub answer: Option<String>,
+    /// When the call ended.
+    pub end: String,
+    /// The first [`MAX_CDR_DIGITS`] keys the caller pressed, once each.
+    pub digits: Vec<CdrDigit>,
+    /// Keys pressed beyond the first [`MAX_CDR_DIGITS`] (counted, not kept).
+    pub digits_dropped: u32,
+    /// The final response code sent to the INVITE (200, 404, 487, 488, 503 …).
+    pub final_status: u16,
+    /// Why the call ended.
+    pub end_reason: Option<EndReason>,
+    /// The region the dialed number belongs to (also for a refused call, when the number is known).
+    pub region: Option<String>,
+    /// The language the caller heard.
+    pub language: Option<String>,
+    /// The menus the caller went through, in order.
+    pub menu_path: Vec<String>,
+    /// Digits collected into named variables (e.g. `order_id`).
+    pub variables: BTreeMap<String, String>,
+    /// The queue the call was routed to (`europe.refunds`) or the transfer target.
+    pub route: Option<String>,
+    /// The menu set version the call ran on.
+    pub menu_version: Option<String>,
+}
+
+impl Cdr {
+    /// Records one key, keeping the first [`MAX_CDR_DIGITS`] and counting the rest.
+    pub fn push_digit(&mut self, digit: CdrDigit) {
+        if self.digits.len() < MAX_CDR_DIGITS {
+            self.digits.push(digit);
+        } else {
+            self.digits_dropped = self.digits_dropped.saturating_add(1);
+        }
+    }
+}
+
+/// Maps wall-clock time onto the monotonic clock the calls run on, so the CDR can show RFC 3339 times and
+/// opening hours can be checked while every decision is taken on `Instant`s (and so on a simulated clock
+/// in tests). The shell builds one at start from the real wall clock (plus `--pretend-time`'s offset).
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    /// A monotonic instant …
+    pub instant: Instant,
+    /// … and the wall time it corresponds to.
+    pub wall: DateTime<Utc>,
+}
+
+impl WallClock {
+    /// The wall time of `at`.
+    pub fn at(&self, at: Instant) -> DateTime<Utc> {
+        if at >= self.instant {
+            self.wall + chrono::Duration::from_std(at - self.instant).unwrap_or_default()
+        } else {
+            self.wall - chrono::Duration::from_std(self.instant - at).unwrap_or_default()
+        }
+    }
+
+    /// The wall time of `at`, formatted as RFC 3339 with milliseconds.
+    pub fn format(&self, at: Instant) -> String {
+        self.at(at).to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_bounded_and_the_rest_counted() {
+        let mut cdr = Cdr::default();
+        for i in 0..100 {
+            cdr.push_digit(CdrDigit {
+                digit: char::from(b'0' + (i % 10) as u8),
+                method: "info",
+                at: String::new(),
+            });
+        }
+        assert_eq!(cdr.digits.len(), MAX_CDR_DIGITS);
+        assert_eq!(cdr.digits_dropped, 36);
+        let line = serde_json::to_string(&cdr).expect("serialisable");
+        assert!(line.contains("\"digits_dropped\":36"), "{line}");
+    }
+}

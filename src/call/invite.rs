@@ -1,0 +1,372 @@
+//! New requests for the call registry: the dispatch of every request the endpoint reports, the checks
+//! every request passes, and the INVITE that creates a call — accept (100, maybe 180, then 200), reject,
+//! CANCEL. In-dialog requests and the ACK are in `dialog_requests`.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+use rand::Rng;
+
+use crate::call::cdr::{Cdr, EndReason};
+use crate::call::ivr_call::{CallInput, IvrCall};
+use crate::call::leg::{Leg, LegId, LegKind, UasLeg, UasState};
+use crate::call::state::{media_config_from, media_config_unanswered, sdp_body, Call, CallMedia};
+use crate::call::{CallKey, Calls, MediaCommand, RETRY_AFTER_DRAINING, RETRY_AFTER_NO_PORT};
+use crate::dialog::uas::{add_capabilities, IncomingCall};
+use crate::ivr::IvrSession;
+use crate::sdp::{self, MediaCaps};
+use crate::sip::endpoint::{Peer, Transport, TxId};
+use crate::sip::message::{Method, Request};
+use crate::sip::{CallId, Reply, Tag};
+
+/// The `telephone-event` payload type of our own offers.
+pub(crate) const OUR_DTMF_PT: u8 = 101;
+
+/// The checks every new request passes before anything else looks at it (RFC 3261 §8.2): `Err` is
+/// the reply. This is the single call site where the `sip` layer's request vetting (416 for a
+/// Request-URI scheme we do not serve, 420 for every request the rule covers, 406 for an `Accept`
+/// without `application/sdp`) plugs in; until then it holds today's INVITE-only checks.
+pub(crate) fn vet_request(request: &Request) -> Result<(), Reply> {
+    let initial_invite = request.method == Method::Invite && request.to().tag().is_none();
+    if initial_invite {
+        let unsupported = request.require();
+        if !unsupported.is_empty() {
+            // We implement no SIP extension that a peer could require (RFC 3261 §8.2.2.3).
+            return Err(Reply::BadExtension {
+                unsupported: unsupported.into_iter().map(str::to_owned).collect(),
+            });
+        }
+        if request.max_forwards() == Some(0) {
+            return Err(Reply::TooManyHops);
+        }
+    }
+    Ok(())
+}
+
+/// The number the caller dialed: the Request-URI user part, the To user as fallback (`tel:` URIs carry
+/// the number as their user).
+fn dialed_user(request: &Request) -> String {
+    request
+        .uri
+        .user
+        .clone()
+        .or_else(|| request.to().uri.user.clone())
+        .unwrap_or_default()
+}
+
+/// An IP literal in a URI host (`[::1]` included), if it is one.
+fn ip_literal(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+}
+
+impl Calls {
+    pub(crate) fn on_request(&mut self, now: Instant, tx: TxId, request: Request, peer: Peer) {
+        if let Err(reply) = vet_request(&request) {
+            tracing::debug!(code = reply.code(), why = ?reply.why(), "request refused");
+            if request.method == Method::Invite && request.to().tag().is_none() {
+                let cdr = self.new_cdr(now, &request, &peer);
+                let local_tag = Tag::new(self.endpoint.new_tag());
+                self.reject_new(now, tx, IncomingCall::new(request, local_tag), reply, cdr);
+            } else {
+                let response = reply.to_response(&request, None);
+                self.respond(now, tx, response);
+            }
+            return;
+        }
+        let in_dialog = request.to().tag().is_some();
+        match (&request.method, in_dialog) {
+            (Method::Invite, false) => self.on_invite(now, tx, request, peer),
+            (Method::Options, false) => {
+                let mut ok = Reply::Ok.to_response(&request, None);
+                add_capabilities(&mut ok);
+                self.respond(now, tx, ok);
+            }
+            (Method::Other(_), _) => {
+                let response = Reply::NotImplemented.to_response(&request, None);
+                self.respond(now, tx, response);
+            }
+            (
+                Method::Register
+                | Method::Subscribe
+                | Method::Publish
+                | Method::Message
+                | Method::Refer
+                | Method::Notify
+                | Method::Prack,
+                _,
+            ) => {
+                let response = Reply::MethodNotAllowed.to_response(&request, None);
+                self.respond(now, tx, response);
+            }
+            (_, true) => self.on_in_dialog(now, tx, request),
+            (_, false) => {
+                // BYE, INFO, UPDATE … outside any dialog (RFC 3261 §12.2.2).
+                let response = Reply::CallDoesNotExist.to_response(&request, None);
+                self.respond(now, tx, response);
+            }
+        }
+    }
+
+    /// What the CDR of a new INVITE starts with; the region is looked up even if the call is refused.
+    fn new_cdr(&self, now: Instant, request: &Request, peer: &Peer) -> Cdr {
+        let dialed = dialed_user(request);
+        let region = self
+            .menus
+            .route_dialed(&dialed)
+            .ok()
+            .map(|r| self.menus.region_name(r).to_owned());
+        Cdr {
+            call_id: request.call_id().to_owned(),
+            from: request.from().uri.to_string(),
+            dialed,
+            source: peer.addr.to_string(),
+            start: self.cfg.wall.format(now),
+            region,
+            ..Cdr::default()
+        }
+    }
+
+    fn on_invite(&mut self, now: Instant, tx: TxId, request: Request, peer: Peer) {
+        let call_id = CallId::from(request.call_id());
+        if self.by_call_id.contains_key(&call_id) {
+            // A second INVITE with the same Call-ID but a new branch: a forked or looped request
+            // (RFC 3261 §8.2.2.2).
+            let response = Reply::LoopDetected.to_response(&request, None);
+            self.respond(now, tx, response);
+            return;
+        }
+        let mut cdr = self.new_cdr(now, &request, &peer);
+        let mut incoming = IncomingCall::new(request, Tag::new(self.endpoint.new_tag()));
+        if self.draining {
+            let reply = Reply::ServiceUnavailable {
+                retry_after: RETRY_AFTER_DRAINING,
+            };
+            return self.reject_new(now, tx, incoming, reply, cdr);
+        }
+        // RFC 3261 §17.2.1: 100 Trying at once, so the caller stops retransmitting.
+        let trying = incoming.trying();
+        self.respond(now, tx, trying);
+
+        let ivr = match IvrSession::new(self.menus.clone(), &cdr.dialed, self.cfg.wall.at(now), now)
+        {
+            Ok(ivr) => ivr,
+            Err(_) => {
+                tracing::info!(%call_id, "dialed number belongs to no region: 404");
+                return self.reject_new(now, tx, incoming, Reply::NotFound, cdr);
+            }
+        };
+        cdr.menu_version = Some(self.menus.version().to_owned());
+        // SDP: an offer in the INVITE, or none (then we offer in the 200, RFC 3264 §5).
+        let offer = match sdp_body(incoming.invite()) {
+            Ok(offer) => offer,
+            Err(reply) => return self.reject_new(now, tx, incoming, reply, cdr),
+        };
+        let caps = MediaCaps::default();
+        let plan = match offer.as_ref().map(|o| sdp::negotiate(o, &caps)) {
+            Some(Err(err)) => {
+                tracing::info!(%call_id, %err, "no usable media in the offer: 488");
+                let reply = Reply::NotAcceptableHere {
+                    why: err.to_string(),
+                };
+                return self.reject_new(now, tx, incoming, reply, cdr);
+            }
+            Some(Ok(plan)) => Some(plan),
+            None => None,
+        };
+        let Some(port) = self.ports.allocate(now) else {
+            tracing::warn!("no RTP port free");
+            let reply = Reply::ServiceUnavailable {
+                retry_after: RETRY_AFTER_NO_PORT,
+            };
+            return self.reject_new(now, tx, incoming, reply, cdr);
+        };
+
+        let ip = self.local_ip(&peer, incoming.invite());
+        let contact = contact(&peer, ip);
+        let session_id: u64 = self.rng.gen::<u64>() >> 1;
+        let rtp_timeout = self.cfg.rtp_timeout;
+        let (cfg, local_sdp, pending_offer) = match plan {
+            Some(plan) => {
+                let cfg = media_config_from(&plan.negotiated(), rtp_timeout, session_id);
+                let answer = plan.into_answer(ip, port, session_id, 1);
+                (cfg, answer.to_string(), None)
+            }
+            None => {
+                let offer = sdp::make_offer(&caps, ip, port, session_id, 1, OUR_DTMF_PT);
+                let cfg = media_config_unanswered(rtp_timeout, session_id);
+                (cfg, offer.to_string(), Some(offer))
+            }
+        };
+        let id = self.new_media_id();
+        self.media_out.push_back(MediaCommand::Open {
+            id,
+            port,
+            cfg: cfg.clone(),
+        });
+
+        let key = CallKey(self.next_key);
+        self.next_key += 1;
+        let ring = self.cfg.ring;
+        let ringing = (!ring.is_zero()).then(|| incoming.ring(&contact));
+        let ivr = IvrCall::new(
+            now,
+            self.cfg.wall,
+            ivr,
+            self.prompts.clone(),
+            self.cfg.timing(),
+            cdr,
+        );
+        let caller = UasLeg {
+            invite_tx: tx,
+            peer,
+            contact,
+            state: UasState::Proceeding {
+                incoming,
+                answer_at: now + ring,
+            },
+            bye_after_ack: false,
+            bye_tx: None,
+        };
+        let call = Call {
+            call_id: call_id.clone(),
+            legs: vec![Leg {
+                id: LegId::CALLER,
+                kind: LegKind::Caller(caller),
+            }],
+            media: CallMedia {
+                id,
+                port,
+                ip,
+                cfg,
+                local_sdp,
+                pending_offer,
+                sdp_version: 1,
+                session_id,
+            },
+            ivr,
+            end_reason: None,
+            scheduled: None,
+        };
+        self.calls.insert(key, call);
+        self.by_call_id.insert(call_id, (key, LegId::CALLER));
+        self.by_tx.insert(tx, (key, LegId::CALLER));
+        self.by_media.insert(id, key);
+        match ringing {
+            None => self.answer(now, key),
+            Some(ringing) => {
+                self.respond(now, tx, ringing);
+                self.schedule(key);
+            }
+        }
+    }
+
+    /// Refuses an INVITE for which no call was created, and records it.
+    fn reject_new(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        incoming: IncomingCall,
+        reply: Reply,
+        mut cdr: Cdr,
+    ) {
+        cdr.final_status = reply.code();
+        cdr.end_reason = Some(if reply == Reply::RequestTerminated {
+            EndReason::Cancel
+        } else {
+            EndReason::Error
+        });
+        cdr.end = self.cfg.wall.format(now);
+        let response = incoming.reject(&reply);
+        self.respond(now, tx, response);
+        self.cdrs.push_back(cdr);
+    }
+
+    /// Sends the 200 of a call that is still proceeding.
+    pub(crate) fn answer(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let sdp = call.media.local_sdp.clone();
+        let leg = call.caller_mut();
+        let state = std::mem::replace(&mut leg.state, UasState::Terminated);
+        let UasState::Proceeding { incoming, .. } = state else {
+            leg.state = state;
+            return;
+        };
+        let (dialog, ok) = incoming.answer(&leg.contact, sdp);
+        leg.state = UasState::Accepted { dialog };
+        let tx = leg.invite_tx;
+        call.ivr.handle(now, CallInput::Answered);
+        self.respond(now, tx, ok);
+        self.after_call(now, key);
+    }
+
+    /// Ends a call whose INVITE has no final response yet with `reply` (480, 487, 503 …).
+    pub(crate) fn reject_call(&mut self, now: Instant, key: CallKey, reply: Reply) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let leg = call.caller_mut();
+        let state = std::mem::replace(&mut leg.state, UasState::Terminated);
+        let UasState::Proceeding { incoming, .. } = state else {
+            leg.state = state;
+            return;
+        };
+        let tx = leg.invite_tx;
+        let response = incoming.reject(&reply);
+        call.ivr.cdr_mut().final_status = reply.code();
+        self.respond(now, tx, response);
+        self.finish(now, key);
+    }
+
+    pub(crate) fn on_cancel(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if !matches!(call.caller().state, UasState::Proceeding { .. }) {
+            return; // the 200 crossed the CANCEL: the call goes on and is ended by BYE (RFC 3261 §9.2)
+        }
+        call.end_reason = Some(EndReason::Cancel);
+        self.reject_call(now, key, Reply::RequestTerminated);
+    }
+
+    /// The address our Contact and SDP name for a request from `peer`: `--advertise-ip`, else the local
+    /// address the request arrived on, else (a socket on the unspecified address that could not tell)
+    /// the Request-URI host when it is an IP literal, else our Via address, else loopback.
+    fn local_ip(&self, peer: &Peer, request: &Request) -> IpAddr {
+        if let Some(ip) = self.cfg.advertise_ip {
+            return ip;
+        }
+        if !peer.local.ip().is_unspecified() {
+            return peer.local.ip();
+        }
+        if let Some(ip) = ip_literal(&request.uri.host) {
+            return ip;
+        }
+        if !self.cfg.local.ip().is_unspecified() {
+            return self.cfg.local.ip();
+        }
+        match peer.local.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        }
+    }
+}
+
+/// Our Contact for a leg with `peer`: the address `ip` at the port the request arrived on, naming the
+/// transport unless it is UDP (RFC 3261 §19.1.1 default), so the caller's ACK and BYE come back the
+/// same way.
+fn contact(peer: &Peer, ip: IpAddr) -> String {
+    let host = match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    let transport = match peer.transport {
+        Transport::Udp => "",
+        Transport::Tcp(_) => ";transport=tcp",
+    };
+    format!("<sip:helpline@{host}:{}{transport}>", peer.local.port())
+}

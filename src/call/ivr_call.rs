@@ -1,0 +1,640 @@
+//! The IVR side of one call: wires the media session's events (keys, prompt ends, silence) into the IVR
+//! engine and the engine's actions back out as prompt commands and hang-ups, and keeps the call detail
+//! record. Keys that arrive before the menu runs are kept and delivered once it starts. It does not speak
+//! SIP (the call registry does) nor touch RTP (the media engine does).
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::call::cdr::{Cdr, CdrDigit, EndReason, WallClock};
+use crate::ivr::{IvrAction, IvrInput, IvrSession};
+use crate::media::dtmf::DigitMerger;
+use crate::media::session::{DetectedDigit, DigitMethod, MediaEvent};
+use crate::prompts::{Prompt, PromptStore};
+
+/// What the IVR side of a call asks of the call layer.
+#[derive(Clone, Debug)]
+pub enum CallOutput {
+    /// Play this prompt now on the call's media session (it replaces anything playing).
+    Play(Arc<Prompt>),
+    /// Stop the prompt being played (barge-in).
+    Stop,
+    /// End the call from our side (BYE).
+    Hangup,
+}
+
+/// Inputs from the call registry.
+#[derive(Clone, Debug)]
+pub enum CallInput {
+    /// Our 200 went out.
+    Answered,
+    /// The caller acknowledged our 2xx.
+    Acked,
+    /// An event from the call's media session.
+    Media(MediaEvent),
+    /// A key sent by SIP INFO.
+    InfoDigit(char),
+    /// Any request from the caller inside the dialog (proves the caller is alive).
+    SipActivity,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The INVITE is accepted, no 200 yet (ringing).
+    Ringing,
+    /// 200 sent, waiting for the ACK.
+    AwaitingAck,
+    /// Acknowledged: waiting for the caller's first RTP (or the delay) so the first words are heard.
+    AwaitingMedia { deadline: Instant },
+    /// The IVR is running.
+    Running,
+    /// We asked for a hang-up; nothing more happens.
+    Ending,
+}
+
+/// The call's timing settings (from the server configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct CallTiming {
+    /// How long to wait after the ACK for the caller's first RTP before the first prompt.
+    pub first_prompt_delay: Duration,
+    /// No RTP and no SIP from the caller for this long releases the call.
+    pub rtp_timeout: Duration,
+    /// The longest a caller may stay in the menus.
+    pub max_ivr: Duration,
+}
+
+/// Keys kept while the menu is not running yet (typed ahead); more are recorded in the CDR only.
+pub const MAX_TYPED_AHEAD: usize = 64;
+
+/// One call's IVR side: IVR + digit de-duplication + prompt sequencing + CDR (sans-IO).
+pub struct IvrCall {
+    ivr: IvrSession,
+    prompts: PromptStore,
+    merger: DigitMerger,
+    phase: Phase,
+    /// The caller's RTP has arrived (it may come before the ACK).
+    rtp_seen: bool,
+    first_prompt_delay: Duration,
+    rtp_timeout: Duration,
+    /// A caller cannot stay in the menus longer than this (a menu set to `repeat` forever would
+    /// otherwise hold the line and an RTP port indefinitely).
+    max_ivr: Duration,
+    ivr_deadline: Option<Instant>,
+    last_sip_activity: Instant,
+    /// Prompts the IVR asked for that wait for the one playing to finish.
+    queued: VecDeque<Arc<Prompt>>,
+    /// The prompt playing on the media engine now, if any.
+    playing: Option<Arc<Prompt>>,
+    /// Prompts asked for that do not exist (counted as finished at once); logged by the shell.
+    missing_prompts: Vec<String>,
+    outputs: VecDeque<CallOutput>,
+    /// Keys pressed before the IVR ran, in order, for the first step that waits for keys.
+    typed_ahead: VecDeque<char>,
+    clock: WallClock,
+    cdr: Cdr,
+}
+
+impl IvrCall {
+    /// A call whose INVITE was accepted (not answered yet: feed [`CallInput::Answered`] when the 200
+    /// goes out). `cdr` holds what the registry already knows (Call-ID, From, dialed number, source,
+    /// start, region, menu version).
+    pub fn new(
+        now: Instant,
+        clock: WallClock,
+        ivr: IvrSession,
+        prompts: PromptStore,
+        timing: CallTiming,
+        cdr: Cdr,
+    ) -> IvrCall {
+        IvrCall {
+            ivr,
+            prompts,
+            merger: DigitMerger::default(),
+            phase: Phase::Ringing,
+            rtp_seen: false,
+            first_prompt_delay: timing.first_prompt_delay,
+            rtp_timeout: timing.rtp_timeout,
+            max_ivr: timing.max_ivr,
+            ivr_deadline: None,
+            last_sip_activity: now,
+            queued: VecDeque::new(),
+            playing: None,
+            missing_prompts: Vec::new(),
+            outputs: VecDeque::new(),
+            typed_ahead: VecDeque::new(),
+            clock,
+            cdr,
+        }
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: Instant, input: CallInput) {
+        match input {
+            CallInput::Answered => {
+                if self.phase == Phase::Ringing {
+                    self.phase = Phase::AwaitingAck;
+                    self.cdr.final_status = 200;
+                    self.cdr.answer = Some(self.clock.format(now));
+                }
+            }
+            CallInput::Acked => {
+                self.last_sip_activity = now;
+                if self.phase == Phase::AwaitingAck {
+                    if self.rtp_seen {
+                        self.start_ivr(now);
+                    } else {
+                        self.phase = Phase::AwaitingMedia {
+                            deadline: now + self.first_prompt_delay,
+                        };
+                    }
+                }
+            }
+            CallInput::SipActivity => self.last_sip_activity = now,
+            CallInput::InfoDigit(digit) => {
+                self.last_sip_activity = now;
+                self.on_digit(
+                    now,
+                    DetectedDigit {
+                        digit,
+                        method: DigitMethod::Info,
+                        at: now,
+                    },
+                );
+            }
+            CallInput::Media(event) => self.on_media(now, event),
+        }
+    }
+
+    fn on_media(&mut self, now: Instant, event: MediaEvent) {
+        match event {
+            MediaEvent::FirstRtp { .. } => {
+                self.rtp_seen = true;
+                if let Phase::AwaitingMedia { .. } = self.phase {
+                    self.start_ivr(now);
+                }
+            }
+            MediaEvent::Digit(digit) => self.on_digit(now, digit),
+            MediaEvent::PromptFinished { name } => {
+                // A prompt that ended just as the IVR replaced it (the media thread runs on its own)
+                // must not count as the end of the new one.
+                if self.playing.as_ref().is_none_or(|p| p.name != name) {
+                    return;
+                }
+                self.playing = None;
+                if self.phase == Phase::Running {
+                    self.ivr.handle(now, IvrInput::PromptFinished);
+                    self.drain_ivr(now);
+                }
+            }
+            // The registry handles the engine's own report; it never reaches here.
+            MediaEvent::BindFailed { .. } => {}
+            MediaEvent::RtpTimeout => {
+                // Silence on RTP alone does not end a call whose caller still talks SIP (e.g. on hold).
+                if now.saturating_duration_since(self.last_sip_activity) >= self.rtp_timeout
+                    && self.phase != Phase::Ending
+                {
+                    self.end(EndReason::RtpTimeout);
+                }
+            }
+        }
+    }
+
+    fn on_digit(&mut self, now: Instant, digit: DetectedDigit) {
+        let Some(digit) = self.merger.handle(now, digit) else {
+            return;
+        };
+        self.cdr.push_digit(CdrDigit {
+            digit: digit.digit,
+            method: match digit.method {
+                DigitMethod::Rfc4733 => "rfc4733",
+                DigitMethod::Info => "info",
+                DigitMethod::Inband => "inband",
+            },
+            at: self.clock.format(digit.at),
+        });
+        match self.phase {
+            Phase::Running => {
+                self.ivr.handle(now, IvrInput::Digit(digit.digit));
+                self.drain_ivr(now);
+            }
+            // Typed ahead (e.g. an INFO right after the ACK, before the first prompt): kept for the
+            // first step that waits for keys, which applies its own barge-in rule.
+            Phase::Ringing | Phase::AwaitingAck | Phase::AwaitingMedia { .. } => {
+                if self.typed_ahead.len() < MAX_TYPED_AHEAD {
+                    self.typed_ahead.push_back(digit.digit);
+                }
+            }
+            Phase::Ending => {}
+        }
+    }
+
+    fn start_ivr(&mut self, now: Instant) {
+        self.phase = Phase::Running;
+        self.ivr_deadline = Some(now + self.max_ivr);
+        self.ivr.handle(now, IvrInput::Answered);
+        self.drain_ivr(now);
+        while let Some(key) = self.typed_ahead.pop_front() {
+            if self.phase != Phase::Running {
+                break; // a typed-ahead key already ended the menu
+            }
+            self.ivr.handle(now, IvrInput::Digit(key));
+            self.drain_ivr(now);
+        }
+        self.typed_ahead.clear();
+    }
+
+    /// Turns every pending IVR action into call outputs.
+    fn drain_ivr(&mut self, now: Instant) {
+        while let Some(action) = self.ivr.poll_action() {
+            match action {
+                IvrAction::Play { lang, prompt, .. } => match self.prompts.get(&lang, &prompt) {
+                    Some(p) => {
+                        if self.playing.is_some() {
+                            self.queued.push_back(p);
+                        } else {
+                            self.playing = Some(p.clone());
+                            self.outputs.push_back(CallOutput::Play(p));
+                        }
+                    }
+                    None => {
+                        // `check` refuses menus whose prompts are missing, so this is a prompt file
+                        // deleted under a running server: skip it rather than leave the caller in silence.
+                        self.missing_prompts.push(format!("{lang}/{prompt}"));
+                        self.ivr.handle(now, IvrInput::PromptFinished);
+                    }
+                },
+                IvrAction::StopPlayback => {
+                    self.queued.clear();
+                    if self.playing.take().is_some() {
+                        self.outputs.push_back(CallOutput::Stop);
+                    }
+                }
+                IvrAction::Route { queue, .. } => {
+                    // Queues and agents arrive with the queues issue; until then a routed call is recorded
+                    // and released once its last prompt has played.
+                    self.cdr.route = Some(queue);
+                    self.finish_after_prompts();
+                }
+                IvrAction::Transfer { uri } => {
+                    self.cdr.route = Some(uri);
+                    self.finish_after_prompts();
+                }
+                IvrAction::Hangup { .. } => self.finish_after_prompts(),
+            }
+        }
+        self.next_prompt_if_idle();
+    }
+
+    fn finish_after_prompts(&mut self) {
+        if self.playing.is_none() && self.queued.is_empty() {
+            self.end(EndReason::ServerBye);
+        } else {
+            self.phase = Phase::Ending;
+        }
+    }
+
+    fn next_prompt_if_idle(&mut self) {
+        if self.playing.is_none() {
+            if let Some(p) = self.queued.pop_front() {
+                self.playing = Some(p.clone());
+                self.outputs.push_back(CallOutput::Play(p));
+            } else if self.phase == Phase::Ending && self.cdr.end_reason.is_none() {
+                self.end(EndReason::ServerBye);
+            }
+        }
+    }
+
+    fn end(&mut self, reason: EndReason) {
+        self.phase = Phase::Ending;
+        if self.cdr.end_reason.is_none() {
+            self.cdr.end_reason = Some(reason);
+            self.outputs.push_back(CallOutput::Hangup);
+        }
+    }
+
+    /// Fires the call's timers that are due (first-prompt delay, IVR timeouts); spurious calls are no-ops.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Phase::AwaitingMedia { deadline } = self.phase {
+            if now >= deadline {
+                self.start_ivr(now);
+            }
+            return;
+        }
+        if self.phase == Phase::Running {
+            if self.ivr_deadline.is_some_and(|d| now >= d) {
+                tracing::info!("caller stayed in the menus past the limit: hanging up");
+                self.end(EndReason::ServerBye);
+                return;
+            }
+            if let Some(at) = self.ivr.poll_timeout() {
+                if now >= at {
+                    self.ivr.handle(now, IvrInput::Timeout);
+                    self.drain_ivr(now);
+                }
+            }
+        }
+    }
+
+    /// The earliest instant the call wants `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::AwaitingMedia { deadline } => Some(deadline),
+            Phase::Running => match (self.ivr.poll_timeout(), self.ivr_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            _ => None,
+        }
+    }
+
+    /// The next output for the shell.
+    pub fn poll_output(&mut self) -> Option<CallOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// Prompt names the menus asked for that were not loaded (for the shell to log once).
+    pub fn take_missing_prompts(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.missing_prompts)
+    }
+
+    /// The call record so far (the registry fills in what only SIP knows, e.g. the final status).
+    pub fn cdr_mut(&mut self) -> &mut Cdr {
+        &mut self.cdr
+    }
+
+    /// Whether the call asked to be hung up.
+    pub fn is_ending(&self) -> bool {
+        self.phase == Phase::Ending
+    }
+
+    /// Completes the CDR: the shell calls it once when the dialog is gone. `reason` is used when the call
+    /// has not recorded its own (e.g. the caller's BYE).
+    pub fn finish(mut self, now: Instant, reason: EndReason) -> Cdr {
+        let summary = self.ivr.summary();
+        self.cdr.region = Some(summary.region);
+        self.cdr.language = Some(summary.language);
+        self.cdr.menu_path = summary.menu_path;
+        self.cdr.variables = summary.variables;
+        if self.cdr.route.is_none() {
+            self.cdr.route = summary.route;
+        }
+        if self.cdr.end_reason.is_none() {
+            self.cdr.end_reason = Some(reason);
+        }
+        self.cdr.end = self.clock.format(now);
+        self.cdr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ivr::{compile, PromptCheck};
+    use crate::media::session::DetectedDigit;
+    use std::path::PathBuf;
+
+    struct AllPrompts;
+    impl PromptCheck for AllPrompts {
+        fn check(&self, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    const MENUS: &str = r#"
+[routing]
+departments = ["orders", "refunds"]
+
+[regions.test]
+time_zone = "UTC"
+languages = ["en"]
+open_menu = "main"
+closed_menu = "main"
+
+[[regions.test.numbers]]
+country = "GB"
+number = "0800 000 0001"
+
+[[regions.test.hours]]
+days = "daily"
+open = "00:00"
+close = "24:00"
+
+[menus.main]
+greeting = ["welcome", "main-short"]
+first_key_timeout = "5s"
+max_timeouts = 1
+
+[menus.main.on_max_timeouts]
+action = "hangup"
+prompt = ["goodbye"]
+
+[menus.main.keys.1]
+action = "route"
+department = "orders"
+
+[menus.main.keys.2]
+action = "repeat"
+"#;
+
+    /// A prompt of `frames` 20 ms frames.
+    fn prompt(name: &str, frames: usize) -> Prompt {
+        Prompt::from_samples("en", name, &vec![0i16; frames * 160])
+    }
+
+    fn call(t0: Instant) -> IvrCall {
+        let files = vec![(PathBuf::from("test.toml"), MENUS.to_owned())];
+        let (set, _) = compile(&files, &AllPrompts).expect("test menus compile");
+        let wall = chrono::DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let ivr = IvrSession::new(set, "08000000001", wall, t0).expect("routed");
+        let mut prompts = PromptStore::default();
+        for (name, frames) in [("welcome", 50), ("main-short", 25), ("goodbye", 10)] {
+            prompts.insert(prompt(name, frames));
+        }
+        IvrCall::new(
+            t0,
+            WallClock { instant: t0, wall },
+            ivr,
+            prompts,
+            CallTiming {
+                first_prompt_delay: Duration::from_millis(300),
+                rtp_timeout: Duration::from_secs(30),
+                max_ivr: Duration::from_secs(600),
+            },
+            Cdr::default(),
+        )
+    }
+
+    fn outputs(call: &mut IvrCall) -> Vec<String> {
+        std::iter::from_fn(|| call.poll_output())
+            .map(|o| match o {
+                CallOutput::Play(p) => format!("play {}", p.name),
+                CallOutput::Stop => "stop".to_owned(),
+                CallOutput::Hangup => "hangup".to_owned(),
+            })
+            .collect()
+    }
+
+    fn finished(name: &str) -> CallInput {
+        CallInput::Media(MediaEvent::PromptFinished {
+            name: name.to_owned(),
+        })
+    }
+
+    fn key(digit: char, method: DigitMethod, at: Instant) -> CallInput {
+        CallInput::Media(MediaEvent::Digit(DetectedDigit { digit, method, at }))
+    }
+
+    #[test]
+    fn first_prompt_waits_for_the_callers_rtp() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        assert!(
+            outputs(&mut c).is_empty(),
+            "nothing plays before the caller can hear it"
+        );
+        let rtp = CallInput::Media(MediaEvent::FirstRtp {
+            from: "127.0.0.1:4000".parse().expect("addr"),
+        });
+        c.handle(t0 + Duration::from_millis(40), rtp);
+        assert_eq!(outputs(&mut c), ["play welcome"]);
+    }
+
+    #[test]
+    fn first_prompt_starts_after_the_delay_without_rtp() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_millis(300)));
+        c.handle_timeout(t0 + Duration::from_millis(299));
+        assert!(outputs(&mut c).is_empty());
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        assert_eq!(outputs(&mut c), ["play welcome"]);
+    }
+
+    #[test]
+    fn rtp_before_the_ack_starts_the_prompt_at_the_ack() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        let rtp = CallInput::Media(MediaEvent::FirstRtp {
+            from: "127.0.0.1:4000".parse().expect("addr"),
+        });
+        c.handle(t0, rtp);
+        assert!(outputs(&mut c).is_empty());
+        c.handle(t0 + Duration::from_millis(10), CallInput::Acked);
+        assert_eq!(outputs(&mut c), ["play welcome"]);
+    }
+
+    #[test]
+    fn prompts_play_one_after_another_and_barge_in_stops_them() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        assert_eq!(outputs(&mut c), ["play welcome"]);
+        // A late end of some earlier prompt is not the end of this one.
+        c.handle(t0 + Duration::from_millis(400), finished("goodbye"));
+        assert!(outputs(&mut c).is_empty());
+        c.handle(t0 + Duration::from_secs(1), finished("welcome"));
+        assert_eq!(outputs(&mut c), ["play main-short"]);
+        // Key 2 repeats the menu: the playing prompt stops and the greeting starts again.
+        c.handle(
+            t0 + Duration::from_millis(1200),
+            key('2', DigitMethod::Rfc4733, t0),
+        );
+        assert_eq!(outputs(&mut c), ["stop", "play welcome"]);
+    }
+
+    #[test]
+    fn same_key_by_two_methods_counts_once() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        let at = t0 + Duration::from_secs(1);
+        c.handle(at, key('2', DigitMethod::Rfc4733, at));
+        c.handle(at + Duration::from_millis(50), CallInput::InfoDigit('2'));
+        let cdr = c.finish(at + Duration::from_secs(2), EndReason::CallerBye);
+        assert_eq!(cdr.digits.len(), 1, "{:?}", cdr.digits);
+        assert_eq!(cdr.digits[0].method, "rfc4733");
+        assert_eq!(cdr.digits[0].at, "2026-11-27T12:00:01.000Z");
+    }
+
+    #[test]
+    fn routed_call_is_recorded_and_released() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        outputs(&mut c);
+        let at = t0 + Duration::from_secs(1);
+        c.handle(at, key('1', DigitMethod::Info, at));
+        assert_eq!(outputs(&mut c), ["stop", "hangup"]);
+        let cdr = c.finish(at, EndReason::Error);
+        assert_eq!(cdr.route.as_deref(), Some("test.orders"));
+        assert_eq!(cdr.end_reason, Some(EndReason::ServerBye));
+        assert_eq!(cdr.region.as_deref(), Some("test"));
+    }
+
+    #[test]
+    fn silence_on_rtp_alone_keeps_a_call_whose_caller_talks_sip() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle(t0 + Duration::from_secs(20), CallInput::SipActivity);
+        c.handle(
+            t0 + Duration::from_secs(30),
+            CallInput::Media(MediaEvent::RtpTimeout),
+        );
+        assert!(!outputs(&mut c).contains(&"hangup".to_owned()));
+        c.handle(
+            t0 + Duration::from_secs(60),
+            CallInput::Media(MediaEvent::RtpTimeout),
+        );
+        assert!(outputs(&mut c).contains(&"hangup".to_owned()));
+        let cdr = c.finish(t0 + Duration::from_secs(60), EndReason::ServerBye);
+        assert_eq!(cdr.end_reason, Some(EndReason::RtpTimeout));
+    }
+
+    #[test]
+    fn timeout_plays_the_goodbye_then_hangs_up() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        outputs(&mut c);
+        c.handle(t0 + Duration::from_secs(1), finished("welcome"));
+        c.handle(t0 + Duration::from_millis(1500), finished("main-short"));
+        outputs(&mut c);
+        let at = c.poll_timeout().expect("first-key timer");
+        assert_eq!(at, t0 + Duration::from_millis(6500));
+        c.handle_timeout(at);
+        assert_eq!(outputs(&mut c), ["play goodbye"]);
+        c.handle(at + Duration::from_millis(200), finished("goodbye"));
+        assert_eq!(outputs(&mut c), ["hangup"]);
+    }
+
+    #[test]
+    fn a_caller_cannot_stay_in_the_menus_forever() {
+        let t0 = Instant::now();
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        outputs(&mut c);
+        let limit = t0 + Duration::from_millis(300) + Duration::from_secs(600);
+        // Keep repeating the menu: the IVR alone would never end.
+        for i in 1..=1000u64 {
+            let at = t0 + Duration::from_secs(i);
+            if at >= limit {
+                break;
+            }
+            c.handle(at, key('2', DigitMethod::Rfc4733, at));
+            outputs(&mut c);
+        }
+        assert!(c.poll_timeout().is_some_and(|t| t <= limit));
+        c.handle_timeout(limit);
+        assert_eq!(outputs(&mut c), ["hangup"]);
+    }
+}

@@ -1,0 +1,123 @@
+//! One SIP leg of a call: one dialog with one party. Today only the caller's (UAS) leg exists; an agent's
+//! or transfer target's leg (UAC: helpline sends the INVITE through `Endpoint::send_request` and gets
+//! `SipEvent::Response`) joins [`LegKind`] as `Agent(UacLeg)` without changing how calls address legs.
+//! It holds the leg's SIP state; it does not send anything (the call registry does).
+use std::time::Instant;
+
+use crate::dialog::uas::IncomingCall;
+use crate::dialog::Dialog;
+use crate::sip::endpoint::{Peer, TxId};
+use crate::sip::message::Request;
+
+/// A leg's number within its call; the caller's leg is [`LegId::CALLER`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegId(pub u32);
+
+impl LegId {
+    /// The caller's leg, created by the INVITE that created the call.
+    pub const CALLER: LegId = LegId(0);
+}
+
+/// One leg of a call.
+#[derive(Debug)]
+pub struct Leg {
+    /// Its number within the call.
+    pub id: LegId,
+    /// Which side of which dialog.
+    pub kind: LegKind,
+}
+
+/// What kind of leg, with its state.
+#[derive(Debug)]
+pub enum LegKind {
+    /// The caller's leg: helpline is the UAS.
+    Caller(UasLeg),
+}
+
+/// Where the caller's leg is (RFC 3261 §13.3, RFC 6026 state names for the INVITE's 2xx).
+#[derive(Debug)]
+pub enum UasState {
+    /// No final response yet (100 and maybe 180 sent); answering at `answer_at`.
+    Proceeding {
+        /// The INVITE, to answer or reject exactly once.
+        incoming: IncomingCall,
+        /// When helpline answers (now, or after `--ring-ms`).
+        answer_at: Instant,
+    },
+    /// 200 sent, ACK not seen yet.
+    Accepted {
+        /// The confirmed dialog.
+        dialog: Dialog,
+    },
+    /// The ACK arrived.
+    Confirmed {
+        /// The dialog.
+        dialog: Dialog,
+    },
+    /// Our BYE is out; waiting for its answer.
+    Ending {
+        /// The dialog (a crossing BYE from the caller still matches it).
+        dialog: Dialog,
+    },
+    /// A final non-2xx went out, or the BYE exchange is over.
+    Terminated,
+}
+
+/// The caller's leg: its INVITE transaction, where it came from, and its dialog state.
+#[derive(Debug)]
+pub struct UasLeg {
+    /// The INVITE's server transaction.
+    pub invite_tx: TxId,
+    /// Where the INVITE came from and the local address it arrived on: in-dialog requests go back over
+    /// the same transport to the same address (the usual NAT-friendly choice: the Contact may be
+    /// unreachable).
+    pub peer: Peer,
+    /// Our Contact for this leg (names the local address and the transport the INVITE used).
+    pub contact: String,
+    /// Where the leg is.
+    pub state: UasState,
+    /// A hang-up was asked for before the ACK came: the BYE goes out when it does (a BYE before the
+    /// ACK would cross it), or the leg is released as no-ack after 64·T1.
+    pub bye_after_ack: bool,
+    /// Our BYE's client transaction.
+    pub bye_tx: Option<TxId>,
+}
+
+impl UasLeg {
+    /// The dialog, once answered.
+    pub fn dialog(&self) -> Option<&Dialog> {
+        match &self.state {
+            UasState::Accepted { dialog }
+            | UasState::Confirmed { dialog }
+            | UasState::Ending { dialog } => Some(dialog),
+            UasState::Proceeding { .. } | UasState::Terminated => None,
+        }
+    }
+
+    /// The dialog, once answered (mutable: CSeq bookkeeping, new requests).
+    pub fn dialog_mut(&mut self) -> Option<&mut Dialog> {
+        match &mut self.state {
+            UasState::Accepted { dialog }
+            | UasState::Confirmed { dialog }
+            | UasState::Ending { dialog } => Some(dialog),
+            UasState::Proceeding { .. } | UasState::Terminated => None,
+        }
+    }
+
+    /// Whether a request with our tag belongs to this leg: its confirmed dialog, or the early dialog
+    /// our 180 opened (Call-ID and both tags, RFC 3261 §12.2.2).
+    pub fn matches(&self, request: &Request) -> bool {
+        match &self.state {
+            UasState::Proceeding { incoming, .. } => incoming.in_early_dialog(request),
+            _ => self.dialog().is_some_and(|d| d.matches(request)),
+        }
+    }
+
+    /// When the leg wants waking (the answer after ringing).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            UasState::Proceeding { answer_at, .. } => Some(*answer_at),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Unit tests of the call registry on a simulated clock.
