@@ -8,7 +8,8 @@
 //! ```text
 //! let mut net = SimNet::shipped().ring(Duration::ZERO).build();   // shipped ivr-menus/, 1 s prompts
 //! let p = net.udp_phone("127.0.0.1:40000");                        // a caller (tcp_phone for TCP)
-//! let c = net.phone(p).invite(GB, Some(&net.offer(p)));            // queue an INVITE with SDP …
+//! let offer = net.offer(p);                                       // PCMU + telephone-event
+//! let c = net.phone(p).invite(GB, Some(&offer));                   // queue an INVITE …
 //! net.drive();                                                     // … and deliver everything
 //! assert_eq!(net.phone(p).codes(c), [100, 200]);
 //! net.phone(p).ack(c, None);
@@ -41,8 +42,11 @@ use helpline::prompts::{Prompt, PromptStore};
 use helpline::sip::endpoint::{Peer, Transmit, Transport};
 use helpline::sip::transaction::TimerConfig;
 
+// Re-exported for the test files; a test binary that uses none of them must not warn.
+#[allow(unused_imports)]
 pub use media::{FakeMedia, MediaLog};
-pub use phone::{sdp, AnswerMode, CallRef, Received, ScriptedPhone};
+#[allow(unused_imports)]
+pub use phone::{sdp, AnswerMode, CallRef, ScriptedPhone};
 
 /// The GB number of the shipped menus (region `europe`, English only).
 pub const GB: &str = "08000289999";
@@ -121,7 +125,11 @@ impl SimBuilder {
                 .find(|(n, _)| *n == name)
                 .map_or(self.prompt_len, |(_, l)| *l);
             let frames = (len.as_millis() / 20) as usize;
-            prompts.insert(Prompt::from_samples(&lang, &name, &vec![0i16; frames * 160]));
+            prompts.insert(Prompt::from_samples(
+                &lang,
+                &name,
+                &vec![0i16; frames * 160],
+            ));
         }
         let t0 = self.cfg.wall.instant;
         let local = self.cfg.local;
@@ -269,6 +277,7 @@ impl SimNet {
 
     /// Jumps to the earliest timeout (never backwards) and runs it; false when nothing is scheduled.
     pub fn step(&mut self) -> bool {
+        self.drive();
         let Some(at) = self.next_timeout() else {
             return false;
         };
@@ -291,12 +300,16 @@ impl SimNet {
 
     /// Runs every timeout up to `until`, then sets the clock to `until`.
     pub fn run_until(&mut self, until: Instant) {
+        self.drive();
         let mut steps = 0;
         while let Some(at) = self.next_timeout().filter(|&at| at <= until) {
             self.now = self.now.max(at);
             self.fire();
             steps += 1;
-            assert!(steps < 1_000_000, "timeouts do not advance: stuck at {at:?}");
+            assert!(
+                steps < 1_000_000,
+                "timeouts do not advance: stuck at {at:?}"
+            );
         }
         self.now = self.now.max(until);
         self.fire();
@@ -306,6 +319,7 @@ impl SimNet {
     /// exactly then: models a message that arrives the instant a timer is due and is read first (the
     /// shell's `select!` may take the packet before the sleep).
     pub fn advance_racing(&mut self, d: Duration) {
+        self.drive();
         let until = self.now + d;
         while let Some(at) = self.next_timeout().filter(|&at| at < until) {
             self.now = self.now.max(at);
@@ -321,6 +335,7 @@ impl SimNet {
 
     /// Runs until nothing is scheduled, at most `limit` of simulated time; returns the time taken.
     pub fn run_until_idle(&mut self, limit: Duration) -> Duration {
+        self.drive();
         let start = self.now;
         let end = start + limit;
         while let Some(at) = self.next_timeout() {

@@ -58,11 +58,11 @@ impl MediaLog {
         self.playing.as_deref()
     }
 
-    /// RTP packets sent in `[from, to)`.
+    /// RTP packets sent after `from`, up to and including `to`.
     pub fn packets_between(&self, from: Instant, to: Instant) -> usize {
         self.packets
             .iter()
-            .filter(|(at, _)| *at >= from && *at < to)
+            .filter(|(at, _)| *at > from && *at <= to)
             .count()
     }
 }

@@ -364,7 +364,10 @@ impl ScriptedPhone {
                 ),
             ),
             None => (
-                format!("\"Caller\" <sip:caller@{}>;tag={}", self.addr, call.local_tag),
+                format!(
+                    "\"Caller\" <sip:caller@{}>;tag={}",
+                    self.addr, call.local_tag
+                ),
                 format!(
                     "<sip:{}@{}>;tag={}",
                     call.user,
@@ -465,15 +468,18 @@ impl ScriptedPhone {
 
     /// The status codes of the responses to `method`, in order.
     pub fn codes_to(&self, c: CallRef, method: &str) -> Vec<u16> {
-        self.responses_to(c, method).iter().map(|r| r.code).collect()
+        self.responses_to(c, method)
+            .iter()
+            .map(|r| r.code)
+            .collect()
     }
 
     /// The last response to the request with this CSeq method and number.
     pub fn response_to(&self, c: CallRef, method: &str, cseq: u32) -> Option<&Response> {
         self.responses(c)
             .into_iter()
-            .filter(|r| r.cseq().method.as_str() == method && r.cseq().seq == cseq)
-            .last()
+            .rev()
+            .find(|r| r.cseq().method.as_str() == method && r.cseq().seq == cseq)
     }
 
     /// The requests helpline sent in this call with this method, with their arrival times.
@@ -506,11 +512,12 @@ impl ScriptedPhone {
             .iter()
             .map(|(at, t)| (*at, format!("→ {}", t.lines().next().unwrap_or_default())))
             .collect();
-        lines.extend(
-            self.inbox
-                .iter()
-                .map(|m| (m.at, format!("← {}", m.text.lines().next().unwrap_or_default()))),
-        );
+        lines.extend(self.inbox.iter().map(|m| {
+            (
+                m.at,
+                format!("← {}", m.text.lines().next().unwrap_or_default()),
+            )
+        }));
         lines.sort_by_key(|(at, _)| *at);
         let t0 = lines.first().map(|(at, _)| *at);
         lines
