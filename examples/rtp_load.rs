@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use helpline::call::{MediaId, PortPool};
 use helpline::media::codec::Law;
-use helpline::media::session::MediaConfig;
+use helpline::media::session::{MediaConfig, MediaEvent};
 use helpline::prompts::Prompt;
 use helpline::server::media_engine::{MediaEngine, MediaEngineConfig};
 
@@ -62,10 +63,15 @@ fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let n = args.streams;
     let span = u16::try_from(n * 2 + 64).unwrap_or(u16::MAX);
-    let engine = MediaEngine::start(MediaEngineConfig {
-        bind_ip: "127.0.0.1".parse().expect("literal address"),
-        port_range: (args.port_base, args.port_base.saturating_add(span)),
-    })?;
+    let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let engine = MediaEngine::start(
+        MediaEngineConfig {
+            bind_ip: "127.0.0.1".parse().expect("literal address"),
+        },
+        events,
+    )?;
+    // Ports are chosen as the call layer chooses them; the engine binds what it is told.
+    let mut ports = PortPool::new((args.port_base, args.port_base.saturating_add(span)), 0);
 
     // Sinks: non-blocking sockets drained by ONE thread every millisecond. A blocking reader per
     // socket would be woken for every packet, and those wake-ups (not the sending) would dominate two
@@ -127,15 +133,27 @@ fn main() -> std::io::Result<()> {
         .build()?;
     let stats = engine.send_stats();
     let (ids, opened_in, media_cpu) = rt.block_on(async {
-        let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
-        // Drain events so the channel does not grow for the whole run.
-        tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
+        // Drain events so the channel does not grow for the whole run; count ports that were busy.
+        let bind_failed = Arc::new(AtomicU64::new(0));
+        let failed = bind_failed.clone();
+        tokio::spawn(async move {
+            while let Some((_, event)) = events_rx.recv().await {
+                if matches!(event, MediaEvent::BindFailed { .. }) {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
         let t_open = Instant::now();
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
-            let (id, _port) = engine.open(events.clone()).await?;
-            engine.configure(
+            let now = Instant::now();
+            let Some(port) = ports.allocate(now) else {
+                return Err(std::io::Error::other("port range too small"));
+            };
+            let id = MediaId(i as u64);
+            engine.open(
                 id,
+                port,
                 MediaConfig {
                     law: Law::Ulaw,
                     payload_type: 0,
@@ -148,6 +166,11 @@ fn main() -> std::io::Result<()> {
             ids.push(id);
         }
         let opened_in = t_open.elapsed();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let busy = bind_failed.load(Ordering::Relaxed);
+        if busy > 0 {
+            println!("{busy} streams not started: their ports were busy");
+        }
         let t0 = tokio::time::Instant::now();
         for (i, &id) in ids.iter().enumerate() {
             if !args.aligned {

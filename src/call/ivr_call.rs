@@ -391,6 +391,7 @@ mod tests {
     use super::*;
     use crate::ivr::{compile, PromptCheck};
     use crate::media::session::DetectedDigit;
+    use chrono::Utc;
     use std::path::PathBuf;
 
     struct AllPrompts;
@@ -452,7 +453,7 @@ action = "repeat"
         for (name, frames) in [("welcome", 50), ("main-short", 25), ("goodbye", 10)] {
             prompts.insert(prompt(name, frames));
         }
-        IvrCall::new(
+        let mut c = IvrCall::new(
             t0,
             WallClock { instant: t0, wall },
             ivr,
@@ -463,7 +464,9 @@ action = "repeat"
                 max_ivr: Duration::from_secs(600),
             },
             Cdr::default(),
-        )
+        );
+        c.handle(t0, CallInput::Answered);
+        c
     }
 
     fn outputs(call: &mut IvrCall) -> Vec<String> {

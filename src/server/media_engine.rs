@@ -735,29 +735,54 @@ mod tests {
         send_clone::<MediaId>();
     }
 
+    /// An even port whose successor is free too, found by asking the OS (then released for the engine).
+    fn free_pair() -> u16 {
+        for _ in 0..200 {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let p = s.local_addr().unwrap().port() & !1;
+            drop(s);
+            if p > 1024
+                && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
+            {
+                return p;
+            }
+        }
+        panic!("no free even port pair on 127.0.0.1");
+    }
+
+    fn start() -> (MediaHandle, mpsc::UnboundedReceiver<(MediaId, MediaEvent)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = MediaEngine::start(
+            MediaEngineConfig {
+                bind_ip: "127.0.0.1".parse().unwrap(),
+            },
+            tx,
+        )
+        .unwrap();
+        (engine, rx)
+    }
+
+    async fn next_event(
+        rx: &mut mpsc::UnboundedReceiver<(MediaId, MediaEvent)>,
+    ) -> Option<(MediaId, MediaEvent)> {
+        tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+    }
+
     #[test]
-    fn plays_to_a_socket_latches_and_reports_events() {
+    fn plays_to_a_socket_latches_and_reports_events_tagged_with_the_id() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            let engine = MediaEngine::start(MediaEngineConfig {
-                bind_ip: "127.0.0.1".parse().unwrap(),
-                port_range: (41000, 41100),
-            })
-            .unwrap();
+            let (engine, mut ev_rx) = start();
             let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-            let (id, port) = engine.open(ev_tx.clone()).await.unwrap();
-            assert_eq!(port % 2, 0);
-            assert!((41000..41100).contains(&port));
-            // A second session gets a different pair.
-            let (id2, port2) = engine.open(ev_tx).await.unwrap();
-            assert_ne!(port, port2);
-            engine.close(id2);
-
-            engine.configure(id, cfg(caller.local_addr().unwrap()));
+            let port = free_pair();
+            let id = MediaId(7);
+            engine.open(id, port, cfg(caller.local_addr().unwrap()));
             let pcm = vec![1000i16; 160 * 5];
             engine.play(id, Arc::new(Prompt::from_samples("en", "five", &pcm)));
             let mut buf = [0u8; 1500];
@@ -768,75 +793,85 @@ mod tests {
                         .await
                         .unwrap()
                         .unwrap();
-                assert_eq!(from.port(), port);
+                assert_eq!(from.port(), port, "sent from the port it was told");
                 let (h, payload) = crate::media::rtp::parse(&buf[..n]).unwrap();
                 assert_eq!(payload.len(), 160);
                 seqs.push(h.sequence);
             }
             assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
-            let ev = tokio::time::timeout(Duration::from_secs(2), ev_rx.recv())
-                .await
-                .unwrap();
             assert_eq!(
-                ev,
-                Some(MediaEvent::PromptFinished {
-                    name: "five".into()
-                })
+                next_event(&mut ev_rx).await,
+                Some((
+                    id,
+                    MediaEvent::PromptFinished {
+                        name: "five".into()
+                    }
+                ))
             );
 
             // RTP from the caller: FirstRtp, then an RFC 4733 key.
             let mut pkt = vec![0x80, 0xe5, 0, 1, 0, 0, 0, 9, 0, 0, 0, 7];
             pkt.extend_from_slice(&[5, 0x0a, 0, 0]);
             caller.send_to(&pkt, ("127.0.0.1", port)).await.unwrap();
-            let first = tokio::time::timeout(Duration::from_secs(2), ev_rx.recv())
-                .await
-                .unwrap();
             assert_eq!(
-                first,
-                Some(MediaEvent::FirstRtp {
-                    from: caller.local_addr().unwrap()
-                })
+                next_event(&mut ev_rx).await,
+                Some((
+                    id,
+                    MediaEvent::FirstRtp {
+                        from: caller.local_addr().unwrap()
+                    }
+                ))
             );
-            let key = tokio::time::timeout(Duration::from_secs(2), ev_rx.recv())
-                .await
-                .unwrap();
-            assert!(matches!(key, Some(MediaEvent::Digit(d)) if d.digit == '5'));
+            let key = next_event(&mut ev_rx).await;
+            assert!(matches!(key, Some((i, MediaEvent::Digit(d))) if i == id && d.digit == '5'));
             assert!(engine.send_stats().snapshot().packets >= 5);
-
             engine.close(id);
         });
     }
 
     #[test]
-    fn busy_ports_are_skipped_and_exhaustion_is_an_error() {
+    fn a_port_it_cannot_bind_is_reported_for_that_id() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            // Someone else holds 41202; the range holds two pairs: 41200/1 and 41202/3.
-            let _squatter = std::net::UdpSocket::bind("127.0.0.1:41202").unwrap();
-            let engine = MediaEngine::start(MediaEngineConfig {
-                bind_ip: "127.0.0.1".parse().unwrap(),
-                port_range: (41200, 41203),
-            })
-            .unwrap();
-            let (tx, _rx) = mpsc::unbounded_channel();
-            let (id, port) = engine.open(tx.clone()).await.unwrap();
-            assert_eq!(port, 41200);
-            assert!(engine.open(tx.clone()).await.is_err());
-            engine.close(id);
-            // Ports are freed on close; the sockets close when the media thread next runs the aborted
-            // receive tasks, so allow it a few turns.
-            let mut reopened = None;
-            for _ in 0..10_000 {
-                if let Ok(x) = engine.open(tx.clone()).await {
-                    reopened = Some(x.1);
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-            assert_eq!(reopened, Some(41200));
+            let (engine, mut ev_rx) = start();
+            // Someone else holds the RTCP half of one pair and the RTP half of another.
+            let rtcp_taken = free_pair();
+            let _squat_rtcp = std::net::UdpSocket::bind(("127.0.0.1", rtcp_taken + 1)).unwrap();
+            let rtp_taken = free_pair();
+            let _squat_rtp = std::net::UdpSocket::bind(("127.0.0.1", rtp_taken)).unwrap();
+            engine.open(MediaId(1), rtcp_taken, cfg("127.0.0.1:9".parse().unwrap()));
+            engine.open(MediaId(2), rtp_taken, cfg("127.0.0.1:9".parse().unwrap()));
+            assert_eq!(
+                next_event(&mut ev_rx).await,
+                Some((MediaId(1), MediaEvent::BindFailed { port: rtcp_taken }))
+            );
+            assert_eq!(
+                next_event(&mut ev_rx).await,
+                Some((MediaId(2), MediaEvent::BindFailed { port: rtp_taken }))
+            );
+            // Commands for a session that never opened are ignored, and the engine goes on serving.
+            engine.play(
+                MediaId(1),
+                Arc::new(Prompt::from_samples("en", "x", &[0; 160])),
+            );
+            engine.close(MediaId(1));
+            let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let port = free_pair();
+            engine.open(MediaId(3), port, cfg(caller.local_addr().unwrap()));
+            engine.play(
+                MediaId(3),
+                Arc::new(Prompt::from_samples("en", "one", &[0; 160])),
+            );
+            let mut buf = [0u8; 1500];
+            let (_, from) =
+                tokio::time::timeout(Duration::from_secs(2), caller.recv_from(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            assert_eq!(from.port(), port);
         });
     }
 }
