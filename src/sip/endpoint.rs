@@ -140,12 +140,15 @@ struct ServerEntry {
     aliases: Vec<TransactionKey>,
 }
 
-/// What identifies the ACK of a 2xx: it has a new branch, so it is matched by dialog (RFC 3261 §17.1.1.3).
+/// What identifies the ACK of a 2xx: it has a new branch, so it is matched by dialog — Call-ID, both
+/// tags — and the INVITE's CSeq number (RFC 3261 §13.2.2.4, §17.1.1.3). The To tag is the one our 2xx
+/// carried; it is empty until the 2xx is sent.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct AckMatch {
     call_id: String,
     cseq: u32,
     from_tag: String,
+    to_tag: String,
 }
 
 struct ClientEntry {
@@ -304,6 +307,7 @@ impl Endpoint {
                     call_id: request.call_id().to_owned(),
                     cseq: request.cseq().seq,
                     from_tag: request.from().tag().unwrap_or_default().to_owned(),
+                    to_tag: request.to().tag().unwrap_or_default().to_owned(),
                 };
                 if let Some(&id) = self.acks.get(&m) {
                     if let Some(entry) = self.server.get_mut(&id) {
@@ -372,6 +376,7 @@ impl Endpoint {
                 call_id: request.call_id().to_owned(),
                 cseq: request.cseq().seq,
                 from_tag: request.from().tag().unwrap_or_default().to_owned(),
+                to_tag: String::new(),
             };
             (
                 ServerTx::Invite(ServerInvite::new(now, self.timers, reliable)),
@@ -431,8 +436,10 @@ impl Endpoint {
                     entry.answered = true;
                     if (200..300).contains(&code) {
                         entry.accepted = true;
-                        if let Some(m) = entry.ack_match.clone() {
-                            self.acks.insert(m, tx);
+                        if let Some(m) = entry.ack_match.as_mut() {
+                            // Only an ACK carrying the tag our 2xx gave stops its retransmission.
+                            m.to_tag = response.to().tag().unwrap_or_default().to_owned();
+                            self.acks.insert(m.clone(), tx);
                         }
                     } else if let Some(alias) = response
                         .to()
