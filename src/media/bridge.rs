@@ -3,9 +3,10 @@
 //!
 //! A [`Relay`] handles one direction: it takes a packet received on its *in* leg and writes the packet
 //! to send on its *out* leg into a buffer the caller provides. A [`Bridge`] is the pair of relays of
-//! one call. It does not receive or send datagrams, check where a packet came from (the in leg's
-//! `MediaSession::handle_rtp` latches and detects DTMF first), pick the destination (the out leg's
-//! `MediaSession::destination`), mix, resample, buffer for jitter, or relay RTCP (helpline sends none).
+//! one call. It does not receive or send datagrams, check where a packet came from (the driver hands
+//! it only packets from the in leg's latched source, after `MediaSession::handle_rtp` has seen them for
+//! latching and DTMF), pick the destination (the out leg's `MediaSession::destination`), mix,
+//! resample, buffer for jitter, or relay RTCP (helpline sends none).
 //!
 //! # What the receiver on the out leg sees
 //!
