@@ -1,7 +1,8 @@
 //! G.711 μ-law and A-law companding (ITU-T G.711) between 16-bit linear PCM and 8-bit codes.
 //!
 //! Encoding is computed (segment = position of the highest set bit); decoding uses two 256-entry tables
-//! built at compile time. Nothing here allocates. It does not resample, mix or packetise: callers hand it
+//! built at compile time, and so does transcoding between the laws (for the bridge, where the two legs
+//! negotiated different laws). Nothing here allocates. It does not resample, mix or packetise: callers hand it
 //! 8 kHz samples. Inputs are 16-bit two's complement; the quantiser works on sign and magnitude, so
 //! `encode(-x)` differs from `encode(x)` only in the sign bit (the classic Sun `g711.c` A-law encoder
 //! subtracts 8 from negative magnitudes, which maps −1…−7 to a large code; that quirk is not copied).
@@ -52,12 +53,18 @@ const ULAW_BIAS: i32 = 0x84;
 /// Largest magnitude that still fits in segment 7 once the bias is added (0x7FFF − 0x84).
 const ULAW_CLIP: i32 = 32635;
 
-/// Encodes one 16-bit sample to μ-law.
-pub fn linear_to_ulaw(s: i16) -> u8 {
-    let s = i32::from(s);
+/// Encodes one 16-bit sample to μ-law. `const` so that the transcoding tables are built at compile time.
+pub const fn linear_to_ulaw(s: i16) -> u8 {
+    let s = s as i32;
     let sign: u8 = if s < 0 { 0x80 } else { 0 };
+    let mag = s.unsigned_abs();
+    let mag = if mag > ULAW_CLIP as u32 {
+        ULAW_CLIP as u32
+    } else {
+        mag
+    };
     // Biased magnitude lies in 0x84..=0x7FFF, so its top bit is bit 7..=14 and the segment is 0..=7.
-    let biased = s.unsigned_abs().min(ULAW_CLIP as u32) + ULAW_BIAS as u32;
+    let biased = mag + ULAW_BIAS as u32;
     let seg = 31 - biased.leading_zeros() - 7;
     let mantissa = (biased >> (seg + 3)) & 0x0F;
     // G.711 transmits μ-law codes with every bit inverted (sign bit set means positive).
@@ -69,11 +76,12 @@ pub fn ulaw_to_linear(c: u8) -> i16 {
     ULAW_TO_LINEAR[usize::from(c)]
 }
 
-/// Encodes one 16-bit sample to A-law.
-pub fn linear_to_alaw(s: i16) -> u8 {
-    let s = i32::from(s);
+/// Encodes one 16-bit sample to A-law. `const` for the same reason as [`linear_to_ulaw`].
+pub const fn linear_to_alaw(s: i16) -> u8 {
+    let s = s as i32;
     let sign: u8 = if s < 0 { 0 } else { 0x80 };
-    let mag = s.unsigned_abs().min(0x7FFF);
+    let mag = s.unsigned_abs();
+    let mag = if mag > 0x7FFF { 0x7FFF } else { mag };
     // Segments 0 and 1 share one step size (the A-law linear region); above that each segment doubles.
     let (seg, mantissa) = if mag < 0x100 {
         (0, mag >> 4)
@@ -94,6 +102,37 @@ pub fn alaw_to_linear(c: u8) -> i16 {
 pub static ULAW_TO_LINEAR: [i16; 256] = build_ulaw_table();
 /// A-law code → linear, indexed by code.
 pub static ALAW_TO_LINEAR: [i16; 256] = build_alaw_table();
+/// μ-law code → A-law code via linear (`linear_to_alaw(ulaw_to_linear(c))`), indexed by μ-law code.
+pub static ULAW_TO_ALAW: [u8; 256] = build_transcode_table(Law::Ulaw);
+/// A-law code → μ-law code via linear (`linear_to_ulaw(alaw_to_linear(c))`), indexed by A-law code.
+pub static ALAW_TO_ULAW: [u8; 256] = build_transcode_table(Law::Alaw);
+
+/// The code-to-code table from `from` to `to`, or `None` when both are the same law (copy the bytes).
+pub fn transcode_table(from: Law, to: Law) -> Option<&'static [u8; 256]> {
+    match (from, to) {
+        (Law::Ulaw, Law::Alaw) => Some(&ULAW_TO_ALAW),
+        (Law::Alaw, Law::Ulaw) => Some(&ALAW_TO_ULAW),
+        _ => None,
+    }
+}
+
+const fn build_transcode_table(from: Law) -> [u8; 256] {
+    // Decoding through the tables built above would need them in a const context too; build them again.
+    let decode = match from {
+        Law::Ulaw => build_ulaw_table(),
+        Law::Alaw => build_alaw_table(),
+    };
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = match from {
+            Law::Ulaw => linear_to_alaw(decode[c]),
+            Law::Alaw => linear_to_ulaw(decode[c]),
+        };
+        c += 1;
+    }
+    t
+}
 
 const fn build_ulaw_table() -> [i16; 256] {
     let mut t = [0i16; 256];
@@ -269,6 +308,20 @@ mod tests {
             assert_eq!(linear_to_ulaw(-s) ^ 0x80, linear_to_ulaw(s));
             assert_eq!(linear_to_alaw(-s) ^ 0x80, linear_to_alaw(s));
         }
+    }
+
+    #[test]
+    fn transcode_tables_go_through_linear() {
+        assert_eq!(transcode_table(Law::Ulaw, Law::Ulaw), None);
+        assert_eq!(transcode_table(Law::Alaw, Law::Alaw), None);
+        for c in 0..=255u8 {
+            let i = usize::from(c);
+            assert_eq!(ULAW_TO_ALAW[i], linear_to_alaw(ulaw_to_linear(c)));
+            assert_eq!(ALAW_TO_ULAW[i], linear_to_ulaw(alaw_to_linear(c)));
+        }
+        // μ-law silence is A-law silence; A-law's smallest step (±8) is a μ-law code of its own.
+        assert_eq!(ULAW_TO_ALAW[0xFF], 0xD5);
+        assert_eq!(ALAW_TO_ULAW[0xD5], 0xFE);
     }
 
     #[test]

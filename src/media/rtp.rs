@@ -1,9 +1,12 @@
-//! RTP fixed-header reading and writing (RFC 3550 §5.1); it does not pace, reorder or track streams.
+//! RTP fixed-header reading and writing (RFC 3550 §5.1), and the hand-over point of an outgoing stream
+//! ([`RtpContinuation`]); it does not pace, reorder or track streams.
 //!
 //! The header is written by hand rather than with `rtp_rs::RtpPacketBuilder`, because the builder's
 //! `build()` returns a fresh `Vec` per packet and the media hot path must not allocate per packet.
 //! Reading is hand-written too so that every length check is visible here: nothing that arrives from the
 //! network can make these functions panic.
+
+use std::time::Instant;
 
 use thiserror::Error;
 
@@ -40,6 +43,33 @@ pub struct RtpHeader {
     pub timestamp: u32,
     /// Synchronisation source identifier.
     pub ssrc: u32,
+}
+
+/// Where an outgoing RTP stream stands, so that another writer can continue it without the receiver
+/// noticing a new stream: a [`crate::media::session::MediaSession`] hands it to a
+/// [`crate::media::bridge::Relay`] when a call is bridged (and a relay hands it back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpContinuation {
+    /// SSRC the receiver knows.
+    pub ssrc: u32,
+    /// Sequence number of the next packet (the last one sent + 1).
+    pub next_sequence: u16,
+    /// Timestamp of the next packet if it is sent at `at`.
+    pub timestamp: u32,
+    /// The instant `timestamp` belongs to: the slot after the last packet sent, or the hand-over time
+    /// if that slot has passed.
+    pub at: Instant,
+}
+
+impl RtpContinuation {
+    /// The timestamp for a packet sent at `now` (8 kHz clock): `timestamp` if `now` is not after `at`
+    /// (never ahead of the slot, so never faster than real time), else moved on by the samples elapsed
+    /// since `at`, so that it keeps running with wall time across a silence.
+    pub fn timestamp_at(&self, now: Instant) -> u32 {
+        let elapsed = now.saturating_duration_since(self.at);
+        let samples = elapsed.as_nanos() * 8_000 / 1_000_000_000;
+        self.timestamp.wrapping_add(samples as u32)
+    }
 }
 
 /// Parses an RTP packet into its header and payload, skipping CSRCs, the header extension and padding.

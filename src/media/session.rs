@@ -65,7 +65,7 @@ use crate::media::codec::Law;
 use crate::media::dtmf::inband::InbandDetector;
 use crate::media::dtmf::rfc4733::Rfc4733Detector;
 pub use crate::media::dtmf::{DetectedDigit, DigitMethod};
-use crate::media::rtp::{self, RtpHeader};
+use crate::media::rtp::{self, RtpContinuation, RtpHeader};
 use crate::prompts::{Prompt, FRAME_SAMPLES};
 
 /// Duration of one G.711 frame.
@@ -518,6 +518,26 @@ impl MediaSession {
         }
         self.check_finished(now);
         None
+    }
+
+    /// Where this session's outgoing stream stands at `now`: SSRC, next sequence number and the
+    /// timestamp its next packet would carry (the rules of the module doc: the slot after the last
+    /// frame, moved on with wall time if that slot has passed). A bridge continues the stream from here.
+    pub fn rtp_continuation(&self, now: Instant) -> RtpContinuation {
+        let slot = match &self.playing {
+            Some(p) => Some(p.slot(p.next_frame)),
+            None => self.resume_slot,
+        };
+        let (at, timestamp) = match slot {
+            Some(slot) => continue_at(slot, now),
+            None => (now, self.initial_ts),
+        };
+        RtpContinuation {
+            ssrc: self.ssrc,
+            next_sequence: self.next_seq,
+            timestamp,
+            at,
+        }
     }
 
     /// Scheduled instant of the packet most recently returned by `poll_transmit` (for send-jitter stats).
