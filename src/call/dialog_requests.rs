@@ -161,7 +161,7 @@ impl Calls {
                 }
             }
             Err(_) if request.body.is_empty() => Reply::Ok,
-            Err(_) => Reply::UnsupportedMediaType,
+            Err(_) => Reply::UnsupportedInfoBody,
         };
         let Some(dialog) = call.caller().dialog() else {
             return;

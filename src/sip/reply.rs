@@ -9,6 +9,9 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
 /// Bodies helpline accepts (Accept header, RFC 3261 §20.1).
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
 
+/// Bodies helpline reads in an INFO (DTMF only).
+pub const INFO_ACCEPT: &str = "application/dtmf-relay, application/dtmf";
+
 /// One reply to a request: the status, its reason and why it was chosen (logged, and for 4xx–6xx carried
 /// in a `Warning` or the reason where the RFCs allow it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +43,9 @@ pub enum Reply {
     NotAcceptable,
     /// 415: a body type helpline cannot read; carries `Accept` (RFC 3261 §21.4.13).
     UnsupportedMediaType,
+    /// 415 to an INFO whose body is no DTMF we read (an Info Package we do not support, RFC 6086
+    /// §4.2.2); its `Accept` lists only the DTMF types INFO may carry.
+    UnsupportedInfoBody,
     /// 416: a Request-URI scheme helpline does not serve (RFC 3261 §8.2.2.1).
     UnsupportedUriScheme {
         /// The scheme, e.g. `sips`.
@@ -102,7 +108,7 @@ impl Reply {
             Reply::NotFound => 404,
             Reply::MethodNotAllowed => 405,
             Reply::NotAcceptable => 406,
-            Reply::UnsupportedMediaType => 415,
+            Reply::UnsupportedMediaType | Reply::UnsupportedInfoBody => 415,
             Reply::UnsupportedUriScheme { .. } => 416,
             Reply::BadExtension { .. } => 420,
             Reply::IntervalTooBrief { .. } => 423,
@@ -139,7 +145,7 @@ impl Reply {
             Reply::NotFound => "Not Found",
             Reply::MethodNotAllowed => "Method Not Allowed",
             Reply::NotAcceptable => "Not Acceptable",
-            Reply::UnsupportedMediaType => "Unsupported Media Type",
+            Reply::UnsupportedMediaType | Reply::UnsupportedInfoBody => "Unsupported Media Type",
             Reply::UnsupportedUriScheme { .. } => "Unsupported URI Scheme",
             Reply::BadExtension { .. } => "Bad Extension",
             Reply::IntervalTooBrief { .. } => "Interval Too Brief",
@@ -181,6 +187,7 @@ impl Reply {
             Reply::UnsupportedMediaType | Reply::NotAcceptable => {
                 response.headers.push("Accept", ACCEPT)
             }
+            Reply::UnsupportedInfoBody => response.headers.push("Accept", INFO_ACCEPT),
             Reply::BadExtension { unsupported } => response
                 .headers
                 .push("Unsupported", &unsupported.join(", ")),
@@ -268,6 +275,15 @@ Content-Length: 0\r\n\r\n";
         assert!(text(Reply::Forbidden, None).starts_with("SIP/2.0 403 Forbidden\r\n"));
         assert!(text(Reply::MethodNotAllowed, None).contains(&format!("Allow: {ALLOW}\r\n")));
         assert!(text(Reply::NotAcceptable, None).contains(&format!("Accept: {ACCEPT}\r\n")));
+        let t = text(Reply::UnsupportedInfoBody, Some("srv"));
+        assert!(
+            t.starts_with("SIP/2.0 415 Unsupported Media Type\r\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("Accept: application/dtmf-relay, application/dtmf\r\n"),
+            "{t}"
+        );
         let t = text(
             Reply::UnsupportedUriScheme {
                 scheme: "sips".into(),
