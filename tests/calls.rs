@@ -996,3 +996,160 @@ fn scripted_agent_phone_answers_and_declines() {
     agent.handle_incoming(t0, invite("z9hG4bK-b", "agent-2").as_bytes());
     assert_eq!(codes(agent.poll_outgoing().expect("a 486")).0, 486);
 }
+
+// ── RFC 3261 conformance through the call layer ──
+
+/// Responses the phone got to the request with this Call-ID, as (code, wire text).
+fn replies_for(net: &mut SimNet, p: PhoneId, call_id: &str) -> Vec<(u16, String)> {
+    net.phone(p)
+        .inbox
+        .iter()
+        .filter_map(|m| m.response().map(|r| (r, &m.text)))
+        .filter(|(r, _)| r.call_id() == call_id)
+        .map(|(r, text)| (r.code, text.clone()))
+        .collect()
+}
+
+/// A request outside any dialog from the phone at 127.0.0.1:40000, with extra header lines.
+fn out_of_dialog(
+    net: &mut SimNet,
+    p: PhoneId,
+    method: &str,
+    uri: &str,
+    call_id: &str,
+    extra: &str,
+) {
+    let head = format!(
+        "{method} {uri} SIP/2.0
+        Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-{call_id};rport
+        Max-Forwards: 70
+        From: <sip:caller@127.0.0.1:40000>;tag=t-{call_id}
+        To: <sip:helpline@127.0.0.1>
+        Call-ID: {call_id}
+        CSeq: 1 {method}
+        {extra}"
+    );
+    net.phone(p).send_text(&head, "");
+    net.drive();
+}
+
+#[test]
+fn unserved_uri_schemes_get_416_options_included() {
+    let mut net = SimNet::shipped().build();
+    let p = net.udp_phone("127.0.0.1:40000");
+    out_of_dialog(&mut net, p, "OPTIONS", "sips:helpline@127.0.0.1", "s1", "");
+    out_of_dialog(&mut net, p, "OPTIONS", "http://helpline.invalid/", "s2", "");
+    out_of_dialog(&mut net, p, "OPTIONS", "sip:helpline@127.0.0.1", "s3", "");
+    for id in ["s1", "s2"] {
+        let replies = replies_for(&mut net, p, id);
+        assert_eq!(replies.len(), 1, "{id}: {replies:?}");
+        assert!(
+            replies[0]
+                .1
+                .starts_with("SIP/2.0 416 Unsupported URI Scheme\r\n"),
+            "{}",
+            replies[0].1
+        );
+    }
+    assert_eq!(replies_for(&mut net, p, "s3")[0].0, 200);
+}
+
+#[test]
+fn unknown_require_gets_420_on_options_but_not_on_cancel() {
+    let mut net = SimNet::shipped().ring(secs(5)).build();
+    let p = net.udp_phone("127.0.0.1:40000");
+    out_of_dialog(
+        &mut net,
+        p,
+        "OPTIONS",
+        "sip:helpline@127.0.0.1",
+        "r1",
+        "Require: 100rel, x-foo",
+    );
+    let replies = replies_for(&mut net, p, "r1");
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(replies[0].1.starts_with("SIP/2.0 420 Bad Extension\r\n"));
+    assert!(
+        replies[0].1.contains("Unsupported: 100rel, x-foo\r\n"),
+        "{}",
+        replies[0].1
+    );
+    // A CANCEL is never refused for its Require (RFC 3261 §8.2.2.3): the ringing call is cancelled.
+    let offer = net.offer(p);
+    let c = net.phone(p).invite(GB, Some(&offer));
+    net.drive();
+    assert_eq!(net.phone(p).codes_to(c, "INVITE"), [100, 180]);
+    net.phone(p).cancel(c);
+    net.drive();
+    assert_eq!(net.phone(p).codes_to(c, "CANCEL"), [200]);
+    assert_eq!(net.phone(p).codes_to(c, "INVITE"), [100, 180, 487]);
+}
+
+#[test]
+fn invite_whose_accept_excludes_sdp_gets_406() {
+    let mut net = SimNet::shipped().build();
+    let p = net.udp_phone("127.0.0.1:40000");
+    let offer = net.offer(p);
+    let c = net
+        .phone(p)
+        .invite_with(GB, Some(&offer), "Accept: text/plain, application/sdp;q=0");
+    net.drive();
+    assert_eq!(net.phone(p).codes_to(c, "INVITE"), [406]);
+    let ok = net
+        .phone(p)
+        .invite_with(GB, Some(&offer), "Accept: application/*");
+    net.drive();
+    assert_eq!(net.phone(p).codes_to(ok, "INVITE"), [100, 200]);
+    net.run_until_idle(secs(60));
+    assert_eq!(net.cdr(p, c).final_status, 406);
+}
+
+#[test]
+fn unknown_methods_of_any_token_characters_get_501() {
+    let mut net = SimNet::shipped().build();
+    let p = net.udp_phone("127.0.0.1:40000");
+    out_of_dialog(&mut net, p, "FOO", "sip:helpline@127.0.0.1", "m1", "");
+    out_of_dialog(
+        &mut net,
+        p,
+        "x-Fo.o!%*_+`'~",
+        "sip:helpline@127.0.0.1",
+        "m2",
+        "",
+    );
+    for id in ["m1", "m2"] {
+        let replies = replies_for(&mut net, p, id);
+        assert_eq!(
+            replies.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [501],
+            "{id}: {replies:?}"
+        );
+    }
+}
+
+#[test]
+fn rfc2543_invites_without_a_branch_are_two_calls_not_one() {
+    let mut net = SimNet::shipped().build();
+    let p = net.udp_phone("127.0.0.1:40000");
+    let offer = net.offer(p);
+    for id in ["old-1", "old-2"] {
+        let head = format!(
+            "INVITE sip:{GB}@127.0.0.1 SIP/2.0
+            Via: SIP/2.0/UDP 127.0.0.1:40000
+            Max-Forwards: 70
+            From: <sip:caller@127.0.0.1:40000>;tag=t-{id}
+            To: <sip:{GB}@127.0.0.1>
+            Call-ID: {id}
+            CSeq: 1 INVITE
+            Contact: <sip:caller@127.0.0.1:40000>
+            Content-Type: application/sdp"
+        );
+        net.phone(p).send_text(&head, &offer);
+        net.drive();
+    }
+    for id in ["old-1", "old-2"] {
+        let codes: Vec<u16> = replies_for(&mut net, p, id).iter().map(|r| r.0).collect();
+        assert_eq!(&codes[..2], [100, 200], "{id}: {codes:?}");
+    }
+    assert_eq!(net.calls.call_count(), 2);
+}
