@@ -921,6 +921,71 @@ fn ipv6_call_over_udp() {
     assert_eq!(cdr["end_reason"], "caller-bye", "{cdr}");
 }
 
+/// `serve --listen 0.0.0.0:…` (the README's command): a phone that dialed 127.0.0.2 (UDP) or 127.0.0.3
+/// (TCP) gets a Contact and an SDP naming that address — not 127.0.0.1 — and over UDP the responses
+/// come from it, so the phone's ACK, BYE and RTP reach the address it chose.
+#[test]
+fn wildcard_listener_names_the_address_each_phone_dialed() {
+    let server = Server::start_on(
+        "0.0.0.0:0",
+        &root().join("tests/data/menus/first-flow"),
+        &["--no-watch"],
+    );
+    let port = server.addr.port();
+    let rtp = rtp_socket();
+    for (ip, tr) in [("127.0.0.2", Tr::Udp), ("127.0.0.3", Tr::Tcp)] {
+        let dialed: std::net::SocketAddr = format!("{ip}:{port}").parse().expect("addr");
+        let mut ua = match tr {
+            Tr::Udp => Ua::udp(dialed),
+            Tr::Tcp => Ua::tcp(dialed),
+        };
+        let mut call = ua.invite("08000000001", &pcmu_offer(port_of(&rtp), ""));
+        let ok = expect_final(&mut ua, "INVITE", 200);
+        call.to_tag = ok.to_tag().expect("to-tag");
+        let contact = ok.header("Contact").unwrap_or_default();
+        assert!(
+            contact.contains(&format!("@{ip}:{port}")),
+            "{tr:?}: {contact}"
+        );
+        assert_eq!(
+            contact.contains(";transport=tcp"),
+            matches!(tr, Tr::Tcp),
+            "{tr:?}: {contact}"
+        );
+        assert!(
+            ok.body().contains(&format!("c=IN IP4 {ip}")),
+            "{tr:?}: {}",
+            ok.body()
+        );
+        ua.ack(&call, "");
+        bye_ok(&mut ua, &mut call);
+    }
+    // Over UDP the responses leave from the address the phone sent to.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(WAIT)).expect("timeout");
+    let options = format!(
+        "OPTIONS sip:helpline@127.0.0.2:{port} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {local};branch=z9hG4bK-wild;rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:probe@{local}>;tag=w1\r\n\
+To: <sip:helpline@127.0.0.2>\r\n\
+Call-ID: wildcard-options\r\n\
+CSeq: 1 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n",
+        local = sock.local_addr().expect("addr")
+    );
+    sock.send_to(options.as_bytes(), ("127.0.0.2", port))
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let (n, from) = sock.recv_from(&mut buf).expect("a reply to OPTIONS");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert_eq!(from.to_string(), format!("127.0.0.2:{port}"));
+}
+
 // --- graceful shutdown ------------------------------------------------------------------------------------
 
 #[test]
