@@ -4,10 +4,11 @@
 use std::time::{Duration, Instant};
 
 use helpline::agent::presence::{
-    AgentError, AgentEvent, AgentId, AgentInput, AgentProfile, AgentState, AgentStatus, Agents,
+    AgentError, AgentEvent, AgentInput, AgentProfile, AgentState, AgentStatus, Agents,
     AgentsConfig, OfferOutcome, RejectReason,
 };
-use helpline::queue::{QueueConfig, QueueEvent, QueueExit, QueueName, QueueResult, Queues};
+use helpline::agent::{AgentId, QueueName};
+use helpline::queue::{QueueConfig, QueueEvent, QueueExit, QueueResult, Queues};
 
 const REFUNDS: &str = "europe.refunds";
 const DISPUTES: &str = "china.seller-disputes";

@@ -1,8 +1,10 @@
 //! Typed names of the agent layer: [`AgentId`] (an agent's SIP user and digest username) and
 //! [`QueueName`] (`REGION.DEPARTMENT`). They check syntax only; whether a region or department exists
-//! is `ivr::compile`'s business.
+//! is `ivr::compile`'s business. Both serialize as their plain text (CDR, status JSON).
 use std::borrow::Borrow;
 use std::fmt;
+
+use serde::{Serialize, Serializer};
 
 /// Characters an agent ID may use: RFC 3261 §25.1 `unreserved` (alphanumerics and `-_.!~*'()`).
 /// Escapes and the `user-unreserved` set (`&=+$,;?/`) are refused: clients escape them inconsistently,
@@ -16,7 +18,8 @@ pub fn is_valid_agent_id(id: &str) -> bool {
 }
 
 /// An agent: the user part its phone registers (`sip:ID@…`) and its digest username.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
 pub struct AgentId(String);
 
 impl AgentId {
@@ -25,9 +28,22 @@ impl AgentId {
         is_valid_agent_id(id).then(|| AgentId(id.to_owned()))
     }
 
+    /// Wraps an ID without checking it: for IDs that already passed [`AgentId::parse`] (the compiled
+    /// menus) and for tests. Text from outside goes through `parse`.
+    pub fn new(id: impl Into<String>) -> AgentId {
+        AgentId(id.into())
+    }
+
     /// The ID as written in the configuration and on the wire.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl From<&str> for AgentId {
+    /// Unchecked, like [`AgentId::new`].
+    fn from(id: &str) -> AgentId {
+        AgentId::new(id)
     }
 }
 
@@ -67,14 +83,23 @@ impl QueueName {
         (!region.is_empty() && !department.is_empty()).then(|| QueueName::new(region, department))
     }
 
+    /// A name without checking it (tests, names from the compiled menus): split at the first `.`;
+    /// without one the whole name is the region and the department is empty.
+    pub fn unchecked(text: &str) -> QueueName {
+        QueueName {
+            full: text.to_owned(),
+            dot: text.find('.').unwrap_or(text.len()),
+        }
+    }
+
     /// The region part.
     pub fn region(&self) -> &str {
         &self.full[..self.dot]
     }
 
-    /// The department part.
+    /// The department part (empty for an [`QueueName::unchecked`] name without a dot).
     pub fn department(&self) -> &str {
-        &self.full[self.dot + 1..]
+        self.full.get(self.dot + 1..).unwrap_or("")
     }
 
     /// `REGION.DEPARTMENT`.
@@ -86,6 +111,19 @@ impl QueueName {
 impl fmt::Display for QueueName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.full)
+    }
+}
+
+impl From<&str> for QueueName {
+    /// Unchecked, like [`QueueName::unchecked`].
+    fn from(text: &str) -> QueueName {
+        QueueName::unchecked(text)
+    }
+}
+
+impl Serialize for QueueName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.full)
     }
 }
 
@@ -122,5 +160,12 @@ mod tests {
         for bad in ["china", ".tech", "china.", ""] {
             assert!(QueueName::parse(bad).is_none(), "{bad}");
         }
+        let bare = QueueName::from("support");
+        assert_eq!((bare.region(), bare.department()), ("support", ""));
+        assert_eq!(QueueName::from("china.seller-disputes"), q);
+        assert_eq!(
+            serde_json::to_string(&(AgentId::from("a1"), q)).unwrap(),
+            r#"["a1","china.seller-disputes"]"#
+        );
     }
 }

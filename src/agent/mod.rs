@@ -4,8 +4,8 @@
 //! ([`AgentStore`]).
 //!
 //! Nothing here touches sockets, files or the clock: time is an argument, randomness comes from a
-//! seeded RNG handed in. Agent presence (status × state, break/back, wrap-up) is [`presence`]; REGISTER is not wired
-//! into the server yet.
+//! seeded RNG handed in. Agent presence (status × state, break/back, wrap-up) is [`presence`]. The call layer
+//! (`call::Calls`) owns one registrar and one presence machine and hands them every REGISTER.
 //!
 //! # The store interface
 //!

@@ -15,40 +15,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::{debug, warn};
 
-use crate::queue::QueueName;
+use crate::agent::{AgentId, QueueName};
 use crate::sip::CallId;
-
-/// An agent's ID: the key of its `[agents.ID]` table and the user part it registers with.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct AgentId(String);
-
-impl AgentId {
-    /// Wraps an ID as configured.
-    pub fn new(value: impl Into<String>) -> Self {
-        AgentId(value.into())
-    }
-
-    /// The ID as configured.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AgentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for AgentId {
-    fn from(value: &str) -> Self {
-        AgentId(value.to_owned())
-    }
-}
 
 /// Whether an agent takes calls (mod_callcenter's agent *status*).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -85,6 +85,7 @@ impl Calls {
         let in_dialog = request.to().tag().is_some();
         match (&request.method, in_dialog) {
             (Method::Invite, false) => self.on_invite(now, tx, request, peer),
+            (Method::Register, _) => self.on_register(now, tx, &request, &peer),
             (Method::Options, false) => {
                 let mut ok = Reply::Ok.to_response(&request, None);
                 add_capabilities(&mut ok);
@@ -95,8 +96,7 @@ impl Calls {
                 self.respond(now, tx, response);
             }
             (
-                Method::Register
-                | Method::Subscribe
+                Method::Subscribe
                 | Method::Publish
                 | Method::Message
                 | Method::Refer

@@ -12,7 +12,11 @@
 //!   for the media engine, in order), [`Calls::poll_cdr`] (finished calls' records), then sleep until
 //!   [`Calls::poll_timeout`]; a spurious `handle_timeout` is a no-op.
 //!
+//! It also owns the agents' machines: REGISTER goes to the digest registrar and logins feed agent
+//! presence ([`agents`]).
+//!
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
+mod agents;
 pub mod cdr;
 mod dialog_requests;
 mod invite;
@@ -35,6 +39,8 @@ pub use ivr_call::{CallInput, CallOutput, CallTiming, IvrCall};
 pub use leg::{Leg, LegId, LegKind, UasLeg, UasState};
 pub use ports::PortPool;
 
+use crate::agent::presence::Agents;
+use crate::agent::Registrar;
 use crate::ivr::MenuSet;
 use crate::media::session::{MediaConfig, MediaEvent};
 use crate::prompts::{Prompt, PromptStore};
@@ -42,6 +48,7 @@ use crate::sip::endpoint::{Endpoint, Peer, SipEvent, Transmit, TxId};
 use crate::sip::message::{Method, Response};
 use crate::sip::transaction::TimerConfig;
 use crate::sip::{CallId, Reply};
+use agents::AgentSide;
 use state::Call;
 
 /// Seconds a caller is asked to wait (`Retry-After`) when helpline is draining for shutdown.
@@ -152,6 +159,8 @@ pub struct Calls {
     menus: Arc<MenuSet>,
     prompts: PromptStore,
     ports: PortPool,
+    /// The registrar and agent presence.
+    agents: AgentSide,
     /// Session ids and SDP session ids come from here, never from the clock.
     rng: rand::rngs::SmallRng,
     calls: HashMap<CallKey, Call>,
@@ -181,6 +190,7 @@ impl Calls {
         Calls {
             endpoint,
             ports: PortPool::new(cfg.rtp_ports, seed.rotate_left(17)),
+            agents: AgentSide::new(&menus, seed),
             rng: rand::rngs::SmallRng::seed_from_u64(seed ^ 0x6361_6c6c_7321),
             cfg,
             menus,
@@ -222,10 +232,12 @@ impl Calls {
         self.drain_endpoint(now);
     }
 
-    /// Fires what is due at `now` (transaction timers, ringing, IVR timers); spurious calls are no-ops.
+    /// Fires what is due at `now` (transaction timers, ringing, IVR timers, binding expiry, wrap-ups);
+    /// spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
         self.drain_endpoint(now);
+        self.agents_timeout(now);
         while let Some(&Reverse((at, key))) = self.wakeups.peek() {
             if at > now {
                 break;
@@ -260,9 +272,12 @@ impl Calls {
         self.drain_endpoint(now);
     }
 
-    /// Hot reload: calls that arrive from now on use `menus`; calls in progress keep theirs.
-    pub fn set_menus(&mut self, menus: Arc<MenuSet>) {
+    /// Hot reload: calls that arrive from now on use `menus`; calls in progress keep theirs. Agents
+    /// still declared stay registered and keep their presence; agents no longer declared are logged out.
+    pub fn set_menus(&mut self, now: Instant, menus: Arc<MenuSet>) {
+        self.agents_reload(now, &menus);
         self.menus = menus;
+        self.drain_endpoint(now);
     }
 
     /// Exit: every call still present gets its CDR (with the reason already recorded, e.g. the BYE that
@@ -300,8 +315,8 @@ impl Calls {
         self.cdrs.pop_front()
     }
 
-    /// The earliest instant anything wants [`Calls::handle_timeout`]: the endpoint's transactions or
-    /// any call.
+    /// The earliest instant anything wants [`Calls::handle_timeout`]: the endpoint's transactions, any
+    /// call, a binding's expiry or an agent's wrap-up.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         while let Some(&Reverse((at, key))) = self.wakeups.peek() {
             if self
@@ -314,10 +329,14 @@ impl Calls {
             self.wakeups.pop();
         }
         let calls = self.wakeups.peek().map(|Reverse((at, _))| *at);
-        match (calls, self.endpoint.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            calls,
+            self.endpoint.poll_timeout(),
+            self.agents.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Calls in progress.
@@ -333,6 +352,16 @@ impl Calls {
     /// The SIP endpoint (for metrics and tests: e.g. its live transaction count).
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Agent presence (for metrics and tests: who is logged in, on break, in a call).
+    pub fn agents(&self) -> &Agents<CallKey> {
+        &self.agents.presence
+    }
+
+    /// The registrar (for metrics and tests: live bindings, nonces out).
+    pub fn registrar(&self) -> &Registrar {
+        &self.agents.registrar
     }
 
     /// RTP ports handed out and not yet released.

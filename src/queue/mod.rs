@@ -25,53 +25,13 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::{debug, warn};
 
-use crate::agent::presence::{
-    Agent, AgentEvent, AgentId, AgentInput, Agents, OfferOutcome, RejectReason,
-};
+use crate::agent::presence::{Agent, AgentEvent, AgentInput, Agents, OfferOutcome, RejectReason};
+use crate::agent::{AgentId, QueueName};
 use crate::sip::CallId;
 pub use strategy::{Candidate, Strategy};
-
-/// A queue's name, `REGION.DEPARTMENT` (e.g. `europe.refunds`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct QueueName(String);
-
-impl QueueName {
-    /// Wraps a name as configured.
-    pub fn new(value: impl Into<String>) -> Self {
-        QueueName(value.into())
-    }
-
-    /// The name as configured.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The part before the first dot (the whole name if there is none), for `X-Helpline-Region`.
-    pub fn region(&self) -> &str {
-        self.0.split_once('.').map_or(self.0.as_str(), |(r, _)| r)
-    }
-
-    /// The part after the first dot (empty if there is none).
-    pub fn department(&self) -> &str {
-        self.0.split_once('.').map_or("", |(_, d)| d)
-    }
-}
-
-impl fmt::Display for QueueName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for QueueName {
-    fn from(value: &str) -> Self {
-        QueueName(value.to_owned())
-    }
-}
 
 /// One queue's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -527,15 +487,6 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queue_name_splits_region_and_department() {
-        let q = QueueName::from("china.seller-disputes");
-        assert_eq!((q.region(), q.department()), ("china", "seller-disputes"));
-        let bare = QueueName::from("support");
-        assert_eq!((bare.region(), bare.department()), ("support", ""));
-        assert_eq!(q.to_string(), "china.seller-disputes");
-    }
 
     #[test]
     fn enqueue_twice_is_refused_and_positions_count_from_one() {

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::presence::AgentId;
+use crate::agent::AgentId;
 
 /// A queue's agent-selection strategy (mod_callcenter names, `strategy = "longest-idle-agent"`).
 ///

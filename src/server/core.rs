@@ -87,9 +87,10 @@ impl Core {
         self.flush(now).await;
     }
 
-    /// New menus for new calls.
-    pub fn set_menus(&mut self, menus: Arc<MenuSet>) {
-        self.calls.set_menus(menus);
+    /// New menus for new calls (and the agents declared in them).
+    pub async fn set_menus(&mut self, now: Instant, menus: Arc<MenuSet>) {
+        self.calls.set_menus(now, menus);
+        self.flush(now).await;
     }
 
     /// Exit: CDRs for the calls still present.

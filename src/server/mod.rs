@@ -165,7 +165,7 @@ pub async fn run(
             }
             Ok(()) = menus_rx.changed() => {
                 let menus = menus_rx.borrow_and_update().clone();
-                core.set_menus(menus);
+                core.set_menus(crate::clock::now(), menus).await;
             }
             _ = tokio::time::sleep_until(next.unwrap_or(far)) => {
                 core.handle_timeout(crate::clock::now()).await;

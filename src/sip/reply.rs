@@ -4,7 +4,7 @@
 use crate::sip::message::{Request, Response};
 
 /// Methods helpline answers (Allow header, RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
 
 /// Bodies helpline accepts (Accept header, RFC 3261 §20.1).
 pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";

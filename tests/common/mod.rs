@@ -28,6 +28,23 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A fresh menus directory: the shipped `ivr-menus/*.toml` plus `examples/agents/agents.toml` (the sample
+/// agents, passwords in `examples/agents/README.md`) as `edit` rewrites its text.
+pub fn menus_with_sample_agents(edit: impl FnOnce(&str) -> String) -> PathBuf {
+    let dir = temp_dir("agent-menus");
+    for entry in std::fs::read_dir(root().join("ivr-menus")).expect("ivr-menus/") {
+        let path = entry.expect("ivr-menus/ entry").path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let name = path.file_name().expect("a file name");
+            std::fs::copy(&path, dir.join(name)).expect("copy a menu file");
+        }
+    }
+    let agents = std::fs::read_to_string(root().join("examples/agents/agents.toml"))
+        .expect("examples/agents/agents.toml");
+    std::fs::write(dir.join("agents.toml"), edit(&agents)).expect("write agents.toml");
+    dir
+}
+
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

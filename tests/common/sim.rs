@@ -81,6 +81,16 @@ pub fn shipped_menus() -> Arc<MenuSet> {
     SET.get_or_init(|| load_menus("ivr-menus")).clone()
 }
 
+/// The shipped menus plus the sample agents of `examples/agents/` (`ana`, `li.wei`, `sam`).
+pub fn sample_agent_menus() -> Arc<MenuSet> {
+    static SET: OnceLock<Arc<MenuSet>> = OnceLock::new();
+    SET.get_or_init(|| {
+        let dir = super::menus_with_sample_agents(str::to_owned);
+        load_menus(dir.to_str().expect("temp dir path is UTF-8"))
+    })
+    .clone()
+}
+
 /// Builds a [`SimNet`].
 pub struct SimBuilder {
     menus: Arc<MenuSet>,

@@ -1,0 +1,114 @@
+//! The agents' side of the call layer: REGISTER answered by the digest [`Registrar`], logins and logouts
+//! fed to agent presence ([`Agents`]), their timers joined to the registry's, and both re-read from the
+//! menus on reload. It does not authenticate or keep bindings itself (the registrar does) nor decide who
+//! is offered a caller (`queue` does).
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+
+use crate::agent::presence::{AgentInput, AgentProfile, Agents, AgentsConfig};
+use crate::agent::{AgentDirectory, AgentEvent, Registrar, RegistrarConfig};
+use crate::call::{CallKey, Calls};
+use crate::ivr::MenuSet;
+use crate::sip::endpoint::{Peer, TxId};
+use crate::sip::message::Request;
+
+/// The registrar and presence machines a [`Calls`] owns.
+pub(crate) struct AgentSide {
+    pub(crate) registrar: Registrar,
+    pub(crate) presence: Agents<CallKey>,
+}
+
+/// What presence needs of each declared agent.
+fn profiles(menus: &MenuSet) -> Vec<AgentProfile> {
+    menus
+        .agents()
+        .map(|a| AgentProfile {
+            id: a.id.clone(),
+            queues: a.queues.clone(),
+            languages: a.languages.clone(),
+        })
+        .collect()
+}
+
+fn directory(menus: &Arc<MenuSet>) -> Arc<dyn AgentDirectory + Send + Sync> {
+    menus.clone()
+}
+
+impl AgentSide {
+    /// Both machines over the declared agents, everyone logged out. The registrar's 32-byte seed is
+    /// derived from the registry's `seed`, so a replayed trace gives the same nonces.
+    pub(crate) fn new(menus: &Arc<MenuSet>, seed: u64) -> AgentSide {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x7265_6769_7374_6572);
+        let registrar_seed: [u8; 32] = rng.gen();
+        AgentSide {
+            registrar: Registrar::new(RegistrarConfig::default(), directory(menus), registrar_seed),
+            presence: Agents::new(AgentsConfig::default(), profiles(menus)),
+        }
+    }
+
+    /// When either machine next wants `handle_timeout`.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        [self.registrar.poll_timeout(), self.presence.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+impl Calls {
+    /// A REGISTER (in or out of a dialog: registrars ignore To tags) gets the registrar's answer.
+    pub(crate) fn on_register(&mut self, now: Instant, tx: TxId, request: &Request, peer: &Peer) {
+        let outcome = self.agents.registrar.handle_register(now, request, peer);
+        self.respond(now, tx, outcome.response);
+        self.drain_registrar(now);
+    }
+
+    /// Expired bindings and finished wrap-ups.
+    pub(crate) fn agents_timeout(&mut self, now: Instant) {
+        if self.agents.poll_timeout().is_some_and(|at| at <= now) {
+            self.agents.registrar.handle_timeout(now);
+            self.drain_registrar(now);
+            self.agents.presence.handle_timeout(now);
+            self.drain_presence();
+        }
+    }
+
+    /// Reload: the registrar reads the new directory (bindings of agents still declared are kept),
+    /// presence the new profiles (status and state kept; removed agents are logged out).
+    pub(crate) fn agents_reload(&mut self, now: Instant, menus: &Arc<MenuSet>) {
+        self.agents.registrar.set_directory(directory(menus));
+        self.agents.presence.set_agents(now, profiles(menus));
+        self.drain_registrar(now);
+    }
+
+    /// Logins and logouts become presence inputs.
+    fn drain_registrar(&mut self, now: Instant) {
+        while let Some(event) = self.agents.registrar.poll_event() {
+            let input = match event {
+                AgentEvent::LoggedIn(id) => {
+                    tracing::info!(agent = %id, "agent logged in");
+                    AgentInput::LoggedIn(id)
+                }
+                AgentEvent::LoggedOut(id) => {
+                    tracing::info!(agent = %id, "agent logged out");
+                    AgentInput::LoggedOut(id)
+                }
+            };
+            if let Err(e) = self.agents.presence.handle(now, input) {
+                // An agent the registrar knows and presence does not: the two read the same menus,
+                // so this is a reload race at worst; nothing to undo.
+                tracing::debug!(error = %e, "presence refused a registrar event");
+            }
+        }
+        self.drain_presence();
+    }
+
+    /// Presence events; nothing consumes them until queues ring agents, so they are logged.
+    fn drain_presence(&mut self) {
+        while let Some(event) = self.agents.presence.poll_event() {
+            tracing::debug!(?event, "agent presence");
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Agents' phones registering with helpline's real call layer on a simulated clock (see
+//! `tests/common/sim.rs`): digest REGISTER with MD5 and SHA-256 logs the agent in, a wrong password gets
+//! `403` and never does, a binding that lapses logs the agent out, and a reload keeps agents logged in.
+//! The digest is computed here with the `md-5` and `sha2` crates, independently of helpline's own code.
+mod common;
+
+use std::time::Duration;
+
+use common::sim::{sample_agent_menus, PhoneId, SimNet};
+use helpline::agent::presence::AgentStatus;
+use helpline::agent::AgentId;
+use helpline::sip::message::Response;
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Sample agents (`examples/agents/README.md`).
+const ANA: (&str, &str) = ("ana", "europe-refunds-1");
+const LI_WEI: (&str, &str) = ("li.wei", "china-disputes-2");
+
+fn hex_digest(algorithm: &str, text: &str) -> String {
+    let bytes: Vec<u8> = match algorithm {
+        "MD5" => Md5::digest(text.as_bytes()).to_vec(),
+        "SHA-256" => Sha256::digest(text.as_bytes()).to_vec(),
+        other => panic!("no digest algorithm {other}"),
+    };
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value of `name="…"` or `name=token` in a challenge.
+fn param(challenge: &str, name: &str) -> Option<String> {
+    let rest = challenge.split(&format!("{name}=")).nth(1)?;
+    Some(match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next()?.to_owned(),
+        None => rest.split([',', ' ']).next()?.to_owned(),
+    })
+}
+
+/// One REGISTER dialog of an agent's phone (one Call-ID, rising CSeq).
+struct Registration {
+    phone: PhoneId,
+    user: String,
+    call_id: String,
+    cseq: u32,
+}
+
+impl Registration {
+    fn new(net: &mut SimNet, addr: &str, user: &str) -> Registration {
+        let phone = net.udp_phone(addr);
+        Registration {
+            phone,
+            user: user.to_owned(),
+            call_id: format!("reg-{user}-{addr}"),
+            cseq: 0,
+        }
+    }
+
+    /// Sends one REGISTER (with `Expires`, and `authorization` if given) and returns helpline's answer.
+    fn send(&mut self, net: &mut SimNet, expires: u32, authorization: Option<String>) -> Response {
+        self.cseq += 1;
+        let server = net.local;
+        let ph = net.phone(self.phone);
+        let addr = ph.addr;
+        let auth = authorization
+            .map(|a| format!("Authorization: {a}"))
+            .unwrap_or_default();
+        let head = format!(
+            "REGISTER sip:{server} SIP/2.0
+            Via: SIP/2.0/UDP {addr};branch=z9hG4bK-reg{cseq}x{port};rport
+            Max-Forwards: 70
+            From: <sip:{user}@{server}>;tag=r{port}
+            To: <sip:{user}@{server}>
+            Call-ID: {call_id}
+            CSeq: {cseq} REGISTER
+            Contact: <sip:{user}@{addr}>
+            Expires: {expires}
+            {auth}",
+            cseq = self.cseq,
+            port = addr.port(),
+            user = self.user,
+            call_id = self.call_id,
+        );
+        ph.send_text(&head, "");
+        net.drive();
+        let (call_id, cseq) = (self.call_id.clone(), self.cseq);
+        let finals: Vec<&Response> = net
+            .phone(self.phone)
+            .inbox
+            .iter()
+            .filter_map(|m| m.response())
+            .filter(|r| r.call_id() == call_id && r.cseq().seq == cseq && r.code >= 200)
+            .collect();
+        match finals.as_slice() {
+            [one] => (*one).clone(),
+            other => panic!("expected one final response to REGISTER {cseq}, got {other:#?}"),
+        }
+    }
+
+    /// REGISTER, the `401`, and the REGISTER answering its `algorithm` challenge with `password`:
+    /// returns the challenge response and the final answer.
+    fn register(
+        &mut self,
+        net: &mut SimNet,
+        password: &str,
+        algorithm: &str,
+        expires: u32,
+    ) -> (Response, Response) {
+        let challenge = self.send(net, expires, None);
+        assert_eq!(challenge.code, 401, "{challenge:?}");
+        let offered = challenge.headers.get_all("WWW-Authenticate");
+        let chosen = offered
+            .iter()
+            .find(|c| param(c, "algorithm").as_deref() == Some(algorithm))
+            .unwrap_or_else(|| panic!("no {algorithm} challenge in {offered:?}"));
+        let realm = param(chosen, "realm").expect("realm");
+        let nonce = param(chosen, "nonce").expect("nonce");
+        let uri = format!("sip:{}", net.local);
+        let ha1 = hex_digest(algorithm, &format!("{}:{realm}:{password}", self.user));
+        let ha2 = hex_digest(algorithm, &format!("REGISTER:{uri}"));
+        let (nc, cnonce) = ("00000001", "c0ffee");
+        let response = hex_digest(
+            algorithm,
+            &format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"),
+        );
+        let authorization = format!(
+            "Digest username=\"{}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{response}\", algorithm={algorithm}, cnonce=\"{cnonce}\", qop=auth, nc={nc}",
+            self.user
+        );
+        let answer = self.send(net, expires, Some(authorization));
+        (challenge, answer)
+    }
+}
+
+fn status(net: &SimNet, id: &str) -> Option<AgentStatus> {
+    net.calls
+        .agents()
+        .get(&AgentId::from(id))
+        .map(|a| a.status())
+}
+
+fn agents_net() -> SimNet {
+    SimNet::with_menus(sample_agent_menus()).build()
+}
+
+#[test]
+fn md5_and_sha256_registrations_log_agents_in() {
+    let mut net = agents_net();
+    assert_eq!(status(&net, "ana"), Some(AgentStatus::LoggedOut));
+
+    let mut ana = Registration::new(&mut net, "127.0.0.1:41000", ANA.0);
+    let (challenge, ok) = ana.register(&mut net, ANA.1, "MD5", 600);
+    let algorithms: Vec<Option<String>> = challenge
+        .headers
+        .get_all("WWW-Authenticate")
+        .iter()
+        .map(|c| param(c, "algorithm"))
+        .collect();
+    assert_eq!(
+        algorithms,
+        [Some("MD5".to_owned()), Some("SHA-256".to_owned())],
+        "both challenges, MD5 first"
+    );
+    assert_eq!(ok.code, 200, "{ok:?}");
+    let listed: Vec<String> = ok.contacts().iter().map(|c| c.uri.to_string()).collect();
+    assert_eq!(listed, ["sip:ana@127.0.0.1:41000"]);
+    assert_eq!(status(&net, "ana"), Some(AgentStatus::Available));
+
+    let mut li = Registration::new(&mut net, "127.0.0.1:41002", LI_WEI.0);
+    let (_, ok) = li.register(&mut net, LI_WEI.1, "SHA-256", 600);
+    assert_eq!(ok.code, 200, "{ok:?}");
+    assert_eq!(status(&net, "li.wei"), Some(AgentStatus::Available));
+    assert_eq!(status(&net, "sam"), Some(AgentStatus::LoggedOut));
+}
+
+#[test]
+fn wrong_password_gets_403_and_never_logs_in() {
+    let mut net = agents_net();
+    let mut ana = Registration::new(&mut net, "127.0.0.1:41000", ANA.0);
+    let (_, refused) = ana.register(&mut net, "europe-refunds-2", "MD5", 600);
+    assert_eq!(refused.code, 403, "{refused:?}");
+    assert!(refused.contacts().is_empty());
+    let (_, refused) = ana.register(&mut net, "wrong", "SHA-256", 600);
+    assert_eq!(refused.code, 403, "{refused:?}");
+    assert_eq!(status(&net, "ana"), Some(AgentStatus::LoggedOut));
+    assert!(net
+        .calls
+        .registrar()
+        .bindings(net.now, &AgentId::from("ana"))
+        .is_empty());
+
+    // An unknown user sees exactly what a known one with a wrong password sees.
+    let mut ghost = Registration::new(&mut net, "127.0.0.1:41004", "nobody");
+    let (_, refused) = ghost.register(&mut net, "whatever", "MD5", 600);
+    assert_eq!(refused.code, 403, "{refused:?}");
+}
+
+#[test]
+fn a_lapsed_binding_logs_the_agent_out_at_its_expiry() {
+    let mut net = agents_net();
+    let mut ana = Registration::new(&mut net, "127.0.0.1:41000", ANA.0);
+    let start = net.elapsed();
+    let (_, ok) = ana.register(&mut net, ANA.1, "MD5", 60);
+    assert_eq!(ok.code, 200, "{ok:?}");
+    assert_eq!(status(&net, "ana"), Some(AgentStatus::Available));
+
+    net.run_until(net.t0 + start + secs(59));
+    assert_eq!(status(&net, "ana"), Some(AgentStatus::Available));
+    // Nothing else is scheduled: the binding's expiry is what wakes the call layer.
+    let due = net.calls.poll_timeout().expect("the binding's expiry");
+    assert_eq!(net.since_t0(due), start + secs(60));
+    net.run_until(due);
+    assert_eq!(status(&net, "ana"), Some(AgentStatus::LoggedOut));
+    assert!(net
+        .calls
+        .registrar()
+        .bindings(net.now, &AgentId::from("ana"))
+        .is_empty());
+}
+
+#[test]
+fn unregister_with_expires_zero_logs_the_agent_out() {
+    let mut net = agents_net();
+    let mut ana = Registration::new(&mut net, "127.0.0.1:41000", ANA.0);
+    assert_eq!(ana.register(&mut net, ANA.1, "MD5", 600).1.code, 200);
+    let (_, ok) = ana.register(&mut net, ANA.1, "MD5", 0);
+    assert_eq!(ok.code, 200, "{ok:?}");
+    assert!(ok.contacts().is_empty(), "no binding left to list");
+    assert_eq!(status(&net, "ana"), Some(AgentStatus::LoggedOut));
+}
+
+#[test]
+fn reload_keeps_declared_agents_logged_in_and_logs_out_removed_ones() {
+    let mut net = agents_net();
+    let mut ana = Registration::new(&mut net, "127.0.0.1:41000", ANA.0);
+    assert_eq!(ana.register(&mut net, ANA.1, "MD5", 600).1.code, 200);
+    let mut li = Registration::new(&mut net, "127.0.0.1:41002", LI_WEI.0);
+    assert_eq!(li.register(&mut net, LI_WEI.1, "MD5", 600).1.code, 200);
+
+    // The same agents file without li.wei's table.
+    let dir = common::menus_with_sample_agents(|text| {
+        let start = text.find("[agents.\"li.wei\"]").expect("li.wei's table");
+        let end = start + text[start..].find("\n\n").expect("a blank line after it");
+        format!("{}{}", &text[..start], &text[end..])
+    });
+    let menus = common::sim::load_menus(dir.to_str().expect("UTF-8 temp path"));
+    assert!(menus.agent("li.wei").is_none() && menus.agent("ana").is_some());
+    net.calls.set_menus(net.now, menus);
+    net.drive();
+
+    assert_eq!(status(&net, "ana"), Some(AgentStatus::Available));
+    let now = net.now;
+    assert_eq!(
+        net.calls
+            .registrar()
+            .bindings(now, &AgentId::from("ana"))
+            .len(),
+        1
+    );
+    assert_eq!(status(&net, "li.wei"), None, "no longer declared");
+    assert!(net
+        .calls
+        .registrar()
+        .bindings(now, &AgentId::from("li.wei"))
+        .is_empty());
+    // ana's phone refreshes with the new menus in force, without another login.
+    assert_eq!(ana.register(&mut net, ANA.1, "MD5", 600).1.code, 200);
+    assert_eq!(status(&net, "ana"), Some(AgentStatus::Available));
+}
