@@ -267,10 +267,16 @@ async fn prompt_to_caller(
     for i in 0..frames {
         let (h, payload, from) = c.caller.recv().await;
         assert_eq!(from.port(), c.caller.engine_port);
-        assert_eq!(Some(&payload[..]), p.frame(Law::Ulaw, i), "frame {i} of {name}");
+        assert_eq!(
+            Some(&payload[..]),
+            p.frame(Law::Ulaw, i),
+            "frame {i} of {name}"
+        );
         heard.push(h);
     }
-    let before = wait_for(&mut c.events, |e| finished(e, CALLER, name)).await.1;
+    let before = wait_for(&mut c.events, |e| finished(e, CALLER, name))
+        .await
+        .1;
     (heard, before)
 }
 
@@ -293,7 +299,11 @@ fn caller_and_agent_talk_through_the_bridge() {
             let spoken = ulaw_speech(k);
             c.caller.audio(0, &spoken).await;
             let (h, payload, from) = c.agent.recv().await;
-            assert_eq!(from.port(), c.agent.engine_port, "sent from the agent's leg");
+            assert_eq!(
+                from.port(),
+                c.agent.engine_port,
+                "sent from the agent's leg"
+            );
             assert_eq!(h.payload_type, 8, "the agent's PCMA payload type");
             assert_eq!(payload, ulaw_as_alaw(&spoken), "PCMU transcoded to PCMA");
             let (ssrc, seq) = *agent_stream.get_or_insert((h.ssrc, h.sequence));
@@ -305,11 +315,21 @@ fn caller_and_agent_talk_through_the_bridge() {
             let spoken = alaw_speech(k);
             c.agent.audio(8, &spoken).await;
             let (h, payload, from) = c.caller.recv().await;
-            assert_eq!(from.port(), c.caller.engine_port, "sent from the caller's leg");
+            assert_eq!(
+                from.port(),
+                c.caller.engine_port,
+                "sent from the caller's leg"
+            );
             assert_eq!(h.payload_type, 0);
             assert_eq!(payload, alaw_as_ulaw(&spoken), "PCMA transcoded to PCMU");
-            assert_eq!(h.ssrc, prompt_ssrc, "the SSRC the caller heard the prompt with");
-            assert_eq!(h.sequence, caller_next_seq, "sequence continues +1 from the prompt");
+            assert_eq!(
+                h.ssrc, prompt_ssrc,
+                "the SSRC the caller heard the prompt with"
+            );
+            assert_eq!(
+                h.sequence, caller_next_seq,
+                "sequence continues +1 from the prompt"
+            );
             assert_eq!(h.marker, k == 0, "marker on the switch only");
             caller_next_seq = caller_next_seq.wrapping_add(1);
             to_caller += 1;
@@ -330,7 +350,11 @@ fn caller_and_agent_talk_through_the_bridge() {
             assert_eq!(h.sequence, agent_seq, "packet {i}");
             assert_eq!(payload[0], 5);
             assert_eq!(payload[1] & 0x80 != 0, end);
-            assert_eq!(*event_ts.get_or_insert(h.timestamp), h.timestamp, "one event");
+            assert_eq!(
+                *event_ts.get_or_insert(h.timestamp),
+                h.timestamp,
+                "one event"
+            );
             agent_seq = agent_seq.wrapping_add(1);
         }
         wait_for(&mut c.events, |e| digit(e, CALLER, '5')).await;
@@ -350,7 +374,11 @@ fn caller_and_agent_talk_through_the_bridge() {
         wait_for(&mut c.events, |e| digit(e, CALLER, '7')).await;
         c.agent.audio(8, &alaw_speech(200)).await;
         let (h, payload, _) = c.caller.recv().await;
-        assert_eq!(payload, alaw_as_ulaw(&alaw_speech(200)), "held agent still heard");
+        assert_eq!(
+            payload,
+            alaw_as_ulaw(&alaw_speech(200)),
+            "held agent still heard"
+        );
         assert_eq!(h.sequence, caller_next_seq);
         caller_next_seq = caller_next_seq.wrapping_add(1);
 
@@ -360,7 +388,11 @@ fn caller_and_agent_talk_through_the_bridge() {
         let after = ulaw_speech(99);
         c.caller.audio(0, &after).await;
         let (h, payload, _) = c.agent.recv().await;
-        assert_eq!(payload, ulaw_as_alaw(&after), "nothing from the hold was relayed");
+        assert_eq!(
+            payload,
+            ulaw_as_alaw(&after),
+            "nothing from the hold was relayed"
+        );
         assert_eq!(h.ssrc, agent_ssrc);
         assert_eq!(h.sequence, agent_seq, "no sequence number used while held");
         assert!(h.marker, "a talkspurt after the hold");
@@ -370,7 +402,10 @@ fn caller_and_agent_talk_through_the_bridge() {
         c.engine.unbridge(AGENT);
         let (heard, before) = prompt_to_caller(&mut c, "after-the-agent", 3).await;
         assert_eq!(heard[0].ssrc, prompt_ssrc, "the caller's stream continues");
-        assert_eq!(heard[0].sequence, caller_next_seq, "sequence +1 after the bridge");
+        assert_eq!(
+            heard[0].sequence, caller_next_seq,
+            "sequence +1 after the bridge"
+        );
         assert!(heard[0].marker);
         assert!(heard
             .windows(2)
@@ -430,7 +465,10 @@ fn rtp_timeout_still_fires_per_session_while_bridged() {
         };
         // The engine may act up to `EARLY` (250 µs) ahead of a deadline.
         assert!(opened.elapsed() + EARLY >= timeout, "not before its period");
-        assert!(seen >= 5, "the caller was talking meanwhile ({seen} packets)");
+        assert!(
+            seen >= 5,
+            "the caller was talking meanwhile ({seen} packets)"
+        );
         // Its packets crossed the bridge the whole time.
         let (h, _, _) = c.agent.recv().await;
         assert_eq!(h.payload_type, 8);

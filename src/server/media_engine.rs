@@ -53,7 +53,9 @@
 //! surviving session its stream back, so later prompts continue the SSRC, sequence and timestamp the
 //! leg was hearing. Each session's RTP timeout keeps running while bridged.
 //!
-//! Cost, measured with `examples/bridge_load.rs` on loopback: see that example's doc.
+//! Cost, measured with `examples/bridge_load.rs` on loopback (PCMU↔PCMA, shared 2-core machine):
+//! 6.7–7.3 µs of media-thread CPU per relayed packet at 1,000 pairs (100,000 packets a second),
+//! 10.6–12.8 µs at 250 pairs (fewer packets per wake-up); the example's doc has the table.
 //!
 //! The signalling task talks to the engine only through a [`MediaHandle`] (`Send + Clone`), by message,
 //! fire-and-forget. Which port a session uses is decided by the call layer (`call::PortPool`); the engine
