@@ -706,3 +706,46 @@ fn garbage_and_small_buffers_write_nothing() {
     );
     assert_eq!(s.bridge.a_to_b.stats().relayed, 1);
 }
+
+#[test]
+fn the_session_takes_its_stream_back_when_the_bridge_ends() {
+    let mut s = scene(caller_cfg(), agent_cfg());
+    let mut phone = Phone {
+        ssrc: 5,
+        seq: 9,
+        ts: 900,
+    };
+    let first_at = s.bridged_at + Duration::from_millis(10);
+    let mut last = None;
+    for k in 0..3u8 {
+        let now = first_at + FRAME * u32::from(k);
+        last = relay(&mut s.bridge.b_to_a, now, &phone.audio(0, &speech(k)));
+    }
+    let last = last.expect("relayed");
+    // The bridge ends 100 ms after the last relayed packet's slot; a prompt follows at once.
+    let slot_end = last.at + FRAME;
+    let ended = slot_end + Duration::from_millis(100);
+    s.caller
+        .set_rtp_continuation(ended, s.bridge.b_to_a.continuation(ended));
+    let again = play_prompt(
+        &mut s.caller,
+        prompt("anything-else", 2),
+        ended,
+        ended + FRAME * 4,
+    );
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].header.ssrc, last.header.ssrc);
+    assert_eq!(
+        again[0].header.sequence,
+        last.header.sequence.wrapping_add(1)
+    );
+    assert_eq!(
+        again[0].header.timestamp,
+        last.header
+            .timestamp
+            .wrapping_add(160 + samples(slot_end, ended)),
+        "timestamp runs on with the time since the last relayed frame"
+    );
+    assert!(again[0].header.marker);
+    assert_eq!(again[0].at, ended, "the prompt starts when asked");
+}

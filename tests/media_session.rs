@@ -371,7 +371,10 @@ fn latches_to_nat_source_and_ignores_a_third_party() {
     );
 
     let t1 = t0 + Duration::from_millis(20);
-    s.handle_rtp(t1, addr(NAT_SOURCE), &audio_packet(1, 0));
+    assert!(
+        s.handle_rtp(t1, addr(NAT_SOURCE), &audio_packet(1, 0)),
+        "the latching packet is accepted"
+    );
     assert_eq!(
         s.poll_event(),
         Some(MediaEvent::FirstRtp {
@@ -384,7 +387,11 @@ fn latches_to_nat_source_and_ignores_a_third_party() {
     );
 
     let t2 = t0 + Duration::from_millis(40);
-    s.handle_rtp(t2, addr(THIRD_PARTY), &audio_packet(2, 0));
+    assert!(
+        !s.handle_rtp(t2, addr(THIRD_PARTY), &audio_packet(2, 0)),
+        "a third party's packet is not accepted (a bridge must not relay it)"
+    );
+    assert!(s.handle_rtp(t2, addr(NAT_SOURCE), &audio_packet(3, 0)));
     assert_eq!(s.poll_event(), None);
     assert_eq!(
         s.poll_transmit(t2, &mut buf).map(|x| x.0),
@@ -394,7 +401,7 @@ fn latches_to_nat_source_and_ignores_a_third_party() {
     // A re-INVITE drops the latch; the next sender latches again.
     let t3 = t0 + Duration::from_millis(60);
     s.update_remote(t3, &config(Law::Ulaw, 0));
-    s.handle_rtp(t3, addr(THIRD_PARTY), &audio_packet(3, 0));
+    assert!(s.handle_rtp(t3, addr(THIRD_PARTY), &audio_packet(4, 0)));
     assert_eq!(
         s.poll_event(),
         Some(MediaEvent::FirstRtp {
@@ -489,7 +496,10 @@ fn rtcp_is_accepted_and_ignored() {
         0, 0, 0, 0, 0, 0,
     ];
     s.handle_rtcp(t0, addr(THIRD_PARTY), &rr);
-    s.handle_rtp(t0, addr(THIRD_PARTY), &rr);
+    assert!(
+        !s.handle_rtp(t0, addr(THIRD_PARTY), &rr),
+        "RTCP is not accepted"
+    );
     assert_eq!(s.poll_event(), None, "no latch on RTCP");
     s.handle_rtp(t0, addr(NAT_SOURCE), &audio_packet(1, 0));
     assert_eq!(

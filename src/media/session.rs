@@ -387,20 +387,25 @@ impl MediaSession {
     }
 
     /// Handles one datagram from the RTP port. Invalid, foreign or unknown packets are dropped silently.
-    pub fn handle_rtp(&mut self, now: Instant, src: SocketAddr, packet: &[u8]) {
+    ///
+    /// Returns whether the packet was accepted: valid RTP (not multiplexed RTCP) from the latched
+    /// source, or the packet that just latched. Only accepted packets may be relayed by a bridge
+    /// (symmetric RTP: a third party cannot inject audio into the other leg). An accepted packet of a
+    /// payload type the session does not know is still accepted; the bridge decides what it relays.
+    pub fn handle_rtp(&mut self, now: Instant, src: SocketAddr, packet: &[u8]) -> bool {
         let Ok((header, payload)) = rtp::parse(packet) else {
             tracing::trace!("dropping invalid rtp packet");
-            return;
+            return false;
         };
         // RFC 5761 §4: RTCP packet types 200–204 appear as payload types 72–76 when multiplexed.
         if (72..=76).contains(&header.payload_type) {
-            return;
+            return false;
         }
         let is_dtmf = Some(header.payload_type) == self.cfg.dtmf_payload_type;
         let is_audio = header.payload_type == self.cfg.payload_type;
         match self.latched {
             Some(latched) if latched == src => self.relatch = false,
-            Some(_) if !self.relatch => return,
+            Some(_) if !self.relatch => return false,
             _ => {
                 self.latched = Some(src);
                 self.relatch = false;
@@ -437,6 +442,7 @@ impl MediaSession {
                     }
                 });
         }
+        true
     }
 
     /// Accepts a datagram from the RTCP port and ignores it: helpline neither needs the caller's
@@ -538,6 +544,22 @@ impl MediaSession {
             timestamp,
             at,
         }
+    }
+
+    /// Takes the outgoing stream back from a bridge that wrote it meanwhile (`Relay::continuation` of
+    /// the relay toward this leg): SSRC, next sequence number and the timestamp slot. Anything playing
+    /// is stopped first (a bridged session plays nothing); the next prompt continues from `c` by the
+    /// between-prompts rule of the module doc (marker set, sequence +1, timestamp with wall time).
+    pub fn set_rtp_continuation(&mut self, now: Instant, c: RtpContinuation) {
+        self.stop_playout(now);
+        self.ssrc = c.ssrc;
+        self.next_seq = c.next_sequence;
+        self.resume_slot = Some((c.at, c.timestamp));
+    }
+
+    /// The negotiated media in force (the last `update_remote`, else the one it was created with).
+    pub fn config(&self) -> &MediaConfig {
+        &self.cfg
     }
 
     /// Scheduled instant of the packet most recently returned by `poll_transmit` (for send-jitter stats).

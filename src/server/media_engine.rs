@@ -36,6 +36,27 @@
 //!
 //! Each session holds two descriptors (RTP, RTCP): 5,000 sessions need `ulimit -n` above 10,000.
 //!
+//! # Bridging two sessions
+//!
+//! [`MediaHandle::bridge`] joins two sessions (a caller's leg and an agent's) with a
+//! [`media::bridge::Bridge`](crate::media::bridge::Bridge): both stop their playout, and from then on
+//! the receive task of each leg hands every datagram to its session first (latching, DTMF: keys
+//! pressed during the conversation are still reported) and, if the session accepted it from its
+//! latched source, to the relay toward the other leg, whose output is sent at once from the other
+//! leg's socket to that leg's [`MediaSession::destination`]. Relaying is not paced (the sender's
+//! timing is kept) and touches neither the heap nor the ticker. Per packet nothing is allocated or
+//! locked: the output goes into the engine's one send buffer (shared by the pacer and every receive
+//! task: one thread, and no borrow of it lives across an `await`), the bridge sits in an
+//! `Rc<RefCell<…>>` shared by the two legs. A `configure` of a bridged leg updates the bridge (hold
+//! from either side stops the audio toward the held leg), `play` on a bridged leg is refused (logged
+//! once per bridge), and [`MediaHandle::unbridge`] or a `close` of either leg ends it and hands each
+//! surviving session its stream back, so later prompts continue the SSRC, sequence and timestamp the
+//! leg was hearing. Each session's RTP timeout keeps running while bridged.
+//!
+//! Cost, measured with `examples/bridge_load.rs` on loopback (PCMU↔PCMA, shared 2-core machine):
+//! 6.7–7.3 µs of media-thread CPU per relayed packet at 1,000 pairs (100,000 packets a second),
+//! 10.6–12.8 µs at 250 pairs (fewer packets per wake-up); the example's doc has the table.
+//!
 //! The signalling task talks to the engine only through a [`MediaHandle`] (`Send + Clone`), by message,
 //! fire-and-forget. Which port a session uses is decided by the call layer (`call::PortPool`); the engine
 //! binds what it is told and reports a port it cannot bind as [`MediaEvent::BindFailed`].
@@ -55,6 +76,7 @@ use tokio::io::Interest;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, LocalSet};
 
+use crate::media::bridge::Bridge;
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
 pub use crate::media::MediaId;
 use crate::prompts::Prompt;
@@ -106,6 +128,13 @@ impl Ticker {
 /// rejected or mis-parsed harmlessly by the session.
 const RECV_BUF: usize = 2048;
 
+/// The engine's send buffer: prompt frames and relayed packets are written here before `send_to`.
+/// A relayed packet longer than this (never G.711 at any sane ptime) is dropped by the relay.
+const SEND_BUF: usize = 1500;
+
+/// The one send buffer, shared by the pacer and every receive task of the media thread.
+type SendBuf = Rc<RefCell<Box<[u8; SEND_BUF]>>>;
+
 /// Commands handled per wake-up before the pacer gets its turn again, so a flood of commands cannot
 /// delay packets by more than a few microseconds.
 const COMMAND_BATCH: usize = 64;
@@ -139,6 +168,7 @@ pub struct SendStats {
     /// |error| histogram in 10 µs buckets.
     buckets: Box<[AtomicU64]>,
     packets: AtomicU64,
+    relayed: AtomicU64,
     early: AtomicU64,
     send_errors: AtomicU64,
     max_late_ns: AtomicU64,
@@ -148,8 +178,11 @@ pub struct SendStats {
 /// A copy of [`SendStats`] at one moment.
 #[derive(Debug, Clone)]
 pub struct SendStatsSnapshot {
-    /// Packets handed to the kernel successfully.
+    /// Prompt packets handed to the kernel successfully.
     pub packets: u64,
+    /// Packets relayed between bridged legs and handed to the kernel (not in the error histogram:
+    /// they have no schedule, they leave when they arrive).
+    pub relayed: u64,
     /// Of those, how many left before their scheduled instant (at most [`EARLY`] by design).
     pub early: u64,
     /// Packets the kernel refused (socket buffer full or unreachable); RTP just drops them.
@@ -166,6 +199,7 @@ impl SendStats {
         SendStats {
             buckets: (0..STAT_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             packets: AtomicU64::new(0),
+            relayed: AtomicU64::new(0),
             early: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
             max_late_ns: AtomicU64::new(0),
@@ -194,6 +228,7 @@ impl SendStats {
         }
         for c in [
             &self.packets,
+            &self.relayed,
             &self.early,
             &self.send_errors,
             &self.max_late_ns,
@@ -207,6 +242,7 @@ impl SendStats {
     pub fn snapshot(&self) -> SendStatsSnapshot {
         SendStatsSnapshot {
             packets: self.packets.load(Ordering::Relaxed),
+            relayed: self.relayed.load(Ordering::Relaxed),
             early: self.early.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
             max_late: Duration::from_nanos(self.max_late_ns.load(Ordering::Relaxed)),
@@ -254,6 +290,8 @@ enum Command {
     Play(MediaId, Arc<Prompt>),
     Stop(MediaId),
     Close(MediaId),
+    Bridge(MediaId, MediaId),
+    Unbridge(MediaId),
 }
 
 /// Starts the media thread; see the module doc.
@@ -349,9 +387,25 @@ impl MediaHandle {
         let _ = self.tx.send(Command::Stop(id));
     }
 
-    /// Ends the session and frees its ports.
+    /// Ends the session and frees its ports; a bridge it is in ends too (the other leg gets its stream
+    /// back, as with [`MediaHandle::unbridge`]).
     pub fn close(&self, id: MediaId) {
         let _ = self.tx.send(Command::Close(id));
+    }
+
+    /// Bridges sessions `a` and `b` (module doc): both stop playing, and every RTP packet each one
+    /// accepts from its latched source is relayed to the other (SSRC, sequence and timestamp each
+    /// leg was hearing continue; PCMU↔PCMA transcoded; RFC 4733 passed with the other leg's payload
+    /// type). DTMF and RTP timeouts are still reported per session. A leg already bridged leaves its
+    /// old bridge first. Ignored if either session is not open, or `a == b`.
+    pub fn bridge(&self, a: MediaId, b: MediaId) {
+        let _ = self.tx.send(Command::Bridge(a, b));
+    }
+
+    /// Ends the bridge session `id` (either leg) is in; each leg's session takes its stream back, so
+    /// a prompt played next continues it. Ignored if `id` is not bridged.
+    pub fn unbridge(&self, id: MediaId) {
+        let _ = self.tx.send(Command::Unbridge(id));
     }
 
     /// Send-time statistics over all sessions (for telemetry and the load benchmark).
@@ -373,6 +427,28 @@ struct Entry {
     /// Deadline this session is armed for in the heap; other heap entries for it are stale.
     scheduled: Cell<Option<Instant>>,
     tasks: [JoinHandle<()>; 2],
+    /// The bridge this leg is in, if any.
+    link: RefCell<Option<Link>>,
+    /// The engine's send buffer (relayed packets are written there).
+    send_buf: SendBuf,
+    stats: Arc<SendStats>,
+}
+
+/// Which leg of its [`Bridge`] a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leg {
+    A,
+    B,
+}
+
+/// One leg's view of the bridge it is in.
+struct Link {
+    bridge: Rc<RefCell<Bridge>>,
+    leg: Leg,
+    /// The other leg (weak: the slab owns entries; a closed leg ends the bridge before it goes).
+    peer: std::rc::Weak<Entry>,
+    /// A refused `play` was logged already.
+    play_refused: Cell<bool>,
 }
 
 impl Entry {
@@ -380,6 +456,43 @@ impl Entry {
         while let Some(e) = session.poll_event() {
             // A call that has gone away no longer needs its events.
             let _ = self.events.send((self.id, e));
+        }
+    }
+
+    /// Bridged: sends `packet`, which this leg's session accepted, on the other leg as this leg's
+    /// relay rewrites it. No allocation, no lock: RefCell borrows on the media thread only.
+    fn relay(&self, now: Instant, packet: &[u8]) {
+        let link = self.link.borrow();
+        let Some(link) = link.as_ref() else { return };
+        let Some(peer) = link.peer.upgrade() else {
+            return;
+        };
+        let mut bridge = link.bridge.borrow_mut();
+        let relay = match link.leg {
+            Leg::A => &mut bridge.a_to_b,
+            Leg::B => &mut bridge.b_to_a,
+        };
+        let mut buf = self.send_buf.borrow_mut();
+        let Some(n) = relay.relay(now, packet, &mut buf[..]) else {
+            return;
+        };
+        // None only on hold, which the relay already honoured; kept as a guard.
+        let dst = peer
+            .session
+            .borrow()
+            .as_ref()
+            .and_then(MediaSession::destination);
+        let (Some(dst), Some(out)) = (dst, buf.get(..n)) else {
+            return;
+        };
+        match peer.socket.get_ref().send_to(out, dst) {
+            Ok(_) => {
+                self.stats.relayed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => {
+                tracing::trace!(%err, "relayed rtp packet dropped");
+                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -396,7 +509,7 @@ struct Engine {
     ids: HashMap<MediaId, SlotId>,
     events: MediaEvents,
     stats: Arc<SendStats>,
-    buf: Box<[u8; 1500]>,
+    buf: SendBuf,
 }
 
 impl Engine {
@@ -408,7 +521,7 @@ impl Engine {
             ids: HashMap::new(),
             events,
             stats,
-            buf: Box::new([0u8; 1500]),
+            buf: Rc::new(RefCell::new(Box::new([0u8; SEND_BUF]))),
         }
     }
 
@@ -505,25 +618,131 @@ impl Engine {
                     let _ = self.events.send((id, MediaEvent::BindFailed { port }));
                 }
             }
-            Command::Configure(id, cfg) => {
-                if let Some((slot, e)) = self.entry(id) {
-                    let mut s = e.session.borrow_mut();
-                    match s.as_mut() {
-                        Some(session) => session.update_remote(now, &cfg),
-                        None => *s = Some(MediaSession::new(now, cfg)),
-                    }
-                    drop(s);
-                    self.arm(slot, &e);
+            Command::Configure(id, cfg) => self.configure(now, id, &cfg),
+            Command::Play(id, prompt) => {
+                if !self.refuse_play_if_bridged(id) {
+                    self.with_session(id, |s| s.play(now, prompt));
                 }
             }
-            Command::Play(id, prompt) => self.with_session(id, |s| s.play(now, prompt)),
             Command::Stop(id) => self.with_session(id, |s| s.stop_playout(now)),
             Command::Close(id) => {
+                self.unbridge(now, id);
                 if let Some(slot) = self.ids.remove(&id) {
                     if self.slot_entry(slot).is_some() {
                         self.remove(slot.index as usize);
                     }
                 }
+            }
+            Command::Bridge(a, b) => self.bridge(now, a, b),
+            Command::Unbridge(id) => self.unbridge(now, id),
+        }
+    }
+
+    /// Applies a re-INVITE's media to the session, and to its bridge if it is in one.
+    fn configure(&mut self, now: Instant, id: MediaId, cfg: &MediaConfig) {
+        let Some((slot, e)) = self.entry(id) else {
+            return;
+        };
+        let mut s = e.session.borrow_mut();
+        match s.as_mut() {
+            Some(session) => {
+                session.update_remote(now, cfg);
+                if let Some(link) = e.link.borrow().as_ref() {
+                    let mut bridge = link.bridge.borrow_mut();
+                    match link.leg {
+                        Leg::A => bridge.update_a(session.config()),
+                        Leg::B => bridge.update_b(session.config()),
+                    }
+                }
+            }
+            None => *s = Some(MediaSession::new(now, cfg.clone())),
+        }
+        drop(s);
+        self.arm(slot, &e);
+    }
+
+    /// True if `id` is bridged: the relay writes its stream, so a prompt may not (logged once).
+    fn refuse_play_if_bridged(&self, id: MediaId) -> bool {
+        let Some((_, e)) = self.entry(id) else {
+            return false;
+        };
+        let link = e.link.borrow();
+        let Some(link) = link.as_ref() else {
+            return false;
+        };
+        if !link.play_refused.replace(true) {
+            tracing::warn!(media = id.0, "play on a bridged session refused");
+        }
+        true
+    }
+
+    /// Bridges `a` and `b` (see [`MediaHandle::bridge`]).
+    fn bridge(&mut self, now: Instant, a: MediaId, b: MediaId) {
+        if a == b {
+            tracing::warn!(media = a.0, "a session cannot be bridged with itself");
+            return;
+        }
+        let (Some((slot_a, ea)), Some((slot_b, eb))) = (self.entry(a), self.entry(b)) else {
+            tracing::debug!(a = a.0, b = b.0, "bridge of a session not open ignored");
+            return;
+        };
+        // A leg bridged elsewhere (a transfer to another agent) leaves that bridge first.
+        self.unbridge(now, a);
+        self.unbridge(now, b);
+        let bridge = {
+            let mut sa = ea.session.borrow_mut();
+            let mut sb = eb.session.borrow_mut();
+            let (Some(sa), Some(sb)) = (sa.as_mut(), sb.as_mut()) else {
+                return;
+            };
+            sa.stop_playout(now);
+            sb.stop_playout(now);
+            let (sa, sb) = (&*sa, &*sb);
+            Bridge::between(now, sa, sa.config(), sb, sb.config())
+        };
+        let bridge = Rc::new(RefCell::new(bridge));
+        let link = |leg, peer: &Rc<Entry>| Link {
+            bridge: bridge.clone(),
+            leg,
+            peer: Rc::downgrade(peer),
+            play_refused: Cell::new(false),
+        };
+        *ea.link.borrow_mut() = Some(link(Leg::A, &eb));
+        *eb.link.borrow_mut() = Some(link(Leg::B, &ea));
+        tracing::debug!(a = a.0, b = b.0, "sessions bridged");
+        self.arm(slot_a, &ea);
+        self.arm(slot_b, &eb);
+    }
+
+    /// Ends the bridge `id` is in, handing each leg the stream the relay toward it wrote.
+    fn unbridge(&mut self, now: Instant, id: MediaId) {
+        let Some((_, e)) = self.entry(id) else {
+            return;
+        };
+        let Some(link) = e.link.borrow_mut().take() else {
+            return;
+        };
+        let peer = link.peer.upgrade();
+        if let Some(p) = &peer {
+            p.link.borrow_mut().take();
+        }
+        let (a, b) = match link.leg {
+            Leg::A => (Some(e), peer),
+            Leg::B => (peer, Some(e)),
+        };
+        let bridge = link.bridge.borrow();
+        tracing::debug!(
+            a_to_b = ?bridge.a_to_b.stats(),
+            b_to_a = ?bridge.b_to_a.stats(),
+            "bridge ended"
+        );
+        for (leg, relay) in [(a, &bridge.b_to_a), (b, &bridge.a_to_b)] {
+            let Some(leg) = leg else { continue };
+            if let Some(s) = leg.session.borrow_mut().as_mut() {
+                s.set_rtp_continuation(now, relay.continuation(now));
+            }
+            if let Some(&slot) = self.ids.get(&leg.id) {
+                self.arm(slot, &leg);
             }
         }
     }
@@ -573,8 +792,9 @@ impl Engine {
             e.scheduled.set(None);
             if let Some(s) = e.session.borrow_mut().as_mut() {
                 s.handle_timeout(horizon);
-                while let Some((dst, n)) = s.poll_transmit(horizon, &mut self.buf[..]) {
-                    let Some(packet) = self.buf.get(..n) else {
+                let mut buf = self.buf.borrow_mut();
+                while let Some((dst, n)) = s.poll_transmit(horizon, &mut buf[..]) {
+                    let Some(packet) = buf.get(..n) else {
                         break;
                     };
                     let result = e.socket.get_ref().send_to(packet, dst);
@@ -636,6 +856,9 @@ impl Engine {
                 events,
                 scheduled: Cell::new(None),
                 tasks: [rtp_task, rtcp_task],
+                link: RefCell::new(None),
+                send_buf: self.buf.clone(),
+                stats: self.stats.clone(),
             }
         });
         slot.entry = Some(entry.clone());
@@ -676,9 +899,15 @@ async fn receive_rtp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>
         let now = Instant::now();
         let Some(packet) = buf.get(..n) else { continue };
         let mut session = strong.session.borrow_mut();
-        if let Some(s) = session.as_mut() {
-            s.handle_rtp(now, src, packet);
+        let accepted = session.as_mut().is_some_and(|s| {
+            let accepted = s.handle_rtp(now, src, packet);
             strong.forward_events(s);
+            accepted
+        });
+        drop(session);
+        // Only what the session took from its latched source crosses the bridge (symmetric RTP).
+        if accepted {
+            strong.relay(now, packet);
         }
     }
 }
