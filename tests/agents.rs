@@ -522,3 +522,34 @@ fn an_agent_who_declines_moves_the_caller_to_the_next_agent() {
     assert_eq!(cdr.agent.as_deref(), Some("bob"));
     assert_eq!(cdr.queue_result, Some(QueueResult::Answered));
 }
+
+#[test]
+fn an_unanswered_offer_is_cancelled_at_the_ring_timeout_and_tried_again_after_wrap_up() {
+    let mut net = agents_net();
+    let mode = answers_after(&net, secs(60), "127.0.0.1:41000");
+    let ana = agent_phone(&mut net, "127.0.0.1:41000", ANA, mode);
+    let (p, c) = refunds_caller(&mut net);
+    let routed = net.now;
+    assert_eq!(invites(&mut net, ana).len(), 1);
+    net.run_until(routed + secs(15) - ms(1));
+    assert_eq!(requests_of(&mut net, ana, "CANCEL"), 0);
+    net.run_until(routed + secs(15));
+    assert_eq!(
+        requests_of(&mut net, ana, "CANCEL"),
+        1,
+        "{}",
+        net.phone(ana).transcript()
+    );
+    assert_eq!(agent_state(&net, "ana"), Some(AgentState::WrapUp));
+    // The only agent of the queue, free again after the 10 s wrap-up: offered the caller once more.
+    net.run_until(routed + secs(25) - ms(1));
+    assert_eq!(invites(&mut net, ana).len(), 1);
+    net.run_until(routed + secs(25));
+    assert_eq!(invites(&mut net, ana).len(), 2);
+    net.phone(p).bye(c);
+    net.run_until_idle(secs(120));
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.queue_result, Some(QueueResult::Abandoned));
+    assert_eq!(cdr.queue_wait_ms, Some(25_000));
+    assert_eq!(requests_of(&mut net, ana, "CANCEL"), 2);
+}

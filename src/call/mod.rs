@@ -12,8 +12,9 @@
 //!   for the media engine, in order), [`Calls::poll_cdr`] (finished calls' records), then sleep until
 //!   [`Calls::poll_timeout`]; a spurious `handle_timeout` is a no-op.
 //!
-//! It also owns the agents' machines: REGISTER goes to the digest registrar and logins feed agent
-//! presence ([`agents`]).
+//! It also owns the agents' machines: REGISTER goes to the digest registrar, logins feed agent
+//! presence and the queues (`agents`), and a routed caller's offers ring agents' phones as UAC legs
+//! of the call, bridged on answer (`agent_leg`).
 //!
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
 mod agent_leg;
