@@ -53,6 +53,56 @@ fn reject_reason(code: u16) -> RejectReason {
     }
 }
 
+/// What every INVITE of one offer carries.
+struct OfferContext {
+    /// The caller, as From and P-Asserted-Identity name them.
+    caller_uri: String,
+    queue: QueueName,
+    language: String,
+    variables: std::collections::BTreeMap<String, String>,
+    /// Our SDP offer for the agent side.
+    sdp: String,
+    user_agent: String,
+}
+
+/// Our INVITE to one registered contact of the agent, typed (for the dialog and the ACK) — typing
+/// wants a Via, so it carries a placeholder that the copy handed to the endpoint drops (the endpoint
+/// writes the real one). `None` if it does not type (never for a contact the registrar accepted).
+fn agent_invite(
+    ctx: &OfferContext,
+    target: &crate::sip::message::Uri,
+    from_tag: &str,
+    call_id: &str,
+    contact: &str,
+) -> Option<Request> {
+    let mut invite = Request::new(Method::Invite, target.clone());
+    let h = &mut invite.headers;
+    h.push("Via", "SIP/2.0/UDP 0.0.0.0;branch=z9hG4bK-kept");
+    h.push("From", &format!("<{}>;tag={from_tag}", ctx.caller_uri));
+    h.push("To", &format!("<{target}>"));
+    h.push("Call-ID", call_id);
+    h.push("CSeq", "1 INVITE");
+    h.push("Max-Forwards", "70");
+    h.push("Contact", contact);
+    h.push("P-Asserted-Identity", &format!("<{}>", ctx.caller_uri));
+    h.push("X-Helpline-Region", ctx.queue.region());
+    h.push("X-Helpline-Queue", ctx.queue.as_str());
+    h.push("X-Helpline-Language", &ctx.language);
+    for (name, value) in &ctx.variables {
+        h.push(&format!("X-Helpline-{}", header_name(name)), value);
+    }
+    h.push("User-Agent", &ctx.user_agent);
+    h.push("Content-Type", "application/sdp");
+    invite.body = ctx.sdp.clone().into_bytes();
+    match invite.refresh_typed() {
+        Ok(()) => Some(invite),
+        Err(e) => {
+            tracing::warn!(error = %e, "agent INVITE did not build");
+            None
+        }
+    }
+}
+
 fn host(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
@@ -148,13 +198,23 @@ impl Calls {
         if bindings.is_empty() {
             return self.offer_failed(now, key, &offer.agent, RejectReason::Failed);
         }
-        let caller_user = call
-            .caller()
-            .dialog()
-            .and_then(|d| d.remote.uri.user.clone())
-            .unwrap_or_else(|| "anonymous".to_owned());
-        let (language, variables) = call.ivr.context();
         let ip = call.media.ip;
+        let (language, variables) = call.ivr.context();
+        let ctx = OfferContext {
+            caller_uri: format!(
+                "sip:{}@{}",
+                call.caller()
+                    .dialog()
+                    .and_then(|d| d.remote.uri.user.clone())
+                    .unwrap_or_else(|| "anonymous".to_owned()),
+                host(ip)
+            ),
+            queue: offer.queue.clone(),
+            language,
+            variables,
+            sdp: media.offer.to_string(),
+            user_agent: self.cfg.server_header.clone(),
+        };
         let Some(queued) = call.queued.as_mut() else {
             return;
         };
@@ -163,47 +223,22 @@ impl Calls {
         for binding in bindings {
             let leg_id = LegId(queued.next_leg);
             queued.next_leg += 1;
-            let from_tag = self.endpoint.new_tag();
-            let call_id = format!("{}@helpline", self.endpoint.new_tag());
             let port = binding.source.local.port();
             let transport = match binding.source.transport {
                 Transport::Udp => "",
                 Transport::Tcp(_) => ";transport=tcp",
             };
             let contact = format!("<sip:helpline@{}:{port}{transport}>", host(ip));
-            let caller_uri = format!("sip:{caller_user}@{}", host(ip));
-            let mut invite = Request::new(Method::Invite, binding.contact.clone());
-            let h = &mut invite.headers;
-            h.push("From", &format!("<{caller_uri}>;tag={from_tag}"));
-            h.push("To", &format!("<{}>", binding.contact));
-            h.push("Call-ID", &call_id);
-            h.push("CSeq", "1 INVITE");
-            h.push("Max-Forwards", "70");
-            h.push("Contact", &contact);
-            h.push("P-Asserted-Identity", &format!("<{caller_uri}>"));
-            h.push("X-Helpline-Region", offer.queue.region());
-            h.push("X-Helpline-Queue", offer.queue.as_str());
-            h.push("X-Helpline-Language", &language);
-            for (name, value) in &variables {
-                h.push(&format!("X-Helpline-{}", header_name(name)), value);
-            }
-            h.push("User-Agent", &self.cfg.server_header);
-            h.push("Content-Type", "application/sdp");
-            invite.body = media.offer.to_string().into_bytes();
-            // The kept copy needs its typed headers (for the dialog and the ACK), and typing wants a
-            // Via: a placeholder here; the endpoint writes the real one on the copy it sends.
-            let mut kept = invite.clone();
-            kept.headers
-                .push("Via", "SIP/2.0/UDP 0.0.0.0;branch=z9hG4bK-kept");
-            if let Err(e) = kept.refresh_typed() {
-                tracing::warn!(error = %e, "agent INVITE did not build");
+            let ids = (self.endpoint.new_tag(), self.endpoint.new_tag());
+            let call_id = format!("{}@helpline", ids.1);
+            let Some(invite) = agent_invite(&ctx, &binding.contact, &ids.0, &call_id, &contact)
+            else {
                 continue;
-            }
+            };
             // The endpoint's copy stays typed too (it builds the ACK of a non-2xx from it).
-            let mut sent = kept.clone();
+            let mut sent = invite.clone();
             sent.headers.remove("Via");
             let tx = self.endpoint.send_request(now, binding.source, sent);
-            let invite = kept;
             legs.push((leg_id, call_id, tx));
             call.legs.push(Leg {
                 id: leg_id,
