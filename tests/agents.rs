@@ -1,14 +1,18 @@
 //! Agents' phones registering with helpline's real call layer on a simulated clock (see
 //! `tests/common/sim.rs`): digest REGISTER with MD5 and SHA-256 logs the agent in, a wrong password gets
 //! `403` and never does, a binding that lapses logs the agent out, and a reload keeps agents logged in.
+//! Then whole routed calls: the caller's call rings the agent's phones (UAC legs), the answer is ACKed
+//! and bridged, either side's BYE ends the other, CANCEL while ringing, two phones, decline → next.
 //! The digest is computed here with the `md-5` and `sha2` crates, independently of helpline's own code.
 mod common;
 
 use std::time::Duration;
 
-use common::sim::{sample_agent_menus, PhoneId, SimNet};
-use helpline::agent::presence::AgentStatus;
+use common::sim::{sample_agent_menus, sdp, AnswerMode, CallRef, PhoneId, SimNet, GB};
+use helpline::agent::presence::{AgentState, AgentStatus};
 use helpline::agent::AgentId;
+use helpline::call::EndReason;
+use helpline::queue::QueueResult;
 use helpline::sip::message::Response;
 use md5::Md5;
 use sha2::{Digest, Sha256};
@@ -269,4 +273,283 @@ fn reload_keeps_declared_agents_logged_in_and_logs_out_removed_ones() {
     // ana's phone refreshes with the new menus in force, without another login.
     assert_eq!(ana.register(&mut net, ANA.1, "MD5", 600).1.code, 200);
     assert_eq!(status(&net, "ana"), Some(AgentStatus::Available));
+}
+
+// ── routed calls ringing agents ──
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// An agent's phone at `addr`, registered (MD5) and answering helpline's INVITEs as `mode`.
+fn agent_phone(net: &mut SimNet, addr: &str, agent: (&str, &str), mode: AnswerMode) -> PhoneId {
+    let mut reg = Registration::new(net, addr, agent.0);
+    let (_, ok) = reg.register(net, agent.1, "MD5", 600);
+    assert_eq!(ok.code, 200, "{ok:?}");
+    net.phone(reg.phone).answer_invites = mode;
+    reg.phone
+}
+
+/// Answers after `ring`, with PCMU from the phone's RTP port.
+fn answers_after(net: &SimNet, ring: Duration, addr: &str) -> AnswerMode {
+    let a: std::net::SocketAddr = addr.parse().expect("literal");
+    let _ = net;
+    AnswerMode::Answer {
+        ring,
+        sdp: sdp(
+            std::net::SocketAddr::new(a.ip(), a.port() + 1000),
+            "0 101",
+            "a=sendrecv",
+        ),
+    }
+}
+
+/// A GB caller who presses 2 (refunds) and enters order number 123456#: routed to europe.refunds.
+fn refunds_caller(net: &mut SimNet) -> (PhoneId, CallRef) {
+    let p = net.udp_phone("127.0.0.1:40000");
+    let offer = net.offer(p);
+    let c = net.phone(p).invite(GB, Some(&offer));
+    net.drive();
+    assert_eq!(net.phone(p).codes_to(c, "INVITE"), [100, 200]);
+    net.phone(p).ack(c, None);
+    net.advance(ms(300));
+    let m = net.media_id(p, c);
+    for key in "2123456".chars() {
+        net.key(m, key);
+        net.advance(ms(200));
+    }
+    // The last key: the order number is complete and the caller is routed at this instant.
+    net.key(m, '#');
+    (p, c)
+}
+
+/// The INVITEs helpline sent to a phone (the agent legs), in order.
+fn invites(net: &mut SimNet, phone: PhoneId) -> Vec<helpline::sip::message::Request> {
+    net.phone(phone)
+        .calls
+        .iter()
+        .filter_map(|c| c.incoming.clone())
+        .collect()
+}
+
+fn requests_of(net: &mut SimNet, phone: PhoneId, method: &str) -> usize {
+    let ph = net.phone(phone);
+    (0..ph.calls.len())
+        .map(|i| ph.requests(CallRef(i), method).len())
+        .sum()
+}
+
+fn agent_state(net: &SimNet, id: &str) -> Option<AgentState> {
+    net.calls
+        .agents()
+        .get(&AgentId::from(id))
+        .map(|a| a.state())
+}
+
+#[test]
+fn routed_caller_rings_the_agent_who_answers_and_the_caller_hangs_up() {
+    let mut net = agents_net();
+    let mode = answers_after(&net, secs(2), "127.0.0.1:41000");
+    let ana = agent_phone(&mut net, "127.0.0.1:41000", ANA, mode);
+    let (p, c) = refunds_caller(&mut net);
+
+    let inv = invites(&mut net, ana);
+    assert_eq!(inv.len(), 1, "{}", net.phone(ana).transcript());
+    let invite = &inv[0];
+    assert_eq!(invite.uri.to_string(), "sip:ana@127.0.0.1:41000");
+    assert_eq!(invite.header("X-Helpline-Region"), Some("europe"));
+    assert_eq!(invite.header("X-Helpline-Queue"), Some("europe.refunds"));
+    assert_eq!(invite.header("X-Helpline-Language"), Some("en"));
+    assert_eq!(invite.header("X-Helpline-Order-Id"), Some("123456"));
+    assert_eq!(invite.from().uri.user.as_deref(), Some("caller"));
+    assert!(invite
+        .header("P-Asserted-Identity")
+        .is_some_and(|v| v.contains("sip:caller@")));
+    let agent_port = common::sim::sdp_port(&invite.body).expect("an SDP offer");
+    let caller_port =
+        common::sim::sdp_port(&net.phone(p).responses_to(c, "INVITE")[1].body).expect("caller SDP");
+    assert_ne!(
+        agent_port, caller_port,
+        "the agent leg has its own RTP port"
+    );
+    assert_eq!(agent_state(&net, "ana"), Some(AgentState::Offered));
+
+    net.advance(secs(2));
+    let ph = net.phone(ana);
+    assert_eq!(
+        ph.requests(CallRef(0), "ACK").len(),
+        1,
+        "{}",
+        ph.transcript()
+    );
+    let caller_media = net.media_id(p, c);
+    let agent_media = net.media.by_port(agent_port).expect("agent session").id;
+    assert_eq!(net.media.bridges.len(), 1);
+    assert_eq!(
+        (net.media.bridges[0].1, net.media.bridges[0].2),
+        (caller_media, agent_media)
+    );
+    assert_eq!(agent_state(&net, "ana"), Some(AgentState::InCall));
+
+    net.advance(secs(10));
+    net.phone(p).bye(c);
+    net.drive();
+    assert_eq!(net.phone(ana).requests(CallRef(0), "BYE").len(), 1);
+    assert_eq!(agent_state(&net, "ana"), Some(AgentState::WrapUp));
+    net.run_until_idle(secs(60));
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.end_reason, Some(EndReason::CallerBye));
+    assert_eq!(cdr.queue.as_deref(), Some("europe.refunds"));
+    assert_eq!(cdr.queue_result, Some(QueueResult::Answered));
+    assert_eq!(cdr.agent.as_deref(), Some("ana"));
+    assert_eq!(cdr.talk_ms, Some(10_000));
+    assert_eq!(cdr.queue_wait_ms, Some(2_000));
+    assert!(net.media.session(agent_media).closed_at.is_some());
+    assert_eq!(net.calls.ports_in_use(), 0);
+    // The 10 s wrap-up is over: free for the next caller.
+    assert_eq!(agent_state(&net, "ana"), Some(AgentState::Idle));
+}
+
+#[test]
+fn the_agent_hangs_up_and_the_caller_gets_bye() {
+    let mut net = agents_net();
+    let mode = answers_after(&net, secs(1), "127.0.0.1:41000");
+    let ana = agent_phone(&mut net, "127.0.0.1:41000", ANA, mode);
+    let (p, c) = refunds_caller(&mut net);
+    net.advance(secs(1));
+    assert_eq!(net.media.bridges.len(), 1);
+    net.advance(secs(5));
+    net.phone(ana).bye(CallRef(0));
+    net.drive();
+    assert_eq!(net.phone(p).requests(c, "BYE").len(), 1);
+    net.run_until_idle(secs(60));
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.end_reason, Some(EndReason::AgentBye));
+    assert_eq!(cdr.agent.as_deref(), Some("ana"));
+    assert_eq!(cdr.talk_ms, Some(5_000));
+    let line = serde_json::to_string(cdr).expect("serialisable");
+    assert!(line.contains("\"end_reason\":\"agent-bye\""), "{line}");
+    assert!(line.contains("\"queue_result\":\"answered\""), "{line}");
+}
+
+#[test]
+fn caller_hanging_up_while_the_agent_rings_cancels_the_agent_leg() {
+    let mut net = agents_net();
+    let mode = answers_after(&net, secs(10), "127.0.0.1:41000");
+    let ana = agent_phone(&mut net, "127.0.0.1:41000", ANA, mode);
+    let (p, c) = refunds_caller(&mut net);
+    assert_eq!(invites(&mut net, ana).len(), 1);
+    net.advance(secs(1));
+    net.phone(p).bye(c);
+    net.drive();
+    assert_eq!(
+        requests_of(&mut net, ana, "CANCEL"),
+        1,
+        "{}",
+        net.phone(ana).transcript()
+    );
+    net.run_until_idle(secs(60));
+    assert_eq!(net.media.bridges.len(), 0);
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.end_reason, Some(EndReason::CallerBye));
+    assert_eq!(cdr.queue_result, Some(QueueResult::Abandoned));
+    assert_eq!(cdr.agent, None);
+    assert_ne!(agent_state(&net, "ana"), Some(AgentState::Offered));
+    assert_eq!(net.calls.ports_in_use(), 0);
+}
+
+#[test]
+fn an_agent_with_two_phones_rings_both_and_the_other_gets_cancel() {
+    let mut net = agents_net();
+    let slow = answers_after(&net, secs(5), "127.0.0.1:41000");
+    let desk = agent_phone(&mut net, "127.0.0.1:41000", ANA, slow);
+    let quick = answers_after(&net, secs(1), "127.0.0.1:41010");
+    let mobile = agent_phone(&mut net, "127.0.0.1:41010", ANA, quick);
+    let (p, c) = refunds_caller(&mut net);
+    assert_eq!(invites(&mut net, desk).len(), 1);
+    assert_eq!(invites(&mut net, mobile).len(), 1);
+    net.advance(secs(1));
+    assert_eq!(net.phone(mobile).requests(CallRef(0), "ACK").len(), 1);
+    assert_eq!(
+        requests_of(&mut net, desk, "CANCEL"),
+        1,
+        "{}",
+        net.phone(desk).transcript()
+    );
+    assert_eq!(requests_of(&mut net, mobile, "CANCEL"), 0);
+    assert_eq!(net.media.bridges.len(), 1);
+    net.advance(secs(10));
+    assert_eq!(
+        net.media.bridges.len(),
+        1,
+        "the cancelled phone never joins"
+    );
+    net.phone(p).bye(c);
+    net.run_until_idle(secs(60));
+    assert_eq!(net.cdr(p, c).agent.as_deref(), Some("ana"));
+}
+
+#[test]
+fn an_agent_who_declines_moves_the_caller_to_the_next_agent() {
+    // bob (password "bob-pw") also serves europe.refunds.
+    let ha1 = hex_digest("MD5", "bob:helpline:bob-pw");
+    let dir = common::menus_with_sample_agents(|text| {
+        format!(
+            "{text}\n[agents.bob]\nname = \"Bob\"\nha1 = \"{ha1}\"\nqueues = [\"europe.refunds\"]\n"
+        )
+    });
+    let menus = common::sim::load_menus(dir.to_str().expect("UTF-8 temp path"));
+    let mut net = SimNet::with_menus(menus).build();
+    let ana = agent_phone(&mut net, "127.0.0.1:41000", ANA, AnswerMode::Decline);
+    net.advance(secs(1)); // ana has been idle longer: she is offered first
+    let mode = answers_after(&net, secs(1), "127.0.0.1:41020");
+    let bob = agent_phone(&mut net, "127.0.0.1:41020", ("bob", "bob-pw"), mode);
+    let (p, c) = refunds_caller(&mut net);
+    assert_eq!(invites(&mut net, ana).len(), 1);
+    assert_eq!(
+        invites(&mut net, bob).len(),
+        1,
+        "{}",
+        net.phone(bob).transcript()
+    );
+    net.advance(secs(1));
+    assert_eq!(net.media.bridges.len(), 1);
+    assert_eq!(agent_state(&net, "bob"), Some(AgentState::InCall));
+    assert_eq!(agent_state(&net, "ana"), Some(AgentState::WrapUp));
+    net.phone(p).bye(c);
+    net.run_until_idle(secs(60));
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.agent.as_deref(), Some("bob"));
+    assert_eq!(cdr.queue_result, Some(QueueResult::Answered));
+}
+
+#[test]
+fn an_unanswered_offer_is_cancelled_at_the_ring_timeout_and_tried_again_after_wrap_up() {
+    let mut net = agents_net();
+    let mode = answers_after(&net, secs(60), "127.0.0.1:41000");
+    let ana = agent_phone(&mut net, "127.0.0.1:41000", ANA, mode);
+    let (p, c) = refunds_caller(&mut net);
+    let routed = net.now;
+    assert_eq!(invites(&mut net, ana).len(), 1);
+    net.run_until(routed + secs(15) - ms(1));
+    assert_eq!(requests_of(&mut net, ana, "CANCEL"), 0);
+    net.run_until(routed + secs(15));
+    assert_eq!(
+        requests_of(&mut net, ana, "CANCEL"),
+        1,
+        "{}",
+        net.phone(ana).transcript()
+    );
+    assert_eq!(agent_state(&net, "ana"), Some(AgentState::WrapUp));
+    // The only agent of the queue, free again after the 10 s wrap-up: offered the caller once more.
+    net.run_until(routed + secs(25) - ms(1));
+    assert_eq!(invites(&mut net, ana).len(), 1);
+    net.run_until(routed + secs(25));
+    assert_eq!(invites(&mut net, ana).len(), 2);
+    net.phone(p).bye(c);
+    net.run_until_idle(secs(120));
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.queue_result, Some(QueueResult::Abandoned));
+    assert_eq!(cdr.queue_wait_ms, Some(25_000));
+    assert_eq!(requests_of(&mut net, ana, "CANCEL"), 2);
 }

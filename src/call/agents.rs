@@ -1,7 +1,7 @@
 //! The agents' side of the call layer: REGISTER answered by the digest [`Registrar`], logins and logouts
-//! fed to agent presence ([`Agents`]), their timers joined to the registry's, and both re-read from the
-//! menus on reload. It does not authenticate or keep bindings itself (the registrar does) nor decide who
-//! is offered a caller (`queue` does).
+//! fed to agent presence ([`Agents`]) and the queues ([`Queues`]), their timers joined to the registry's,
+//! and all re-read from the menus on reload. It does not authenticate or keep bindings itself (the
+//! registrar does) nor decide who is offered a caller (`queue` does); ringing agents is `agent_leg`.
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,6 +11,7 @@ use crate::agent::presence::{AgentInput, AgentProfile, Agents, AgentsConfig};
 use crate::agent::{AgentDirectory, AgentEvent, Registrar, RegistrarConfig};
 use crate::call::{CallKey, Calls};
 use crate::ivr::MenuSet;
+use crate::queue::{QueueConfig, Queues};
 use crate::sip::endpoint::{Peer, TxId};
 use crate::sip::message::Request;
 
@@ -18,6 +19,7 @@ use crate::sip::message::Request;
 pub(crate) struct AgentSide {
     pub(crate) registrar: Registrar,
     pub(crate) presence: Agents<CallKey>,
+    pub(crate) queues: Queues<CallKey>,
 }
 
 /// What presence needs of each declared agent.
@@ -45,15 +47,20 @@ impl AgentSide {
         AgentSide {
             registrar: Registrar::new(RegistrarConfig::default(), directory(menus), registrar_seed),
             presence: Agents::new(AgentsConfig::default(), profiles(menus)),
+            queues: Queues::new(QueueConfig::default()),
         }
     }
 
     /// When either machine next wants `handle_timeout`.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        [self.registrar.poll_timeout(), self.presence.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.registrar.poll_timeout(),
+            self.presence.poll_timeout(),
+            self.queues.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -71,7 +78,11 @@ impl Calls {
             self.agents.registrar.handle_timeout(now);
             self.drain_registrar(now);
             self.agents.presence.handle_timeout(now);
-            self.drain_presence();
+            let AgentSide {
+                presence, queues, ..
+            } = &mut self.agents;
+            queues.handle_timeout(now, presence);
+            self.run_queues(now);
         }
     }
 
@@ -102,13 +113,6 @@ impl Calls {
                 tracing::debug!(error = %e, "presence refused a registrar event");
             }
         }
-        self.drain_presence();
-    }
-
-    /// Presence events; nothing consumes them until queues ring agents, so they are logged.
-    fn drain_presence(&mut self) {
-        while let Some(event) = self.agents.presence.poll_event() {
-            tracing::debug!(?event, "agent presence");
-        }
+        self.run_queues(now);
     }
 }

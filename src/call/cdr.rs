@@ -26,6 +26,8 @@ pub enum EndReason {
     RtpTimeout,
     /// The call could not be set up or continued (refused, bad SDP, internal fault).
     Error,
+    /// The agent the caller was bridged to sent BYE.
+    AgentBye,
 }
 
 /// One key press as recorded in the CDR.
@@ -76,6 +78,16 @@ pub struct Cdr {
     pub route: Option<String>,
     /// The menu set version the call ran on.
     pub menu_version: Option<String>,
+    /// The queue that answered, or the last one tried.
+    pub queue: Option<String>,
+    /// From entering the queue to the answer or the departure.
+    pub queue_wait_ms: Option<u64>,
+    /// The agent (ID) who answered.
+    pub agent: Option<String>,
+    /// From the agent's answer to the end of the call.
+    pub talk_ms: Option<u64>,
+    /// How the wait in the queue ended: `answered`, `abandoned` or `no-agents`.
+    pub queue_result: Option<crate::queue::QueueResult>,
 }
 
 impl Cdr {

@@ -82,9 +82,12 @@ impl Calls {
     /// A request with a To tag (RFC 3261 §12.2.2).
     pub(crate) fn on_in_dialog(&mut self, now: Instant, tx: TxId, request: Request) {
         let stranger = Reply::CallDoesNotExist.to_response(&request, None);
-        let Some((key, _)) = self.leg_of(&request) else {
+        let Some((key, leg_id)) = self.leg_of(&request) else {
             return self.respond(now, tx, stranger);
         };
+        if leg_id != LegId::CALLER {
+            return self.on_agent_in_dialog(now, tx, key, leg_id, &request);
+        }
         let Some(call) = self.calls.get_mut(&key) else {
             return self.respond(now, tx, stranger);
         };
@@ -103,7 +106,9 @@ impl Calls {
         }
         let call_id = call.call_id.clone();
         // Split borrows: the leg's dialog and the call's IVR side are used together below.
-        let LegKind::Caller(leg) = &mut call.legs[0].kind;
+        let LegKind::Caller(leg) = &mut call.legs[0].kind else {
+            return self.respond(now, tx, stranger);
+        };
         let Some(dialog) = leg.dialog_mut() else {
             return self.respond(now, tx, stranger);
         };
@@ -177,7 +182,9 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return Reply::CallDoesNotExist.to_response(request, None);
         };
-        let LegKind::Caller(leg) = &call.legs[0].kind;
+        let LegKind::Caller(leg) = &call.legs[0].kind else {
+            return Reply::CallDoesNotExist.to_response(request, None);
+        };
         let Some(dialog) = leg.dialog() else {
             return Reply::CallDoesNotExist.to_response(request, None);
         };

@@ -266,6 +266,7 @@ impl Calls {
             ivr,
             end_reason: None,
             scheduled: None,
+            queued: None,
         };
         self.calls.insert(key, call);
         self.by_call_id.insert(call_id, (key, LegId::CALLER));

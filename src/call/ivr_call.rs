@@ -21,6 +21,11 @@ pub enum CallOutput {
     Stop,
     /// End the call from our side (BYE).
     Hangup,
+    /// The caller is routed to this queue (`REGION.DEPARTMENT`); the menus are done.
+    Route {
+        /// The queue.
+        queue: String,
+    },
 }
 
 /// Inputs from the call registry.
@@ -48,6 +53,8 @@ enum Phase {
     AwaitingMedia { deadline: Instant },
     /// The IVR is running.
     Running,
+    /// Routed to a queue: prompts already asked for still play; no IVR timer runs.
+    Queued,
     /// We asked for a hang-up; nothing more happens.
     Ending,
 }
@@ -224,7 +231,8 @@ impl IvrCall {
                     self.typed_ahead.push_back(digit.digit);
                 }
             }
-            Phase::Ending => {}
+            // Routed: the menus are done; keys are recorded only.
+            Phase::Queued | Phase::Ending => {}
         }
     }
 
@@ -270,10 +278,11 @@ impl IvrCall {
                     }
                 }
                 IvrAction::Route { queue, .. } => {
-                    // Queues and agents arrive with the queues issue; until then a routed call is recorded
-                    // and released once its last prompt has played.
-                    self.cdr.route = Some(queue);
-                    self.finish_after_prompts();
+                    // The registry puts the caller in the queue, or releases the call (see
+                    // `release_after_prompts`) when nobody serves it.
+                    self.cdr.route = Some(queue.clone());
+                    self.phase = Phase::Queued;
+                    self.outputs.push_back(CallOutput::Route { queue });
                 }
                 IvrAction::Transfer { uri } => {
                     self.cdr.route = Some(uri);
@@ -283,6 +292,24 @@ impl IvrCall {
             }
         }
         self.next_prompt_if_idle();
+    }
+
+    /// Ends the call (BYE) once the prompts asked for have played: a routed caller nobody can serve.
+    pub fn release_after_prompts(&mut self) {
+        self.finish_after_prompts();
+    }
+
+    /// The caller's language and collected variables, for the agent's `X-Helpline-*` headers.
+    pub fn context(&self) -> (String, std::collections::BTreeMap<String, String>) {
+        let summary = self.ivr.summary();
+        (summary.language, summary.variables)
+    }
+
+    /// The bridge to an agent is up: nothing of the IVR plays any more.
+    pub fn bridged(&mut self) {
+        self.queued.clear();
+        self.playing = None;
+        self.phase = Phase::Queued;
     }
 
     fn finish_after_prompts(&mut self) {
@@ -475,6 +502,7 @@ action = "repeat"
                 CallOutput::Play(p) => format!("play {}", p.name),
                 CallOutput::Stop => "stop".to_owned(),
                 CallOutput::Hangup => "hangup".to_owned(),
+                CallOutput::Route { queue } => format!("route {queue}"),
             })
             .collect()
     }
@@ -566,7 +594,7 @@ action = "repeat"
     }
 
     #[test]
-    fn routed_call_is_recorded_and_released() {
+    fn routed_call_asks_for_its_queue_and_is_released_when_nobody_serves_it() {
         let t0 = Instant::now();
         let mut c = call(t0);
         c.handle(t0, CallInput::Acked);
@@ -574,7 +602,9 @@ action = "repeat"
         outputs(&mut c);
         let at = t0 + Duration::from_secs(1);
         c.handle(at, key('1', DigitMethod::Info, at));
-        assert_eq!(outputs(&mut c), ["stop", "hangup"]);
+        assert_eq!(outputs(&mut c), ["stop", "route test.orders"]);
+        c.release_after_prompts();
+        assert_eq!(outputs(&mut c), ["hangup"]);
         let cdr = c.finish(at, EndReason::Error);
         assert_eq!(cdr.route.as_deref(), Some("test.orders"));
         assert_eq!(cdr.end_reason, Some(EndReason::ServerBye));

@@ -1,7 +1,7 @@
-//! One SIP leg of a call: one dialog with one party. Today only the caller's (UAS) leg exists; an agent's
-//! or transfer target's leg (UAC: helpline sends the INVITE through `Endpoint::send_request` and gets
-//! `SipEvent::Response`) joins [`LegKind`] as `Agent(UacLeg)` without changing how calls address legs.
-//! It holds the leg's SIP state; it does not send anything (the call registry does).
+//! One SIP leg of a call: one dialog with one party — the caller's (UAS: [`UasLeg`]) and, once the
+//! caller is offered to an agent, one per registered contact of that agent (UAC: [`UacLeg`], helpline
+//! sends the INVITE through `Endpoint::send_request` and gets `SipEvent::Response`). It holds the leg's
+//! SIP state; it does not send anything (the call registry does).
 use std::time::Instant;
 
 use crate::dialog::uas::IncomingCall;
@@ -32,6 +32,58 @@ pub struct Leg {
 pub enum LegKind {
     /// The caller's leg: helpline is the UAS.
     Caller(UasLeg),
+    /// A leg to one phone of an agent: helpline is the UAC.
+    Agent(UacLeg),
+}
+
+/// Where an agent leg is (RFC 3261 §13.2).
+#[derive(Debug)]
+pub enum UacState {
+    /// Our INVITE is out; `provisional` once a 1xx came (a CANCEL may only follow one, §9.1).
+    Calling {
+        /// A provisional response arrived.
+        provisional: bool,
+    },
+    /// We want the INVITE cancelled: the CANCEL is out (`sent`), or waits for the first 1xx.
+    Cancelling {
+        /// The CANCEL went out.
+        sent: bool,
+    },
+    /// The agent answered and we ACKed: the dialog is up.
+    Confirmed {
+        /// The dialog (boxed: the other states carry next to nothing).
+        dialog: Box<crate::dialog::Dialog>,
+    },
+    /// Our BYE is out, or the agent's BYE came.
+    Ending,
+    /// A final non-2xx came, or the leg is over.
+    Terminated,
+}
+
+/// A leg to one registered contact of an agent.
+#[derive(Debug)]
+pub struct UacLeg {
+    /// The agent.
+    pub agent: crate::agent::AgentId,
+    /// Our INVITE (without the Via the endpoint adds), for the dialog and the ACK.
+    pub invite: Request,
+    /// The INVITE's client transaction.
+    pub invite_tx: TxId,
+    /// Where the agent's REGISTER came from: requests to the phone go there.
+    pub peer: Peer,
+    /// Our Contact on this leg.
+    pub contact: String,
+    /// Where the leg is.
+    pub state: UacState,
+    /// Our BYE's client transaction.
+    pub bye_tx: Option<TxId>,
+}
+
+impl UacLeg {
+    /// Whether the INVITE is still unanswered and not being cancelled.
+    pub fn is_ringing(&self) -> bool {
+        matches!(self.state, UacState::Calling { .. })
+    }
 }
 
 /// Where the caller's leg is (RFC 3261 §13.3, RFC 6026 state names for the INVITE's 2xx).

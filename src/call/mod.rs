@@ -12,11 +12,13 @@
 //!   for the media engine, in order), [`Calls::poll_cdr`] (finished calls' records), then sleep until
 //!   [`Calls::poll_timeout`]; a spurious `handle_timeout` is a no-op.
 //!
-//! It also owns the agents' machines: REGISTER goes to the digest registrar and logins feed agent
-//! presence ([`agents`]).
+//! It also owns the agents' machines: REGISTER goes to the digest registrar, logins feed agent
+//! presence and the queues (`agents`), and a routed caller's offers ring agents' phones as UAC legs
+//! of the call, bridged on answer (`agent_leg`).
 //!
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
-mod agents;
+mod agent_leg;
+pub(crate) mod agents;
 pub mod cdr;
 mod dialog_requests;
 mod invite;
@@ -146,6 +148,14 @@ pub enum MediaCommand {
         /// The session.
         id: MediaId,
     },
+    /// Relay RTP between two open sessions (the caller's and the agent's), both ways; lasts until
+    /// either is closed.
+    Bridge {
+        /// The caller's session.
+        a: MediaId,
+        /// The agent's session.
+        b: MediaId,
+    },
 }
 
 /// Identifies one call in the registry (a call outlives any one of its legs' Call-IDs).
@@ -225,7 +235,8 @@ impl Calls {
         };
         if let MediaEvent::BindFailed { port } = event {
             self.on_bind_failed(now, key, port);
-        } else if let Some(call) = self.calls.get_mut(&key) {
+        } else if let Some(call) = self.calls.get_mut(&key).filter(|c| c.media.id == id) {
+            // Only the caller's session feeds the IVR; the agent side's events are not used yet.
             call.ivr.handle(now, CallInput::Media(event));
             self.after_call(now, key);
         }
@@ -392,18 +403,23 @@ impl Calls {
                     self.on_no_ack(now, key);
                 }
             }
-            SipEvent::Response { tx, response } => {
-                if response.code >= 200 {
-                    if let Some((key, _)) = self.by_tx.remove(&tx) {
-                        self.finish(now, key);
-                    }
+            SipEvent::Response { tx, response } => match self.by_tx.get(&tx).copied() {
+                Some((key, leg)) if leg != LegId::CALLER => {
+                    self.on_agent_response(now, key, leg, tx, &response)
                 }
-            }
-            SipEvent::ClientTimeout { tx } => {
-                if let Some((key, _)) = self.by_tx.remove(&tx) {
+                Some((key, _)) if response.code >= 200 => {
+                    self.by_tx.remove(&tx);
                     self.finish(now, key);
                 }
-            }
+                _ => {}
+            },
+            SipEvent::ClientTimeout { tx } => match self.by_tx.remove(&tx) {
+                Some((key, leg)) if leg != LegId::CALLER => {
+                    self.on_agent_timeout(now, key, leg, tx)
+                }
+                Some((key, _)) => self.finish(now, key),
+                None => {}
+            },
         }
     }
 
@@ -529,6 +545,7 @@ impl Calls {
         };
         let id = call.media.id;
         let mut hangup = false;
+        let mut route = None;
         while let Some(output) = call.ivr.poll_output() {
             match output {
                 CallOutput::Play(prompt) => {
@@ -536,12 +553,16 @@ impl Calls {
                 }
                 CallOutput::Stop => self.media_out.push_back(MediaCommand::Stop { id }),
                 CallOutput::Hangup => hangup = true,
+                CallOutput::Route { queue } => route = Some(queue),
             }
         }
         for missing in call.ivr.take_missing_prompts() {
             tracing::warn!(prompt = %missing, "prompt not loaded: skipped");
         }
         self.schedule(key);
+        if let Some(queue) = route {
+            self.route_to_queue(now, key, &queue);
+        }
         if hangup {
             self.hangup(now, key, EndReason::ServerBye);
         }
@@ -571,16 +592,29 @@ impl Calls {
 
     /// Removes a call: closes its media, frees its port and emits its CDR.
     fn finish(&mut self, now: Instant, key: CallKey) {
+        self.leave_queue(now, key);
         let Some(call) = self.calls.remove(&key) else {
             return;
         };
         self.by_call_id.remove(&call.call_id);
         for leg in &call.legs {
-            let LegKind::Caller(uas) = &leg.kind;
-            self.by_tx.remove(&uas.invite_tx);
-            if let Some(tx) = uas.bye_tx {
+            let (invite_tx, bye_tx) = match &leg.kind {
+                LegKind::Caller(uas) => (uas.invite_tx, uas.bye_tx),
+                LegKind::Agent(uac) => {
+                    self.by_call_id.remove(&CallId::from(uac.invite.call_id()));
+                    (uac.invite_tx, uac.bye_tx)
+                }
+            };
+            self.by_tx.remove(&invite_tx);
+            if let Some(tx) = bye_tx {
                 self.by_tx.remove(&tx);
             }
+        }
+        if let Some(media) = call.queued.as_ref().and_then(|q| q.media.as_ref()) {
+            self.by_media.remove(&media.id);
+            self.media_out
+                .push_back(MediaCommand::Close { id: media.id });
+            self.ports.release(media.port);
         }
         self.by_media.remove(&call.media.id);
         self.media_out
@@ -588,7 +622,12 @@ impl Calls {
         self.ports.release(call.media.port);
         // The IVR side's own reason (rtp-timeout, server-bye after the menu) wins over the registry's.
         let reason = call.end_reason.unwrap_or(EndReason::Error);
-        let cdr = call.ivr.finish(now, reason);
+        let answered = call.queued.as_ref().and_then(|q| q.answered.clone());
+        let mut cdr = call.ivr.finish(now, reason);
+        if let Some((agent, at)) = answered {
+            cdr.agent = Some(agent.to_string());
+            cdr.talk_ms = Some(u64::try_from((now - at).as_millis()).unwrap_or(u64::MAX));
+        }
         tracing::info!(call_id = %cdr.call_id, reason = ?cdr.end_reason, route = ?cdr.route, "call ended");
         self.cdrs.push_back(cdr);
     }

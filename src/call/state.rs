@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::call::cdr::EndReason;
 use crate::call::ivr_call::IvrCall;
-use crate::call::leg::{Leg, LegKind, UasLeg};
+use crate::call::leg::{Leg, LegId, LegKind, UacLeg, UasLeg};
 use crate::media::codec::Law;
 use crate::media::session::MediaConfig;
 use crate::media::MediaId;
@@ -43,17 +43,53 @@ pub(crate) struct Call {
     pub(crate) end_reason: Option<EndReason>,
     /// The instant the call is armed for in the registry's wake-up heap.
     pub(crate) scheduled: Option<Instant>,
+    /// The queue and agent side, once the caller is routed to a queue.
+    pub(crate) queued: Option<QueuedCall>,
+}
+
+/// A routed call's queue and agent side.
+#[derive(Debug)]
+pub(crate) struct QueuedCall {
+    /// The agent whose phones ring now.
+    pub(crate) ringing: Option<crate::agent::AgentId>,
+    /// The agent who answered, and when.
+    pub(crate) answered: Option<(crate::agent::AgentId, Instant)>,
+    /// The agent side's media session (one for every agent leg: only one is ever answered).
+    pub(crate) media: Option<AgentMedia>,
+    /// The next leg number.
+    pub(crate) next_leg: u32,
+}
+
+/// The agent side's media session and our SDP offer on it.
+#[derive(Debug)]
+pub(crate) struct AgentMedia {
+    pub(crate) id: MediaId,
+    pub(crate) port: u16,
+    pub(crate) offer: SdpOffer,
+    pub(crate) session_id: u64,
 }
 
 impl Call {
     pub(crate) fn caller(&self) -> &UasLeg {
-        let LegKind::Caller(uas) = &self.legs[0].kind;
-        uas
+        match &self.legs[0].kind {
+            LegKind::Caller(uas) => uas,
+            LegKind::Agent(_) => unreachable!("legs[0] is always the caller's leg"),
+        }
     }
 
     pub(crate) fn caller_mut(&mut self) -> &mut UasLeg {
-        let LegKind::Caller(uas) = &mut self.legs[0].kind;
-        uas
+        match &mut self.legs[0].kind {
+            LegKind::Caller(uas) => uas,
+            LegKind::Agent(_) => unreachable!("legs[0] is always the caller's leg"),
+        }
+    }
+
+    /// An agent leg of the call.
+    pub(crate) fn agent_leg_mut(&mut self, leg: LegId) -> Option<&mut UacLeg> {
+        match &mut self.legs.iter_mut().find(|l| l.id == leg)?.kind {
+            LegKind::Agent(uac) => Some(uac),
+            LegKind::Caller(_) => None,
+        }
     }
 
     /// The earliest instant the call wants waking: its answer after ringing, or its IVR's timers.

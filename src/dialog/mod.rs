@@ -160,6 +160,14 @@ impl Dialog {
         reply.to_response(request, Some(self.id.local_tag.as_str()))
     }
 
+    /// The ACK of the 2xx to our INVITE numbered `invite_cseq` (RFC 3261 §13.2.2.4): built like any
+    /// in-dialog request but with the INVITE's CSeq number, leaving the dialog's count alone.
+    pub fn ack(&self, invite_cseq: u32, contact: &str, user_agent: &str) -> Request {
+        let mut copy = self.clone();
+        copy.local_cseq = invite_cseq.saturating_sub(1);
+        copy.request(Method::Ack, contact, user_agent)
+    }
+
     /// A new request inside the dialog (BYE, re-INVITE, INFO): Request-URI = remote target, Route = route
     /// set, From/To/Call-ID from the dialog, CSeq one above the last (RFC 3261 §12.2.1.1), `User-Agent`
     /// as given. The endpoint adds the Via.

@@ -516,6 +516,75 @@ impl Endpoint {
         id
     }
 
+    /// CANCELs our INVITE `invite_tx` (RFC 3261 §9.1): same Request-URI, Call-ID, From, To, CSeq number
+    /// and top Via (so the same branch) as the INVITE, in a client transaction of its own. `None` when
+    /// the INVITE transaction is gone or is no INVITE. The caller waits for a provisional response
+    /// before cancelling (§9.1).
+    pub fn cancel(&mut self, now: Instant, invite_tx: TxId) -> Option<TxId> {
+        let entry = self.client.get(&invite_tx)?;
+        if entry.request.method != Method::Invite {
+            return None;
+        }
+        let invite = &entry.request;
+        let peer = entry.peer;
+        let via = invite.top_via()?.clone();
+        let branch = via.branch().unwrap_or_default().to_owned();
+        let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
+        cancel.headers.push("Via", &via.to_string());
+        for route in invite.headers.get_all("Route") {
+            cancel.headers.push("Route", route);
+        }
+        for name in ["From", "To", "Call-ID"] {
+            if let Some(v) = invite.headers.get(name) {
+                cancel.headers.push(name, v);
+            }
+        }
+        cancel
+            .headers
+            .push("CSeq", &format!("{} CANCEL", invite.cseq().seq));
+        cancel.headers.push("Max-Forwards", "70");
+        cancel.headers.push("User-Agent", &self.server_header);
+        cancel.headers.push("Content-Length", "0");
+        if cancel.refresh_typed().is_err() {
+            return None;
+        }
+        let id = self.id();
+        let reliable = peer.transport.is_reliable();
+        let bytes: Arc<[u8]> = cancel.to_bytes().into();
+        let key = TransactionKey::client(&branch, "CANCEL");
+        let tx = ClientTx::NonInvite(ClientNonInvite::new(now, self.timers, reliable, bytes));
+        self.client_keys.insert(key.clone(), id);
+        self.client.insert(
+            id,
+            ClientEntry {
+                key,
+                tx,
+                peer,
+                request: cancel,
+            },
+        );
+        self.after_client(now, id);
+        Some(id)
+    }
+
+    /// Sends the ACK of a 2xx to our INVITE (RFC 3261 §13.2.2.4): outside any transaction, with a Via of
+    /// its own (fresh branch).
+    pub fn send_ack(&mut self, peer: Peer, mut ack: Request) {
+        let branch = self.new_branch();
+        let mut via = Via::new(
+            peer.transport.via_token(),
+            &self.local.ip().to_string(),
+            Some(self.local.port()),
+            &branch,
+        );
+        if self.local.is_ipv6() {
+            via.host = format!("[{}]", self.local.ip());
+        }
+        via.set_param("rport", None);
+        ack.push_via_top(via);
+        self.push_transmit(peer, ack.to_bytes().into());
+    }
+
     /// Sends bytes outside any transaction (the ACK for a 2xx, RFC 3261 §13.2.2.4).
     pub fn send_stateless(&mut self, peer: Peer, bytes: Vec<u8>) {
         self.push_transmit(peer, bytes.into());

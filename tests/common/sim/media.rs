@@ -76,6 +76,8 @@ pub struct FakeMedia {
     pub opened: Vec<MediaId>,
     /// Every command in order, as text (`open 20000`, `play welcome` …), with its time.
     pub log: Vec<(Instant, MediaId, String)>,
+    /// Every bridge asked for (caller's session, agent's session), with its time.
+    pub bridges: Vec<(Instant, MediaId, MediaId)>,
     /// Events to report, in order.
     events: Vec<(MediaId, MediaEvent)>,
 }
@@ -83,12 +85,20 @@ pub struct FakeMedia {
 impl FakeMedia {
     /// Applies one command from the call layer.
     pub fn handle(&mut self, now: Instant, command: MediaCommand) {
+        if let MediaCommand::Bridge { a, b } = command {
+            self.live(a, "bridge");
+            self.live(b, "bridge");
+            self.log.push((now, a, format!("bridge {a:?} {b:?}")));
+            self.bridges.push((now, a, b));
+            return;
+        }
         let id = match &command {
             MediaCommand::Open { id, .. }
             | MediaCommand::Configure { id, .. }
             | MediaCommand::Play { id, .. }
             | MediaCommand::Stop { id }
             | MediaCommand::Close { id } => *id,
+            MediaCommand::Bridge { .. } => unreachable!("handled above"),
         };
         match command {
             MediaCommand::Open { id, port, cfg } => {
@@ -148,6 +158,7 @@ impl FakeMedia {
                 s.playing = None;
                 s.session = None;
             }
+            MediaCommand::Bridge { .. } => unreachable!("handled above"),
         }
         self.collect(now, id);
     }

@@ -1,0 +1,591 @@
+//! Routed callers and the agents they are offered to: a `route` puts the caller in [`Queues`]; an offer
+//! rings every registered contact of the agent with an INVITE of ours (a UAC leg each, the caller's
+//! context in `X-Helpline-*` headers, the caller's number in From and P-Asserted-Identity, an SDP offer
+//! on a port of the agent side's own); the first 2xx is ACKed and the two media sessions bridged, the
+//! other contacts get CANCEL; refusals, failures and the ring timeout go back to presence and the queue
+//! moves on. Either side's BYE ends the other. The run order of presence and queues is `queue`'s.
+//!
+//! It does not choose agents (the queue does), keep presence (`agent::presence`) or relay RTP (the media
+//! engine does, on [`MediaCommand::Bridge`]). A 180 from the agent is not relayed: the caller's leg is
+//! already answered (the IVR ran), so the caller hears the end of the menu's prompts, then silence,
+//! until the agent answers.
+use std::net::IpAddr;
+use std::time::Instant;
+
+use rand::Rng;
+
+use crate::agent::presence::{AgentEvent, AgentInput, OfferOutcome, RejectReason};
+use crate::agent::{AgentId, QueueName};
+use crate::call::cdr::EndReason;
+use crate::call::invite::OUR_DTMF_PT;
+use crate::call::leg::{Leg, LegId, LegKind, UacLeg, UacState};
+use crate::call::state::{media_config_from, media_config_unanswered, AgentMedia, QueuedCall};
+use crate::call::{CallKey, Calls, MediaCommand};
+use crate::dialog::Dialog;
+use crate::queue::{Offer, QueueEvent, QueueExit};
+use crate::sdp::{self, MediaCaps, SdpAnswer};
+use crate::sip::endpoint::{Peer, Transport, TxId};
+use crate::sip::message::{Method, Request, Response};
+use crate::sip::{CallId, Reply};
+
+/// `order_id` → `Order-Id`: the header name part of a collected variable.
+fn header_name(variable: &str) -> String {
+    variable
+        .split(['_', '-'])
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next().map_or_else(String::new, |f| {
+                f.to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// How an agent's refusal counts for presence.
+fn reject_reason(code: u16) -> RejectReason {
+    match code {
+        486 | 600 => RejectReason::Busy,
+        603 => RejectReason::Declined,
+        408 | 480 | 487 => RejectReason::NoAnswer,
+        _ => RejectReason::Failed,
+    }
+}
+
+/// What every INVITE of one offer carries.
+struct OfferContext {
+    /// The caller, as From and P-Asserted-Identity name them.
+    caller_uri: String,
+    queue: QueueName,
+    language: String,
+    variables: std::collections::BTreeMap<String, String>,
+    /// Our SDP offer for the agent side.
+    sdp: String,
+    user_agent: String,
+}
+
+/// Our INVITE to one registered contact of the agent, typed (for the dialog and the ACK) — typing
+/// wants a Via, so it carries a placeholder that the copy handed to the endpoint drops (the endpoint
+/// writes the real one). `None` if it does not type (never for a contact the registrar accepted).
+fn agent_invite(
+    ctx: &OfferContext,
+    target: &crate::sip::message::Uri,
+    from_tag: &str,
+    call_id: &str,
+    contact: &str,
+) -> Option<Request> {
+    let mut invite = Request::new(Method::Invite, target.clone());
+    let h = &mut invite.headers;
+    h.push("Via", "SIP/2.0/UDP 0.0.0.0;branch=z9hG4bK-kept");
+    h.push("From", &format!("<{}>;tag={from_tag}", ctx.caller_uri));
+    h.push("To", &format!("<{target}>"));
+    h.push("Call-ID", call_id);
+    h.push("CSeq", "1 INVITE");
+    h.push("Max-Forwards", "70");
+    h.push("Contact", contact);
+    h.push("P-Asserted-Identity", &format!("<{}>", ctx.caller_uri));
+    h.push("X-Helpline-Region", ctx.queue.region());
+    h.push("X-Helpline-Queue", ctx.queue.as_str());
+    h.push("X-Helpline-Language", &ctx.language);
+    for (name, value) in &ctx.variables {
+        h.push(&format!("X-Helpline-{}", header_name(name)), value);
+    }
+    h.push("User-Agent", &ctx.user_agent);
+    h.push("Content-Type", "application/sdp");
+    invite.body = ctx.sdp.clone().into_bytes();
+    match invite.refresh_typed() {
+        Ok(()) => Some(invite),
+        Err(e) => {
+            tracing::warn!(error = %e, "agent INVITE did not build");
+            None
+        }
+    }
+}
+
+fn host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+impl Calls {
+    /// The IVR routed the caller to `queue`: into its line, or — when no agent serving it is logged
+    /// in — released after the last prompt with `queue_result` `no-agents`.
+    pub(crate) fn route_to_queue(&mut self, now: Instant, key: CallKey, queue: &str) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let name = QueueName::from(queue);
+        call.ivr.cdr_mut().queue = Some(name.to_string());
+        if self.agents.presence.available_for(&name) == 0 {
+            tracing::info!(call_id = %call.call_id, %name, "no agent logged in for the queue: releasing");
+            call.ivr.cdr_mut().queue_result = Some(crate::queue::QueueResult::NoAgents);
+            call.ivr.cdr_mut().queue_wait_ms = Some(0);
+            call.ivr.release_after_prompts();
+            return self.after_call(now, key);
+        }
+        let (language, _) = call.ivr.context();
+        call.queued = Some(QueuedCall {
+            ringing: None,
+            answered: None,
+            media: None,
+            next_leg: 1,
+        });
+        if let Err(e) = self.agents.queues.enqueue(now, key, name, &language) {
+            tracing::warn!(error = %e, "routed call already queued");
+        }
+        self.run_queues(now);
+    }
+
+    /// The run order of `queue`'s module doc: presence events to the queues, queue events, offers,
+    /// until nothing moves.
+    pub(crate) fn run_queues(&mut self, now: Instant) {
+        loop {
+            while let Some(event) = self.agents.presence.poll_event() {
+                self.agents.queues.handle_agent_event(now, &event);
+                if let AgentEvent::OfferEnded {
+                    call,
+                    outcome: OfferOutcome::Withdrawn,
+                    ..
+                } = &event
+                {
+                    self.cancel_agent_legs(now, *call);
+                }
+            }
+            while let Some(event) = self.agents.queues.poll_event() {
+                match event {
+                    QueueEvent::RingTimeout { call, agent } => {
+                        tracing::info!(%agent, "agent did not answer in time: next agent");
+                        self.cancel_agent_legs(now, call);
+                    }
+                    QueueEvent::Left(exit) => self.on_left_queue(now, exit),
+                }
+            }
+            let crate::call::agents::AgentSide {
+                presence, queues, ..
+            } = &mut self.agents;
+            match queues.poll_offer(now, presence) {
+                Some(offer) => self.ring(now, offer),
+                None => break,
+            }
+        }
+    }
+
+    /// A caller out of the line: the CDR learns how; a leg still ringing is cancelled.
+    fn on_left_queue(&mut self, now: Instant, exit: QueueExit<CallKey>) {
+        let Some(call) = self.calls.get_mut(&exit.call) else {
+            return;
+        };
+        let cdr = call.ivr.cdr_mut();
+        cdr.queue = Some(exit.queue.to_string());
+        cdr.queue_wait_ms = Some(exit.queue_wait_ms());
+        cdr.queue_result = Some(exit.result);
+        if exit.ringing.is_some() {
+            self.cancel_agent_legs(now, exit.call);
+        }
+    }
+
+    /// Rings every registered contact of the offer's agent.
+    fn ring(&mut self, now: Instant, offer: Offer<CallKey>) {
+        let key = offer.call;
+        let bindings = self.agents.registrar.bindings(now, &offer.agent);
+        let media = self.agent_media(now, key);
+        let (Some(call), Some(media)) = (self.calls.get_mut(&key), media) else {
+            return self.offer_failed(now, key, &offer.agent, RejectReason::Failed);
+        };
+        if bindings.is_empty() {
+            return self.offer_failed(now, key, &offer.agent, RejectReason::Failed);
+        }
+        let ip = call.media.ip;
+        let (language, variables) = call.ivr.context();
+        let ctx = OfferContext {
+            caller_uri: format!(
+                "sip:{}@{}",
+                call.caller()
+                    .dialog()
+                    .and_then(|d| d.remote.uri.user.clone())
+                    .unwrap_or_else(|| "anonymous".to_owned()),
+                host(ip)
+            ),
+            queue: offer.queue.clone(),
+            language,
+            variables,
+            sdp: media.offer.to_string(),
+            user_agent: self.cfg.server_header.clone(),
+        };
+        let Some(queued) = call.queued.as_mut() else {
+            return;
+        };
+        queued.ringing = Some(offer.agent.clone());
+        let mut legs = Vec::new();
+        for binding in bindings {
+            let leg_id = LegId(queued.next_leg);
+            queued.next_leg += 1;
+            let port = binding.source.local.port();
+            let transport = match binding.source.transport {
+                Transport::Udp => "",
+                Transport::Tcp(_) => ";transport=tcp",
+            };
+            let contact = format!("<sip:helpline@{}:{port}{transport}>", host(ip));
+            let ids = (self.endpoint.new_tag(), self.endpoint.new_tag());
+            let call_id = format!("{}@helpline", ids.1);
+            let Some(invite) = agent_invite(&ctx, &binding.contact, &ids.0, &call_id, &contact)
+            else {
+                continue;
+            };
+            // The endpoint's copy stays typed too (it builds the ACK of a non-2xx from it).
+            let mut sent = invite.clone();
+            sent.headers.remove("Via");
+            let tx = self.endpoint.send_request(now, binding.source, sent);
+            legs.push((leg_id, call_id, tx));
+            call.legs.push(Leg {
+                id: leg_id,
+                kind: LegKind::Agent(UacLeg {
+                    agent: offer.agent.clone(),
+                    invite,
+                    invite_tx: tx,
+                    peer: binding.source,
+                    contact,
+                    state: UacState::Calling { provisional: false },
+                    bye_tx: None,
+                }),
+            });
+        }
+        tracing::info!(agent = %offer.agent, queue = %offer.queue, contacts = legs.len(), "ringing agent");
+        for (leg, call_id, tx) in legs {
+            self.by_call_id
+                .insert(CallId::from(call_id.as_str()), (key, leg));
+            self.by_tx.insert(tx, (key, leg));
+        }
+    }
+
+    /// The agent side's media session (opened on the first offer, kept for the next ones); `None` when
+    /// no port is free.
+    fn agent_media(&mut self, now: Instant, key: CallKey) -> Option<AgentMedia> {
+        let call = self.calls.get(&key)?;
+        if let Some(m) = call.queued.as_ref()?.media.as_ref() {
+            return Some(AgentMedia {
+                id: m.id,
+                port: m.port,
+                offer: m.offer.clone(),
+                session_id: m.session_id,
+            });
+        }
+        let ip = call.media.ip;
+        let port = self.ports.allocate(now)?;
+        let id = self.new_media_id();
+        let session_id: u64 = self.rng.gen::<u64>() >> 1;
+        let offer = sdp::make_offer(&MediaCaps::default(), ip, port, session_id, 1, OUR_DTMF_PT);
+        self.media_out.push_back(MediaCommand::Open {
+            id,
+            port,
+            cfg: media_config_unanswered(self.cfg.rtp_timeout, session_id),
+        });
+        self.by_media.insert(id, key);
+        let media = AgentMedia {
+            id,
+            port,
+            offer: offer.clone(),
+            session_id,
+        };
+        let call = self.calls.get_mut(&key)?;
+        call.queued.as_mut()?.media = Some(AgentMedia {
+            id,
+            port,
+            offer,
+            session_id,
+        });
+        Some(media)
+    }
+
+    /// Tells presence the offer did not become a call (the queue then tries the next agent).
+    fn offer_failed(&mut self, now: Instant, key: CallKey, agent: &AgentId, why: RejectReason) {
+        if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
+            q.ringing = None;
+        }
+        let input = AgentInput::OfferRejected {
+            agent: agent.clone(),
+            call: key,
+            why,
+        };
+        if let Err(e) = self.agents.presence.handle(now, input) {
+            tracing::debug!(error = %e, "offer already ended");
+        }
+        self.run_queues(now);
+    }
+
+    /// CANCELs every agent leg of the call still ringing (the CANCEL waits for a 1xx, RFC 3261 §9.1).
+    pub(crate) fn cancel_agent_legs(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if let Some(q) = call.queued.as_mut() {
+            q.ringing = None;
+        }
+        let mut cancels = Vec::new();
+        for leg in &mut call.legs {
+            let LegKind::Agent(uac) = &mut leg.kind else {
+                continue;
+            };
+            if let UacState::Calling { provisional } = uac.state {
+                uac.state = UacState::Cancelling { sent: provisional };
+                if provisional {
+                    cancels.push(uac.invite_tx);
+                }
+            }
+        }
+        for tx in cancels {
+            self.endpoint.cancel(now, tx);
+        }
+    }
+
+    /// A response on an agent leg: our BYE's, or our INVITE's.
+    pub(crate) fn on_agent_response(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        leg: LegId,
+        tx: TxId,
+        response: &Response,
+    ) {
+        let Some(uac) = self.calls.get_mut(&key).and_then(|c| c.agent_leg_mut(leg)) else {
+            return;
+        };
+        if uac.invite_tx != tx {
+            return; // our BYE's answer: nothing waits for it
+        }
+        match response.code {
+            100 => {}
+            101..=199 => {
+                if let UacState::Calling { provisional } = &mut uac.state {
+                    *provisional = true;
+                } else if let UacState::Cancelling { sent: false } = uac.state {
+                    uac.state = UacState::Cancelling { sent: true };
+                    self.endpoint.cancel(now, tx);
+                }
+            }
+            200..=299 => self.on_agent_answer(now, key, leg, response),
+            code => {
+                let was_ringing = uac.is_ringing();
+                let agent = uac.agent.clone();
+                uac.state = UacState::Terminated;
+                self.by_tx.remove(&tx);
+                if was_ringing {
+                    self.after_agent_leg_failed(now, key, &agent, reject_reason(code));
+                }
+            }
+        }
+    }
+
+    /// Timer B on an agent INVITE: that phone is unreachable.
+    pub(crate) fn on_agent_timeout(&mut self, now: Instant, key: CallKey, leg: LegId, tx: TxId) {
+        let Some(uac) = self.calls.get_mut(&key).and_then(|c| c.agent_leg_mut(leg)) else {
+            return;
+        };
+        if uac.invite_tx != tx {
+            return;
+        }
+        let was_ringing = uac.is_ringing();
+        let agent = uac.agent.clone();
+        uac.state = UacState::Terminated;
+        if was_ringing {
+            self.after_agent_leg_failed(now, key, &agent, RejectReason::NoAnswer);
+        }
+    }
+
+    /// One contact of the ringing agent failed: when none of theirs still rings, the offer failed.
+    fn after_agent_leg_failed(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        agent: &AgentId,
+        why: RejectReason,
+    ) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let still_ringing = call.legs.iter().any(|l| match &l.kind {
+            LegKind::Agent(u) => &u.agent == agent && u.is_ringing(),
+            LegKind::Caller(_) => false,
+        });
+        let current = call
+            .queued
+            .as_ref()
+            .is_some_and(|q| q.ringing.as_ref() == Some(agent));
+        if !still_ringing && current {
+            tracing::info!(%agent, ?why, "agent did not take the call: next agent");
+            self.offer_failed(now, key, agent, why);
+        }
+    }
+
+    /// A 2xx to an agent INVITE: ACK it (each retransmission too); the first one answering the current
+    /// offer wins — bridge, CANCEL the other contacts — and any other is hung up at once.
+    fn on_agent_answer(&mut self, now: Instant, key: CallKey, leg: LegId, response: &Response) {
+        let user_agent = self.cfg.server_header.clone();
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let caller_media = call.media.id;
+        let ringing = call.queued.as_ref().and_then(|q| q.ringing.clone());
+        let Some(uac) = call.agent_leg_mut(leg) else {
+            return;
+        };
+        let dialog = Dialog::uac(&uac.invite, response);
+        let ack = dialog.ack(uac.invite.cseq().seq, &uac.contact, &user_agent);
+        let peer = uac.peer;
+        let agent = uac.agent.clone();
+        let wins = uac.is_ringing() && ringing.as_ref() == Some(&agent);
+        let again = matches!(uac.state, UacState::Confirmed { .. } | UacState::Ending);
+        if !again {
+            uac.state = UacState::Confirmed {
+                dialog: Box::new(dialog),
+            };
+        }
+        self.endpoint.send_ack(peer, ack);
+        if again {
+            return;
+        }
+        if !wins {
+            tracing::info!(%agent, "agent leg answered too late: hanging it up");
+            return self.bye_agent_leg(now, key, leg);
+        }
+        let answer = std::str::from_utf8(&response.body)
+            .ok()
+            .and_then(|s| SdpAnswer::from_sdp_string(s).ok());
+        let Some(q) = call.queued.as_mut() else {
+            return;
+        };
+        q.ringing = None;
+        q.answered = Some((agent.clone(), now));
+        let Some(media) = q.media.as_ref() else {
+            return;
+        };
+        let (agent_media, session_id) = (media.id, media.session_id);
+        match answer.map(|a| sdp::accept_answer(&media.offer, &a)) {
+            Some(Ok(negotiated)) => {
+                let cfg = media_config_from(&negotiated, self.cfg.rtp_timeout, session_id);
+                self.media_out.push_back(MediaCommand::Configure {
+                    id: agent_media,
+                    cfg,
+                });
+            }
+            _ => tracing::warn!(%agent, "agent's 200 carried no usable SDP answer"),
+        }
+        call.ivr.bridged();
+        self.media_out
+            .push_back(MediaCommand::Stop { id: caller_media });
+        self.media_out.push_back(MediaCommand::Bridge {
+            a: caller_media,
+            b: agent_media,
+        });
+        tracing::info!(%agent, "agent answered: bridged");
+        // The other contacts of the agent stop ringing.
+        self.cancel_agent_legs(now, key);
+        let input = AgentInput::Answered {
+            agent: agent.clone(),
+            call: key,
+        };
+        if let Err(e) = self.agents.presence.handle(now, input) {
+            tracing::warn!(error = %e, "presence refused the answer");
+        }
+        self.run_queues(now);
+    }
+
+    /// Sends BYE on a confirmed agent leg.
+    fn bye_agent_leg(&mut self, now: Instant, key: CallKey, leg: LegId) {
+        let user_agent = self.cfg.server_header.clone();
+        let Some(uac) = self.calls.get_mut(&key).and_then(|c| c.agent_leg_mut(leg)) else {
+            return;
+        };
+        let UacState::Confirmed { dialog } = &mut uac.state else {
+            return;
+        };
+        let bye = dialog.request(Method::Bye, &uac.contact, &user_agent);
+        uac.state = UacState::Ending;
+        let peer: Peer = uac.peer;
+        let tx = self.endpoint.send_request(now, peer, bye);
+        uac.bye_tx = Some(tx);
+        self.by_tx.insert(tx, (key, leg));
+    }
+
+    /// A request from an agent's phone inside its leg's dialog: BYE ends the call (the caller gets BYE);
+    /// anything else is answered and changes nothing.
+    pub(crate) fn on_agent_in_dialog(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        key: CallKey,
+        leg: LegId,
+        request: &Request,
+    ) {
+        let stranger = Reply::CallDoesNotExist.to_response(request, None);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return self.respond(now, tx, stranger);
+        };
+        let Some(uac) = call.agent_leg_mut(leg) else {
+            return self.respond(now, tx, stranger);
+        };
+        let UacState::Confirmed { dialog } = &uac.state else {
+            return self.respond(now, tx, stranger);
+        };
+        if !dialog.matches(request) {
+            return self.respond(now, tx, stranger);
+        }
+        let ok = dialog.respond(request, &Reply::Ok);
+        if request.method == Method::Bye {
+            uac.state = UacState::Terminated;
+            self.respond(now, tx, ok);
+            tracing::info!("agent hung up: ending the caller's leg");
+            return self.hangup(now, key, EndReason::AgentBye);
+        }
+        self.respond(now, tx, ok);
+    }
+
+    /// The call is ending: out of the queue (a ringing agent is released and CANCELled), the
+    /// answered agent's leg gets BYE, and presence hears the call ended.
+    pub(crate) fn leave_queue(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(q) = call.queued.as_ref() else {
+            return;
+        };
+        let answered = q.answered.as_ref().map(|(a, _)| a.clone());
+        let confirmed: Vec<LegId> = call
+            .legs
+            .iter()
+            .filter(|l| matches!(&l.kind, LegKind::Agent(u) if matches!(u.state, UacState::Confirmed { .. })))
+            .map(|l| l.id)
+            .collect();
+        let crate::call::agents::AgentSide {
+            presence, queues, ..
+        } = &mut self.agents;
+        queues.remove(now, presence, &key);
+        self.run_queues(now);
+        self.cancel_agent_legs(now, key);
+        for leg in confirmed {
+            self.bye_agent_leg(now, key, leg);
+        }
+        if let Some(agent) = answered {
+            let input = AgentInput::CallEnded { agent, call: key };
+            if let Err(e) = self.agents.presence.handle(now, input) {
+                tracing::debug!(error = %e, "presence: call already ended");
+            }
+            self.run_queues(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_become_header_names() {
+        assert_eq!(header_name("order_id"), "Order-Id");
+        assert_eq!(header_name("ticket_id"), "Ticket-Id");
+        assert_eq!(header_name("pin"), "Pin");
+    }
+}
