@@ -147,11 +147,7 @@ impl Core {
             MediaCommand::Play { id, prompt } => self.media.play(id, prompt),
             MediaCommand::Stop { id } => self.media.stop_playout(id),
             MediaCommand::Close { id } => self.media.close(id),
-            // The media engine's relay is being written (src/media/bridge.rs); until it lands the
-            // request is logged and the two sessions stay apart.
-            MediaCommand::Bridge { a, b } => {
-                tracing::info!(?a, ?b, "bridge asked for: media relay not available yet")
-            }
+            MediaCommand::Bridge { a, b } => self.media.bridge(a, b),
         }
     }
 
