@@ -416,53 +416,11 @@ impl IvrCall {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ivr::{compile, PromptCheck};
+    use crate::call::tests::{AllPrompts, MENUS};
+    use crate::ivr::compile;
     use crate::media::session::DetectedDigit;
     use chrono::Utc;
     use std::path::PathBuf;
-
-    struct AllPrompts;
-    impl PromptCheck for AllPrompts {
-        fn check(&self, _: &str, _: &str) -> Result<(), String> {
-            Ok(())
-        }
-    }
-
-    const MENUS: &str = r#"
-[routing]
-departments = ["orders", "refunds"]
-
-[regions.test]
-time_zone = "UTC"
-languages = ["en"]
-open_menu = "main"
-closed_menu = "main"
-
-[[regions.test.numbers]]
-country = "GB"
-number = "0800 000 0001"
-
-[[regions.test.hours]]
-days = "daily"
-open = "00:00"
-close = "24:00"
-
-[menus.main]
-greeting = ["welcome", "main-short"]
-first_key_timeout = "5s"
-max_timeouts = 1
-
-[menus.main.on_max_timeouts]
-action = "hangup"
-prompt = ["goodbye"]
-
-[menus.main.keys.1]
-action = "route"
-department = "orders"
-
-[menus.main.keys.2]
-action = "repeat"
-"#;
 
     /// A prompt of `frames` 20 ms frames.
     fn prompt(name: &str, frames: usize) -> Prompt {

@@ -11,14 +11,16 @@ use crate::media::session::{DetectedDigit, DigitMethod};
 use crate::sip::endpoint::Transport;
 use crate::sip::message::{parse_datagram, Request, SipMessage};
 
-struct AllPrompts;
+/// Every prompt exists (the unit tests synthesise their own); shared with `ivr_call`'s tests.
+pub(super) struct AllPrompts;
 impl PromptCheck for AllPrompts {
     fn check(&self, _: &str, _: &str) -> Result<(), String> {
         Ok(())
     }
 }
 
-const MENUS: &str = r#"
+/// A one-region menu set: key 1 routes to `test.orders`, key 2 repeats; shared with `ivr_call`'s tests.
+pub(super) const MENUS: &str = r#"
 [routing]
 departments = ["orders", "refunds"]
 
