@@ -470,6 +470,22 @@ impl Endpoint {
         self.server.get(&tx).is_some_and(|e| e.answered)
     }
 
+    /// Our Via for a request we originate towards `peer`, with `branch`.
+    fn our_via(&self, peer: Peer, branch: &str) -> Via {
+        let mut via = Via::new(
+            peer.transport.via_token(),
+            &self.local.ip().to_string(),
+            Some(self.local.port()),
+            branch,
+        );
+        if self.local.is_ipv6() {
+            via.host = format!("[{}]", self.local.ip());
+        }
+        // RFC 3581: ask for the response at the source port, whatever NAT does to it.
+        via.set_param("rport", None);
+        via
+    }
+
     /// Sends a request that we originate (BYE to a caller, INVITE to an agent) in a client transaction.
     /// The top Via is written here with a fresh branch.
     pub fn send_request(&mut self, now: Instant, peer: Peer, mut request: Request) -> TxId {
@@ -480,18 +496,7 @@ impl Endpoint {
                 .push_before("Content-Length", "User-Agent", &self.server_header);
         }
         let branch = self.new_branch();
-        let mut via = Via::new(
-            peer.transport.via_token(),
-            &self.local.ip().to_string(),
-            Some(self.local.port()),
-            &branch,
-        );
-        if self.local.is_ipv6() {
-            via.host = format!("[{}]", self.local.ip());
-        }
-        // RFC 3581: ask for the response at the source port, whatever NAT does to it.
-        via.set_param("rport", None);
-        request.push_via_top(via);
+        request.push_via_top(self.our_via(peer, &branch));
         let id = self.id();
         let reliable = peer.transport.is_reliable();
         let bytes: Arc<[u8]> = request.to_bytes().into();
@@ -571,17 +576,7 @@ impl Endpoint {
     /// its own (fresh branch).
     pub fn send_ack(&mut self, peer: Peer, mut ack: Request) {
         let branch = self.new_branch();
-        let mut via = Via::new(
-            peer.transport.via_token(),
-            &self.local.ip().to_string(),
-            Some(self.local.port()),
-            &branch,
-        );
-        if self.local.is_ipv6() {
-            via.host = format!("[{}]", self.local.ip());
-        }
-        via.set_param("rport", None);
-        ack.push_via_top(via);
+        ack.push_via_top(self.our_via(peer, &branch));
         self.push_transmit(peer, ack.to_bytes().into());
     }
 
