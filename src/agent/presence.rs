@@ -11,6 +11,14 @@
 //! After every [`Agents::handle`], [`Agents::set_agents`] and [`Agents::handle_timeout`], drain
 //! [`Agents::poll_event`], hand each [`AgentEvent::OfferEnded`] to `queue::Queues::handle_agent_event`,
 //! then sleep until [`Agents::poll_timeout`] (the next end of a wrap-up).
+//!
+//! # Ring-all
+//!
+//! One call may be offered to several agents at once (the queue's `ring-all` strategy). The first
+//! [`AgentInput::Answered`] wins: every other agent offered that call is idle again at once (no wrap-up,
+//! no no-answer charged, `idle_since` kept) and gets [`OfferOutcome::Withdrawn`], so the call layer
+//! CANCELs their legs. A 2xx from one of them that raced the CANCEL then gets
+//! [`AgentError::NoSuchOffer`]: hang that leg up with BYE; the agent is already idle.
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -69,8 +77,9 @@ pub enum OfferOutcome {
     Answered,
     /// The agent or their phone refused, or nobody answered.
     Rejected(RejectReason),
-    /// The agent logged out or was removed from the configuration while ringing: the call layer must
-    /// CANCEL the agent leg, and the caller goes back to the head of the line.
+    /// The agent logged out or was removed from the configuration while ringing, or (ring-all) another
+    /// agent answered the same call first: the call layer must CANCEL the agent leg; in the first case
+    /// the caller goes back to the head of the line.
     Withdrawn,
     /// The caller hung up while the agent was ringing.
     CallerGone,
@@ -105,6 +114,9 @@ pub struct AgentProfile {
     pub queues: Vec<QueueName>,
     /// Languages the agent speaks (as the IVR names them); callers speaking one of them prefer this agent.
     pub languages: Vec<String>,
+    /// `[agents.ID.penalty]`: per queue, the agent's penalty there (absent = 0). Among free agents the
+    /// lowest penalty is offered first; a penalty never makes a caller wait for a free agent.
+    pub penalties: BTreeMap<QueueName, u32>,
 }
 
 impl AgentProfile {
@@ -114,7 +126,14 @@ impl AgentProfile {
             id: id.into(),
             queues: queues.iter().map(|q| QueueName::from(*q)).collect(),
             languages: languages.iter().map(|l| (*l).to_owned()).collect(),
+            penalties: BTreeMap::new(),
         }
+    }
+
+    /// The same profile with `penalty` in `queue`.
+    pub fn with_penalty(mut self, queue: &str, penalty: u32) -> Self {
+        self.penalties.insert(QueueName::from(queue), penalty);
+        self
     }
 }
 
@@ -228,12 +247,19 @@ pub struct Agent<C = CallId> {
     idle_since: Option<Instant>,
     calls_taken: u64,
     no_answer: u32,
+    /// Calls answered since the last [`Agents::start_new_day`] (the fewest-calls strategy).
+    calls_today: u64,
+    /// The wrap-up after the present call, when its queue sets its own ([`Agents::offer`]).
+    call_wrap_up: Option<Duration>,
+    /// The agent's position in the profile list last given to [`Agents::new`] / [`Agents::set_agents`]:
+    /// the top-down and round-robin strategies go through agents in this order.
+    order: usize,
     /// Removed from the configuration while in a call: dropped when the call ends.
     removed: bool,
 }
 
 impl<C> Agent<C> {
-    fn new(profile: AgentProfile) -> Self {
+    fn new(profile: AgentProfile, order: usize) -> Self {
         Agent {
             profile,
             status: AgentStatus::LoggedOut,
@@ -243,6 +269,9 @@ impl<C> Agent<C> {
             idle_since: None,
             calls_taken: 0,
             no_answer: 0,
+            calls_today: 0,
+            call_wrap_up: None,
+            order,
             removed: false,
         }
     }
@@ -302,6 +331,21 @@ impl<C> Agent<C> {
         self.calls_taken
     }
 
+    /// Calls answered since the last [`Agents::start_new_day`].
+    pub fn calls_today(&self) -> u64 {
+        self.calls_today
+    }
+
+    /// The agent's penalty in `queue` (0 unless configured).
+    pub fn penalty(&self, queue: &QueueName) -> u32 {
+        self.profile.penalties.get(queue).copied().unwrap_or(0)
+    }
+
+    /// The agent's position in the configured profile list (0 first).
+    pub fn order(&self) -> usize {
+        self.order
+    }
+
     /// Unanswered offers in a row.
     pub fn no_answer_count(&self) -> u32 {
         self.no_answer
@@ -332,7 +376,8 @@ impl<C: Clone + PartialEq + fmt::Debug> Agents<C> {
     pub fn new(config: AgentsConfig, profiles: Vec<AgentProfile>) -> Self {
         let agents = profiles
             .into_iter()
-            .map(|p| (p.id.clone(), Agent::new(p)))
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), Agent::new(p, i)))
             .collect();
         Agents {
             config,
@@ -372,23 +417,27 @@ impl<C: Clone + PartialEq + fmt::Debug> Agents<C> {
     /// are logged out (a ringing offer is withdrawn, a call in progress runs to its end). `now` is taken
     /// like every input's, though no decision depends on it yet.
     pub fn set_agents(&mut self, _now: Instant, profiles: Vec<AgentProfile>) {
-        let mut fresh: BTreeMap<AgentId, AgentProfile> =
-            profiles.into_iter().map(|p| (p.id.clone(), p)).collect();
+        let mut fresh: BTreeMap<AgentId, (usize, AgentProfile)> = profiles
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), (i, p)))
+            .collect();
         let ids: Vec<AgentId> = self.agents.keys().cloned().collect();
         for id in ids {
             match fresh.remove(&id) {
-                Some(profile) => {
+                Some((order, profile)) => {
                     if let Some(agent) = self.agents.get_mut(&id) {
                         agent.profile = profile;
+                        agent.order = order;
                         agent.removed = false;
                     }
                 }
                 None => self.retire(&id),
             }
         }
-        for (id, profile) in fresh {
+        for (id, (order, profile)) in fresh {
             debug!(agent = %id, "agent added");
-            self.agents.insert(id, Agent::new(profile));
+            self.agents.insert(id, Agent::new(profile, order));
         }
     }
 
@@ -406,6 +455,30 @@ impl<C: Clone + PartialEq + fmt::Debug> Agents<C> {
             self.agents.remove(id);
         }
         debug!(agent = %id, "agent removed");
+    }
+
+    /// Starts a new day for the fewest-calls strategy: every agent's [`Agent::calls_today`] is 0 again.
+    /// The machine has no calendar; the shell calls this at the helpline's local midnight.
+    pub fn start_new_day(&mut self) {
+        for agent in self.agents.values_mut() {
+            agent.calls_today = 0;
+        }
+    }
+
+    /// [`AgentInput::Offered`], with the wrap-up that follows the call if it is answered (`None`: the
+    /// global [`AgentsConfig::wrap_up`]). A refused offer always takes the global one, so that a queue's
+    /// zero wrap-up cannot re-ring a phone that answers `486` in a tight loop.
+    pub fn offer(
+        &mut self,
+        agent: &AgentId,
+        call: C,
+        wrap_up: Option<Duration>,
+    ) -> Result<(), AgentError> {
+        self.on_offered(agent, call)?;
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.call_wrap_up = wrap_up;
+        }
+        Ok(())
     }
 
     /// Feeds one input. An input that does not fit the agent's status or state changes nothing and says
@@ -526,6 +599,7 @@ impl<C: Clone + PartialEq + fmt::Debug> Agents<C> {
             return Err(AgentError::NotAvailable(id.clone()));
         }
         agent.call = Some(call);
+        agent.call_wrap_up = None;
         set_state(&mut self.events, agent, AgentState::Offered);
         Ok(())
     }
@@ -574,6 +648,7 @@ impl<C: Clone + PartialEq + fmt::Debug> Agents<C> {
         let agent = self.agents.get_mut(id).expect("take_offer found the agent");
         agent.call = Some(call.clone());
         agent.calls_taken += 1;
+        agent.calls_today += 1;
         agent.no_answer = 0;
         set_state(events, agent, AgentState::InCall);
         events.push_back(AgentEvent::OfferEnded {
@@ -581,7 +656,29 @@ impl<C: Clone + PartialEq + fmt::Debug> Agents<C> {
             call: call.clone(),
             outcome: OfferOutcome::Answered,
         });
+        self.withdraw_others(id, call);
         Ok(())
+    }
+
+    /// Ring-all: `winner` answered `call`, so every other agent still offered it is idle again at once.
+    fn withdraw_others(&mut self, winner: &AgentId, call: &C) {
+        let events = &mut self.events;
+        for agent in self.agents.values_mut() {
+            if agent.profile.id == *winner
+                || agent.state != AgentState::Offered
+                || agent.call.as_ref() != Some(call)
+            {
+                continue;
+            }
+            agent.call = None;
+            // It never had the call: it keeps its idle_since and its no-answer count.
+            set_state(events, agent, AgentState::Idle);
+            events.push_back(AgentEvent::OfferEnded {
+                agent: agent.profile.id.clone(),
+                call: call.clone(),
+                outcome: OfferOutcome::Withdrawn,
+            });
+        }
     }
 
     fn on_call_ended(&mut self, now: Instant, id: &AgentId, call: &C) -> Result<(), AgentError> {
@@ -609,7 +706,10 @@ impl<C: Clone + PartialEq + fmt::Debug> Agents<C> {
             _ if agent.removed => {
                 self.agents.remove(id);
             }
-            _ => start_wrap_up(events, agent, now, wrap_up),
+            _ => {
+                let wrap_up = agent.call_wrap_up.take().unwrap_or(wrap_up);
+                start_wrap_up(events, agent, now, wrap_up);
+            }
         }
         Ok(())
     }

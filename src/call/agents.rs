@@ -30,6 +30,8 @@ fn profiles(menus: &MenuSet) -> Vec<AgentProfile> {
             id: a.id.clone(),
             queues: a.queues.clone(),
             languages: a.languages.clone(),
+            // Per-queue penalties are not configured yet (issue 9).
+            penalties: Default::default(),
         })
         .collect()
 }
