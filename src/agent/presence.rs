@@ -866,4 +866,93 @@ mod tests {
         );
         assert_eq!(a.poll_timeout(), None);
     }
+
+    #[test]
+    fn an_answer_withdraws_the_same_call_from_every_other_agent() {
+        let profiles = ["a", "b", "c"].map(|id| AgentProfile::new(id, &["q.x"], &[]));
+        let mut a: Agents<u32> = Agents::new(AgentsConfig::default(), profiles.to_vec());
+        let t0 = Instant::now();
+        for id in ["a", "b", "c"] {
+            a.handle(t0, AgentInput::LoggedIn(id.into())).unwrap();
+            a.handle(
+                t0,
+                AgentInput::Offered {
+                    agent: id.into(),
+                    call: 1,
+                },
+            )
+            .unwrap();
+        }
+        while a.poll_event().is_some() {}
+        a.handle(
+            t0,
+            AgentInput::Answered {
+                agent: "b".into(),
+                call: 1,
+            },
+        )
+        .unwrap();
+        let ended: Vec<_> = std::iter::from_fn(|| a.poll_event())
+            .filter_map(|e| match e {
+                AgentEvent::OfferEnded { agent, outcome, .. } => Some((agent, outcome)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ended,
+            [
+                ("b".into(), OfferOutcome::Answered),
+                ("a".into(), OfferOutcome::Withdrawn),
+                ("c".into(), OfferOutcome::Withdrawn),
+            ]
+        );
+        for id in ["a", "c"] {
+            let agent = a.get(&id.into()).unwrap();
+            // Idle at once, their idle time and no-answer count untouched.
+            assert_eq!(agent.state(), AgentState::Idle);
+            assert_eq!((agent.idle_since(), agent.no_answer_count()), (Some(t0), 0));
+        }
+    }
+
+    #[test]
+    fn offer_wrap_up_order_and_a_new_day() {
+        let profiles = vec![
+            AgentProfile::new("zed", &["q.x"], &[]).with_penalty("q.x", 3),
+            AgentProfile::new("amy", &["q.x"], &[]),
+        ];
+        let mut a: Agents<u32> = Agents::new(AgentsConfig::default(), profiles.clone());
+        let (zed, amy) = (AgentId::from("zed"), AgentId::from("amy"));
+        assert_eq!((a.get(&zed).unwrap().order(), a.get(&amy).unwrap().order()), (0, 1));
+        assert_eq!(a.get(&zed).unwrap().penalty(&QueueName::from("q.x")), 3);
+        assert_eq!(a.get(&zed).unwrap().penalty(&QueueName::from("q.y")), 0);
+        let t0 = Instant::now();
+        a.handle(t0, AgentInput::LoggedIn(zed.clone())).unwrap();
+        a.offer(&zed, 1, Some(Duration::from_secs(60))).unwrap();
+        a.handle(
+            t0,
+            AgentInput::Answered {
+                agent: zed.clone(),
+                call: 1,
+            },
+        )
+        .unwrap();
+        a.handle(
+            t0,
+            AgentInput::CallEnded {
+                agent: zed.clone(),
+                call: 1,
+            },
+        )
+        .unwrap();
+        let agent = a.get(&zed).unwrap();
+        assert_eq!(agent.wrap_up_until(), Some(t0 + Duration::from_secs(60)));
+        assert_eq!((agent.calls_today(), agent.calls_taken()), (1, 1));
+        a.start_new_day();
+        assert_eq!(a.get(&zed).unwrap().calls_today(), 0);
+        assert_eq!(a.get(&zed).unwrap().calls_taken(), 1);
+        // A reload that lists amy first reorders without touching presence.
+        a.set_agents(t0, profiles.into_iter().rev().collect());
+        assert_eq!((a.get(&zed).unwrap().order(), a.get(&amy).unwrap().order()), (1, 0));
+        assert_eq!(a.get(&zed).unwrap().state(), AgentState::WrapUp);
+    }
 }
