@@ -922,7 +922,10 @@ mod tests {
         ];
         let mut a: Agents<u32> = Agents::new(AgentsConfig::default(), profiles.clone());
         let (zed, amy) = (AgentId::from("zed"), AgentId::from("amy"));
-        assert_eq!((a.get(&zed).unwrap().order(), a.get(&amy).unwrap().order()), (0, 1));
+        assert_eq!(
+            (a.get(&zed).unwrap().order(), a.get(&amy).unwrap().order()),
+            (0, 1)
+        );
         assert_eq!(a.get(&zed).unwrap().penalty(&QueueName::from("q.x")), 3);
         assert_eq!(a.get(&zed).unwrap().penalty(&QueueName::from("q.y")), 0);
         let t0 = Instant::now();
@@ -952,7 +955,10 @@ mod tests {
         assert_eq!(a.get(&zed).unwrap().calls_taken(), 1);
         // A reload that lists amy first reorders without touching presence.
         a.set_agents(t0, profiles.into_iter().rev().collect());
-        assert_eq!((a.get(&zed).unwrap().order(), a.get(&amy).unwrap().order()), (1, 0));
+        assert_eq!(
+            (a.get(&zed).unwrap().order(), a.get(&amy).unwrap().order()),
+            (1, 0)
+        );
         assert_eq!(a.get(&zed).unwrap().state(), AgentState::WrapUp);
     }
 }

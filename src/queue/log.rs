@@ -165,7 +165,8 @@ mod tests {
                 wait_ms: 0,
             },
         };
-        let json = serde_json::to_value(record.line("2026-12-01T12:00:00Z", Some("abc@x"))).unwrap();
+        let json =
+            serde_json::to_value(record.line("2026-12-01T12:00:00Z", Some("abc@x"))).unwrap();
         assert_eq!(
             json,
             serde_json::json!({

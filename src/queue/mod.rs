@@ -421,7 +421,9 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
             return Err(QueueError::AlreadyQueued);
         }
         let config = self.config_ref(&queue);
-        let full = config.max_length.is_some_and(|max| self.waiting(&queue) >= max);
+        let full = config
+            .max_length
+            .is_some_and(|max| self.waiting(&queue) >= max);
         let empty = config.when_no_agents == WhenNoAgents::Overflow
             && agents.is_some_and(|a| a.available_for(&queue) == 0);
         let mut member = Member {
@@ -457,10 +459,16 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
         let position = at + 1;
         member.joined_position = position;
         debug!(%queue, position, priority = join.priority, "caller enqueued");
-        self.log_call(now, &queue, &call, None, LogEvent::Join {
-            position,
-            priority: join.priority,
-        });
+        self.log_call(
+            now,
+            &queue,
+            &call,
+            None,
+            LogEvent::Join {
+                position,
+                priority: join.priority,
+            },
+        );
         self.members.insert(call, member);
         Ok(Some(position))
     }
@@ -554,7 +562,7 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
     fn on_agent_event(
         &mut self,
         now: Instant,
-        mut agents: Option<&mut Agents<C>>,
+        agents: Option<&mut Agents<C>>,
         event: &AgentEvent<C>,
     ) {
         match event {
@@ -577,7 +585,7 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
                 agent,
                 call,
                 outcome,
-            } => self.on_offer_ended(now, agents.as_deref_mut(), agent, call, *outcome),
+            } => self.on_offer_ended(now, agents, agent, call, *outcome),
         }
     }
 
@@ -608,10 +616,23 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
                     waits.pop_front();
                 }
                 let wait_ms = log::ms(wait);
-                self.log_call(now, &queue, call, Some(agent), LogEvent::Answer { wait_ms, ring_ms });
+                self.log_call(
+                    now,
+                    &queue,
+                    call,
+                    Some(agent),
+                    LogEvent::Answer { wait_ms, ring_ms },
+                );
                 // Ring-all: presence already withdrew the others (their OfferEnded follow).
                 let agent = Some(agent.clone());
-                self.leave(now, call.clone(), member, QueueResult::Answered, agent, Vec::new());
+                self.leave(
+                    now,
+                    call.clone(),
+                    member,
+                    QueueResult::Answered,
+                    agent,
+                    Vec::new(),
+                );
             }
             OfferOutcome::Rejected(_) | OfferOutcome::Withdrawn => {
                 // The caller never left their place: they are still at the head for the next agent.
@@ -637,7 +658,14 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
                     wait_ms: log::ms(now.saturating_duration_since(member.enqueued_at)),
                 };
                 self.log_call(now, &queue, call, None, event);
-                self.leave(now, call.clone(), member, QueueResult::Abandoned, None, ringing);
+                self.leave(
+                    now,
+                    call.clone(),
+                    member,
+                    QueueResult::Abandoned,
+                    None,
+                    ringing,
+                );
             }
         }
     }
@@ -665,7 +693,13 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
         {
             return;
         }
-        let waiting: Vec<C> = self.lines.get(queue).into_iter().flatten().cloned().collect();
+        let waiting: Vec<C> = self
+            .lines
+            .get(queue)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         for call in waiting {
             if self.members.get(&call).is_some_and(Member::is_waiting) {
                 let member = self.take_member(&call).expect("listed in the line");
@@ -692,7 +726,7 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
                 (Reverse(m.priority), m.seq, c.clone())
             })
             .collect();
-        heads.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        heads.sort_by_key(|a| (a.0, a.1));
         for (_, _, call) in heads {
             let picked = self.pick(agents, &call);
             for agent in picked {
@@ -733,7 +767,13 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
             ring_until,
         });
         let ring_timeout_ms = log::ms(ring_timeout);
-        self.log_call(now, &queue, call, Some(&agent), LogEvent::Offer { ring_timeout_ms });
+        self.log_call(
+            now,
+            &queue,
+            call,
+            Some(&agent),
+            LogEvent::Offer { ring_timeout_ms },
+        );
     }
 
     /// Fires every due deadline: ring timeouts (the agent is charged a no-answer in `agents` and a
@@ -746,9 +786,15 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
                 continue;
             };
             let config = self.config_ref(&member.queue);
-            if config.max_wait.is_some_and(|w| member.enqueued_at + w <= now) {
+            if config
+                .max_wait
+                .is_some_and(|w| member.enqueued_at + w <= now)
+            {
                 self.time_out(now, &call);
-            } else if config.announce_every.is_some_and(|e| member.announced_at + e <= now) {
+            } else if config
+                .announce_every
+                .is_some_and(|e| member.announced_at + e <= now)
+            {
                 self.announce(now, &call);
             }
         }
@@ -780,7 +826,8 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
             // The caller goes back in line when the agent's OfferEnded comes back through
             // `handle_agent_event`. An Err means the offer already ended otherwise: nothing to cancel.
             if agents.handle(now, input).is_ok() {
-                self.events.push_back(QueueEvent::RingTimeout { call, agent });
+                self.events
+                    .push_back(QueueEvent::RingTimeout { call, agent });
             }
         }
     }
@@ -849,12 +896,16 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
             .flat_map(|m| &m.trying)
             .filter(|t| !t.timed_out)
             .map(|t| t.ring_until);
-        let waits = self.members.values().filter(|m| m.is_waiting()).flat_map(|m| {
-            let config = self.config_ref(&m.queue);
-            let max_wait = config.max_wait.map(|w| m.enqueued_at + w);
-            let announce = config.announce_every.map(|e| m.announced_at + e);
-            [max_wait, announce].into_iter().flatten()
-        });
+        let waits = self
+            .members
+            .values()
+            .filter(|m| m.is_waiting())
+            .flat_map(|m| {
+                let config = self.config_ref(&m.queue);
+                let max_wait = config.max_wait.map(|w| m.enqueued_at + w);
+                let announce = config.announce_every.map(|e| m.announced_at + e);
+                [max_wait, announce].into_iter().flatten()
+            });
         rings.chain(waits).min()
     }
 

@@ -209,10 +209,7 @@ fn round_robin_remembers_its_place_across_calls() {
     let mut c = three(Strategy::RoundRobin);
     // Configured order wang, li, zhao (not the IDs' order); each is idle again before the next call.
     let took = c.serve_one_by_one(1..8);
-    assert_eq!(
-        took,
-        ["wang", "li", "zhao", "wang", "li", "zhao", "wang"]
-    );
+    assert_eq!(took, ["wang", "li", "zhao", "wang", "li", "zhao", "wang"]);
 }
 
 #[test]
@@ -496,7 +493,11 @@ fn a_queue_wrap_up_follows_a_call_from_that_queue_only() {
     c.answer("li", 2);
     c.hang_up("li", 2);
     let until = c.agents.get(&id("li")).unwrap().wrap_up_until();
-    assert_eq!(until, Some(c.now + Duration::from_secs(5)), "presence's own");
+    assert_eq!(
+        until,
+        Some(c.now + Duration::from_secs(5)),
+        "presence's own"
+    );
     // A refused offer takes presence's own too.
     c.advance(5);
     c.join(3, Q, 0);
@@ -526,7 +527,10 @@ fn announcements_come_on_time_never_while_ringing_and_say_a_position_once() {
         .collect();
     // One caller answered at once so far: the estimate is 0 s.
     let zero = Some(Duration::ZERO);
-    assert_eq!(said, [(at(20), 2, Some(1), zero), (at(20), 3, Some(2), zero)]);
+    assert_eq!(
+        said,
+        [(at(20), 2, Some(1), zero), (at(20), 3, Some(2), zero)]
+    );
     c.advance(20);
     let said: Vec<_> = c.announced[2..].iter().map(|(_, a)| a.position).collect();
     assert_eq!(said, [None, None], "same places: not repeated");
@@ -578,7 +582,11 @@ fn the_log_tells_the_story_of_a_caller() {
         .map(|r| {
             let call = r.call;
             let agent = r.agent.map(|a| a.to_string());
-            (serde_json::to_value(&r.event).unwrap()["event"].clone(), call, agent)
+            (
+                serde_json::to_value(&r.event).unwrap()["event"].clone(),
+                call,
+                agent,
+            )
         })
         .map(|(e, c, a)| (e.as_str().unwrap().to_owned(), c, a))
         .collect();
