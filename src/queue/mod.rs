@@ -363,6 +363,8 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
 
     /// Replaces every queue's settings on reload: callers keep their place, running offers their
     /// deadline; a new `max_wait` or `announce_every` counts from the caller's join or last announcement.
+    /// A queue switched to `when_no_agents = "overflow"` while nobody serves it overflows its waiting
+    /// callers at the next agent status change (this takes no presence to look at).
     pub fn set_configs(&mut self, default: QueueConfig, configs: HashMap<QueueName, QueueConfig>) {
         self.default = default;
         self.configs = configs;
