@@ -1182,14 +1182,13 @@ impl Compiler<'_> {
                 let Some(uri) = required(cx, &m.uri, "uri") else {
                     return fallback;
                 };
-                if !valid_sip_uri(&uri) {
-                    if let Some(t) = &m.uri {
-                        cx.err(
-                            &loc(file, t),
-                            format!("invalid transfer uri `{uri}`"),
-                            Some("write sip:user@host or sips:user@host".into()),
-                        );
+                if let Some(t) = &m.uri {
+                    if let Err(e) = super::transfer::transfer_target(&uri) {
+                        cx.err(&loc(file, t), e.message, Some(e.hint));
                     }
+                    // A failed transfer plays this prompt: `check` wants it in every language.
+                    self.prompt_refs[menu]
+                        .push((super::transfer::TRANSFER_FAILED_PROMPT.to_owned(), loc(file, t)));
                 }
                 (Action::Transfer { uri }, true)
             }
@@ -1360,20 +1359,6 @@ impl Compiler<'_> {
 
 /// `sip:`/`sips:` URI with a non-empty host and no spaces (RFC 3261 §19.1.1; full parsing is the SIP
 /// layer's job, this catches what admins get wrong).
-fn valid_sip_uri(uri: &str) -> bool {
-    let rest = uri
-        .strip_prefix("sips:")
-        .or_else(|| uri.strip_prefix("sip:"));
-    match rest {
-        Some(r) => {
-            let host = r.rsplit('@').next().unwrap_or("");
-            let host = host.split(';').next().unwrap_or("");
-            !host.is_empty() && !r.contains(char::is_whitespace)
-        }
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
