@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 
 pub use crate::media::MediaId;
-pub use cdr::{Cdr, CdrDigit, EndReason, WallClock, MAX_CDR_DIGITS};
+pub use cdr::{Cdr, CdrDigit, EndReason, TransferResult, WallClock, MAX_CDR_DIGITS};
 pub use ivr_call::{CallInput, CallOutput, CallTiming, IvrCall};
 pub use leg::{Leg, LegId, LegKind, UasLeg, UasState};
 pub use ports::PortPool;
