@@ -472,7 +472,10 @@ fn a_transferred_caller_is_bridged_to_the_contact_centre() {
         "{}",
         invite.text
     );
-    assert_eq!(invite.header("X-Helpline-Region").as_deref(), Some("europe"));
+    assert_eq!(
+        invite.header("X-Helpline-Region").as_deref(),
+        Some("europe")
+    );
     assert!(
         invite
             .header("P-Asserted-Identity")

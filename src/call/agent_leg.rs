@@ -357,8 +357,14 @@ impl Calls {
             return;
         };
         let endpoint = &mut self.endpoint;
-        let Some(tx) = send_uac_bye(endpoint, now, &user_agent, &mut uac.state, &uac.contact, uac.peer)
-        else {
+        let Some(tx) = send_uac_bye(
+            endpoint,
+            now,
+            &user_agent,
+            &mut uac.state,
+            &uac.contact,
+            uac.peer,
+        ) else {
             return;
         };
         uac.bye_tx = Some(tx);
@@ -388,7 +394,7 @@ impl Calls {
         self.respond(now, tx, ok);
         if bye {
             tracing::info!("agent hung up: ending the caller's leg");
-            return self.hangup(now, key, EndReason::AgentBye);
+            self.hangup(now, key, EndReason::AgentBye);
         }
     }
 

@@ -130,10 +130,14 @@ impl Call {
     /// end of a transfer's ringing.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let transfer = self.transfer.as_ref().and_then(|t| t.ring_until);
-        [self.caller().poll_timeout(), self.ivr.poll_timeout(), transfer]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.caller().poll_timeout(),
+            self.ivr.poll_timeout(),
+            transfer,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

@@ -1187,8 +1187,10 @@ impl Compiler<'_> {
                         cx.err(&loc(file, t), e.message, Some(e.hint));
                     }
                     // A failed transfer plays this prompt: `check` wants it in every language.
-                    self.prompt_refs[menu]
-                        .push((super::transfer::TRANSFER_FAILED_PROMPT.to_owned(), loc(file, t)));
+                    self.prompt_refs[menu].push((
+                        super::transfer::TRANSFER_FAILED_PROMPT.to_owned(),
+                        loc(file, t),
+                    ));
                 }
                 (Action::Transfer { uri }, true)
             }
@@ -1450,7 +1452,8 @@ uri = "sip:queue@192.0.2.10:5070"
         };
         assert!(
             d.iter()
-                .any(|l| l.starts_with("t.toml:24:7: error: prompt `transfer-failed` is missing in en")),
+                .any(|l| l
+                    .starts_with("t.toml:24:7: error: prompt `transfer-failed` is missing in en")),
             "{d:#?}"
         );
     }

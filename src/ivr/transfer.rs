@@ -46,8 +46,8 @@ fn error(message: String, hint: &str) -> TransferUriError {
 /// UDP.
 pub fn transfer_target(text: &str) -> Result<TransferTarget, TransferUriError> {
     let syntax = "write sip:user@host or sips:user@host";
-    let uri = Uri::parse(text)
-        .map_err(|_| error(format!("invalid transfer uri `{text}`"), syntax))?;
+    let uri =
+        Uri::parse(text).map_err(|_| error(format!("invalid transfer uri `{text}`"), syntax))?;
     match uri.scheme.to_ascii_lowercase().as_str() {
         "sip" => {}
         "sips" => {
