@@ -325,7 +325,7 @@ fn play_action_returns_to_the_menu_and_transfer_ends_the_session() {
     assert_eq!(
         c.keys("4"),
         [IvrAction::Transfer {
-            uri: "sip:tech@pbx.example.invalid".into()
+            uri: "sip:tech@192.0.2.10".into()
         }]
     );
     assert!(c.s.is_ended());

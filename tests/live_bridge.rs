@@ -4,7 +4,8 @@
 //! caller speaks PCMU), and 50 RTP packets each way go through helpline's bridge, transcoded, counted at
 //! both ends. Then one side hangs up, the other gets BYE, and the CDR names the agent and the queue.
 //! The digest is computed here with `md-5`, independently of helpline's own code. What is not tested
-//! here: ring timeouts, CANCEL and several phones (the call harness, `tests/agents.rs`).
+//! here: ring timeouts, CANCEL and several phones (the call harness, `tests/agents.rs`). The same bridge
+//! serves a menu `transfer` to an external contact centre: its last test (failures: `tests/transfer.rs`).
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -400,5 +401,129 @@ fn a_bridged_agent_hangs_up_first_and_the_caller_gets_bye() {
     assert_eq!(cdr["queue"], "europe.refunds", "{cdr}");
     assert_eq!(cdr["queue_result"], "answered", "{cdr}");
     assert_eq!(cdr["end_reason"], "agent-bye", "{cdr}");
+    assert!(cdr["talk_ms"].as_u64().is_some_and(|t| t > 0), "{cdr}");
+}
+
+/// The shipped menus with key 7 of the main menu transferring to `uri` (a menu `transfer`).
+fn menus_with_transfer(uri: &str) -> std::path::PathBuf {
+    let dir = common::temp_dir("transfer-menus");
+    for entry in std::fs::read_dir(common::root().join("ivr-menus")).expect("ivr-menus/") {
+        let path = entry.expect("ivr-menus/ entry").path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let name = path.file_name().expect("a file name");
+            std::fs::copy(&path, dir.join(name)).expect("copy a menu file");
+        }
+    }
+    let main = dir.join("menus.toml");
+    let mut text = std::fs::read_to_string(&main).expect("menus.toml");
+    text.push_str(&format!(
+        "\n[menus.main.keys.7]\naction = \"transfer\"\nuri = \"{uri}\"\n"
+    ));
+    std::fs::write(&main, text).expect("write menus.toml");
+    dir
+}
+
+/// A menu `transfer` to an external contact centre (the test UA at its own port): a GB caller presses 7,
+/// the contact centre gets helpline's INVITE with the caller's context, answers with PCMA, 50 packets go
+/// each way through the bridge, counted at both ends; then the contact centre hangs up and the caller
+/// gets BYE, and the CDR names the URI and `transfer-bye`.
+#[test]
+fn a_transferred_caller_is_bridged_to_the_contact_centre() {
+    // The contact centre's socket exists before the menus name it; it learns the server's address later.
+    let mut centre = Ua::udp("127.0.0.1:9".parse().expect("literal"));
+    let uri = format!("sip:support@{}", centre.local);
+    let server = Server::start(&menus_with_transfer(&uri), &[]);
+    centre.server = server.addr;
+
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").expect("bind caller RTP");
+    let caller_port = caller_rtp.local_addr().expect("addr").port();
+    let mut caller = Ua::udp(server.addr);
+    let offer = sdp_offer(
+        caller_port,
+        "0 101",
+        "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+    );
+    let mut call = caller.invite(GB, &offer);
+    let ok = caller.expect_response(200, WAIT);
+    call.to_tag = ok.to_tag().expect("a To tag on the 200");
+    let to_caller = sdp_addr(ok.body());
+    caller.ack(&call, "");
+    caller_rtp
+        .set_read_timeout(Some(WAIT))
+        .expect("read timeout");
+    let mut buf = [0u8; 2048];
+    let (n, _) = caller_rtp
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no prompt RTP: {e}\n{}", server.log_text()));
+    let prompt_ssrc = parse_rtp(Instant::now(), &buf[..n])
+        .expect("helpline sends RTP")
+        .ssrc;
+    caller.in_dialog(
+        &mut call,
+        "INFO",
+        "Content-Type: application/dtmf-relay\n",
+        "Signal=7\r\nDuration=160\r\n",
+    );
+    caller.expect_response(200, WAIT);
+
+    let invite = centre.expect_request("INVITE", WAIT);
+    assert!(
+        invite.text.starts_with(&format!("INVITE {uri} SIP/2.0")),
+        "{}",
+        invite.text
+    );
+    assert_eq!(
+        invite.header("X-Helpline-Region").as_deref(),
+        Some("europe")
+    );
+    assert!(
+        invite
+            .header("P-Asserted-Identity")
+            .is_some_and(|v| v.contains("sip:caller@")),
+        "{}",
+        invite.text
+    );
+    let to_centre = sdp_addr(invite.body());
+    let centre_rtp = UdpSocket::bind("127.0.0.1:0").expect("bind contact centre RTP");
+    let centre_port = centre_rtp.local_addr().expect("addr").port();
+    let centre_tag = format!("cc{centre_port}");
+    answer(&mut centre, &invite, &centre_tag, centre_port);
+    centre.expect_request("ACK", WAIT);
+    exchange_rtp(
+        &server,
+        (&caller_rtp, to_caller),
+        (&centre_rtp, to_centre),
+        prompt_ssrc,
+    );
+
+    // The contact centre hangs up: in helpline's dialog, to its Contact, From/To swapped.
+    let target = invite
+        .header("Contact")
+        .and_then(|c| Some(c.split('<').nth(1)?.split('>').next()?.to_owned()))
+        .unwrap_or_else(|| panic!("no Contact in helpline's INVITE:\n{}", invite.text));
+    let (local, branch) = (centre.local, centre.branch());
+    let from = invite.header("From").expect("From");
+    let to = invite.header("To").expect("To");
+    let call_id = invite.header("Call-ID").expect("Call-ID");
+    centre.send(
+        &format!(
+            "BYE {target} SIP/2.0
+            Via: SIP/2.0/UDP {local};branch={branch};rport
+            Max-Forwards: 70
+            From: {to};tag={centre_tag}
+            To: {from}
+            Call-ID: {call_id}
+            CSeq: 1 BYE"
+        ),
+        "",
+    );
+    centre.expect_response(200, WAIT);
+    let bye = caller.expect_request("BYE", WAIT);
+    caller.reply_ok(&bye);
+    let cdr = server.cdr_for(&call.call_id, WAIT);
+    assert_eq!(cdr["route"], uri.as_str(), "{cdr}");
+    assert_eq!(cdr["transfer_result"], "answered", "{cdr}");
+    assert_eq!(cdr["transfer_status"], 200, "{cdr}");
+    assert_eq!(cdr["end_reason"], "transfer-bye", "{cdr}");
     assert!(cdr["talk_ms"].as_u64().is_some_and(|t| t > 0), "{cdr}");
 }

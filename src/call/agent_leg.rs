@@ -5,43 +5,24 @@
 //! other contacts get CANCEL; refusals, failures and the ring timeout go back to presence and the queue
 //! moves on. Either side's BYE ends the other. The run order of presence and queues is `queue`'s.
 //!
-//! It does not choose agents (the queue does), keep presence (`agent::presence`) or relay RTP (the media
-//! engine does, on [`MediaCommand::Bridge`]). A 180 from the agent is not relayed: the caller's leg is
+//! It does not choose agents (the queue does), keep presence (`agent::presence`), build the INVITE,
+//! ACK or bridge itself (`uac_leg` does, for transfer legs too) or relay RTP (the media engine does, on
+//! [`crate::call::MediaCommand::Bridge`]). A 180 from the agent is not relayed: the caller's leg is
 //! already answered (the IVR ran), so the caller hears the end of the menu's prompts, then silence,
 //! until the agent answers.
-use std::net::IpAddr;
 use std::time::Instant;
-
-use rand::Rng;
 
 use crate::agent::presence::{AgentEvent, AgentInput, OfferOutcome, RejectReason};
 use crate::agent::{AgentId, QueueName};
 use crate::call::cdr::EndReason;
-use crate::call::invite::OUR_DTMF_PT;
 use crate::call::leg::{Leg, LegId, LegKind, UacLeg, UacState};
-use crate::call::state::{media_config_from, media_config_unanswered, AgentMedia, QueuedCall};
-use crate::call::{CallKey, Calls, MediaCommand};
-use crate::dialog::Dialog;
+use crate::call::state::{AgentMedia, QueuedCall};
+use crate::call::uac_leg::{ack_2xx, answer_uac_in_dialog, send_uac_bye};
+use crate::call::{CallKey, Calls};
 use crate::queue::{Offer, QueueEvent, QueueExit};
-use crate::sdp::{self, MediaCaps, SdpAnswer};
-use crate::sip::endpoint::{Peer, Transport, TxId};
-use crate::sip::message::{Method, Request, Response};
-use crate::sip::{CallId, Reply};
-
-/// `order_id` → `Order-Id`: the header name part of a collected variable.
-fn header_name(variable: &str) -> String {
-    variable
-        .split(['_', '-'])
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut c = p.chars();
-            c.next().map_or_else(String::new, |f| {
-                f.to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase()
-            })
-        })
-        .collect::<Vec<_>>()
-        .join("-")
-}
+use crate::sip::endpoint::TxId;
+use crate::sip::message::{Request, Response};
+use crate::sip::Reply;
 
 /// How an agent's refusal counts for presence.
 fn reject_reason(code: u16) -> RejectReason {
@@ -50,63 +31,6 @@ fn reject_reason(code: u16) -> RejectReason {
         603 => RejectReason::Declined,
         408 | 480 | 487 => RejectReason::NoAnswer,
         _ => RejectReason::Failed,
-    }
-}
-
-/// What every INVITE of one offer carries.
-struct OfferContext {
-    /// The caller, as From and P-Asserted-Identity name them.
-    caller_uri: String,
-    queue: QueueName,
-    language: String,
-    variables: std::collections::BTreeMap<String, String>,
-    /// Our SDP offer for the agent side.
-    sdp: String,
-    user_agent: String,
-}
-
-/// Our INVITE to one registered contact of the agent, typed (for the dialog and the ACK) — typing
-/// wants a Via, so it carries a placeholder that the copy handed to the endpoint drops (the endpoint
-/// writes the real one). `None` if it does not type (never for a contact the registrar accepted).
-fn agent_invite(
-    ctx: &OfferContext,
-    target: &crate::sip::message::Uri,
-    from_tag: &str,
-    call_id: &str,
-    contact: &str,
-) -> Option<Request> {
-    let mut invite = Request::new(Method::Invite, target.clone());
-    let h = &mut invite.headers;
-    h.push("Via", "SIP/2.0/UDP 0.0.0.0;branch=z9hG4bK-kept");
-    h.push("From", &format!("<{}>;tag={from_tag}", ctx.caller_uri));
-    h.push("To", &format!("<{target}>"));
-    h.push("Call-ID", call_id);
-    h.push("CSeq", "1 INVITE");
-    h.push("Max-Forwards", "70");
-    h.push("Contact", contact);
-    h.push("P-Asserted-Identity", &format!("<{}>", ctx.caller_uri));
-    h.push("X-Helpline-Region", ctx.queue.region());
-    h.push("X-Helpline-Queue", ctx.queue.as_str());
-    h.push("X-Helpline-Language", &ctx.language);
-    for (name, value) in &ctx.variables {
-        h.push(&format!("X-Helpline-{}", header_name(name)), value);
-    }
-    h.push("User-Agent", &ctx.user_agent);
-    h.push("Content-Type", "application/sdp");
-    invite.body = ctx.sdp.clone().into_bytes();
-    match invite.refresh_typed() {
-        Ok(()) => Some(invite),
-        Err(e) => {
-            tracing::warn!(error = %e, "agent INVITE did not build");
-            None
-        }
-    }
-}
-
-fn host(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
     }
 }
 
@@ -192,73 +116,47 @@ impl Calls {
         let key = offer.call;
         let bindings = self.agents.registrar.bindings(now, &offer.agent);
         let media = self.agent_media(now, key);
-        let (Some(call), Some(media)) = (self.calls.get_mut(&key), media) else {
+        let ctx = media.and_then(|m| self.uac_context(key, Some(&offer.queue), &m));
+        let Some(ctx) = ctx else {
             return self.offer_failed(now, key, &offer.agent, RejectReason::Failed);
         };
         if bindings.is_empty() {
             return self.offer_failed(now, key, &offer.agent, RejectReason::Failed);
         }
-        let ip = call.media.ip;
-        let (language, variables) = call.ivr.context();
-        let ctx = OfferContext {
-            caller_uri: format!(
-                "sip:{}@{}",
-                call.caller()
-                    .dialog()
-                    .and_then(|d| d.remote.uri.user.clone())
-                    .unwrap_or_else(|| "anonymous".to_owned()),
-                host(ip)
-            ),
-            queue: offer.queue.clone(),
-            language,
-            variables,
-            sdp: media.offer.to_string(),
-            user_agent: self.cfg.server_header.clone(),
-        };
-        let Some(queued) = call.queued.as_mut() else {
+        let Some(queued) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) else {
             return;
         };
         queued.ringing = Some(offer.agent.clone());
-        let mut legs = Vec::new();
+        let mut contacts = 0;
         for binding in bindings {
+            let Some(queued) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) else {
+                return;
+            };
             let leg_id = LegId(queued.next_leg);
             queued.next_leg += 1;
-            let port = binding.source.local.port();
-            let transport = match binding.source.transport {
-                Transport::Udp => "",
-                Transport::Tcp(_) => ";transport=tcp",
-            };
-            let contact = format!("<sip:helpline@{}:{port}{transport}>", host(ip));
-            let ids = (self.endpoint.new_tag(), self.endpoint.new_tag());
-            let call_id = format!("{}@helpline", ids.1);
-            let Some(invite) = agent_invite(&ctx, &binding.contact, &ids.0, &call_id, &contact)
+            let peer = binding.source;
+            let Some(sent) = self.send_uac_invite(now, key, leg_id, peer, &binding.contact, &ctx)
             else {
                 continue;
             };
-            // The endpoint's copy stays typed too (it builds the ACK of a non-2xx from it).
-            let mut sent = invite.clone();
-            sent.headers.remove("Via");
-            let tx = self.endpoint.send_request(now, binding.source, sent);
-            legs.push((leg_id, call_id, tx));
+            contacts += 1;
+            let Some(call) = self.calls.get_mut(&key) else {
+                return;
+            };
             call.legs.push(Leg {
                 id: leg_id,
                 kind: LegKind::Agent(UacLeg {
                     agent: offer.agent.clone(),
-                    invite,
-                    invite_tx: tx,
-                    peer: binding.source,
-                    contact,
+                    invite: sent.invite,
+                    invite_tx: sent.tx,
+                    peer,
+                    contact: sent.contact,
                     state: UacState::Calling { provisional: false },
                     bye_tx: None,
                 }),
             });
         }
-        tracing::info!(agent = %offer.agent, queue = %offer.queue, contacts = legs.len(), "ringing agent");
-        for (leg, call_id, tx) in legs {
-            self.by_call_id
-                .insert(CallId::from(call_id.as_str()), (key, leg));
-            self.by_tx.insert(tx, (key, leg));
-        }
+        tracing::info!(agent = %offer.agent, queue = %offer.queue, contacts, "ringing agent");
     }
 
     /// The agent side's media session (opened on the first offer, kept for the next ones); `None` when
@@ -266,37 +164,11 @@ impl Calls {
     fn agent_media(&mut self, now: Instant, key: CallKey) -> Option<AgentMedia> {
         let call = self.calls.get(&key)?;
         if let Some(m) = call.queued.as_ref()?.media.as_ref() {
-            return Some(AgentMedia {
-                id: m.id,
-                port: m.port,
-                offer: m.offer.clone(),
-                session_id: m.session_id,
-            });
+            return Some(m.clone());
         }
-        let ip = call.media.ip;
-        let port = self.ports.allocate(now)?;
-        let id = self.new_media_id();
-        let session_id: u64 = self.rng.gen::<u64>() >> 1;
-        let offer = sdp::make_offer(&MediaCaps::default(), ip, port, session_id, 1, OUR_DTMF_PT);
-        self.media_out.push_back(MediaCommand::Open {
-            id,
-            port,
-            cfg: media_config_unanswered(self.cfg.rtp_timeout, session_id),
-        });
-        self.by_media.insert(id, key);
-        let media = AgentMedia {
-            id,
-            port,
-            offer: offer.clone(),
-            session_id,
-        };
+        let media = self.open_side_media(now, key)?;
         let call = self.calls.get_mut(&key)?;
-        call.queued.as_mut()?.media = Some(AgentMedia {
-            id,
-            port,
-            offer,
-            session_id,
-        });
+        call.queued.as_mut()?.media = Some(media.clone());
         Some(media)
     }
 
@@ -408,7 +280,7 @@ impl Calls {
         };
         let still_ringing = call.legs.iter().any(|l| match &l.kind {
             LegKind::Agent(u) => &u.agent == agent && u.is_ringing(),
-            LegKind::Caller(_) => false,
+            LegKind::Caller(_) | LegKind::Transfer(_) => false,
         });
         let current = call
             .queued
@@ -427,14 +299,18 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let caller_media = call.media.id;
         let ringing = call.queued.as_ref().and_then(|q| q.ringing.clone());
         let Some(uac) = call.agent_leg_mut(leg) else {
             return;
         };
-        let dialog = Dialog::uac(&uac.invite, response);
-        let ack = dialog.ack(uac.invite.cseq().seq, &uac.contact, &user_agent);
-        let peer = uac.peer;
+        let dialog = ack_2xx(
+            &mut self.endpoint,
+            &user_agent,
+            &uac.invite,
+            &uac.contact,
+            uac.peer,
+            response,
+        );
         let agent = uac.agent.clone();
         let wins = uac.is_ringing() && ringing.as_ref() == Some(&agent);
         let again = matches!(uac.state, UacState::Confirmed { .. } | UacState::Ending);
@@ -443,7 +319,6 @@ impl Calls {
                 dialog: Box::new(dialog),
             };
         }
-        self.endpoint.send_ack(peer, ack);
         if again {
             return;
         }
@@ -451,35 +326,17 @@ impl Calls {
             tracing::info!(%agent, "agent leg answered too late: hanging it up");
             return self.bye_agent_leg(now, key, leg);
         }
-        let answer = std::str::from_utf8(&response.body)
-            .ok()
-            .and_then(|s| SdpAnswer::from_sdp_string(s).ok());
         let Some(q) = call.queued.as_mut() else {
             return;
         };
         q.ringing = None;
         q.answered = Some((agent.clone(), now));
-        let Some(media) = q.media.as_ref() else {
+        let Some(media) = q.media.clone() else {
             return;
         };
-        let (agent_media, session_id) = (media.id, media.session_id);
-        match answer.map(|a| sdp::accept_answer(&media.offer, &a)) {
-            Some(Ok(negotiated)) => {
-                let cfg = media_config_from(&negotiated, self.cfg.rtp_timeout, session_id);
-                self.media_out.push_back(MediaCommand::Configure {
-                    id: agent_media,
-                    cfg,
-                });
-            }
-            _ => tracing::warn!(%agent, "agent's 200 carried no usable SDP answer"),
+        if !self.bridge_side(key, &media, response) {
+            tracing::warn!(%agent, "agent's 200 carried no usable SDP answer");
         }
-        call.ivr.bridged();
-        self.media_out
-            .push_back(MediaCommand::Stop { id: caller_media });
-        self.media_out.push_back(MediaCommand::Bridge {
-            a: caller_media,
-            b: agent_media,
-        });
         tracing::info!(%agent, "agent answered: bridged");
         // The other contacts of the agent stop ringing.
         self.cancel_agent_legs(now, key);
@@ -499,13 +356,17 @@ impl Calls {
         let Some(uac) = self.calls.get_mut(&key).and_then(|c| c.agent_leg_mut(leg)) else {
             return;
         };
-        let UacState::Confirmed { dialog } = &mut uac.state else {
+        let endpoint = &mut self.endpoint;
+        let Some(tx) = send_uac_bye(
+            endpoint,
+            now,
+            &user_agent,
+            &mut uac.state,
+            &uac.contact,
+            uac.peer,
+        ) else {
             return;
         };
-        let bye = dialog.request(Method::Bye, &uac.contact, &user_agent);
-        uac.state = UacState::Ending;
-        let peer: Peer = uac.peer;
-        let tx = self.endpoint.send_request(now, peer, bye);
         uac.bye_tx = Some(tx);
         self.by_tx.insert(tx, (key, leg));
     }
@@ -527,20 +388,14 @@ impl Calls {
         let Some(uac) = call.agent_leg_mut(leg) else {
             return self.respond(now, tx, stranger);
         };
-        let UacState::Confirmed { dialog } = &uac.state else {
+        let Some((ok, bye)) = answer_uac_in_dialog(&mut uac.state, request) else {
             return self.respond(now, tx, stranger);
         };
-        if !dialog.matches(request) {
-            return self.respond(now, tx, stranger);
-        }
-        let ok = dialog.respond(request, &Reply::Ok);
-        if request.method == Method::Bye {
-            uac.state = UacState::Terminated;
-            self.respond(now, tx, ok);
-            tracing::info!("agent hung up: ending the caller's leg");
-            return self.hangup(now, key, EndReason::AgentBye);
-        }
         self.respond(now, tx, ok);
+        if bye {
+            tracing::info!("agent hung up: ending the caller's leg");
+            self.hangup(now, key, EndReason::AgentBye);
+        }
     }
 
     /// The call is ending: out of the queue (a ringing agent is released and CANCELled), the
@@ -575,17 +430,5 @@ impl Calls {
             }
             self.run_queues(now);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn variables_become_header_names() {
-        assert_eq!(header_name("order_id"), "Order-Id");
-        assert_eq!(header_name("ticket_id"), "Ticket-Id");
-        assert_eq!(header_name("pin"), "Pin");
     }
 }

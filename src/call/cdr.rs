@@ -28,6 +28,27 @@ pub enum EndReason {
     Error,
     /// The agent the caller was bridged to sent BYE.
     AgentBye,
+    /// The contact centre the caller was transferred to (a menu `transfer`) sent BYE.
+    TransferBye,
+}
+
+/// How a menu `transfer` to an external SIP URI ended, as written to the CDR's `transfer_result` (the
+/// counterpart of `queue_result` for a routed call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransferResult {
+    /// The far end answered (2xx): the caller was bridged to it.
+    Answered,
+    /// The caller hung up while the far end rang (our INVITE was cancelled).
+    Abandoned,
+    /// The far end refused the call with a final 3xx–6xx (its code is in `transfer_status`).
+    Rejected,
+    /// The far end did not answer within the transfer's ring timeout (our INVITE was cancelled).
+    NoAnswer,
+    /// Nothing came back to our INVITE at all (Timer B, RFC 3261 §17.1.1.2).
+    Unreachable,
+    /// helpline could not place the call (no RTP port free, a URI that does not name an address).
+    Failed,
 }
 
 /// One key press as recorded in the CDR.
@@ -88,6 +109,11 @@ pub struct Cdr {
     pub talk_ms: Option<u64>,
     /// How the wait in the queue ended: `answered`, `abandoned` or `no-agents`.
     pub queue_result: Option<crate::queue::QueueResult>,
+    /// How a menu `transfer` ended: `answered`, `abandoned`, `rejected`, `no-answer`, `unreachable`
+    /// or `failed` (`route` holds the URI; `talk_ms` counts from the far end's answer).
+    pub transfer_result: Option<TransferResult>,
+    /// The far end's final response code to our transfer INVITE (e.g. 200, 486, 503), if one came.
+    pub transfer_status: Option<u16>,
 }
 
 impl Cdr {

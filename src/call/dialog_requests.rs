@@ -85,6 +85,9 @@ impl Calls {
         let Some((key, leg_id)) = self.leg_of(&request) else {
             return self.respond(now, tx, stranger);
         };
+        if self.is_transfer_leg(key, leg_id) {
+            return self.on_transfer_in_dialog(now, tx, key, &request);
+        }
         if leg_id != LegId::CALLER {
             return self.on_agent_in_dialog(now, tx, key, leg_id, &request);
         }

@@ -267,6 +267,7 @@ impl Calls {
             end_reason: None,
             scheduled: None,
             queued: None,
+            transfer: None,
         };
         self.calls.insert(key, call);
         self.by_call_id.insert(call_id, (key, LegId::CALLER));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::call::cdr::{Cdr, CdrDigit, EndReason, WallClock};
+use crate::ivr::transfer::TRANSFER_FAILED_PROMPT;
 use crate::ivr::{IvrAction, IvrInput, IvrSession};
 use crate::media::dtmf::DigitMerger;
 use crate::media::session::{DetectedDigit, DigitMethod, MediaEvent};
@@ -25,6 +26,11 @@ pub enum CallOutput {
     Route {
         /// The queue.
         queue: String,
+    },
+    /// The caller is to be transferred to this SIP URI (a menu `transfer`); the menus are done.
+    Transfer {
+        /// The URI, as the menu wrote it.
+        uri: String,
     },
 }
 
@@ -53,7 +59,7 @@ enum Phase {
     AwaitingMedia { deadline: Instant },
     /// The IVR is running.
     Running,
-    /// Routed to a queue: prompts already asked for still play; no IVR timer runs.
+    /// Routed to a queue or transferred: prompts already asked for still play; no IVR timer runs.
     Queued,
     /// We asked for a hang-up; nothing more happens.
     Ending,
@@ -191,6 +197,9 @@ impl IvrCall {
                 if self.phase == Phase::Running {
                     self.ivr.handle(now, IvrInput::PromptFinished);
                     self.drain_ivr(now);
+                } else {
+                    // Routed, transferred or ending: the prompts asked for still play, in order.
+                    self.next_prompt_if_idle();
                 }
             }
             // The registry handles the engine's own report; it never reaches here.
@@ -285,8 +294,10 @@ impl IvrCall {
                     self.outputs.push_back(CallOutput::Route { queue });
                 }
                 IvrAction::Transfer { uri } => {
-                    self.cdr.route = Some(uri);
-                    self.finish_after_prompts();
+                    // The registry places the call (see `transfer_failed` when it cannot).
+                    self.cdr.route = Some(uri.clone());
+                    self.phase = Phase::Queued;
+                    self.outputs.push_back(CallOutput::Transfer { uri });
                 }
                 IvrAction::Hangup { .. } => self.finish_after_prompts(),
             }
@@ -297,6 +308,28 @@ impl IvrCall {
     /// Ends the call (BYE) once the prompts asked for have played: a routed caller nobody can serve.
     pub fn release_after_prompts(&mut self) {
         self.finish_after_prompts();
+    }
+
+    /// A transfer failed: the caller hears `transfer-failed` in their language (after any prompt still
+    /// playing), then is released with BYE.
+    pub fn transfer_failed(&mut self) {
+        let lang = self.ivr.summary().language;
+        match self.prompts.get(&lang, TRANSFER_FAILED_PROMPT) {
+            Some(p) if self.playing.is_some() => self.queued.push_back(p),
+            Some(p) => {
+                self.playing = Some(p.clone());
+                self.outputs.push_back(CallOutput::Play(p));
+            }
+            None => self
+                .missing_prompts
+                .push(format!("{lang}/{TRANSFER_FAILED_PROMPT}")),
+        }
+        self.finish_after_prompts();
+    }
+
+    /// The caller's region, for the `X-Helpline-Region` header of a transfer.
+    pub fn region(&self) -> String {
+        self.ivr.summary().region
     }
 
     /// The caller's language and collected variables, for the agent's `X-Helpline-*` headers.
@@ -461,6 +494,7 @@ mod tests {
                 CallOutput::Stop => "stop".to_owned(),
                 CallOutput::Hangup => "hangup".to_owned(),
                 CallOutput::Route { queue } => format!("route {queue}"),
+                CallOutput::Transfer { uri } => format!("transfer {uri}"),
             })
             .collect()
     }

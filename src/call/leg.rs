@@ -1,7 +1,8 @@
 //! One SIP leg of a call: one dialog with one party — the caller's (UAS: [`UasLeg`]) and, once the
 //! caller is offered to an agent, one per registered contact of that agent (UAC: [`UacLeg`], helpline
-//! sends the INVITE through `Endpoint::send_request` and gets `SipEvent::Response`). It holds the leg's
-//! SIP state; it does not send anything (the call registry does).
+//! sends the INVITE through `Endpoint::send_request` and gets `SipEvent::Response`), or, after a menu
+//! `transfer`, one to the external URI (UAC: [`TransferLeg`]). It holds the leg's SIP state; it does not
+//! send anything (the call registry does).
 use std::time::Instant;
 
 use crate::dialog::uas::IncomingCall;
@@ -34,6 +35,8 @@ pub enum LegKind {
     Caller(UasLeg),
     /// A leg to one phone of an agent: helpline is the UAC.
     Agent(UacLeg),
+    /// A leg to the external SIP URI of a menu `transfer` (another contact centre): helpline is the UAC.
+    Transfer(TransferLeg),
 }
 
 /// Where an agent leg is (RFC 3261 §13.2).
@@ -80,6 +83,33 @@ pub struct UacLeg {
 }
 
 impl UacLeg {
+    /// Whether the INVITE is still unanswered and not being cancelled.
+    pub fn is_ringing(&self) -> bool {
+        matches!(self.state, UacState::Calling { .. })
+    }
+}
+
+/// The leg to a menu `transfer`'s URI: the same SIP state as an agent leg ([`UacLeg`]), with the URI in
+/// place of the agent.
+#[derive(Debug)]
+pub struct TransferLeg {
+    /// The URI, as the menu wrote it (also the CDR's `route`).
+    pub uri: String,
+    /// Our INVITE (without the Via the endpoint adds), for the dialog and the ACK.
+    pub invite: Request,
+    /// The INVITE's client transaction.
+    pub invite_tx: TxId,
+    /// The address the URI names: requests on the leg go there.
+    pub peer: Peer,
+    /// Our Contact on this leg.
+    pub contact: String,
+    /// Where the leg is.
+    pub state: UacState,
+    /// Our BYE's client transaction.
+    pub bye_tx: Option<TxId>,
+}
+
+impl TransferLeg {
     /// Whether the INVITE is still unanswered and not being cancelled.
     pub fn is_ringing(&self) -> bool {
         matches!(self.state, UacState::Calling { .. })

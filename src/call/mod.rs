@@ -14,7 +14,8 @@
 //!
 //! It also owns the agents' machines: REGISTER goes to the digest registrar, logins feed agent
 //! presence and the queues (`agents`), and a routed caller's offers ring agents' phones as UAC legs
-//! of the call, bridged on answer (`agent_leg`).
+//! of the call, bridged on answer (`agent_leg`). A menu `transfer` calls its external URI the same
+//! way (`transfer`); what the two kinds of UAC leg share is `uac_leg`.
 //!
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
 mod agent_leg;
@@ -26,6 +27,8 @@ pub mod ivr_call;
 pub mod leg;
 pub mod ports;
 mod state;
+mod transfer;
+mod uac_leg;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -36,7 +39,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 
 pub use crate::media::MediaId;
-pub use cdr::{Cdr, CdrDigit, EndReason, WallClock, MAX_CDR_DIGITS};
+pub use cdr::{Cdr, CdrDigit, EndReason, TransferResult, WallClock, MAX_CDR_DIGITS};
 pub use ivr_call::{CallInput, CallOutput, CallTiming, IvrCall};
 pub use leg::{Leg, LegId, LegKind, UasLeg, UasState};
 pub use ports::PortPool;
@@ -404,6 +407,9 @@ impl Calls {
                 }
             }
             SipEvent::Response { tx, response } => match self.by_tx.get(&tx).copied() {
+                Some((key, leg)) if self.is_transfer_leg(key, leg) => {
+                    self.on_transfer_response(now, key, tx, &response)
+                }
                 Some((key, leg)) if leg != LegId::CALLER => {
                     self.on_agent_response(now, key, leg, tx, &response)
                 }
@@ -414,6 +420,9 @@ impl Calls {
                 _ => {}
             },
             SipEvent::ClientTimeout { tx } => match self.by_tx.remove(&tx) {
+                Some((key, leg)) if self.is_transfer_leg(key, leg) => {
+                    self.on_transfer_timeout(now, key, tx)
+                }
                 Some((key, leg)) if leg != LegId::CALLER => {
                     self.on_agent_timeout(now, key, leg, tx)
                 }
@@ -478,6 +487,17 @@ impl Calls {
             }
             return;
         }
+        if call
+            .transfer
+            .as_ref()
+            .and_then(|t| t.ring_until)
+            .is_some_and(|at| now >= at)
+        {
+            self.transfer_ring_timeout(now, key);
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         call.ivr.handle_timeout(now);
         self.after_call(now, key);
     }
@@ -546,6 +566,7 @@ impl Calls {
         let id = call.media.id;
         let mut hangup = false;
         let mut route = None;
+        let mut transfer = None;
         while let Some(output) = call.ivr.poll_output() {
             match output {
                 CallOutput::Play(prompt) => {
@@ -554,6 +575,7 @@ impl Calls {
                 CallOutput::Stop => self.media_out.push_back(MediaCommand::Stop { id }),
                 CallOutput::Hangup => hangup = true,
                 CallOutput::Route { queue } => route = Some(queue),
+                CallOutput::Transfer { uri } => transfer = Some(uri),
             }
         }
         for missing in call.ivr.take_missing_prompts() {
@@ -562,6 +584,9 @@ impl Calls {
         self.schedule(key);
         if let Some(queue) = route {
             self.route_to_queue(now, key, &queue);
+        }
+        if let Some(uri) = transfer {
+            self.start_transfer(now, key, &uri);
         }
         if hangup {
             self.hangup(now, key, EndReason::ServerBye);
@@ -593,6 +618,7 @@ impl Calls {
     /// Removes a call: closes its media, frees its port and emits its CDR.
     fn finish(&mut self, now: Instant, key: CallKey) {
         self.leave_queue(now, key);
+        self.leave_transfer(now, key);
         let Some(call) = self.calls.remove(&key) else {
             return;
         };
@@ -604,13 +630,21 @@ impl Calls {
                     self.by_call_id.remove(&CallId::from(uac.invite.call_id()));
                     (uac.invite_tx, uac.bye_tx)
                 }
+                LegKind::Transfer(t) => {
+                    self.by_call_id.remove(&CallId::from(t.invite.call_id()));
+                    (t.invite_tx, t.bye_tx)
+                }
             };
             self.by_tx.remove(&invite_tx);
             if let Some(tx) = bye_tx {
                 self.by_tx.remove(&tx);
             }
         }
-        if let Some(media) = call.queued.as_ref().and_then(|q| q.media.as_ref()) {
+        let side_media = [
+            call.queued.as_ref().and_then(|q| q.media.as_ref()),
+            call.transfer.as_ref().and_then(|t| t.media.as_ref()),
+        ];
+        for media in side_media.into_iter().flatten() {
             self.by_media.remove(&media.id);
             self.media_out
                 .push_back(MediaCommand::Close { id: media.id });
@@ -626,6 +660,9 @@ impl Calls {
         let mut cdr = call.ivr.finish(now, reason);
         if let Some((agent, at)) = answered {
             cdr.agent = Some(agent.to_string());
+            cdr.talk_ms = Some(u64::try_from((now - at).as_millis()).unwrap_or(u64::MAX));
+        }
+        if let Some(at) = call.transfer.as_ref().and_then(|t| t.answered) {
             cdr.talk_ms = Some(u64::try_from((now - at).as_millis()).unwrap_or(u64::MAX));
         }
         tracing::info!(call_id = %cdr.call_id, reason = ?cdr.end_reason, route = ?cdr.route, "call ended");

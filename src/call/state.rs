@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::call::cdr::EndReason;
 use crate::call::ivr_call::IvrCall;
-use crate::call::leg::{Leg, LegId, LegKind, UacLeg, UasLeg};
+use crate::call::leg::{Leg, LegId, LegKind, TransferLeg, UacLeg, UasLeg};
 use crate::media::codec::Law;
 use crate::media::session::MediaConfig;
 use crate::media::MediaId;
@@ -45,6 +45,21 @@ pub(crate) struct Call {
     pub(crate) scheduled: Option<Instant>,
     /// The queue and agent side, once the caller is routed to a queue.
     pub(crate) queued: Option<QueuedCall>,
+    /// The far side of a menu `transfer`, once the IVR asked for one.
+    pub(crate) transfer: Option<TransferSide>,
+}
+
+/// A transferred call's far side: its leg, media session and timing.
+#[derive(Debug)]
+pub(crate) struct TransferSide {
+    /// The transfer leg's number (`None` when no INVITE could be sent).
+    pub(crate) leg: Option<LegId>,
+    /// The far side's media session.
+    pub(crate) media: Option<AgentMedia>,
+    /// An unanswered INVITE is cancelled and the caller released at this instant.
+    pub(crate) ring_until: Option<Instant>,
+    /// When the far end answered.
+    pub(crate) answered: Option<Instant>,
 }
 
 /// A routed call's queue and agent side.
@@ -60,8 +75,8 @@ pub(crate) struct QueuedCall {
     pub(crate) next_leg: u32,
 }
 
-/// The agent side's media session and our SDP offer on it.
-#[derive(Debug)]
+/// The agent side's media session and our SDP offer on it (also a transfer's far side).
+#[derive(Clone, Debug)]
 pub(crate) struct AgentMedia {
     pub(crate) id: MediaId,
     pub(crate) port: u16,
@@ -73,14 +88,18 @@ impl Call {
     pub(crate) fn caller(&self) -> &UasLeg {
         match &self.legs[0].kind {
             LegKind::Caller(uas) => uas,
-            LegKind::Agent(_) => unreachable!("legs[0] is always the caller's leg"),
+            LegKind::Agent(_) | LegKind::Transfer(_) => {
+                unreachable!("legs[0] is always the caller's leg")
+            }
         }
     }
 
     pub(crate) fn caller_mut(&mut self) -> &mut UasLeg {
         match &mut self.legs[0].kind {
             LegKind::Caller(uas) => uas,
-            LegKind::Agent(_) => unreachable!("legs[0] is always the caller's leg"),
+            LegKind::Agent(_) | LegKind::Transfer(_) => {
+                unreachable!("legs[0] is always the caller's leg")
+            }
         }
     }
 
@@ -88,16 +107,37 @@ impl Call {
     pub(crate) fn agent_leg_mut(&mut self, leg: LegId) -> Option<&mut UacLeg> {
         match &mut self.legs.iter_mut().find(|l| l.id == leg)?.kind {
             LegKind::Agent(uac) => Some(uac),
-            LegKind::Caller(_) => None,
+            LegKind::Caller(_) | LegKind::Transfer(_) => None,
         }
     }
 
-    /// The earliest instant the call wants waking: its answer after ringing, or its IVR's timers.
+    /// The transfer leg of the call, if there is one.
+    pub(crate) fn transfer_leg_mut(&mut self) -> Option<&mut TransferLeg> {
+        self.legs.iter_mut().find_map(|l| match &mut l.kind {
+            LegKind::Transfer(t) => Some(t),
+            LegKind::Caller(_) | LegKind::Agent(_) => None,
+        })
+    }
+
+    /// Whether `leg` is the call's transfer leg.
+    pub(crate) fn is_transfer_leg(&self, leg: LegId) -> bool {
+        self.legs
+            .iter()
+            .any(|l| l.id == leg && matches!(l.kind, LegKind::Transfer(_)))
+    }
+
+    /// The earliest instant the call wants waking: its answer after ringing, its IVR's timers, or the
+    /// end of a transfer's ringing.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        match (self.caller().poll_timeout(), self.ivr.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let transfer = self.transfer.as_ref().and_then(|t| t.ring_until);
+        [
+            self.caller().poll_timeout(),
+            self.ivr.poll_timeout(),
+            transfer,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

@@ -1182,14 +1182,15 @@ impl Compiler<'_> {
                 let Some(uri) = required(cx, &m.uri, "uri") else {
                     return fallback;
                 };
-                if !valid_sip_uri(&uri) {
-                    if let Some(t) = &m.uri {
-                        cx.err(
-                            &loc(file, t),
-                            format!("invalid transfer uri `{uri}`"),
-                            Some("write sip:user@host or sips:user@host".into()),
-                        );
+                if let Some(t) = &m.uri {
+                    if let Err(e) = super::transfer::transfer_target(&uri) {
+                        cx.err(&loc(file, t), e.message, Some(e.hint));
                     }
+                    // A failed transfer plays this prompt: `check` wants it in every language.
+                    self.prompt_refs[menu].push((
+                        super::transfer::TRANSFER_FAILED_PROMPT.to_owned(),
+                        loc(file, t),
+                    ));
                 }
                 (Action::Transfer { uri }, true)
             }
@@ -1358,22 +1359,6 @@ impl Compiler<'_> {
     }
 }
 
-/// `sip:`/`sips:` URI with a non-empty host and no spaces (RFC 3261 §19.1.1; full parsing is the SIP
-/// layer's job, this catches what admins get wrong).
-fn valid_sip_uri(uri: &str) -> bool {
-    let rest = uri
-        .strip_prefix("sips:")
-        .or_else(|| uri.strip_prefix("sip:"));
-    match rest {
-        Some(r) => {
-            let host = r.rsplit('@').next().unwrap_or("");
-            let host = host.split(';').next().unwrap_or("");
-            !host.is_empty() && !r.contains(char::is_whitespace)
-        }
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1418,6 +1403,59 @@ department = "orders"
     #[test]
     fn base_compiles() {
         assert_eq!(diags(""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn transfer_uris_must_be_ip_literals_over_udp_and_are_reported_where_written() {
+        let d = diags(
+            r#"
+[menus.main.keys.2]
+action = "transfer"
+uri = "sip:queue@cc.example.com"
+
+[menus.main.keys.3]
+action = "transfer"
+uri = "sip:queue@192.0.2.10:5070;transport=tcp"
+
+[menus.main.keys.4]
+action = "transfer"
+uri = "sip:queue@192.0.2.10:5070"
+"#,
+        );
+        let expect = [
+            "t.toml:24:7: error: transfer uri `sip:queue@cc.example.com` names the host `cc.example.com`: helpline does not resolve names (hint: write the contact centre's IP address, e.g. sip:queue@192.0.2.10:5060)",
+            "t.toml:28:7: error: transfer uri `sip:queue@192.0.2.10:5070;transport=tcp` asks for transport=tcp: transfers go over UDP only",
+        ];
+        for e in expect {
+            assert!(d.iter().any(|l| l.starts_with(e)), "missing {e}\n{d:#?}");
+        }
+        assert_eq!(d.len(), expect.len(), "{d:#?}");
+    }
+
+    #[test]
+    fn a_transfer_needs_the_transfer_failed_prompt_in_every_language() {
+        struct NoTransferFailed;
+        impl PromptCheck for NoTransferFailed {
+            fn check(&self, _: &str, name: &str) -> Result<(), String> {
+                match name {
+                    "transfer-failed" => Err("missing".into()),
+                    _ => Ok(()),
+                }
+            }
+        }
+        let src = format!(
+            "{BASE}\n[menus.main.keys.2]\naction = \"transfer\"\nuri = \"sip:q@192.0.2.10\"\n"
+        );
+        let d: Vec<String> = match compile(&[("t.toml".into(), src)], &NoTransferFailed) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(ToString::to_string).collect(),
+        };
+        assert!(
+            d.iter()
+                .any(|l| l
+                    .starts_with("t.toml:24:7: error: prompt `transfer-failed` is missing in en")),
+            "{d:#?}"
+        );
     }
 
     #[test]

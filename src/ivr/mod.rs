@@ -15,6 +15,7 @@ pub mod hours;
 pub mod menu;
 pub mod number;
 pub mod simulate;
+pub mod transfer;
 
 pub use compile::{compile, MenuSet, PromptCheck, RegionId, Unrouted, DEFAULT_REALM};
 pub use diag::{Diagnostic, Severity};
