@@ -152,7 +152,10 @@ impl SippAgent {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("the SIPp agent did not finish within {timeout:?}:\n{}", self.logs());
+                panic!(
+                    "the SIPp agent did not finish within {timeout:?}:\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -207,8 +210,11 @@ fn caller_scenario(name: &str, hang_up: HangUp) -> String {
     let wait = "<recv request=\"BYE\" timeout=\"10000\"";
     assert!(text.contains(wait), "{FILE} changed: update this test");
     let path = temp_dir(name).join("caller.xml");
-    std::fs::write(&path, text.replace(wait, "<recv request=\"BYE\" timeout=\"4000\""))
-        .expect("write the scenario");
+    std::fs::write(
+        &path,
+        text.replace(wait, "<recv request=\"BYE\" timeout=\"4000\""),
+    )
+    .expect("write the scenario");
     path.display().to_string()
 }
 
@@ -247,7 +253,7 @@ fn caller_reaches_sipp_agent(name: &str, transport: &str, hang_up: HangUp) {
         agent_run.output
     );
     let cdr = server
-        .cdrs()
+        .wait_cdrs(1, LOG_TIMEOUT)
         .into_iter()
         .find(|c| c["call_id"].as_str().is_some_and(|id| id.starts_with(name)))
         .unwrap_or_else(|| panic!("no CDR for {name}:\n{}", server.log_text()));

@@ -143,6 +143,15 @@ impl<S: AgentStore> Registrar<S> {
         }
     }
 
+    /// The challenges offered from now on, in order (a reload of `[routing] digest_algorithms`); nonces
+    /// already out stay valid, answered with any algorithm still offered. Empty means MD5 only.
+    pub fn set_algorithms(&mut self, mut algorithms: Vec<Algorithm>) {
+        if algorithms.is_empty() {
+            algorithms.push(Algorithm::Md5);
+        }
+        self.config.algorithms = algorithms;
+    }
+
     /// Replaces the agent directory after a reload. Bindings of agents still declared are kept (a
     /// reload logs nobody out); agents no longer declared are logged out.
     pub fn set_directory(&mut self, directory: Arc<dyn AgentDirectory + Send + Sync>) {
