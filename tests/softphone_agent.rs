@@ -5,7 +5,7 @@
 //! and the caller hangs up; the CDR says ana answered in `europe.refunds`.
 //!
 //! baresip 1.0 (libre 1.1) refuses a `401` that offers any algorithm besides MD5, so these menus set
-//! `[routing] digest_algorithms = ["MD5"]`, as ivr-menus/README.md tells sites with such phones to.
+//! `[routing] auth_algorithms = ["MD5"]`, as ivr-menus/README.md tells sites with such phones to.
 //! The tests fail (never skip) when baresip or SIPp is missing: `scripts/test` installs both.
 mod common;
 
@@ -32,11 +32,7 @@ fn menus_for_baresip() -> PathBuf {
     let routing = dir.join("00-routing.toml");
     let text = std::fs::read_to_string(&routing).expect("00-routing.toml");
     assert!(text.contains("[routing]\n"), "{text}");
-    let text = text.replacen(
-        "[routing]\n",
-        "[routing]\ndigest_algorithms = [\"MD5\"]\n",
-        1,
-    );
+    let text = text.replacen("[routing]\n", "[routing]\nauth_algorithms = [\"MD5\"]\n", 1);
     std::fs::write(&routing, text).expect("write 00-routing.toml");
     dir
 }

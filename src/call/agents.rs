@@ -47,7 +47,7 @@ impl AgentSide {
         AgentSide {
             registrar: Registrar::new(
                 RegistrarConfig {
-                    algorithms: menus.digest_algorithms().to_vec(),
+                    algorithms: menus.auth_algorithms().to_vec(),
                     ..RegistrarConfig::default()
                 },
                 directory(menus),
@@ -99,7 +99,7 @@ impl Calls {
         self.agents.registrar.set_directory(directory(menus));
         self.agents
             .registrar
-            .set_algorithms(menus.digest_algorithms().to_vec());
+            .set_algorithms(menus.auth_algorithms().to_vec());
         self.agents.presence.set_agents(now, profiles(menus));
         self.drain_registrar(now);
     }

@@ -134,7 +134,7 @@ pub struct MenuSet {
     default_region: Option<usize>,
     prompts_used: BTreeSet<(String, String)>,
     realm: String,
-    digest_algorithms: Vec<crate::agent::digest::Algorithm>,
+    auth_algorithms: Vec<crate::agent::digest::Algorithm>,
     agents: BTreeMap<AgentId, AgentConfig>,
 }
 
@@ -201,9 +201,9 @@ impl MenuSet {
         &self.realm
     }
 
-    /// The digest challenges offered, in order (`[routing] digest_algorithms`, default MD5, SHA-256).
-    pub fn digest_algorithms(&self) -> &[crate::agent::digest::Algorithm] {
-        &self.digest_algorithms
+    /// The digest challenges offered, in order (`[routing] auth_algorithms`, default MD5, SHA-256).
+    pub fn auth_algorithms(&self) -> &[crate::agent::digest::Algorithm] {
+        &self.auth_algorithms
     }
 
     /// The agent declared with this ID.
@@ -596,7 +596,7 @@ pub fn compile(
         }
         None => DEFAULT_REALM.to_owned(),
     };
-    let digest_algorithms = compile_digest_algorithms(&mut cx, routing);
+    let auth_algorithms = compile_auth_algorithms(&mut cx, routing);
     let known = super::agents::Known {
         regions: regions
             .iter()
@@ -816,30 +816,30 @@ pub fn compile(
         default_region,
         prompts_used,
         realm,
-        digest_algorithms,
+        auth_algorithms,
         agents,
     };
     Ok((Arc::new(set), cx.diags))
 }
 
 /// "expected one of `a`, `b`" → a did-you-mean hint over those names.
-/// `[routing] digest_algorithms`: the challenges a REGISTER gets, in order; default MD5 then SHA-256.
+/// `[routing] auth_algorithms`: the challenges a REGISTER gets, in order; default MD5 then SHA-256.
 /// Some phones refuse a `401` that offers any algorithm they do not speak (baresip 1.0: only MD5), so
 /// a site with such phones lists `"MD5"` alone.
-fn compile_digest_algorithms(
+fn compile_auth_algorithms(
     cx: &mut Ctx,
     routing: Option<(usize, &Spanned<super::menu::RoutingModel>)>,
 ) -> Vec<crate::agent::digest::Algorithm> {
     use crate::agent::digest::Algorithm;
     let Some((file, list)) =
-        routing.and_then(|(file, r)| Some((file, r.get_ref().digest_algorithms.as_ref()?)))
+        routing.and_then(|(file, r)| Some((file, r.get_ref().auth_algorithms.as_ref()?)))
     else {
         return vec![Algorithm::Md5, Algorithm::Sha256];
     };
     let hint =
-        || Some("list \"MD5\", \"SHA-256\" or both, e.g. digest_algorithms = [\"MD5\"]".into());
+        || Some("list \"MD5\", \"SHA-256\" or both, e.g. auth_algorithms = [\"MD5\"]".into());
     if list.get_ref().is_empty() {
-        cx.err(&loc(file, list), "digest_algorithms is empty", hint());
+        cx.err(&loc(file, list), "auth_algorithms is empty", hint());
     }
     let mut algorithms = Vec::new();
     for name in list.get_ref() {
@@ -1673,18 +1673,18 @@ queues = []
     }
 
     #[test]
-    fn digest_algorithms_default_to_md5_then_sha256_and_are_checked() {
+    fn auth_algorithms_default_to_md5_then_sha256_and_are_checked() {
         use crate::agent::digest::Algorithm;
         let with = |list: &str| {
             BASE.replacen(
                 "[routing]\n",
-                &format!("[routing]\ndigest_algorithms = {list}\n"),
+                &format!("[routing]\nauth_algorithms = {list}\n"),
                 1,
             )
         };
         let algorithms = |text: String| {
             let (set, _) = compile(&[("t.toml".into(), text)], &AllPrompts).unwrap();
-            set.digest_algorithms().to_vec()
+            set.auth_algorithms().to_vec()
         };
         assert_eq!(
             algorithms(BASE.to_owned()),
@@ -1705,16 +1705,16 @@ queues = []
         assert_eq!(
             errors(r#"["MD5", "SHA-512"]"#),
             [
-                r#"t.toml:3:29: error: unknown digest algorithm `SHA-512` (hint: list "MD5", "SHA-256" or both, e.g. digest_algorithms = ["MD5"])"#
+                r#"t.toml:3:27: error: unknown digest algorithm `SHA-512` (hint: list "MD5", "SHA-256" or both, e.g. auth_algorithms = ["MD5"])"#
             ]
         );
         assert_eq!(
             errors(r#"["MD5", "md5"]"#),
-            ["t.toml:3:29: error: digest algorithm `md5` listed twice"]
+            ["t.toml:3:27: error: digest algorithm `md5` listed twice"]
         );
         let empty = errors("[]");
         assert!(
-            empty.len() == 1 && empty[0].contains("error: digest_algorithms is empty"),
+            empty.len() == 1 && empty[0].contains("error: auth_algorithms is empty"),
             "{empty:?}"
         );
     }

@@ -50,7 +50,7 @@ pub struct RoutingModel {
     pub realm: Option<Text>,
     /// Digest challenges offered to agents' phones, in this order: `"MD5"`, `"SHA-256"`. Default both,
     /// MD5 first.
-    pub digest_algorithms: Option<Spanned<Vec<Text>>>,
+    pub auth_algorithms: Option<Spanned<Vec<Text>>>,
 }
 
 /// `[agents.ID]`: a person who answers routed calls; ID is the SIP user its phone registers.
