@@ -33,7 +33,8 @@ use super::AgentId;
 #[derive(Clone, Debug)]
 pub struct RegistrarConfig {
     /// Challenges offered, in this order (default MD5 then SHA-256: clients take the first they speak,
-    /// and SIPp 3.6 and baresip 1.0 speak only MD5). Empty means MD5 only.
+    /// and SIPp 3.6 speaks only MD5; baresip 1.0 refuses the whole `401` when any challenge is not MD5,
+    /// hence `[routing] auth_algorithms`). Empty means MD5 only.
     pub algorithms: Vec<Algorithm>,
     /// How long a nonce may be answered (default 30 s).
     pub nonce_lifetime: Duration,
@@ -141,6 +142,15 @@ impl<S: AgentStore> Registrar<S> {
             dummy_secret,
             events: VecDeque::new(),
         }
+    }
+
+    /// The challenges offered from now on, in order (a reload of `[routing] auth_algorithms`); nonces
+    /// already out stay valid, answered with any algorithm still offered. Empty means MD5 only.
+    pub fn set_algorithms(&mut self, mut algorithms: Vec<Algorithm>) {
+        if algorithms.is_empty() {
+            algorithms.push(Algorithm::Md5);
+        }
+        self.config.algorithms = algorithms;
     }
 
     /// Replaces the agent directory after a reload. Bindings of agents still declared are kept (a

@@ -47,7 +47,14 @@ impl AgentSide {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x7265_6769_7374_6572);
         let registrar_seed: [u8; 32] = rng.gen();
         AgentSide {
-            registrar: Registrar::new(RegistrarConfig::default(), directory(menus), registrar_seed),
+            registrar: Registrar::new(
+                RegistrarConfig {
+                    algorithms: menus.auth_algorithms().to_vec(),
+                    ..RegistrarConfig::default()
+                },
+                directory(menus),
+                registrar_seed,
+            ),
             presence: Agents::new(AgentsConfig::default(), profiles(menus)),
             queues: Queues::new(QueueConfig::default()),
         }
@@ -92,6 +99,9 @@ impl Calls {
     /// presence the new profiles (status and state kept; removed agents are logged out).
     pub(crate) fn agents_reload(&mut self, now: Instant, menus: &Arc<MenuSet>) {
         self.agents.registrar.set_directory(directory(menus));
+        self.agents
+            .registrar
+            .set_algorithms(menus.auth_algorithms().to_vec());
         self.agents.presence.set_agents(now, profiles(menus));
         self.drain_registrar(now);
     }

@@ -134,6 +134,7 @@ pub struct MenuSet {
     default_region: Option<usize>,
     prompts_used: BTreeSet<(String, String)>,
     realm: String,
+    auth_algorithms: Vec<crate::agent::digest::Algorithm>,
     agents: BTreeMap<AgentId, AgentConfig>,
 }
 
@@ -198,6 +199,11 @@ impl MenuSet {
     /// The digest realm agents authenticate in (`[routing] realm`, default `helpline`).
     pub fn realm(&self) -> &str {
         &self.realm
+    }
+
+    /// The digest challenges offered, in order (`[routing] auth_algorithms`, default MD5, SHA-256).
+    pub fn auth_algorithms(&self) -> &[crate::agent::digest::Algorithm] {
+        &self.auth_algorithms
     }
 
     /// The agent declared with this ID.
@@ -590,6 +596,7 @@ pub fn compile(
         }
         None => DEFAULT_REALM.to_owned(),
     };
+    let auth_algorithms = compile_auth_algorithms(&mut cx, routing);
     let known = super::agents::Known {
         regions: regions
             .iter()
@@ -809,12 +816,50 @@ pub fn compile(
         default_region,
         prompts_used,
         realm,
+        auth_algorithms,
         agents,
     };
     Ok((Arc::new(set), cx.diags))
 }
 
 /// "expected one of `a`, `b`" → a did-you-mean hint over those names.
+/// `[routing] auth_algorithms`: the challenges a REGISTER gets, in order; default MD5 then SHA-256.
+/// Some phones refuse a `401` that offers any algorithm they do not speak (baresip 1.0: only MD5), so
+/// a site with such phones lists `"MD5"` alone.
+fn compile_auth_algorithms(
+    cx: &mut Ctx,
+    routing: Option<(usize, &Spanned<super::menu::RoutingModel>)>,
+) -> Vec<crate::agent::digest::Algorithm> {
+    use crate::agent::digest::Algorithm;
+    let Some((file, list)) =
+        routing.and_then(|(file, r)| Some((file, r.get_ref().auth_algorithms.as_ref()?)))
+    else {
+        return vec![Algorithm::Md5, Algorithm::Sha256];
+    };
+    let hint =
+        || Some("list \"MD5\", \"SHA-256\" or both, e.g. auth_algorithms = [\"MD5\"]".into());
+    if list.get_ref().is_empty() {
+        cx.err(&loc(file, list), "auth_algorithms is empty", hint());
+    }
+    let mut algorithms = Vec::new();
+    for name in list.get_ref() {
+        match Algorithm::parse(name.get_ref()) {
+            Some(a) if algorithms.contains(&a) => cx.err(
+                &loc(file, name),
+                format!("digest algorithm `{}` listed twice", name.get_ref()),
+                None,
+            ),
+            Some(a) => algorithms.push(a),
+            None => cx.err(
+                &loc(file, name),
+                format!("unknown digest algorithm `{}`", name.get_ref()),
+                hint(),
+            ),
+        }
+    }
+    algorithms
+}
+
 fn unknown_key_hint(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (wrong, expected) = rest.split_once('`')?;
@@ -1662,6 +1707,53 @@ queues = []
                 .starts_with(r"t.toml:3:9: error: invalid realm `a\b`"),
             "{}",
             d[0]
+        );
+    }
+
+    #[test]
+    fn auth_algorithms_default_to_md5_then_sha256_and_are_checked() {
+        use crate::agent::digest::Algorithm;
+        let with = |list: &str| {
+            BASE.replacen(
+                "[routing]\n",
+                &format!("[routing]\nauth_algorithms = {list}\n"),
+                1,
+            )
+        };
+        let algorithms = |text: String| {
+            let (set, _) = compile(&[("t.toml".into(), text)], &AllPrompts).unwrap();
+            set.auth_algorithms().to_vec()
+        };
+        assert_eq!(
+            algorithms(BASE.to_owned()),
+            [Algorithm::Md5, Algorithm::Sha256]
+        );
+        assert_eq!(algorithms(with(r#"["MD5"]"#)), [Algorithm::Md5]);
+        assert_eq!(
+            algorithms(with(r#"["sha-256", "MD5"]"#)),
+            [Algorithm::Sha256, Algorithm::Md5]
+        );
+        let errors = |list: &str| -> Vec<String> {
+            compile(&[("t.toml".into(), with(list))], &AllPrompts)
+                .unwrap_err()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            errors(r#"["MD5", "SHA-512"]"#),
+            [
+                r#"t.toml:3:27: error: unknown digest algorithm `SHA-512` (hint: list "MD5", "SHA-256" or both, e.g. auth_algorithms = ["MD5"])"#
+            ]
+        );
+        assert_eq!(
+            errors(r#"["MD5", "md5"]"#),
+            ["t.toml:3:27: error: digest algorithm `md5` listed twice"]
+        );
+        let empty = errors("[]");
+        assert!(
+            empty.len() == 1 && empty[0].contains("error: auth_algorithms is empty"),
+            "{empty:?}"
         );
     }
 }

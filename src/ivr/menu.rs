@@ -48,6 +48,9 @@ pub struct RoutingModel {
     pub departments: Vec<Text>,
     /// Digest realm agents' phones authenticate in; every `ha1` is computed with it. Default `helpline`.
     pub realm: Option<Text>,
+    /// Digest challenges offered to agents' phones, in this order: `"MD5"`, `"SHA-256"`. Default both,
+    /// MD5 first.
+    pub auth_algorithms: Option<Spanned<Vec<Text>>>,
 }
 
 /// `[agents.ID]`: a person who answers routed calls; ID is the SIP user its phone registers.
