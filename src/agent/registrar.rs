@@ -163,7 +163,21 @@ impl<S: AgentStore> Registrar<S> {
         source: &Peer,
     ) -> RegisterOutcome {
         self.store.forget_expired_nonces(now);
-        let (reply, agent, bindings) = match self.authenticate(now, request) {
+        let auth = if request.method == Method::Register {
+            self.authenticate(now, request)
+        } else {
+            Auth::Refuse(Reply::ServerInternalError {
+                why: format!("registrar handed a {}", request.method),
+            })
+        };
+        // §10.3 step 5: an agent registers only its own address of record.
+        let auth = match auth {
+            Auth::Agent(id) if request.to().uri.user.as_deref() != Some(id.as_str()) => {
+                Auth::Refuse(Reply::Forbidden)
+            }
+            other => other,
+        };
+        let (reply, agent, bindings) = match auth {
             Auth::Challenge { stale } => (self.challenge(now, stale), None, Vec::new()),
             Auth::Refuse(reply) => (reply, None, Vec::new()),
             Auth::Agent(id) => match self.update_bindings(now, &id, request, source) {
@@ -185,6 +199,20 @@ impl<S: AgentStore> Registrar<S> {
             reply,
             response,
             agent,
+        }
+    }
+
+    /// Authenticates a request other than REGISTER (an agent's INVITE to a feature code) with the same
+    /// realm, challenges and nonces: `Ok` is the agent named by the credentials' username (the only
+    /// identity trusted; From says nothing), `Err` the reply to send — a fresh `401` challenge, `403`
+    /// for a wrong digest, `400` for unusable credentials — exactly as a REGISTER would get, so it
+    /// tells unknown users from known ones no better.
+    pub fn authorize(&mut self, now: Instant, request: &Request) -> Result<AgentId, Reply> {
+        self.store.forget_expired_nonces(now);
+        match self.authenticate(now, request) {
+            Auth::Challenge { stale } => Err(self.challenge(now, stale)),
+            Auth::Refuse(reply) => Err(reply),
+            Auth::Agent(id) => Ok(id),
         }
     }
 
@@ -254,13 +282,9 @@ impl<S: AgentStore> Registrar<S> {
         Reply::Unauthorized { challenges }
     }
 
-    /// RFC 3261 §10.3 steps 3–5: who sent this, and may they register this address of record.
+    /// RFC 3261 §10.3 steps 3–4 (§22 for any request): who sent this. An unknown user, or a known one
+    /// with a wrong digest, never gets `Auth::Agent`.
     fn authenticate(&mut self, now: Instant, request: &Request) -> Auth {
-        if request.method != Method::Register {
-            return Auth::Refuse(Reply::ServerInternalError {
-                why: format!("registrar handed a {}", request.method),
-            });
-        }
         let realm = self.directory.realm().to_owned();
         let mut found = None;
         for value in request.headers.get_all("Authorization") {
@@ -315,12 +339,10 @@ impl<S: AgentStore> Registrar<S> {
                     // A replayed (or re-counted) response: right digest, spent nonce count.
                     return Auth::Challenge { stale: true };
                 }
-                // §10.3 step 5: an agent registers only its own address of record.
                 match id {
-                    Some(id) if request.to().uri.user.as_deref() == Some(id.as_str()) => {
-                        Auth::Agent(id)
-                    }
-                    _ => Auth::Refuse(Reply::Forbidden),
+                    Some(id) => Auth::Agent(id),
+                    // `good` needs a stored HA1, so an agent: unreachable, but refused all the same.
+                    None => Auth::Refuse(Reply::Forbidden),
                 }
             }
         }

@@ -21,6 +21,7 @@ mod agent_leg;
 pub(crate) mod agents;
 pub mod cdr;
 mod dialog_requests;
+mod feature_codes;
 mod invite;
 pub mod ivr_call;
 pub mod leg;

@@ -795,6 +795,7 @@ pub fn compile(
             )),
         );
     }
+    feature_prompts(&agents, prompts, &mut prompts_used);
     cx.diags
         .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
     if cx.diags.iter().any(|d| d.severity == Severity::Error) {
@@ -812,6 +813,32 @@ pub fn compile(
         agents,
     };
     Ok((Arc::new(set), cx.diags))
+}
+
+/// Prompts an agent's feature codes play (`*50`, `*51`), in the agent's language.
+pub const FEATURE_PROMPTS: [&str; 2] = ["agent-on-break", "agent-available"];
+
+/// Adds the feature-code prompts to the preloaded set, in every voice the menus use and every language
+/// an agent speaks, where they exist. Not an error when absent: the call layer falls back to English
+/// and, without any, the code still takes effect and only the confirmation is silent.
+fn feature_prompts(
+    agents: &BTreeMap<AgentId, AgentConfig>,
+    prompts: &dyn PromptCheck,
+    used: &mut BTreeSet<(String, String)>,
+) {
+    if agents.is_empty() {
+        return;
+    }
+    let mut langs: BTreeSet<String> = used.iter().map(|(l, _)| l.clone()).collect();
+    langs.insert("en".to_owned());
+    langs.extend(agents.values().flat_map(|a| a.languages.iter().cloned()));
+    for lang in langs {
+        for p in FEATURE_PROMPTS {
+            if prompts.check(&lang, p).is_ok() {
+                used.insert((lang.clone(), p.to_owned()));
+            }
+        }
+    }
 }
 
 /// "expected one of `a`, `b`" → a did-you-mean hint over those names.
