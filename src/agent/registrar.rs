@@ -143,6 +143,20 @@ impl<S: AgentStore> Registrar<S> {
         }
     }
 
+    /// Replaces the settings after a reload: new challenges use the new algorithms and bounds;
+    /// bindings and nonces already out are kept (an empty algorithm list means MD5, as at creation).
+    pub fn set_config(&mut self, mut config: RegistrarConfig) {
+        if config.algorithms.is_empty() {
+            config.algorithms.push(Algorithm::Md5);
+        }
+        self.config = config;
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &RegistrarConfig {
+        &self.config
+    }
+
     /// Replaces the agent directory after a reload. Bindings of agents still declared are kept (a
     /// reload logs nobody out); agents no longer declared are logged out.
     pub fn set_directory(&mut self, directory: Arc<dyn AgentDirectory + Send + Sync>) {

@@ -18,6 +18,7 @@ use super::diag::{did_you_mean, line_col, Diagnostic, Severity};
 use super::hours::{self, Schedule, WeeklySpan};
 use super::menu::{self, ActionModel, MenuFile, MenuModel, RegionModel, Text};
 use super::number::{self, Dialed};
+use super::settings::AgentSettings;
 use crate::agent::{AgentConfig, AgentId};
 
 /// Tells whether a prompt can be played: implemented by the server over `prompts/` (file exists and
@@ -135,6 +136,7 @@ pub struct MenuSet {
     prompts_used: BTreeSet<(String, String)>,
     realm: String,
     agents: BTreeMap<AgentId, AgentConfig>,
+    settings: AgentSettings,
 }
 
 /// The digest realm when `[routing]` names none.
@@ -208,6 +210,11 @@ impl MenuSet {
     /// Every declared agent, by ID.
     pub fn agents(&self) -> impl Iterator<Item = &AgentConfig> {
         self.agents.values()
+    }
+
+    /// The registrar's, presence's and queues' settings (`[routing]`, `[queue_defaults]`).
+    pub fn agent_settings(&self) -> &AgentSettings {
+        &self.settings
     }
 }
 
@@ -598,6 +605,7 @@ pub fn compile(
         departments: &departments,
     };
     let agents = super::agents::compile_agents(&mut cx, &parsed, &known);
+    let settings = super::settings::compile_settings(&mut cx, &parsed, routing);
 
     let default_region = routing.and_then(|(file, r)| {
         let d = r.get_ref().default_region.as_ref()?;
@@ -811,6 +819,7 @@ pub fn compile(
         prompts_used,
         realm,
         agents,
+        settings,
     };
     Ok((Arc::new(set), cx.diags))
 }
