@@ -377,3 +377,35 @@ fn reloaded_settings_apply_and_registered_agents_stay_logged_in() {
     let (_, ok) = register_as(&mut net, ana, ANA, 3, 3600);
     assert_eq!(granted(&ok), Some(1800), "{ok:?}");
 }
+
+#[test]
+fn the_tech_category_the_caller_chose_reaches_the_agent() {
+    // tess (password "tess-pw") serves europe.tech.
+    let ha1 = hex_digest("MD5", "tess:helpline:tess-pw");
+    let dir = common::menus_with_sample_agents(|text| {
+        format!("{text}\n[agents.tess]\nname = \"Tess\"\nha1 = \"{ha1}\"\nqueues = [\"europe.tech\"]\n")
+    });
+    let menus = common::sim::load_menus(dir.to_str().expect("UTF-8 temp path"));
+    let mut net = SimNet::with_menus(menus).build();
+    let tess = register(&mut net, PHONE, ("tess", "tess-pw"));
+    rings_long(&mut net, tess);
+    for (key, category) in [('1', "app-and-website"), ('2', "account-and-login")] {
+        let p = net.udp_phone(if key == '1' { "127.0.0.1:40000" } else { "127.0.0.1:40010" });
+        let offer = net.offer(p);
+        let c = net.phone(p).invite(GB, Some(&offer));
+        net.drive();
+        net.phone(p).ack(c, None);
+        net.advance(ms(300));
+        let m = net.media_id(p, c);
+        net.key(m, '4');
+        net.advance(ms(500));
+        net.key(m, key);
+        let invites: Vec<_> = net.phone(tess).calls.iter().filter_map(|c| c.incoming.clone()).collect();
+        let invite = invites.last().expect("tess is offered the caller");
+        assert_eq!(invite.header("X-Helpline-Queue"), Some("europe.tech"));
+        assert_eq!(invite.header("X-Helpline-Category"), Some(category));
+        net.phone(p).bye(c);
+        net.run_until_idle(secs(60));
+        assert_eq!(net.cdr(p, c).variables.get("category").map(String::as_str), Some(category));
+    }
+}

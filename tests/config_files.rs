@@ -680,3 +680,52 @@ fn agent_settings_load_and_every_bad_value_is_reported_at_its_position() {
     assert_eq!(errors(&diags).len(), 7, "{diags:#?}");
     let _ = std::fs::remove_dir_all(&bad);
 }
+
+#[test]
+fn route_set_is_checked_like_collected_variables() {
+    let shipped_set = "set = { category = \"app-and-website\" }";
+    let dir = copy_with(|name, t| {
+        if name != "menus.toml" {
+            return t;
+        }
+        assert!(t.contains(shipped_set));
+        t.replacen(
+            shipped_set,
+            "set = { category = 7, Kind = \"x\", queue = \"vip\", note = \"two\\nlines\" }",
+            1,
+        )
+        .replacen(
+            "[menus.tech.keys.0]\naction = \"repeat\"",
+            "[menus.tech.keys.0]\naction = \"repeat\"\nset = { category = \"none\" }",
+            1,
+        )
+    });
+    let diags = helpline::config::load_menus(&dir, &CatalogPrompts::load()).expect_err("bad set");
+    let text = std::fs::read_to_string(dir.join("menus.toml")).unwrap();
+    let pos = |needle: &str| {
+        let off = text.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        let line = text[..off].matches('\n').count() + 1;
+        let col = off - text[..off].rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, col)
+    };
+    let expect = |(line, col): (usize, usize), message: &str| {
+        assert!(
+            diags.iter().any(|d| d.file.ends_with("menus.toml")
+                && d.line == line
+                && d.col == col
+                && d.message.contains(message)),
+            "expected menus.toml:{line}:{col}: {message}\n got:\n{}",
+            diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+        );
+    };
+    expect(pos("7,"), "`set.category` must be a string");
+    expect(pos("Kind"), "invalid variable name `Kind`");
+    expect(pos("queue ="), "variable `queue` is set by helpline itself");
+    expect(pos("\"two"), "`set.note` must be 1 to 64 printable characters");
+    expect(
+        pos("{ category = \"none\" }"),
+        "key `set` does nothing for action `repeat`",
+    );
+    assert_eq!(errors(&diags).len(), 5, "{diags:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

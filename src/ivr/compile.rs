@@ -69,6 +69,8 @@ pub(crate) enum Action {
     Repeat,
     Route {
         department: String,
+        /// Variables the route sets (`set = { category = "…" }`), in name order.
+        set: Vec<(String, String)>,
     },
     Collect(Arc<Collect>),
     Language {
@@ -824,6 +826,65 @@ pub fn compile(
     Ok((Arc::new(set), cx.diags))
 }
 
+/// Whether `name` can name a variable: lowercase letters, digits and `_`, starting with a letter.
+fn is_variable_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Variables whose `X-Helpline-<Name>` header helpline writes itself for every routed call.
+const RESERVED_VARIABLES: [&str; 3] = ["region", "queue", "language"];
+
+/// Longest value a `set` may give (it travels in a SIP header and the CDR).
+const MAX_SET_VALUE: usize = 64;
+
+/// A `route`'s `set = { name = "value" }`: names as `collect` allows (not the reserved ones), values
+/// non-empty printable strings (they become SIP header values, so no control characters).
+fn route_set(
+    cx: &mut Ctx,
+    file: usize,
+    set: &Spanned<BTreeMap<Text, Spanned<toml::Value>>>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, value) in set.get_ref() {
+        let n = name.get_ref();
+        if !is_variable_name(n) {
+            cx.err(
+                &loc(file, name),
+                format!("invalid variable name `{n}`"),
+                Some("use lowercase letters, digits and _".into()),
+            );
+        } else if RESERVED_VARIABLES.contains(&n.as_str()) {
+            cx.err(
+                &loc(file, name),
+                format!("variable `{n}` is set by helpline itself"),
+                Some("choose another name, e.g. category".into()),
+            );
+        }
+        let Some(v) = value.get_ref().as_str() else {
+            cx.err(
+                &loc(file, value),
+                format!("`set.{n}` must be a string"),
+                Some(format!("write {n} = \"…\"")),
+            );
+            continue;
+        };
+        let printable = !v.trim().is_empty() && !v.chars().any(char::is_control);
+        if !printable || v.chars().count() > MAX_SET_VALUE {
+            cx.err(
+                &loc(file, value),
+                format!("`set.{n}` must be 1 to {MAX_SET_VALUE} printable characters"),
+                None,
+            );
+            continue;
+        }
+        out.push((n.clone(), v.to_owned()));
+    }
+    out
+}
+
 /// Prompts an agent's feature codes play (`*50`, `*51`), in the agent's language.
 pub const FEATURE_PROMPTS: [&str; 2] = ["agent-on-break", "agent-available"];
 
@@ -1106,7 +1167,7 @@ impl Compiler<'_> {
         // `action = "route"` + `menu = ...` does not silently do nothing.
         let allowed: &[&str] = match kind {
             "menu" => &["menu"],
-            "route" => &["department"],
+            "route" => &["department", "set"],
             "language" => &["language", "then"],
             "play" => &["prompt", "then"],
             "hangup" => &["prompt", "reason"],
@@ -1127,7 +1188,8 @@ impl Compiler<'_> {
             ],
             _ => &[],
         };
-        let present: [(&str, Option<Range<usize>>); 18] = [
+        let present: [(&str, Option<Range<usize>>); 19] = [
+            ("set", m.set.as_ref().map(Spanned::span)),
             ("menu", m.menu.as_ref().map(Spanned::span)),
             ("department", m.department.as_ref().map(Spanned::span)),
             ("language", m.language.as_ref().map(Spanned::span)),
@@ -1212,7 +1274,12 @@ impl Compiler<'_> {
                         );
                     }
                 }
-                (Action::Route { department: d }, true)
+                let set = m
+                    .set
+                    .as_ref()
+                    .map(|s| route_set(cx, file, s))
+                    .unwrap_or_default();
+                (Action::Route { department: d, set }, true)
             }
             "transfer" => {
                 let Some(uri) = required(cx, &m.uri, "uri") else {
@@ -1292,15 +1359,7 @@ impl Compiler<'_> {
             cx.err(here, "action `collect` needs `variable`", None);
         }
         let variable = m.variable.as_ref().map_or_else(String::new, |v| {
-            let ok = v
-                .get_ref()
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_lowercase())
-                && v.get_ref()
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !ok {
+            if !is_variable_name(v.get_ref()) {
                 cx.err(
                     &loc(file, v),
                     format!("invalid variable name `{}`", v.get_ref()),

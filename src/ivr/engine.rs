@@ -620,7 +620,11 @@ impl IvrSession {
                 self.enter(self.entry_menu, true, now);
             }
             Action::Repeat => self.enter(self.menu, false, now),
-            Action::Route { department } => {
+            Action::Route { department, set } => {
+                // What the route sets reaches the agent like a collected variable.
+                for (name, value) in set {
+                    self.variables.insert(name, value);
+                }
                 let region = self.summary().region;
                 let queue = format!("{region}.{department}");
                 self.route = Some(queue.clone());

@@ -231,6 +231,10 @@ pub struct ActionModel {
     pub then: Option<Box<Spanned<ActionModel>>>,
     /// `collect`: what happens after `max_attempts` invalid entries (default: hang up).
     pub on_failure: Option<Box<Spanned<ActionModel>>>,
+    /// `route`: variables to set before routing, `{ name = "text" }`; the agent sees each as
+    /// `X-Helpline-<Name>` like a collected one. Values stay raw here so `compile` can say which is not
+    /// a string.
+    pub set: Option<Spanned<BTreeMap<Text, Spanned<toml::Value>>>>,
 }
 
 /// Parses one file's text. On a syntax or schema error returns every unknown key it can find (by
