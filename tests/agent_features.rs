@@ -58,9 +58,17 @@ fn offered(challenge: &Response) -> Vec<String> {
 }
 
 /// An `Authorization` answering the first challenge of `challenge` for `method uri`.
-fn authorization(challenge: &Response, user: &str, password: &str, method: &str, uri: &str) -> String {
+fn authorization(
+    challenge: &Response,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+) -> String {
     let offered = challenge.headers.get_all("WWW-Authenticate");
-    let first = offered.first().unwrap_or_else(|| panic!("no challenge in {challenge:?}"));
+    let first = offered
+        .first()
+        .unwrap_or_else(|| panic!("no challenge in {challenge:?}"));
     let alg = param(first, "algorithm").expect("algorithm");
     let realm = param(first, "realm").expect("realm");
     let nonce = param(first, "nonce").expect("nonce");
@@ -143,7 +151,13 @@ fn register(net: &mut SimNet, addr: &str, agent: (&str, &str)) -> PhoneId {
 
 /// Dials `code` from `phone` and answers the `401` as `user`/`password`: returns the call and the final
 /// response to the authenticated INVITE.
-fn dial(net: &mut SimNet, phone: PhoneId, code: &str, user: &str, password: &str) -> (CallRef, Response) {
+fn dial(
+    net: &mut SimNet,
+    phone: PhoneId,
+    code: &str,
+    user: &str,
+    password: &str,
+) -> (CallRef, Response) {
     let offer = net.offer(phone);
     let c = net.phone(phone).invite(code, Some(&offer));
     net.drive();
@@ -171,7 +185,10 @@ fn status(net: &SimNet, id: &str) -> Option<AgentStatus> {
 fn feature_call(net: &mut SimNet, phone: PhoneId, code: &str, prompt: &str) {
     let (c, answer) = dial(net, phone, code, ANA.0, ANA.1);
     assert_eq!(answer.code, 200, "{answer:?}");
-    assert!(common::sim::sdp_port(&answer.body).is_some(), "an SDP answer");
+    assert!(
+        common::sim::sdp_port(&answer.body).is_some(),
+        "an SDP answer"
+    );
     net.phone(phone).ack(c, None);
     let answered = net.now;
     net.advance(ms(300));
@@ -188,7 +205,10 @@ fn feature_call(net: &mut SimNet, phone: PhoneId, code: &str, prompt: &str) {
     let cdr = net.cdr(phone, c);
     assert_eq!(cdr.end_reason, Some(EndReason::ServerBye));
     assert_eq!(cdr.agent.as_deref(), Some("ana"));
-    assert!(cdr.menu_path.is_empty(), "the menus are not entered: {cdr:?}");
+    assert!(
+        cdr.menu_path.is_empty(),
+        "the menus are not entered: {cdr:?}"
+    );
     assert_eq!(cdr.region, None);
 }
 
@@ -262,7 +282,11 @@ fn wrong_password_and_unknown_user_get_identical_refusals_and_change_nothing() {
     assert_eq!((wrong.code, unknown.code), (403, 403));
     assert_eq!(wrong.reason, unknown.reason);
     let names = |r: &Response| -> Vec<String> {
-        let mut v: Vec<String> = r.headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+        let mut v: Vec<String> = r
+            .headers
+            .iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect();
         v.sort();
         v
     };
@@ -297,11 +321,17 @@ fn the_from_header_does_not_identify_the_agent() {
 }
 
 /// The shipped menus and the sample agents, with `[routing]` keys added and `[queue_defaults]` replaced.
-fn menus_with_settings(routing: &str, queue_defaults: &str) -> std::sync::Arc<helpline::ivr::MenuSet> {
+fn menus_with_settings(
+    routing: &str,
+    queue_defaults: &str,
+) -> std::sync::Arc<helpline::ivr::MenuSet> {
     let dir = common::menus_with_sample_agents(str::to_owned);
     let path = dir.join("00-routing.toml");
     let text = std::fs::read_to_string(&path).expect("00-routing.toml");
-    let head = text.split("[queue_defaults]").next().expect("text before the table");
+    let head = text
+        .split("[queue_defaults]")
+        .next()
+        .expect("text before the table");
     let text = head.replace("[routing]\n", &format!("[routing]\n{routing}\n"))
         + &format!("[queue_defaults]\n{queue_defaults}\n");
     std::fs::write(&path, text).expect("write 00-routing.toml");
@@ -343,7 +373,9 @@ fn queue_defaults_set_the_ring_timeout_and_the_wrap_up() {
     assert_eq!(offers(&mut net, ana), 1);
     let cancels = |net: &mut SimNet| {
         let ph = net.phone(ana);
-        (0..ph.calls.len()).map(|i| ph.requests(CallRef(i), "CANCEL").len()).sum::<usize>()
+        (0..ph.calls.len())
+            .map(|i| ph.requests(CallRef(i), "CANCEL").len())
+            .sum::<usize>()
     };
     net.run_until(routed + secs(5) - ms(1));
     assert_eq!(cancels(&mut net), 0);
@@ -372,7 +404,12 @@ fn reloaded_settings_apply_and_registered_agents_stay_logged_in() {
     assert_eq!(offers(&mut net, ana), 1);
     net.run_until(routed + secs(4));
     let ph = net.phone(ana);
-    assert_eq!(ph.requests(CallRef(0), "CANCEL").len(), 1, "{}", ph.transcript());
+    assert_eq!(
+        ph.requests(CallRef(0), "CANCEL").len(),
+        1,
+        "{}",
+        ph.transcript()
+    );
     // The new bound on a refresh.
     let (_, ok) = register_as(&mut net, ana, ANA, 3, 3600);
     assert_eq!(granted(&ok), Some(1800), "{ok:?}");
@@ -383,14 +420,20 @@ fn the_tech_category_the_caller_chose_reaches_the_agent() {
     // tess (password "tess-pw") serves europe.tech.
     let ha1 = hex_digest("MD5", "tess:helpline:tess-pw");
     let dir = common::menus_with_sample_agents(|text| {
-        format!("{text}\n[agents.tess]\nname = \"Tess\"\nha1 = \"{ha1}\"\nqueues = [\"europe.tech\"]\n")
+        format!(
+            "{text}\n[agents.tess]\nname = \"Tess\"\nha1 = \"{ha1}\"\nqueues = [\"europe.tech\"]\n"
+        )
     });
     let menus = common::sim::load_menus(dir.to_str().expect("UTF-8 temp path"));
     let mut net = SimNet::with_menus(menus).build();
     let tess = register(&mut net, PHONE, ("tess", "tess-pw"));
     rings_long(&mut net, tess);
     for (key, category) in [('1', "app-and-website"), ('2', "account-and-login")] {
-        let p = net.udp_phone(if key == '1' { "127.0.0.1:40000" } else { "127.0.0.1:40010" });
+        let p = net.udp_phone(if key == '1' {
+            "127.0.0.1:40000"
+        } else {
+            "127.0.0.1:40010"
+        });
         let offer = net.offer(p);
         let c = net.phone(p).invite(GB, Some(&offer));
         net.drive();
@@ -400,12 +443,20 @@ fn the_tech_category_the_caller_chose_reaches_the_agent() {
         net.key(m, '4');
         net.advance(ms(500));
         net.key(m, key);
-        let invites: Vec<_> = net.phone(tess).calls.iter().filter_map(|c| c.incoming.clone()).collect();
+        let invites: Vec<_> = net
+            .phone(tess)
+            .calls
+            .iter()
+            .filter_map(|c| c.incoming.clone())
+            .collect();
         let invite = invites.last().expect("tess is offered the caller");
         assert_eq!(invite.header("X-Helpline-Queue"), Some("europe.tech"));
         assert_eq!(invite.header("X-Helpline-Category"), Some(category));
         net.phone(p).bye(c);
         net.run_until_idle(secs(60));
-        assert_eq!(net.cdr(p, c).variables.get("category").map(String::as_str), Some(category));
+        assert_eq!(
+            net.cdr(p, c).variables.get("category").map(String::as_str),
+            Some(category)
+        );
     }
 }

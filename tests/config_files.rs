@@ -634,7 +634,10 @@ fn agent_settings_load_and_every_bad_value_is_reported_at_its_position() {
     let set = helpline::config::load_menus(&good, &CatalogPrompts::load()).expect("good settings");
     let s = set.agent_settings();
     assert_eq!(s.auth_algorithms, [Algorithm::Sha256, Algorithm::Md5]);
-    assert_eq!((s.min_expires, s.max_expires, s.max_no_answer), (120, 1800, 0));
+    assert_eq!(
+        (s.min_expires, s.max_expires, s.max_no_answer),
+        (120, 1800, 0)
+    );
     assert_eq!((s.ring_timeout.as_secs(), s.wrap_up.as_secs()), (20, 0));
     let _ = std::fs::remove_dir_all(&good);
 
@@ -650,8 +653,13 @@ fn agent_settings_load_and_every_bad_value_is_reported_at_its_position() {
         .replace("ring_timeout = \"15s\"", "ring_timeout = \"0s\"")
         .replace("wrap_up = \"10s\"", "wrap_up = \"ten\"")
     });
-    std::fs::write(bad.join("zz-more.toml"), "[queue_defaults]\nwrap_up = \"5s\"\n").unwrap();
-    let diags = helpline::config::load_menus(&bad, &CatalogPrompts::load()).expect_err("bad settings");
+    std::fs::write(
+        bad.join("zz-more.toml"),
+        "[queue_defaults]\nwrap_up = \"5s\"\n",
+    )
+    .unwrap();
+    let diags =
+        helpline::config::load_menus(&bad, &CatalogPrompts::load()).expect_err("bad settings");
     let text = std::fs::read_to_string(bad.join("00-routing.toml")).unwrap();
     let pos = |needle: &str| {
         let off = text.find(needle).unwrap_or_else(|| panic!("{needle}"));
@@ -666,14 +674,30 @@ fn agent_settings_load_and_every_bad_value_is_reported_at_its_position() {
                 && d.col == col
                 && d.message.contains(message)),
             "expected {file}:{line}:{col}: {message}\n got:\n{}",
-            diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     };
     let routing = "00-routing.toml";
-    expect(routing, pos("\"SHA-512\""), "unknown digest algorithm `SHA-512`");
+    expect(
+        routing,
+        pos("\"SHA-512\""),
+        "unknown digest algorithm `SHA-512`",
+    );
     expect(routing, pos("\"MD5\"]"), "algorithm `MD5` is listed twice");
-    expect(routing, pos("300\n"), "min_expires (600) is above max_expires (300)");
-    expect(routing, pos("-1"), "max_no_answer must be between 0 and 100, not -1");
+    expect(
+        routing,
+        pos("300\n"),
+        "min_expires (600) is above max_expires (300)",
+    );
+    expect(
+        routing,
+        pos("-1"),
+        "max_no_answer must be between 0 and 100, not -1",
+    );
     expect(routing, pos("\"0s\""), "ring_timeout cannot be zero");
     expect(routing, pos("\"ten\""), "invalid duration `ten`");
     expect("zz-more.toml", (1, 1), "second [queue_defaults] table");
@@ -715,13 +739,20 @@ fn route_set_is_checked_like_collected_variables() {
                 && d.col == col
                 && d.message.contains(message)),
             "expected menus.toml:{line}:{col}: {message}\n got:\n{}",
-            diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     };
     expect(pos("7,"), "`set.category` must be a string");
     expect(pos("Kind"), "invalid variable name `Kind`");
     expect(pos("queue ="), "variable `queue` is set by helpline itself");
-    expect(pos("\"two"), "`set.note` must be 1 to 64 printable characters");
+    expect(
+        pos("\"two"),
+        "`set.note` must be 1 to 64 printable characters",
+    );
     expect(
         pos("{ category = \"none\" }"),
         "key `set` does nothing for action `repeat`",

@@ -47,7 +47,9 @@ fn registrar_config(menus: &MenuSet) -> RegistrarConfig {
         algorithms: s.auth_algorithms.clone(),
         min_expires: s.min_expires,
         max_expires: s.max_expires,
-        default_expires: d.default_expires.clamp(s.min_expires, s.max_expires.max(s.min_expires)),
+        default_expires: d
+            .default_expires
+            .clamp(s.min_expires, s.max_expires.max(s.min_expires)),
         ..d
     }
 }

@@ -96,8 +96,12 @@ impl Calls {
         let trying = incoming.trying();
         self.respond(now, tx, trying);
         let lang = self.feature_language(&agent, prompt);
-        let ivr =
-            IvrSession::announcement(self.menus.clone(), &lang, vec![prompt.to_owned()], "feature");
+        let ivr = IvrSession::announcement(
+            self.menus.clone(),
+            &lang,
+            vec![prompt.to_owned()],
+            "feature",
+        );
         if !self.admit(now, tx, peer, incoming, ivr, cdr) {
             return; // bad SDP or no port: refused, and presence is left as it was
         }
