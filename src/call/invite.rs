@@ -1,5 +1,6 @@
 //! New requests for the call registry: the dispatch of every request the endpoint reports, the checks
-//! every request passes, and the INVITE that creates a call — accept (100, maybe 180, then 200), reject,
+//! every request passes, and the INVITE that creates a call — classified (a caller's call to a helpline
+//! number, or an agent's star code for `feature_codes`), then accept (100, maybe 180, then 200), reject,
 //! CANCEL. In-dialog requests and the ACK are in `dialog_requests`.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};

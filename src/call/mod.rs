@@ -13,8 +13,9 @@
 //!   [`Calls::poll_timeout`]; a spurious `handle_timeout` is a no-op.
 //!
 //! It also owns the agents' machines: REGISTER goes to the digest registrar, logins feed agent
-//! presence and the queues (`agents`), and a routed caller's offers ring agents' phones as UAC legs
-//! of the call, bridged on answer (`agent_leg`).
+//! presence and the queues (`agents`), a routed caller's offers ring agents' phones as UAC legs
+//! of the call, bridged on answer (`agent_leg`), and an agent's INVITE to `*50`/`*51` is a feature
+//! code, authenticated and confirmed without the menus (`feature_codes`).
 //!
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
 mod agent_leg;
