@@ -495,6 +495,11 @@ fn info_and_rfc4733_keys_navigate_the_menus() {
     let cdr = net.cdr(p, c);
     assert_eq!(cdr.route.as_deref(), Some("europe.tech"));
     assert_eq!(cdr.menu_path, ["main", "tech"]);
+    // The category the caller chose travels with the call (the agent sees X-Helpline-Category).
+    assert_eq!(
+        cdr.variables.get("category").map(String::as_str),
+        Some("app-and-website")
+    );
     let digits: Vec<(char, &str)> = cdr.digits.iter().map(|d| (d.digit, d.method)).collect();
     assert_eq!(digits, [('4', "info"), ('1', "rfc4733")]);
 }

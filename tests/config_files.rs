@@ -610,3 +610,153 @@ fn philippine_callers_hear_english_without_a_language_question() {
     assert_eq!(lines[1], "t=0.000 play en/main-greeting");
     assert_eq!(r.route.as_deref(), Some("southeast-asia.seller-disputes"));
 }
+
+#[test]
+fn agent_settings_load_and_every_bad_value_is_reported_at_its_position() {
+    // The shipped values are the defaults.
+    let set = helpline::config::load_menus(&shipped(), &CatalogPrompts::load()).expect("shipped");
+    assert_eq!(*set.agent_settings(), ivr::AgentSettings::default());
+    assert_eq!(set.agent_settings().ring_timeout.as_secs(), 15);
+    assert_eq!(set.agent_settings().wrap_up.as_secs(), 10);
+
+    let good = copy_with(|name, t| {
+        if name != "00-routing.toml" {
+            return t;
+        }
+        t.replace(
+            "departments = [",
+            "auth_algorithms = [\"SHA-256\", \"md5\"]\nmin_expires = 120\nmax_expires = 1800\n\
+             max_no_answer = 0\ndepartments = [",
+        )
+        .replace("ring_timeout = \"15s\"", "ring_timeout = \"20s\"")
+        .replace("wrap_up = \"10s\"", "wrap_up = \"0s\"")
+    });
+    let set = helpline::config::load_menus(&good, &CatalogPrompts::load()).expect("good settings");
+    let s = set.agent_settings();
+    assert_eq!(s.auth_algorithms, [Algorithm::Sha256, Algorithm::Md5]);
+    assert_eq!(
+        (s.min_expires, s.max_expires, s.max_no_answer),
+        (120, 1800, 0)
+    );
+    assert_eq!((s.ring_timeout.as_secs(), s.wrap_up.as_secs()), (20, 0));
+    let _ = std::fs::remove_dir_all(&good);
+
+    let bad = copy_with(|name, t| {
+        if name != "00-routing.toml" {
+            return t;
+        }
+        t.replace(
+            "departments = [",
+            "auth_algorithms = [\"MD5\", \"SHA-512\", \"MD5\"]\nmin_expires = 600\nmax_expires = 300\n\
+             max_no_answer = -1\ndepartments = [",
+        )
+        .replace("ring_timeout = \"15s\"", "ring_timeout = \"0s\"")
+        .replace("wrap_up = \"10s\"", "wrap_up = \"ten\"")
+    });
+    std::fs::write(
+        bad.join("zz-more.toml"),
+        "[queue_defaults]\nwrap_up = \"5s\"\n",
+    )
+    .unwrap();
+    let diags =
+        helpline::config::load_menus(&bad, &CatalogPrompts::load()).expect_err("bad settings");
+    let text = std::fs::read_to_string(bad.join("00-routing.toml")).unwrap();
+    let pos = |needle: &str| {
+        let off = text.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        let line = text[..off].matches('\n').count() + 1;
+        let col = off - text[..off].rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, col)
+    };
+    let expect = |file: &str, (line, col): (usize, usize), message: &str| {
+        assert!(
+            diags.iter().any(|d| d.file.ends_with(file)
+                && d.line == line
+                && d.col == col
+                && d.message.contains(message)),
+            "expected {file}:{line}:{col}: {message}\n got:\n{}",
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    };
+    let routing = "00-routing.toml";
+    expect(
+        routing,
+        pos("\"SHA-512\""),
+        "unknown digest algorithm `SHA-512`",
+    );
+    expect(routing, pos("\"MD5\"]"), "algorithm `MD5` is listed twice");
+    expect(
+        routing,
+        pos("300\n"),
+        "min_expires (600) is above max_expires (300)",
+    );
+    expect(
+        routing,
+        pos("-1"),
+        "max_no_answer must be between 0 and 100, not -1",
+    );
+    expect(routing, pos("\"0s\""), "ring_timeout cannot be zero");
+    expect(routing, pos("\"ten\""), "invalid duration `ten`");
+    expect("zz-more.toml", (1, 1), "second [queue_defaults] table");
+    assert_eq!(errors(&diags).len(), 7, "{diags:#?}");
+    let _ = std::fs::remove_dir_all(&bad);
+}
+
+#[test]
+fn route_set_is_checked_like_collected_variables() {
+    let shipped_set = "set = { category = \"app-and-website\" }";
+    let dir = copy_with(|name, t| {
+        if name != "menus.toml" {
+            return t;
+        }
+        assert!(t.contains(shipped_set));
+        t.replacen(
+            shipped_set,
+            "set = { category = 7, Kind = \"x\", queue = \"vip\", note = \"two\\nlines\" }",
+            1,
+        )
+        .replacen(
+            "[menus.tech.keys.0]\naction = \"repeat\"",
+            "[menus.tech.keys.0]\naction = \"repeat\"\nset = { category = \"none\" }",
+            1,
+        )
+    });
+    let diags = helpline::config::load_menus(&dir, &CatalogPrompts::load()).expect_err("bad set");
+    let text = std::fs::read_to_string(dir.join("menus.toml")).unwrap();
+    let pos = |needle: &str| {
+        let off = text.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        let line = text[..off].matches('\n').count() + 1;
+        let col = off - text[..off].rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, col)
+    };
+    let expect = |(line, col): (usize, usize), message: &str| {
+        assert!(
+            diags.iter().any(|d| d.file.ends_with("menus.toml")
+                && d.line == line
+                && d.col == col
+                && d.message.contains(message)),
+            "expected menus.toml:{line}:{col}: {message}\n got:\n{}",
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    };
+    expect(pos("7,"), "`set.category` must be a string");
+    expect(pos("Kind"), "invalid variable name `Kind`");
+    expect(pos("queue ="), "variable `queue` is set by helpline itself");
+    expect(
+        pos("\"two"),
+        "`set.note` must be 1 to 64 printable characters",
+    );
+    expect(
+        pos("{ category = \"none\" }"),
+        "key `set` does nothing for action `repeat`",
+    );
+    assert_eq!(errors(&diags).len(), 5, "{diags:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

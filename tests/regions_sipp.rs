@@ -131,7 +131,7 @@ fn china_tech_submenu() {
             region: "china",
             language: "zh",
             menu_path: &["main", "tech"],
-            variables: json!({}),
+            variables: json!({"category": "account-and-login"}),
             route: "china.tech",
             digits: "42",
         },

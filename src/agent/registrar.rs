@@ -33,8 +33,7 @@ use super::AgentId;
 #[derive(Clone, Debug)]
 pub struct RegistrarConfig {
     /// Challenges offered, in this order (default MD5 then SHA-256: clients take the first they speak,
-    /// and SIPp 3.6 speaks only MD5; baresip 1.0 refuses the whole `401` when any challenge is not MD5,
-    /// hence `[routing] auth_algorithms`). Empty means MD5 only.
+    /// and SIPp 3.6 and baresip 1.0 speak only MD5). Empty means MD5 only.
     pub algorithms: Vec<Algorithm>,
     /// How long a nonce may be answered (default 30 s).
     pub nonce_lifetime: Duration,
@@ -144,13 +143,18 @@ impl<S: AgentStore> Registrar<S> {
         }
     }
 
-    /// The challenges offered from now on, in order (a reload of `[routing] auth_algorithms`); nonces
-    /// already out stay valid, answered with any algorithm still offered. Empty means MD5 only.
-    pub fn set_algorithms(&mut self, mut algorithms: Vec<Algorithm>) {
-        if algorithms.is_empty() {
-            algorithms.push(Algorithm::Md5);
+    /// Replaces the settings after a reload: new challenges use the new algorithms and bounds;
+    /// bindings and nonces already out are kept (an empty algorithm list means MD5, as at creation).
+    pub fn set_config(&mut self, mut config: RegistrarConfig) {
+        if config.algorithms.is_empty() {
+            config.algorithms.push(Algorithm::Md5);
         }
-        self.config.algorithms = algorithms;
+        self.config = config;
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &RegistrarConfig {
+        &self.config
     }
 
     /// Replaces the agent directory after a reload. Bindings of agents still declared are kept (a
@@ -173,7 +177,21 @@ impl<S: AgentStore> Registrar<S> {
         source: &Peer,
     ) -> RegisterOutcome {
         self.store.forget_expired_nonces(now);
-        let (reply, agent, bindings) = match self.authenticate(now, request) {
+        let auth = if request.method == Method::Register {
+            self.authenticate(now, request)
+        } else {
+            Auth::Refuse(Reply::ServerInternalError {
+                why: format!("registrar handed a {}", request.method),
+            })
+        };
+        // §10.3 step 5: an agent registers only its own address of record.
+        let auth = match auth {
+            Auth::Agent(id) if request.to().uri.user.as_deref() != Some(id.as_str()) => {
+                Auth::Refuse(Reply::Forbidden)
+            }
+            other => other,
+        };
+        let (reply, agent, bindings) = match auth {
             Auth::Challenge { stale } => (self.challenge(now, stale), None, Vec::new()),
             Auth::Refuse(reply) => (reply, None, Vec::new()),
             Auth::Agent(id) => match self.update_bindings(now, &id, request, source) {
@@ -195,6 +213,20 @@ impl<S: AgentStore> Registrar<S> {
             reply,
             response,
             agent,
+        }
+    }
+
+    /// Authenticates a request other than REGISTER (an agent's INVITE to a feature code) with the same
+    /// realm, challenges and nonces: `Ok` is the agent named by the credentials' username (the only
+    /// identity trusted; From says nothing), `Err` the reply to send — a fresh `401` challenge, `403`
+    /// for a wrong digest, `400` for unusable credentials — exactly as a REGISTER would get, so it
+    /// tells unknown users from known ones no better.
+    pub fn authorize(&mut self, now: Instant, request: &Request) -> Result<AgentId, Reply> {
+        self.store.forget_expired_nonces(now);
+        match self.authenticate(now, request) {
+            Auth::Challenge { stale } => Err(self.challenge(now, stale)),
+            Auth::Refuse(reply) => Err(reply),
+            Auth::Agent(id) => Ok(id),
         }
     }
 
@@ -264,13 +296,9 @@ impl<S: AgentStore> Registrar<S> {
         Reply::Unauthorized { challenges }
     }
 
-    /// RFC 3261 §10.3 steps 3–5: who sent this, and may they register this address of record.
+    /// RFC 3261 §10.3 steps 3–4 (§22 for any request): who sent this. An unknown user, or a known one
+    /// with a wrong digest, never gets `Auth::Agent`.
     fn authenticate(&mut self, now: Instant, request: &Request) -> Auth {
-        if request.method != Method::Register {
-            return Auth::Refuse(Reply::ServerInternalError {
-                why: format!("registrar handed a {}", request.method),
-            });
-        }
         let realm = self.directory.realm().to_owned();
         let mut found = None;
         for value in request.headers.get_all("Authorization") {
@@ -325,12 +353,10 @@ impl<S: AgentStore> Registrar<S> {
                     // A replayed (or re-counted) response: right digest, spent nonce count.
                     return Auth::Challenge { stale: true };
                 }
-                // §10.3 step 5: an agent registers only its own address of record.
                 match id {
-                    Some(id) if request.to().uri.user.as_deref() == Some(id.as_str()) => {
-                        Auth::Agent(id)
-                    }
-                    _ => Auth::Refuse(Reply::Forbidden),
+                    Some(id) => Auth::Agent(id),
+                    // `good` needs a stored HA1, so an agent: unreachable, but refused all the same.
+                    None => Auth::Refuse(Reply::Forbidden),
                 }
             }
         }

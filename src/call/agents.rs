@@ -40,6 +40,38 @@ fn directory(menus: &Arc<MenuSet>) -> Arc<dyn AgentDirectory + Send + Sync> {
     menus.clone()
 }
 
+/// The registrar's settings from the menus' `[routing]`; what the menus do not set keeps its default.
+/// The expiry used when a REGISTER names none is kept inside the configured bounds.
+fn registrar_config(menus: &MenuSet) -> RegistrarConfig {
+    let s = menus.agent_settings();
+    let d = RegistrarConfig::default();
+    RegistrarConfig {
+        algorithms: s.auth_algorithms.clone(),
+        min_expires: s.min_expires,
+        max_expires: s.max_expires,
+        default_expires: d
+            .default_expires
+            .clamp(s.min_expires, s.max_expires.max(s.min_expires)),
+        ..d
+    }
+}
+
+fn presence_config(menus: &MenuSet) -> AgentsConfig {
+    let s = menus.agent_settings();
+    AgentsConfig {
+        wrap_up: s.wrap_up,
+        max_no_answer: s.max_no_answer,
+    }
+}
+
+/// `[queue_defaults]` as every queue's settings (per-queue tables come with queue strategies).
+fn queue_config(menus: &MenuSet) -> QueueConfig {
+    QueueConfig {
+        ring_timeout: menus.agent_settings().ring_timeout,
+        ..QueueConfig::default()
+    }
+}
+
 impl AgentSide {
     /// Both machines over the declared agents, everyone logged out. The registrar's 32-byte seed is
     /// derived from the registry's `seed`, so a replayed trace gives the same nonces.
@@ -47,16 +79,9 @@ impl AgentSide {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x7265_6769_7374_6572);
         let registrar_seed: [u8; 32] = rng.gen();
         AgentSide {
-            registrar: Registrar::new(
-                RegistrarConfig {
-                    algorithms: menus.auth_algorithms().to_vec(),
-                    ..RegistrarConfig::default()
-                },
-                directory(menus),
-                registrar_seed,
-            ),
-            presence: Agents::new(AgentsConfig::default(), profiles(menus)),
-            queues: Queues::new(QueueConfig::default()),
+            registrar: Registrar::new(registrar_config(menus), directory(menus), registrar_seed),
+            presence: Agents::new(presence_config(menus), profiles(menus)),
+            queues: Queues::new(queue_config(menus)),
         }
     }
 
@@ -96,13 +121,16 @@ impl Calls {
     }
 
     /// Reload: the registrar reads the new directory (bindings of agents still declared are kept),
-    /// presence the new profiles (status and state kept; removed agents are logged out).
+    /// presence the new profiles (status and state kept; removed agents are logged out), and all three
+    /// take the new settings (a running wrap-up or ringing offer keeps the end it had).
     pub(crate) fn agents_reload(&mut self, now: Instant, menus: &Arc<MenuSet>) {
+        self.agents.registrar.set_config(registrar_config(menus));
         self.agents.registrar.set_directory(directory(menus));
-        self.agents
-            .registrar
-            .set_algorithms(menus.auth_algorithms().to_vec());
+        self.agents.presence.set_config(presence_config(menus));
         self.agents.presence.set_agents(now, profiles(menus));
+        self.agents
+            .queues
+            .set_configs(queue_config(menus), Default::default());
         self.drain_registrar(now);
     }
 

@@ -1,5 +1,6 @@
 //! New requests for the call registry: the dispatch of every request the endpoint reports, the checks
-//! every request passes, and the INVITE that creates a call — accept (100, maybe 180, then 200), reject,
+//! every request passes, and the INVITE that creates a call — classified (a caller's call to a helpline
+//! number, or an agent's star code for `feature_codes`), then accept (100, maybe 180, then 200), reject,
 //! CANCEL. In-dialog requests and the ACK are in `dialog_requests`.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use crate::call::cdr::{Cdr, EndReason};
+use crate::call::feature_codes::FeatureCode;
 use crate::call::ivr_call::{CallInput, IvrCall};
 use crate::call::leg::{Leg, LegId, LegKind, UasLeg, UasState};
 use crate::call::state::{media_config_from, media_config_unanswered, sdp_body, Call, CallMedia};
@@ -152,6 +154,12 @@ impl Calls {
             };
             return self.reject_new(now, tx, incoming, reply, cdr);
         }
+        // The classification of a new INVITE: a star code is an agent's feature code (`*50` break,
+        // `*51` back), authenticated and answered without ever entering a region's menus; anything
+        // else is a caller dialling one of the helpline's numbers.
+        if let Some(code) = FeatureCode::parse(&cdr.dialed) {
+            return self.on_feature_code(now, tx, peer, incoming, code, cdr);
+        }
         // RFC 3261 §17.2.1: 100 Trying at once, so the caller stops retransmitting.
         let trying = incoming.trying();
         self.respond(now, tx, trying);
@@ -165,10 +173,28 @@ impl Calls {
             }
         };
         cdr.menu_version = Some(self.menus.version().to_owned());
+        self.admit(now, tx, peer, incoming, ivr, cdr);
+    }
+
+    /// The checks every INVITE that will be answered passes (its SDP, a free RTP port), then the call:
+    /// true when it was created, false when the INVITE was refused (and recorded).
+    pub(crate) fn admit(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        peer: Peer,
+        incoming: IncomingCall,
+        ivr: IvrSession,
+        cdr: Cdr,
+    ) -> bool {
+        let call_id = CallId::from(incoming.invite().call_id());
         // SDP: an offer in the INVITE, or none (then we offer in the 200, RFC 3264 §5).
         let offer = match sdp_body(incoming.invite()) {
             Ok(offer) => offer,
-            Err(reply) => return self.reject_new(now, tx, incoming, reply, cdr),
+            Err(reply) => {
+                self.reject_new(now, tx, incoming, reply, cdr);
+                return false;
+            }
         };
         if let Some(Err(err)) = offer
             .as_ref()
@@ -178,14 +204,16 @@ impl Calls {
             let reply = Reply::NotAcceptableHere {
                 why: err.to_string(),
             };
-            return self.reject_new(now, tx, incoming, reply, cdr);
+            self.reject_new(now, tx, incoming, reply, cdr);
+            return false;
         }
         let Some(port) = self.ports.allocate(now) else {
             tracing::warn!("no RTP port free");
             let reply = Reply::ServiceUnavailable {
                 retry_after: RETRY_AFTER_NO_PORT,
             };
-            return self.reject_new(now, tx, incoming, reply, cdr);
+            self.reject_new(now, tx, incoming, reply, cdr);
+            return false;
         };
         let accepted = NewCall {
             call_id,
@@ -197,6 +225,7 @@ impl Calls {
             cdr,
         };
         self.accept(now, accepted, port);
+        true
     }
 
     /// Creates the call for an INVITE that passed every check and got RTP port `port`: opens its media,
@@ -318,7 +347,7 @@ impl Calls {
     }
 
     /// Refuses an INVITE for which no call was created, and records it.
-    fn reject_new(
+    pub(crate) fn reject_new(
         &mut self,
         now: Instant,
         tx: TxId,

@@ -431,7 +431,10 @@ impl IvrCall {
     /// has not recorded its own (e.g. the caller's BYE).
     pub fn finish(mut self, now: Instant, reason: EndReason) -> Cdr {
         let summary = self.ivr.summary();
-        self.cdr.region = Some(summary.region);
+        // An announcement (an agent's feature code) runs in no region: keep what the registry knew.
+        if !summary.region.is_empty() {
+            self.cdr.region = Some(summary.region);
+        }
         self.cdr.language = Some(summary.language);
         self.cdr.menu_path = summary.menu_path;
         self.cdr.variables = summary.variables;

@@ -13,15 +13,17 @@
 //!   [`Calls::poll_timeout`]; a spurious `handle_timeout` is a no-op.
 //!
 //! It also owns the agents' machines: REGISTER goes to the digest registrar, logins feed agent
-//! presence and the queues (`agents`), and a routed caller's offers ring agents' phones as UAC legs
-//! of the call, bridged on answer (`agent_leg`). A menu `transfer` calls its external URI the same
-//! way (`transfer`); what the two kinds of UAC leg share is `uac_leg`.
+//! presence and the queues (`agents`), a routed caller's offers ring agents' phones as UAC legs
+//! of the call, bridged on answer (`agent_leg`), and an agent's INVITE to `*50`/`*51` is a feature
+//! code, authenticated and confirmed without the menus (`feature_codes`). A menu `transfer` calls its
+//! external URI the same way as an agent (`transfer`); what the two kinds of UAC leg share is `uac_leg`.
 //!
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
 mod agent_leg;
 pub(crate) mod agents;
 pub mod cdr;
 mod dialog_requests;
+mod feature_codes;
 mod invite;
 pub mod ivr_call;
 pub mod leg;

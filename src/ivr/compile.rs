@@ -18,6 +18,7 @@ use super::diag::{did_you_mean, line_col, Diagnostic, Severity};
 use super::hours::{self, Schedule, WeeklySpan};
 use super::menu::{self, ActionModel, MenuFile, MenuModel, RegionModel, Text};
 use super::number::{self, Dialed};
+use super::settings::AgentSettings;
 use crate::agent::{AgentConfig, AgentId};
 
 /// Tells whether a prompt can be played: implemented by the server over `prompts/` (file exists and
@@ -68,6 +69,8 @@ pub(crate) enum Action {
     Repeat,
     Route {
         department: String,
+        /// Variables the route sets (`set = { category = "…" }`), in name order.
+        set: Vec<(String, String)>,
     },
     Collect(Arc<Collect>),
     Language {
@@ -134,8 +137,8 @@ pub struct MenuSet {
     default_region: Option<usize>,
     prompts_used: BTreeSet<(String, String)>,
     realm: String,
-    auth_algorithms: Vec<crate::agent::digest::Algorithm>,
     agents: BTreeMap<AgentId, AgentConfig>,
+    settings: AgentSettings,
 }
 
 /// The digest realm when `[routing]` names none.
@@ -201,11 +204,6 @@ impl MenuSet {
         &self.realm
     }
 
-    /// The digest challenges offered, in order (`[routing] auth_algorithms`, default MD5, SHA-256).
-    pub fn auth_algorithms(&self) -> &[crate::agent::digest::Algorithm] {
-        &self.auth_algorithms
-    }
-
     /// The agent declared with this ID.
     pub fn agent(&self, id: &str) -> Option<&AgentConfig> {
         self.agents.get(id)
@@ -214,6 +212,11 @@ impl MenuSet {
     /// Every declared agent, by ID.
     pub fn agents(&self) -> impl Iterator<Item = &AgentConfig> {
         self.agents.values()
+    }
+
+    /// The registrar's, presence's and queues' settings (`[routing]`, `[queue_defaults]`).
+    pub fn agent_settings(&self) -> &AgentSettings {
+        &self.settings
     }
 }
 
@@ -596,7 +599,6 @@ pub fn compile(
         }
         None => DEFAULT_REALM.to_owned(),
     };
-    let auth_algorithms = compile_auth_algorithms(&mut cx, routing);
     let known = super::agents::Known {
         regions: regions
             .iter()
@@ -605,6 +607,7 @@ pub fn compile(
         departments: &departments,
     };
     let agents = super::agents::compile_agents(&mut cx, &parsed, &known);
+    let settings = super::settings::compile_settings(&mut cx, &parsed, routing);
 
     let default_region = routing.and_then(|(file, r)| {
         let d = r.get_ref().default_region.as_ref()?;
@@ -802,6 +805,7 @@ pub fn compile(
             )),
         );
     }
+    feature_prompts(&agents, prompts, &mut prompts_used);
     cx.diags
         .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
     if cx.diags.iter().any(|d| d.severity == Severity::Error) {
@@ -816,50 +820,98 @@ pub fn compile(
         default_region,
         prompts_used,
         realm,
-        auth_algorithms,
         agents,
+        settings,
     };
     Ok((Arc::new(set), cx.diags))
 }
 
-/// "expected one of `a`, `b`" → a did-you-mean hint over those names.
-/// `[routing] auth_algorithms`: the challenges a REGISTER gets, in order; default MD5 then SHA-256.
-/// Some phones refuse a `401` that offers any algorithm they do not speak (baresip 1.0: only MD5), so
-/// a site with such phones lists `"MD5"` alone.
-fn compile_auth_algorithms(
-    cx: &mut Ctx,
-    routing: Option<(usize, &Spanned<super::menu::RoutingModel>)>,
-) -> Vec<crate::agent::digest::Algorithm> {
-    use crate::agent::digest::Algorithm;
-    let Some((file, list)) =
-        routing.and_then(|(file, r)| Some((file, r.get_ref().auth_algorithms.as_ref()?)))
-    else {
-        return vec![Algorithm::Md5, Algorithm::Sha256];
-    };
-    let hint =
-        || Some("list \"MD5\", \"SHA-256\" or both, e.g. auth_algorithms = [\"MD5\"]".into());
-    if list.get_ref().is_empty() {
-        cx.err(&loc(file, list), "auth_algorithms is empty", hint());
-    }
-    let mut algorithms = Vec::new();
-    for name in list.get_ref() {
-        match Algorithm::parse(name.get_ref()) {
-            Some(a) if algorithms.contains(&a) => cx.err(
-                &loc(file, name),
-                format!("digest algorithm `{}` listed twice", name.get_ref()),
-                None,
-            ),
-            Some(a) => algorithms.push(a),
-            None => cx.err(
-                &loc(file, name),
-                format!("unknown digest algorithm `{}`", name.get_ref()),
-                hint(),
-            ),
-        }
-    }
-    algorithms
+/// Whether `name` can name a variable: lowercase letters, digits and `_`, starting with a letter.
+fn is_variable_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// Variables whose `X-Helpline-<Name>` header helpline writes itself for every routed call.
+const RESERVED_VARIABLES: [&str; 3] = ["region", "queue", "language"];
+
+/// Longest value a `set` may give (it travels in a SIP header and the CDR).
+const MAX_SET_VALUE: usize = 64;
+
+/// A `route`'s `set = { name = "value" }`: names as `collect` allows (not the reserved ones), values
+/// non-empty printable strings (they become SIP header values, so no control characters).
+fn route_set(
+    cx: &mut Ctx,
+    file: usize,
+    set: &Spanned<BTreeMap<Text, Spanned<toml::Value>>>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, value) in set.get_ref() {
+        let n = name.get_ref();
+        if !is_variable_name(n) {
+            cx.err(
+                &loc(file, name),
+                format!("invalid variable name `{n}`"),
+                Some("use lowercase letters, digits and _".into()),
+            );
+        } else if RESERVED_VARIABLES.contains(&n.as_str()) {
+            cx.err(
+                &loc(file, name),
+                format!("variable `{n}` is set by helpline itself"),
+                Some("choose another name, e.g. category".into()),
+            );
+        }
+        let Some(v) = value.get_ref().as_str() else {
+            cx.err(
+                &loc(file, value),
+                format!("`set.{n}` must be a string"),
+                Some(format!("write {n} = \"…\"")),
+            );
+            continue;
+        };
+        let printable = !v.trim().is_empty() && !v.chars().any(char::is_control);
+        if !printable || v.chars().count() > MAX_SET_VALUE {
+            cx.err(
+                &loc(file, value),
+                format!("`set.{n}` must be 1 to {MAX_SET_VALUE} printable characters"),
+                None,
+            );
+            continue;
+        }
+        out.push((n.clone(), v.to_owned()));
+    }
+    out
+}
+
+/// Prompts an agent's feature codes play (`*50`, `*51`), in the agent's language.
+pub const FEATURE_PROMPTS: [&str; 2] = ["agent-on-break", "agent-available"];
+
+/// Adds the feature-code prompts to the preloaded set, in every voice the menus use and every language
+/// an agent speaks, where they exist. Not an error when absent: the call layer falls back to English
+/// and, without any, the code still takes effect and only the confirmation is silent.
+fn feature_prompts(
+    agents: &BTreeMap<AgentId, AgentConfig>,
+    prompts: &dyn PromptCheck,
+    used: &mut BTreeSet<(String, String)>,
+) {
+    if agents.is_empty() {
+        return;
+    }
+    let mut langs: BTreeSet<String> = used.iter().map(|(l, _)| l.clone()).collect();
+    langs.insert("en".to_owned());
+    langs.extend(agents.values().flat_map(|a| a.languages.iter().cloned()));
+    for lang in langs {
+        for p in FEATURE_PROMPTS {
+            if prompts.check(&lang, p).is_ok() {
+                used.insert((lang.clone(), p.to_owned()));
+            }
+        }
+    }
+}
+
+/// "expected one of `a`, `b`" → a did-you-mean hint over those names.
 fn unknown_key_hint(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (wrong, expected) = rest.split_once('`')?;
@@ -1115,7 +1167,7 @@ impl Compiler<'_> {
         // `action = "route"` + `menu = ...` does not silently do nothing.
         let allowed: &[&str] = match kind {
             "menu" => &["menu"],
-            "route" => &["department"],
+            "route" => &["department", "set"],
             "language" => &["language", "then"],
             "play" => &["prompt", "then"],
             "hangup" => &["prompt", "reason"],
@@ -1136,7 +1188,8 @@ impl Compiler<'_> {
             ],
             _ => &[],
         };
-        let present: [(&str, Option<Range<usize>>); 18] = [
+        let present: [(&str, Option<Range<usize>>); 19] = [
+            ("set", m.set.as_ref().map(Spanned::span)),
             ("menu", m.menu.as_ref().map(Spanned::span)),
             ("department", m.department.as_ref().map(Spanned::span)),
             ("language", m.language.as_ref().map(Spanned::span)),
@@ -1221,7 +1274,12 @@ impl Compiler<'_> {
                         );
                     }
                 }
-                (Action::Route { department: d }, true)
+                let set = m
+                    .set
+                    .as_ref()
+                    .map(|s| route_set(cx, file, s))
+                    .unwrap_or_default();
+                (Action::Route { department: d, set }, true)
             }
             "transfer" => {
                 let Some(uri) = required(cx, &m.uri, "uri") else {
@@ -1302,15 +1360,7 @@ impl Compiler<'_> {
             cx.err(here, "action `collect` needs `variable`", None);
         }
         let variable = m.variable.as_ref().map_or_else(String::new, |v| {
-            let ok = v
-                .get_ref()
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_lowercase())
-                && v.get_ref()
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !ok {
+            if !is_variable_name(v.get_ref()) {
                 cx.err(
                     &loc(file, v),
                     format!("invalid variable name `{}`", v.get_ref()),
@@ -1532,7 +1582,7 @@ language = "xx"
         );
         let expect = [
             "t.toml:23:10: error: unknown action `rout` (hint: did you mean `route`?)",
-            "t.toml:28:8: error: key `menu` does nothing for action `route` (hint: action `route` takes: department)",
+            "t.toml:28:8: error: key `menu` does nothing for action `route` (hint: action `route` takes: department, set)",
             "t.toml:31:10: error: action `collect` needs `then`",
             "t.toml:32:12: error: invalid variable name `Order`",
             "t.toml:34:11: error: invalid pattern `([`: unclosed character class",
@@ -1707,53 +1757,6 @@ queues = []
                 .starts_with(r"t.toml:3:9: error: invalid realm `a\b`"),
             "{}",
             d[0]
-        );
-    }
-
-    #[test]
-    fn auth_algorithms_default_to_md5_then_sha256_and_are_checked() {
-        use crate::agent::digest::Algorithm;
-        let with = |list: &str| {
-            BASE.replacen(
-                "[routing]\n",
-                &format!("[routing]\nauth_algorithms = {list}\n"),
-                1,
-            )
-        };
-        let algorithms = |text: String| {
-            let (set, _) = compile(&[("t.toml".into(), text)], &AllPrompts).unwrap();
-            set.auth_algorithms().to_vec()
-        };
-        assert_eq!(
-            algorithms(BASE.to_owned()),
-            [Algorithm::Md5, Algorithm::Sha256]
-        );
-        assert_eq!(algorithms(with(r#"["MD5"]"#)), [Algorithm::Md5]);
-        assert_eq!(
-            algorithms(with(r#"["sha-256", "MD5"]"#)),
-            [Algorithm::Sha256, Algorithm::Md5]
-        );
-        let errors = |list: &str| -> Vec<String> {
-            compile(&[("t.toml".into(), with(list))], &AllPrompts)
-                .unwrap_err()
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        };
-        assert_eq!(
-            errors(r#"["MD5", "SHA-512"]"#),
-            [
-                r#"t.toml:3:27: error: unknown digest algorithm `SHA-512` (hint: list "MD5", "SHA-256" or both, e.g. auth_algorithms = ["MD5"])"#
-            ]
-        );
-        assert_eq!(
-            errors(r#"["MD5", "md5"]"#),
-            ["t.toml:3:27: error: digest algorithm `md5` listed twice"]
-        );
-        let empty = errors("[]");
-        assert!(
-            empty.len() == 1 && empty[0].contains("error: auth_algorithms is empty"),
-            "{empty:?}"
         );
     }
 }

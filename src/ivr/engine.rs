@@ -113,6 +113,11 @@ impl TimerKind {
 enum Mode {
     /// Before `Answered`.
     Idle,
+    /// Before `Answered` of an announcement: play these, then hang up with `reason`.
+    Announce {
+        prompts: Vec<String>,
+        reason: String,
+    },
     /// Asking the caller to choose among `choices`.
     LanguageSelect,
     /// In the current menu, waiting for keys once prompts end.
@@ -219,14 +224,53 @@ impl IvrSession {
         })
     }
 
+    /// A session that walks no menu: on `Answered` it plays `prompts` in `language` (no barge-in), then
+    /// hangs up with `reason`. For calls that are not callers' (an agent's feature code), so that they
+    /// share the call layer's answer, prompt and BYE path without ever entering a region's menus. Its
+    /// summary names no region.
+    pub fn announcement(
+        set: Arc<MenuSet>,
+        language: &str,
+        prompts: Vec<String>,
+        reason: &str,
+    ) -> IvrSession {
+        IvrSession {
+            set,
+            // No region: `summary` and `voice` fall back to nothing and to `language`.
+            region: usize::MAX,
+            choices: vec![language.to_owned()],
+            language: language.to_owned(),
+            entry_menu: usize::MAX,
+            menu: usize::MAX,
+            stack: Vec::new(),
+            failures: 0,
+            timeouts: 0,
+            mode: Mode::Announce {
+                prompts,
+                reason: reason.to_owned(),
+            },
+            buf: String::new(),
+            outstanding: 0,
+            barge_in: false,
+            timer: None,
+            actions: VecDeque::new(),
+            menu_path: Vec::new(),
+            variables: BTreeMap::new(),
+            route: None,
+        }
+    }
+
     /// Feeds one input at `now`.
     pub fn handle(&mut self, now: Instant, input: IvrInput) {
         match input {
-            IvrInput::Answered => {
-                if matches!(self.mode, Mode::Idle) {
-                    self.start(now);
+            IvrInput::Answered => match std::mem::replace(&mut self.mode, Mode::Idle) {
+                Mode::Idle => self.start(now),
+                Mode::Announce { prompts, reason } => {
+                    self.mode = Mode::HangingUp { reason };
+                    self.play(&prompts, false, now);
                 }
-            }
+                other => self.mode = other,
+            },
             IvrInput::PromptFinished => {
                 if self.outstanding > 0 {
                     self.outstanding -= 1;
@@ -398,7 +442,7 @@ impl IvrSession {
                 }
             }
             Mode::HangingUp { reason } => self.end_hangup(&reason),
-            m @ (Mode::Idle | Mode::Ended) => self.mode = m,
+            m @ (Mode::Idle | Mode::Announce { .. } | Mode::Ended) => self.mode = m,
         }
     }
 
@@ -576,7 +620,11 @@ impl IvrSession {
                 self.enter(self.entry_menu, true, now);
             }
             Action::Repeat => self.enter(self.menu, false, now),
-            Action::Route { department } => {
+            Action::Route { department, set } => {
+                // What the route sets reaches the agent like a collected variable.
+                for (name, value) in set {
+                    self.variables.insert(name, value);
+                }
                 let region = self.summary().region;
                 let queue = format!("{region}.{department}");
                 self.route = Some(queue.clone());

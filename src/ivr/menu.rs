@@ -20,7 +20,7 @@ use toml::Spanned;
 /// A text value with its position in the file.
 pub type Text = Spanned<String>;
 
-/// One TOML file under `ivr-menus/`. Any file may hold any of the four sections.
+/// One TOML file under `ivr-menus/`. Any file may hold any of its sections.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MenuFile {
@@ -35,6 +35,18 @@ pub struct MenuFile {
     /// `[agents.ID]`: one table per agent; IDs are global across files.
     #[serde(default)]
     pub agents: BTreeMap<Text, Spanned<AgentModel>>,
+    /// `[queue_defaults]`: settings every queue shares; at most one file may have it.
+    pub queue_defaults: Option<Spanned<QueueDefaultsModel>>,
+}
+
+/// `[queue_defaults]` (per-queue `[queues."REGION.DEPARTMENT"]` tables come later with the same keys).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDefaultsModel {
+    /// How long an agent's phones ring before the caller is offered to the next agent. Default `"15s"`.
+    pub ring_timeout: Option<Text>,
+    /// Time after each call (and refused offer) before the agent is offered another. Default `"10s"`.
+    pub wrap_up: Option<Text>,
 }
 
 /// `[routing]`.
@@ -48,9 +60,14 @@ pub struct RoutingModel {
     pub departments: Vec<Text>,
     /// Digest realm agents' phones authenticate in; every `ha1` is computed with it. Default `helpline`.
     pub realm: Option<Text>,
-    /// Digest challenges offered to agents' phones, in this order: `"MD5"`, `"SHA-256"`. Default both,
-    /// MD5 first.
+    /// Digest challenges offered, in this order: `"MD5"`, `"SHA-256"`. Default `["MD5", "SHA-256"]`.
     pub auth_algorithms: Option<Spanned<Vec<Text>>>,
+    /// Shortest registration accepted, seconds (shorter gets `423 Interval Too Brief`). Default 60.
+    pub min_expires: Option<Spanned<i64>>,
+    /// Longest registration granted, seconds (longer is shortened). Default 3600.
+    pub max_expires: Option<Spanned<i64>>,
+    /// Unanswered offers in a row after which an agent is put on break; 0 never. Default 3.
+    pub max_no_answer: Option<Spanned<i64>>,
 }
 
 /// `[agents.ID]`: a person who answers routed calls; ID is the SIP user its phone registers.
@@ -214,6 +231,10 @@ pub struct ActionModel {
     pub then: Option<Box<Spanned<ActionModel>>>,
     /// `collect`: what happens after `max_attempts` invalid entries (default: hang up).
     pub on_failure: Option<Box<Spanned<ActionModel>>>,
+    /// `route`: variables to set before routing, `{ name = "text" }`; the agent sees each as
+    /// `X-Helpline-<Name>` like a collected one. Values stay raw here so `compile` can say which is not
+    /// a string.
+    pub set: Option<Spanned<BTreeMap<Text, Spanned<toml::Value>>>>,
 }
 
 /// Parses one file's text. On a syntax or schema error returns every unknown key it can find (by

@@ -14,10 +14,12 @@ pub mod engine;
 pub mod hours;
 pub mod menu;
 pub mod number;
+pub mod settings;
 pub mod simulate;
 pub mod transfer;
 
 pub use compile::{compile, MenuSet, PromptCheck, RegionId, Unrouted, DEFAULT_REALM};
 pub use diag::{Diagnostic, Severity};
 pub use engine::{CallSummary, IvrAction, IvrInput, IvrSession, TimerKind};
+pub use settings::AgentSettings;
 pub use simulate::{simulate, SimEvent, SimulationResult};

@@ -280,6 +280,19 @@ impl ScriptedPhone {
         )
     }
 
+    /// Sends the call's INVITE again after a `401`/`407` (same Call-ID and tags, next CSeq, new branch,
+    /// RFC 3261 §22.2) with extra header lines (the `Authorization`).
+    pub fn invite_again(&mut self, c: CallRef, sdp: Option<&str>, extra: &str) {
+        let branch = self.branch();
+        let call = &mut self.calls[c.0];
+        call.invite_cseq += 1;
+        call.cseq = call.invite_cseq;
+        call.invite_branch = branch;
+        call.remote_tag = None;
+        let head = self.invite_head(c, extra);
+        self.send_text(&head, sdp.unwrap_or_default());
+    }
+
     /// Cancels the call's INVITE (same branch, CSeq number and headers, RFC 3261 §9.1).
     pub fn cancel(&mut self, c: CallRef) {
         let call = &self.calls[c.0];
