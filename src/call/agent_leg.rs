@@ -457,22 +457,23 @@ impl Calls {
         let Some(q) = call.queued.as_mut() else {
             return;
         };
-        q.ringing = None;
-        q.answered = Some((agent.clone(), now));
         let Some(media) = q.media.as_ref() else {
             return;
         };
         let (agent_media, session_id) = (media.id, media.session_id);
-        match answer.map(|a| sdp::accept_answer(&media.offer, &a)) {
-            Some(Ok(negotiated)) => {
-                let cfg = media_config_from(&negotiated, self.cfg.rtp_timeout, session_id);
-                self.media_out.push_back(MediaCommand::Configure {
-                    id: agent_media,
-                    cfg,
-                });
-            }
-            _ => tracing::warn!(%agent, "agent's 200 carried no usable SDP answer"),
-        }
+        let Some(Ok(negotiated)) = answer.map(|a| sdp::accept_answer(&media.offer, &a)) else {
+            // Bridging would leave both sides in silence: this contact failed, like a 488 from it.
+            tracing::warn!(%agent, "agent's 200 carried no usable SDP answer: hanging the leg up");
+            self.bye_agent_leg(now, key, leg);
+            return self.after_agent_leg_failed(now, key, &agent, RejectReason::Failed);
+        };
+        q.ringing = None;
+        q.answered = Some((agent.clone(), now));
+        let cfg = media_config_from(&negotiated, self.cfg.rtp_timeout, session_id);
+        self.media_out.push_back(MediaCommand::Configure {
+            id: agent_media,
+            cfg,
+        });
         call.ivr.bridged();
         self.media_out
             .push_back(MediaCommand::Stop { id: caller_media });

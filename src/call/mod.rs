@@ -37,7 +37,7 @@ use rand::SeedableRng;
 
 pub use crate::media::MediaId;
 pub use cdr::{Cdr, CdrDigit, EndReason, WallClock, MAX_CDR_DIGITS};
-pub use ivr_call::{CallInput, CallOutput, CallTiming, IvrCall};
+pub use ivr_call::{CallInput, CallOutput, CallTiming, IvrCall, CONNECTING_PROMPT, RINGBACK_TONE};
 pub use leg::{Leg, LegId, LegKind, UasLeg, UasState};
 pub use ports::PortPool;
 
