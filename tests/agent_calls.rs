@@ -270,10 +270,18 @@ fn an_agent_phone_answering_after_the_caller_hung_up_gets_ack_and_bye() {
         "then hung up:\n{}",
         ph.transcript()
     );
+    // The phone did not hear our ACK and sends its 200 again: ACKed again, no second BYE.
+    net.advance(ms(500));
+    reply_to_invite(&mut net, ana, CallRef(0), 200, &answer);
+    net.drive();
+    let ph = net.phone(ana);
+    assert_eq!(ph.requests(CallRef(0), "ACK").len(), 2, "{}", ph.transcript());
+    assert_eq!(ph.requests(CallRef(0), "BYE").len(), 1, "{}", ph.transcript());
     assert!(net.media.bridges.is_empty());
     assert_ne!(agent_state(&net, "ana"), Some(AgentState::InCall));
     net.run_until_idle(secs(120));
     assert_eq!(net.calls.endpoint().transaction_count(), 0);
+    assert_eq!(net.calls.late_leg_count(), 0);
     assert_eq!(net.calls.ports_in_use(), 0);
     let cdr = net.cdr(p, c);
     assert_eq!(cdr.end_reason, Some(EndReason::CallerBye));
@@ -305,7 +313,41 @@ fn a_180_after_the_caller_hung_up_gets_the_cancel_that_waited_for_it() {
     assert_eq!(ph.requests(CallRef(0), "ACK").len(), 1, "{}", ph.transcript());
     net.run_until_idle(secs(120));
     assert_eq!(net.calls.endpoint().transaction_count(), 0);
+    assert_eq!(net.calls.late_leg_count(), 0);
     assert_eq!(net.cdr(p, c).queue_result, Some(QueueResult::Abandoned));
+}
+
+#[test]
+fn the_other_phone_answering_after_the_call_ended_gets_ack_and_bye() {
+    let mut net = SimNet::with_menus(sample_agent_menus()).build();
+    // ana's desk phone has not said 180 when her mobile answers: its CANCEL waits for a 1xx.
+    let desk = agent_phone(&mut net, "127.0.0.1:41000", ANA, AnswerMode::Ignore);
+    let quick = answers_after(secs(1), "127.0.0.1:41010");
+    let mobile = agent_phone(&mut net, "127.0.0.1:41010", ANA, quick);
+    let (p, c) = refunds_caller(&mut net, "127.0.0.1:40000");
+    net.advance(secs(1));
+    assert_eq!(net.media.bridges.len(), 1);
+    net.advance(secs(2));
+    net.phone(p).bye(c);
+    net.drive();
+    assert_eq!(net.phone(mobile).requests(CallRef(0), "BYE").len(), 1);
+    assert_eq!(net.calls.call_count(), 0);
+
+    net.advance(secs(1));
+    let answer = common::sim::agent::agent_sdp("127.0.0.1:41000");
+    reply_to_invite(&mut net, desk, CallRef(0), 200, &answer);
+    net.drive();
+    let ph = net.phone(desk);
+    assert_eq!(ph.requests(CallRef(0), "ACK").len(), 1, "{}", ph.transcript());
+    assert_eq!(ph.requests(CallRef(0), "BYE").len(), 1, "{}", ph.transcript());
+    assert_eq!(net.media.bridges.len(), 1, "the late phone never joins");
+    net.run_until_idle(secs(120));
+    assert_eq!(net.calls.late_leg_count(), 0);
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.agent.as_deref(), Some("ana"));
+    assert_eq!(cdr.talk_ms, Some(2_000));
+    assert_eq!(cdr.queue_result, Some(QueueResult::Answered));
+    assert_eq!(cdr.end_reason, Some(EndReason::CallerBye));
 }
 
 // ── RTP timeouts while bridged ──

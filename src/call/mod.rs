@@ -23,6 +23,7 @@ pub mod cdr;
 mod dialog_requests;
 mod invite;
 pub mod ivr_call;
+mod late_legs;
 pub mod leg;
 pub mod ports;
 mod state;
@@ -179,6 +180,8 @@ pub struct Calls {
     /// Each leg's transactions: the caller's INVITE, our BYE.
     by_tx: HashMap<TxId, (CallKey, LegId)>,
     by_media: HashMap<MediaId, CallKey>,
+    /// Agent legs whose call has ended but whose phone may still answer (see `late_legs`).
+    late: late_legs::LateLegs,
     /// Calls' wake-ups; an entry whose call is gone or re-armed for another instant is stale and
     /// skipped. Rebuilt when stale entries would outnumber live ones (bounded by the number of calls).
     wakeups: BinaryHeap<Reverse<(Instant, CallKey)>>,
@@ -209,6 +212,7 @@ impl Calls {
             by_call_id: HashMap::new(),
             by_tx: HashMap::new(),
             by_media: HashMap::new(),
+            late: late_legs::LateLegs::default(),
             wakeups: BinaryHeap::new(),
             next_key: 1,
             next_media: 1,
@@ -249,6 +253,7 @@ impl Calls {
         self.endpoint.handle_timeout(now);
         self.drain_endpoint(now);
         self.agents_timeout(now);
+        self.late_legs_timeout(now);
         while let Some(&Reverse((at, key))) = self.wakeups.peek() {
             if at > now {
                 break;
@@ -344,6 +349,7 @@ impl Calls {
             calls,
             self.endpoint.poll_timeout(),
             self.agents.poll_timeout(),
+            self.late.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -373,6 +379,11 @@ impl Calls {
     /// The registrar (for metrics and tests: live bindings, nonces out).
     pub fn registrar(&self) -> &Registrar {
         &self.agents.registrar
+    }
+
+    /// Agent legs kept after their call ended, waiting for their phone (see `late_legs`).
+    pub fn late_leg_count(&self) -> usize {
+        self.late.len()
     }
 
     /// RTP ports handed out and not yet released.
@@ -411,14 +422,17 @@ impl Calls {
                     self.by_tx.remove(&tx);
                     self.finish(now, key);
                 }
-                _ => {}
+                Some(_) => {}
+                None => {
+                    self.on_late_response(now, tx, &response);
+                }
             },
             SipEvent::ClientTimeout { tx } => match self.by_tx.remove(&tx) {
                 Some((key, leg)) if leg != LegId::CALLER => {
                     self.on_agent_timeout(now, key, leg, tx)
                 }
                 Some((key, _)) => self.finish(now, key),
-                None => {}
+                None => self.on_late_timeout(tx),
             },
         }
     }
@@ -593,11 +607,11 @@ impl Calls {
     /// Removes a call: closes its media, frees its port and emits its CDR.
     fn finish(&mut self, now: Instant, key: CallKey) {
         self.leave_queue(now, key);
-        let Some(call) = self.calls.remove(&key) else {
+        let Some(mut call) = self.calls.remove(&key) else {
             return;
         };
         self.by_call_id.remove(&call.call_id);
-        for leg in &call.legs {
+        for leg in std::mem::take(&mut call.legs) {
             let (invite_tx, bye_tx) = match &leg.kind {
                 LegKind::Caller(uas) => (uas.invite_tx, uas.bye_tx),
                 LegKind::Agent(uac) => {
@@ -608,6 +622,10 @@ impl Calls {
             self.by_tx.remove(&invite_tx);
             if let Some(tx) = bye_tx {
                 self.by_tx.remove(&tx);
+            }
+            if let LegKind::Agent(uac) = leg.kind {
+                // Its phone may still answer, or our BYE is out: the leg outlives the call.
+                self.adopt_late_leg(now, uac);
             }
         }
         if let Some(media) = call.queued.as_ref().and_then(|q| q.media.as_ref()) {
