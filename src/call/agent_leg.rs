@@ -22,6 +22,7 @@ use crate::call::leg::{Leg, LegId, LegKind, UacLeg, UacState};
 use crate::call::state::{media_config_from, media_config_unanswered, AgentMedia, QueuedCall};
 use crate::call::{CallKey, Calls, MediaCommand};
 use crate::dialog::Dialog;
+use crate::media::session::MediaEvent;
 use crate::queue::{Offer, QueueEvent, QueueExit};
 use crate::sdp::{self, MediaCaps, SdpAnswer};
 use crate::sip::endpoint::{Peer, Transport, TxId};
@@ -131,6 +132,7 @@ impl Calls {
             ringing: None,
             answered: None,
             media: None,
+            agent_sip_at: None,
             next_leg: 1,
         });
         if let Err(e) = self.agents.queues.enqueue(now, key, name, &language) {
@@ -469,6 +471,7 @@ impl Calls {
         };
         q.ringing = None;
         q.answered = Some((agent.clone(), now));
+        q.agent_sip_at = Some(now);
         let cfg = media_config_from(&negotiated, self.cfg.rtp_timeout, session_id);
         self.media_out.push_back(MediaCommand::Configure {
             id: agent_media,
@@ -492,6 +495,42 @@ impl Calls {
             tracing::warn!(error = %e, "presence refused the answer");
         }
         self.run_queues(now);
+    }
+
+    /// An event from the agent side's media session. Only an RTP timeout of a bridged call matters:
+    /// the agent's phone is gone (and its SIP silent as long), so the call ends on both sides. Keys
+    /// from the agent are theirs to the caller (relayed), not input to the menus.
+    pub(crate) fn on_agent_media(&mut self, now: Instant, key: CallKey, event: &MediaEvent) {
+        if !matches!(event, MediaEvent::RtpTimeout) {
+            return;
+        }
+        let Some(q) = self.calls.get(&key).and_then(|c| c.queued.as_ref()) else {
+            return;
+        };
+        let (Some((agent, _)), Some(last_sip)) = (&q.answered, q.agent_sip_at) else {
+            return; // not bridged: nothing is expected from the agent side yet
+        };
+        if now.saturating_duration_since(last_sip) < self.cfg.rtp_timeout {
+            return;
+        }
+        tracing::info!(%agent, "no RTP and no SIP from the agent's phone: ending the call");
+        self.hangup(now, key, EndReason::RtpTimeout);
+    }
+
+    /// BYE on every confirmed agent leg of the call (the call is ending from our side).
+    pub(crate) fn bye_agent_legs(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let confirmed: Vec<LegId> = call
+            .legs
+            .iter()
+            .filter(|l| matches!(&l.kind, LegKind::Agent(u) if matches!(u.state, UacState::Confirmed { .. })))
+            .map(|l| l.id)
+            .collect();
+        for leg in confirmed {
+            self.bye_agent_leg(now, key, leg);
+        }
     }
 
     /// Sends BYE on a confirmed agent leg.
@@ -525,6 +564,10 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return self.respond(now, tx, stranger);
         };
+        if let Some(q) = call.queued.as_mut() {
+            // Any request from the agent's phone proves it is alive (see `on_agent_media`).
+            q.agent_sip_at = q.agent_sip_at.map(|_| now);
+        }
         let Some(uac) = call.agent_leg_mut(leg) else {
             return self.respond(now, tx, stranger);
         };

@@ -239,10 +239,14 @@ impl Calls {
         };
         if let MediaEvent::BindFailed { port } = event {
             self.on_bind_failed(now, key, port);
-        } else if let Some(call) = self.calls.get_mut(&key).filter(|c| c.media.id == id) {
-            // Only the caller's session feeds the IVR; the agent side's events are not used yet.
-            call.ivr.handle(now, CallInput::Media(event));
-            self.after_call(now, key);
+        } else if let Some(call) = self.calls.get_mut(&key) {
+            if call.media.id == id {
+                call.ivr.handle(now, CallInput::Media(event));
+                self.after_call(now, key);
+            } else {
+                // The agent side's session (the only other one a call has).
+                self.on_agent_media(now, key, &event);
+            }
         }
         self.drain_endpoint(now);
     }
@@ -516,6 +520,11 @@ impl Calls {
             return;
         };
         call.end_reason.get_or_insert(reason);
+        // A bridged agent is not left on a dead line while the caller's leg winds down.
+        self.bye_agent_legs(now, key);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         match call.caller().state {
             UasState::Proceeding { .. } => {
                 self.reject_call(now, key, Reply::TemporarilyUnavailable)

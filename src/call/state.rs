@@ -56,6 +56,9 @@ pub(crate) struct QueuedCall {
     pub(crate) answered: Option<(crate::agent::AgentId, Instant)>,
     /// The agent side's media session (one for every agent leg: only one is ever answered).
     pub(crate) media: Option<AgentMedia>,
+    /// The last SIP from the answered agent's phone (its 200, then any request in the dialog): RTP
+    /// silence alone does not end a call whose agent still talks SIP (e.g. on hold).
+    pub(crate) agent_sip_at: Option<Instant>,
     /// The next leg number.
     pub(crate) next_leg: u32,
 }
