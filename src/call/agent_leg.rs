@@ -138,6 +138,8 @@ impl Calls {
         if let Err(e) = self.agents.queues.enqueue(now, key, name, &language) {
             tracing::warn!(error = %e, "routed call already queued");
         }
+        call.ivr.enter_queue();
+        self.after_call(now, key);
         self.run_queues(now);
     }
 
@@ -302,11 +304,20 @@ impl Calls {
         Some(media)
     }
 
+    /// Whether the caller hears ringback: an agent's phone rings with them, or no longer does.
+    fn set_ringback(&mut self, now: Instant, key: CallKey, ringing: bool) {
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.ivr.set_agent_ringing(ringing);
+            self.after_call(now, key);
+        }
+    }
+
     /// Tells presence the offer did not become a call (the queue then tries the next agent).
     fn offer_failed(&mut self, now: Instant, key: CallKey, agent: &AgentId, why: RejectReason) {
         if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
             q.ringing = None;
         }
+        self.set_ringback(now, key, false);
         let input = AgentInput::OfferRejected {
             agent: agent.clone(),
             call: key,
@@ -326,6 +337,7 @@ impl Calls {
         if let Some(q) = call.queued.as_mut() {
             q.ringing = None;
         }
+        call.ivr.set_agent_ringing(false);
         let mut cancels = Vec::new();
         for leg in &mut call.legs {
             let LegKind::Agent(uac) = &mut leg.kind else {
@@ -341,6 +353,7 @@ impl Calls {
         for tx in cancels {
             self.endpoint.cancel(now, tx);
         }
+        self.after_call(now, key);
     }
 
     /// A response on an agent leg: our BYE's, or our INVITE's.
@@ -352,7 +365,11 @@ impl Calls {
         tx: TxId,
         response: &Response,
     ) {
-        let Some(uac) = self.calls.get_mut(&key).and_then(|c| c.agent_leg_mut(leg)) else {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let current = call.queued.as_ref().and_then(|q| q.ringing.clone());
+        let Some(uac) = call.agent_leg_mut(leg) else {
             return;
         };
         if uac.invite_tx != tx {
@@ -363,6 +380,10 @@ impl Calls {
             101..=199 => {
                 if let UacState::Calling { provisional } = &mut uac.state {
                     *provisional = true;
+                    // The caller's leg is answered: the ringing can only be heard in band.
+                    if current.as_ref() == Some(&uac.agent) {
+                        self.set_ringback(now, key, true);
+                    }
                 } else if let UacState::Cancelling { sent: false } = uac.state {
                     uac.state = UacState::Cancelling { sent: true };
                     self.endpoint.cancel(now, tx);

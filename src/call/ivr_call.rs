@@ -60,8 +60,11 @@ enum Phase {
     AwaitingMedia { deadline: Instant },
     /// The IVR is running.
     Running,
-    /// Routed to a queue: prompts already asked for still play; no IVR timer runs.
+    /// Routed to a queue: prompts already asked for still play, then `connecting`, then what a
+    /// waiting caller hears (see `waiting_audio`); no IVR timer runs.
     Queued,
+    /// Bridged to an agent: nothing of ours plays any more.
+    Bridged,
     /// We asked for a hang-up; nothing more happens.
     Ending,
 }
@@ -104,6 +107,8 @@ pub struct IvrCall {
     outputs: VecDeque<CallOutput>,
     /// Keys pressed before the IVR ran, in order, for the first step that waits for keys.
     typed_ahead: VecDeque<char>,
+    /// Queued, and an agent's phone is ringing with this caller (180/183 came): ringback plays.
+    agent_ringing: bool,
     clock: WallClock,
     cdr: Cdr,
 }
@@ -136,6 +141,7 @@ impl IvrCall {
             missing_prompts: Vec::new(),
             outputs: VecDeque::new(),
             typed_ahead: VecDeque::new(),
+            agent_ringing: false,
             clock,
             cdr,
         }
@@ -198,6 +204,9 @@ impl IvrCall {
                 if self.phase == Phase::Running {
                     self.ivr.handle(now, IvrInput::PromptFinished);
                     self.drain_ivr(now);
+                } else {
+                    // Queued: the next prompt, or the ringback again; ending: hang up once done.
+                    self.next_prompt_if_idle();
                 }
             }
             // The registry handles the engine's own report; it never reaches here.
@@ -239,7 +248,7 @@ impl IvrCall {
                 }
             }
             // Routed: the menus are done; keys are recorded only.
-            Phase::Queued | Phase::Ending => {}
+            Phase::Queued | Phase::Bridged | Phase::Ending => {}
         }
     }
 
@@ -312,11 +321,51 @@ impl IvrCall {
         (summary.language, summary.variables)
     }
 
+    /// The caller is in the queue's line: `connecting` plays once the prompts already asked for have.
+    pub fn enter_queue(&mut self) {
+        let lang = self.ivr.summary().language;
+        match self.prompts.get(&lang, CONNECTING_PROMPT) {
+            Some(p) => self.queued.push_back(p),
+            None => self.missing_prompts.push(format!("{lang}/{CONNECTING_PROMPT}")),
+        }
+        self.next_prompt_if_idle();
+    }
+
+    /// An agent's phone rings with this caller (`true`: its 180/183 came), or no longer does (the
+    /// offer ended unanswered). Ringback loops while it rings, after any prompt still playing; it
+    /// stops at once when the ringing does. Ignored once bridged or ending.
+    pub fn set_agent_ringing(&mut self, ringing: bool) {
+        if self.phase != Phase::Queued || self.agent_ringing == ringing {
+            return;
+        }
+        self.agent_ringing = ringing;
+        if !ringing && self.playing.as_ref().is_some_and(|p| p.name == RINGBACK_TONE) {
+            self.playing = None;
+            self.outputs.push_back(CallOutput::Stop);
+        }
+        self.next_prompt_if_idle();
+    }
+
+    /// What a queued caller hears when no prompt is due: ringback while an agent's phone rings, else
+    /// nothing. (The one place where hold music and position announcements will go.)
+    fn waiting_audio(&mut self) -> Option<Arc<Prompt>> {
+        if !self.agent_ringing {
+            return None;
+        }
+        let tone = self.prompts.get(crate::prompts::TONES, RINGBACK_TONE);
+        if tone.is_none() {
+            self.missing_prompts
+                .push(format!("{}/{RINGBACK_TONE}", crate::prompts::TONES));
+        }
+        tone
+    }
+
     /// The bridge to an agent is up: nothing of the IVR plays any more.
     pub fn bridged(&mut self) {
         self.queued.clear();
         self.playing = None;
-        self.phase = Phase::Queued;
+        self.agent_ringing = false;
+        self.phase = Phase::Bridged;
     }
 
     fn finish_after_prompts(&mut self) {
@@ -328,13 +377,19 @@ impl IvrCall {
     }
 
     fn next_prompt_if_idle(&mut self) {
-        if self.playing.is_none() {
-            if let Some(p) = self.queued.pop_front() {
-                self.playing = Some(p.clone());
-                self.outputs.push_back(CallOutput::Play(p));
-            } else if self.phase == Phase::Ending && self.cdr.end_reason.is_none() {
-                self.end(EndReason::ServerBye);
-            }
+        if self.playing.is_some() {
+            return;
+        }
+        let next = match self.queued.pop_front() {
+            Some(p) => Some(p),
+            None if self.phase == Phase::Queued => self.waiting_audio(),
+            None => None,
+        };
+        if let Some(p) = next {
+            self.playing = Some(p.clone());
+            self.outputs.push_back(CallOutput::Play(p));
+        } else if self.phase == Phase::Ending && self.cdr.end_reason.is_none() {
+            self.end(EndReason::ServerBye);
         }
     }
 
