@@ -175,7 +175,10 @@ fn first_caller_keeps_the_head(
         .bridges
         .first()
         .unwrap_or_else(|| panic!("bob answered: bridged\n{bob_log}"));
-    assert_eq!(bridge.1, first_media, "bob is bridged with the first caller");
+    assert_eq!(
+        bridge.1, first_media,
+        "bob is bridged with the first caller"
+    );
     let answered_at = net.now;
 
     net.advance(secs(2));
@@ -275,8 +278,18 @@ fn an_agent_phone_answering_after_the_caller_hung_up_gets_ack_and_bye() {
     reply_to_invite(&mut net, ana, CallRef(0), 200, &answer);
     net.drive();
     let ph = net.phone(ana);
-    assert_eq!(ph.requests(CallRef(0), "ACK").len(), 2, "{}", ph.transcript());
-    assert_eq!(ph.requests(CallRef(0), "BYE").len(), 1, "{}", ph.transcript());
+    assert_eq!(
+        ph.requests(CallRef(0), "ACK").len(),
+        2,
+        "{}",
+        ph.transcript()
+    );
+    assert_eq!(
+        ph.requests(CallRef(0), "BYE").len(),
+        1,
+        "{}",
+        ph.transcript()
+    );
     assert!(net.media.bridges.is_empty());
     assert_ne!(agent_state(&net, "ana"), Some(AgentState::InCall));
     net.run_until_idle(secs(120));
@@ -310,7 +323,12 @@ fn a_180_after_the_caller_hung_up_gets_the_cancel_that_waited_for_it() {
         ph.transcript()
     );
     // The phone answers the CANCEL 200 and the INVITE 487, which the endpoint acknowledges.
-    assert_eq!(ph.requests(CallRef(0), "ACK").len(), 1, "{}", ph.transcript());
+    assert_eq!(
+        ph.requests(CallRef(0), "ACK").len(),
+        1,
+        "{}",
+        ph.transcript()
+    );
     net.run_until_idle(secs(120));
     assert_eq!(net.calls.endpoint().transaction_count(), 0);
     assert_eq!(net.calls.late_leg_count(), 0);
@@ -338,8 +356,18 @@ fn the_other_phone_answering_after_the_call_ended_gets_ack_and_bye() {
     reply_to_invite(&mut net, desk, CallRef(0), 200, &answer);
     net.drive();
     let ph = net.phone(desk);
-    assert_eq!(ph.requests(CallRef(0), "ACK").len(), 1, "{}", ph.transcript());
-    assert_eq!(ph.requests(CallRef(0), "BYE").len(), 1, "{}", ph.transcript());
+    assert_eq!(
+        ph.requests(CallRef(0), "ACK").len(),
+        1,
+        "{}",
+        ph.transcript()
+    );
+    assert_eq!(
+        ph.requests(CallRef(0), "BYE").len(),
+        1,
+        "{}",
+        ph.transcript()
+    );
     assert_eq!(net.media.bridges.len(), 1, "the late phone never joins");
     net.run_until_idle(secs(120));
     assert_eq!(net.calls.late_leg_count(), 0);
@@ -417,4 +445,28 @@ fn an_rtp_timeout_on_the_caller_leg_hangs_up_the_agent_at_once() {
     assert_eq!(cdr.end_reason, Some(EndReason::RtpTimeout));
     assert_eq!(cdr.agent.as_deref(), Some("ana"));
     assert_eq!(cdr.queue_result, Some(QueueResult::Answered));
+}
+
+// ── nobody to wait for ──
+
+#[test]
+fn a_caller_routed_to_a_queue_nobody_serves_hears_no_connecting_and_is_released_no_agents() {
+    // The sample agents are declared but nobody is logged in.
+    let mut net = SimNet::with_menus(sample_agent_menus()).build();
+    let (p, c) = refunds_caller(&mut net, "127.0.0.1:40000");
+    let routed = net.now;
+    net.run_until_idle(secs(60));
+    assert!(
+        plays_since(&net, p, c, routed).is_empty(),
+        "nothing promises an agent: {:?}",
+        net.session(p, c).plays
+    );
+    assert_eq!(net.phone(p).requests(c, "BYE").len(), 1);
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.queue.as_deref(), Some("europe.refunds"));
+    assert_eq!(cdr.queue_result, Some(QueueResult::NoAgents));
+    assert_eq!(cdr.queue_wait_ms, Some(0));
+    assert_eq!(cdr.agent, None);
+    assert_eq!(cdr.talk_ms, None);
+    assert_eq!(cdr.end_reason, Some(EndReason::ServerBye));
 }

@@ -5,10 +5,16 @@
 //! other contacts get CANCEL; refusals, failures and the ring timeout go back to presence and the queue
 //! moves on. Either side's BYE ends the other. The run order of presence and queues is `queue`'s.
 //!
+//! A 200 without a usable SDP answer is ACKed and BYE'd and counts as that contact failing. An RTP
+//! timeout on the agent side of a bridged call ends the call on both sides.
+//!
+//! What the caller hears: the caller's leg is already answered (the IVR ran), so a 180/183 from the
+//! agent cannot be relayed as SIP; instead the caller hears the end of the menu's prompts, then
+//! `connecting` as they join the line, then in-band ringback while an agent's phone rings (the IVR
+//! side plays them, see `IvrCall::set_agent_ringing`), and nothing of ours once bridged.
+//!
 //! It does not choose agents (the queue does), keep presence (`agent::presence`) or relay RTP (the media
-//! engine does, on [`MediaCommand::Bridge`]). A 180 from the agent is not relayed: the caller's leg is
-//! already answered (the IVR ran), so the caller hears the end of the menu's prompts, then silence,
-//! until the agent answers.
+//! engine does, on [`MediaCommand::Bridge`]); legs that outlive their call are `late_legs`'.
 use std::net::IpAddr;
 use std::time::Instant;
 

@@ -1,7 +1,9 @@
 //! The IVR side of one call: wires the media session's events (keys, prompt ends, silence) into the IVR
 //! engine and the engine's actions back out as prompt commands and hang-ups, and keeps the call detail
-//! record. Keys that arrive before the menu runs are kept and delivered once it starts. It does not speak
-//! SIP (the call registry does) nor touch RTP (the media engine does).
+//! record. Keys that arrive before the menu runs are kept and delivered once it starts. Once the caller is
+//! routed it sequences what they hear while they wait: the `connecting` prompt, then ringback while an
+//! agent's phone rings, until the bridge. It does not speak SIP (the call registry does) nor touch RTP
+//! (the media engine does).
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -326,7 +328,9 @@ impl IvrCall {
         let lang = self.ivr.summary().language;
         match self.prompts.get(&lang, CONNECTING_PROMPT) {
             Some(p) => self.queued.push_back(p),
-            None => self.missing_prompts.push(format!("{lang}/{CONNECTING_PROMPT}")),
+            None => self
+                .missing_prompts
+                .push(format!("{lang}/{CONNECTING_PROMPT}")),
         }
         self.next_prompt_if_idle();
     }
@@ -339,7 +343,12 @@ impl IvrCall {
             return;
         }
         self.agent_ringing = ringing;
-        if !ringing && self.playing.as_ref().is_some_and(|p| p.name == RINGBACK_TONE) {
+        if !ringing
+            && self
+                .playing
+                .as_ref()
+                .is_some_and(|p| p.name == RINGBACK_TONE)
+        {
             self.playing = None;
             self.outputs.push_back(CallOutput::Stop);
         }
@@ -497,9 +506,19 @@ mod tests {
             .with_timezone(&Utc);
         let ivr = IvrSession::new(set, "08000000001", wall, t0).expect("routed");
         let mut prompts = PromptStore::default();
-        for (name, frames) in [("welcome", 50), ("main-short", 25), ("goodbye", 10)] {
+        for (name, frames) in [
+            ("welcome", 50),
+            ("main-short", 25),
+            ("goodbye", 10),
+            (CONNECTING_PROMPT, 50),
+        ] {
             prompts.insert(prompt(name, frames));
         }
+        prompts.insert(Prompt::from_samples(
+            crate::prompts::TONES,
+            RINGBACK_TONE,
+            &vec![0i16; 300 * 160],
+        ));
         let mut c = IvrCall::new(
             t0,
             WallClock { instant: t0, wall },
@@ -629,6 +648,59 @@ mod tests {
         assert_eq!(cdr.route.as_deref(), Some("test.orders"));
         assert_eq!(cdr.end_reason, Some(EndReason::ServerBye));
         assert_eq!(cdr.region.as_deref(), Some("test"));
+    }
+
+    /// A call routed to `test.orders` by key 1 at 1 s.
+    fn routed(t0: Instant) -> IvrCall {
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        outputs(&mut c);
+        let at = t0 + Duration::from_secs(1);
+        c.handle(at, key('1', DigitMethod::Info, at));
+        assert_eq!(outputs(&mut c), ["stop", "route test.orders"]);
+        c
+    }
+
+    #[test]
+    fn a_queued_caller_hears_connecting_then_ringback_only_while_an_agent_rings() {
+        let t0 = Instant::now();
+        let mut c = routed(t0);
+        let at = t0 + Duration::from_secs(2);
+        c.enter_queue();
+        assert_eq!(outputs(&mut c), ["play connecting"]);
+        // The agent's 180 during `connecting`: the sentence is not cut.
+        c.set_agent_ringing(true);
+        assert!(outputs(&mut c).is_empty());
+        c.handle(at, finished(CONNECTING_PROMPT));
+        assert_eq!(outputs(&mut c), ["play ringback"]);
+        c.handle(at, finished(RINGBACK_TONE));
+        assert_eq!(outputs(&mut c), ["play ringback"], "looped");
+        // The offer ends unanswered: the ringing stops at once, and nothing else plays yet.
+        c.set_agent_ringing(false);
+        assert_eq!(outputs(&mut c), ["stop"]);
+        c.handle(at, finished(RINGBACK_TONE));
+        assert!(outputs(&mut c).is_empty());
+        c.set_agent_ringing(true);
+        assert_eq!(outputs(&mut c), ["play ringback"]);
+        // Bridged: nothing of ours plays over the agent's hello, whatever comes late.
+        c.bridged();
+        c.handle(at, finished(RINGBACK_TONE));
+        c.set_agent_ringing(true);
+        assert!(outputs(&mut c).is_empty());
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_release_after_prompts_waits_for_the_prompt_playing_then_hangs_up() {
+        let t0 = Instant::now();
+        let mut c = routed(t0);
+        c.enter_queue();
+        assert_eq!(outputs(&mut c), ["play connecting"]);
+        c.release_after_prompts();
+        assert!(outputs(&mut c).is_empty());
+        c.handle(t0 + Duration::from_secs(3), finished(CONNECTING_PROMPT));
+        assert_eq!(outputs(&mut c), ["hangup"]);
     }
 
     #[test]

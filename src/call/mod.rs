@@ -14,7 +14,8 @@
 //!
 //! It also owns the agents' machines: REGISTER goes to the digest registrar, logins feed agent
 //! presence and the queues (`agents`), and a routed caller's offers ring agents' phones as UAC legs
-//! of the call, bridged on answer (`agent_leg`).
+//! of the call, bridged on answer (`agent_leg`); an agent leg whose call has ended lives on until its
+//! phone is done with it (`late_legs`).
 //!
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
 mod agent_leg;
@@ -232,7 +233,8 @@ impl Calls {
         self.drain_endpoint(now);
     }
 
-    /// One event from the media engine for session `id`; stale ids (a call already gone) are ignored.
+    /// One event from the media engine for session `id` — the caller's (to the IVR side) or the agent
+    /// side's (an RTP timeout while bridged ends the call); stale ids (a call already gone) are ignored.
     pub fn handle_media(&mut self, now: Instant, id: MediaId, event: MediaEvent) {
         let Some(&key) = self.by_media.get(&id) else {
             return;

@@ -36,7 +36,9 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use helpline::call::{Calls, CallsConfig, Cdr, MediaId, WallClock, CONNECTING_PROMPT, RINGBACK_TONE};
+use helpline::call::{
+    Calls, CallsConfig, Cdr, MediaId, WallClock, CONNECTING_PROMPT, RINGBACK_TONE,
+};
 use helpline::ivr::{MenuSet, PromptCheck};
 use helpline::media::session::{DetectedDigit, DigitMethod, MediaEvent};
 use helpline::prompts::{Prompt, PromptStore, TONES};
