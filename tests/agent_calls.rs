@@ -470,3 +470,48 @@ fn a_caller_routed_to_a_queue_nobody_serves_hears_no_connecting_and_is_released_
     assert_eq!(cdr.talk_ms, None);
     assert_eq!(cdr.end_reason, Some(EndReason::ServerBye));
 }
+
+// ── the agent's phone renegotiates ──
+
+#[test]
+fn an_agent_putting_the_caller_on_hold_gets_an_sdp_answer_and_the_call_goes_on() {
+    let mut net = SimNet::with_menus(sample_agent_menus()).build();
+    let (p, c, ana, _) = bridged_call(&mut net);
+    let invite = invites(&mut net, ana).remove(0);
+    let agent = agent_media(&net, &invite);
+    let rtp: std::net::SocketAddr = "127.0.0.1:42000".parse().expect("literal");
+    let hold = common::sim::sdp(rtp, "0 101", "a=sendonly");
+    net.advance(secs(2));
+    let cseq = net.phone(ana).reinvite(CallRef(0), Some(&hold));
+    net.drive();
+    let ph = net.phone(ana);
+    let ok = ph
+        .response_to(CallRef(0), "INVITE", cseq)
+        .unwrap_or_else(|| panic!("no answer to the re-INVITE:\n{}", ph.transcript()))
+        .clone();
+    assert_eq!(ok.code, 200);
+    assert!(!ok.contacts().is_empty(), "a 200 to INVITE has a Contact");
+    assert_eq!(
+        common::sim::sdp_lines(&ok.body, "a=recvonly"),
+        ["a=recvonly"],
+        "the answer to a hold is recvonly: {}",
+        String::from_utf8_lossy(&ok.body)
+    );
+    assert_eq!(sdp_port(&ok.body), sdp_port(&invite.body), "same port");
+    let cfg = net.media.session(agent).config();
+    assert!(!cfg.send, "nothing is sent to the agent who holds");
+    assert_eq!(cfg.remote, Some(rtp));
+
+    let resume = common::sim::sdp(rtp, "0 101", "a=sendrecv");
+    net.advance(secs(2));
+    net.phone(ana).reinvite(CallRef(0), Some(&resume));
+    net.drive();
+    assert!(net.media.session(agent).config().send);
+    assert!(net.phone(p).requests(c, "BYE").is_empty());
+    assert!(net.phone(ana).requests(CallRef(0), "BYE").is_empty());
+    net.phone(p).bye(c);
+    net.run_until_idle(secs(60));
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.end_reason, Some(EndReason::CallerBye));
+    assert_eq!(cdr.talk_ms, Some(4_000));
+}

@@ -281,6 +281,7 @@ impl Calls {
                 port: m.port,
                 offer: m.offer.clone(),
                 session_id: m.session_id,
+                sdp_version: m.sdp_version,
             });
         }
         let ip = call.media.ip;
@@ -299,6 +300,7 @@ impl Calls {
             port,
             offer: offer.clone(),
             session_id,
+            sdp_version: 1,
         };
         let call = self.calls.get_mut(&key)?;
         call.queued.as_mut()?.media = Some(AgentMedia {
@@ -306,6 +308,7 @@ impl Calls {
             port,
             offer,
             session_id,
+            sdp_version: 1,
         });
         Some(media)
     }
@@ -605,13 +608,72 @@ impl Calls {
             return self.respond(now, tx, stranger);
         }
         let ok = dialog.respond(request, &Reply::Ok);
-        if request.method == Method::Bye {
-            uac.state = UacState::Terminated;
-            self.respond(now, tx, ok);
-            tracing::info!("agent hung up: ending the caller's leg");
-            return self.hangup(now, key, EndReason::AgentBye);
+        match request.method {
+            Method::Bye => {
+                uac.state = UacState::Terminated;
+                self.respond(now, tx, ok);
+                tracing::info!("agent hung up: ending the caller's leg");
+                self.hangup(now, key, EndReason::AgentBye)
+            }
+            Method::Invite | Method::Update => {
+                let response = self.renegotiate_agent(key, leg, request);
+                self.respond(now, tx, response);
+            }
+            _ => self.respond(now, tx, ok),
         }
-        self.respond(now, tx, ok);
+    }
+
+    /// A re-INVITE or UPDATE from the agent's phone (hold, resume, a new address or codec): answered
+    /// from the agent side's session, which the media engine reconfigures (a bridged leg's hold stops
+    /// the audio toward it). A failed offer leaves the session as it was (488, the call goes on); an
+    /// INVITE without an offer gets our last one again (the answer in its ACK changes nothing).
+    fn renegotiate_agent(&mut self, key: CallKey, leg: LegId, request: &Request) -> Response {
+        let stranger = Reply::CallDoesNotExist.to_response(request, None);
+        let rtp_timeout = self.cfg.rtp_timeout;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return stranger;
+        };
+        let ip = call.media.ip;
+        let Some(media) = call.queued.as_mut().and_then(|q| q.media.as_mut()) else {
+            return stranger;
+        };
+        let offer = crate::call::state::sdp_body(request);
+        let body = match offer {
+            Ok(Some(offer)) => match sdp::negotiate(&offer, &MediaCaps::default()) {
+                Ok(plan) => {
+                    media.sdp_version += 1;
+                    let cfg = media_config_from(&plan.negotiated(), rtp_timeout, media.session_id);
+                    self.media_out
+                        .push_back(MediaCommand::Configure { id: media.id, cfg });
+                    Ok(plan
+                        .into_answer(ip, media.port, media.session_id, media.sdp_version)
+                        .to_string())
+                }
+                Err(err) => Err(Reply::NotAcceptableHere {
+                    why: err.to_string(),
+                }),
+            },
+            Ok(None) if request.method == Method::Invite => Ok(media.offer.to_string()),
+            Ok(None) => Err(Reply::Ok),
+            Err(reply) => Err(reply),
+        };
+        let Some(uac) = call.agent_leg_mut(leg) else {
+            return stranger;
+        };
+        let UacState::Confirmed { dialog } = &uac.state else {
+            return stranger;
+        };
+        let mut response = match body {
+            Ok(sdp) => {
+                let mut ok = dialog.respond(request, &Reply::Ok);
+                ok.headers.push("Content-Type", "application/sdp");
+                ok.body = sdp.into_bytes();
+                ok
+            }
+            Err(reply) => dialog.respond(request, &reply),
+        };
+        response.headers.push("Contact", &uac.contact);
+        response
     }
 
     /// The call is ending: out of the queue (a ringing agent is released and CANCELled), the

@@ -70,6 +70,8 @@ pub(crate) struct AgentMedia {
     pub(crate) port: u16,
     pub(crate) offer: SdpOffer,
     pub(crate) session_id: u64,
+    /// The `o=` version of our last SDP on the agent side (our offer is 1).
+    pub(crate) sdp_version: u64,
 }
 
 impl Call {
