@@ -2,7 +2,8 @@
 //! go wrong: what a routed caller hears before the agent's hello (the `connecting` prompt, then in-band
 //! ringback only while an agent's phone rings), an agent leg that fails (the caller stays first in
 //! line), answers that come after the call is over (ACK and BYE, or the CANCEL that waited for a 1xx),
-//! and RTP timeouts on either leg of a bridged call. Each test checks the CDR fields of its outcome.
+//! RTP timeouts on either leg of a bridged call, and the agent's phone putting the caller on hold. Each
+//! test checks the CDR fields of its outcome.
 mod common;
 
 use std::time::Duration;

@@ -27,6 +27,11 @@
 //! Phones queue what they send; `drive()` delivers it and everything it causes until nothing moves.
 //! Assert on what a caller observes: `phone(p).responses(c)` / `requests(c, "BYE")` (parsed with
 //! helpline's own parser, and with `rsip`), `net.media.session(m)` (the media commands) and `net.cdr(p, c)`.
+//!
+//! Agents: `agent::agent_phone` registers a phone with MD5 digest as a sample agent, `agent::refunds_caller`
+//! places a caller routed to europe.refunds, `agent::reply_to_invite` answers helpline's INVITE by hand.
+//! Besides the menus' prompts the net synthesizes `connecting` in every language the menus use and the
+//! 6 s ringback tone (`tones/ringback`).
 pub mod agent;
 pub mod media;
 pub mod phone;
