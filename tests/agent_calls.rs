@@ -446,6 +446,8 @@ fn an_rtp_timeout_on_the_caller_leg_hangs_up_the_agent_at_once() {
     assert_eq!(cdr.end_reason, Some(EndReason::RtpTimeout));
     assert_eq!(cdr.agent.as_deref(), Some("ana"));
     assert_eq!(cdr.queue_result, Some(QueueResult::Answered));
+    // The talk ended with the bridge, not when our unanswered BYE to the caller gave up 32 s later.
+    assert_eq!(cdr.talk_ms, Some(40_000));
 }
 
 // ── nobody to wait for ──

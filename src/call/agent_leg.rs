@@ -137,6 +137,7 @@ impl Calls {
         call.queued = Some(QueuedCall {
             ringing: None,
             answered: None,
+            talk_end: None,
             media: None,
             agent_sip_at: None,
             next_leg: 1,

@@ -522,6 +522,9 @@ impl Calls {
             return;
         };
         call.end_reason.get_or_insert(reason);
+        if let Some(q) = call.queued.as_mut().filter(|q| q.answered.is_some()) {
+            q.talk_end.get_or_insert(now);
+        }
         // A bridged agent is not left on a dead line while the caller's leg winds down.
         self.bye_agent_legs(now, key);
         let Some(call) = self.calls.get_mut(&key) else {
@@ -652,10 +655,12 @@ impl Calls {
         // The IVR side's own reason (rtp-timeout, server-bye after the menu) wins over the registry's.
         let reason = call.end_reason.unwrap_or(EndReason::Error);
         let answered = call.queued.as_ref().and_then(|q| q.answered.clone());
+        let talk_end = call.queued.as_ref().and_then(|q| q.talk_end).unwrap_or(now);
         let mut cdr = call.ivr.finish(now, reason);
         if let Some((agent, at)) = answered {
             cdr.agent = Some(agent.to_string());
-            cdr.talk_ms = Some(u64::try_from((now - at).as_millis()).unwrap_or(u64::MAX));
+            let talk = talk_end.saturating_duration_since(at);
+            cdr.talk_ms = Some(u64::try_from(talk.as_millis()).unwrap_or(u64::MAX));
         }
         tracing::info!(call_id = %cdr.call_id, reason = ?cdr.end_reason, route = ?cdr.route, "call ended");
         self.cdrs.push_back(cdr);

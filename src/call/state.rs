@@ -54,6 +54,9 @@ pub(crate) struct QueuedCall {
     pub(crate) ringing: Option<crate::agent::AgentId>,
     /// The agent who answered, and when.
     pub(crate) answered: Option<(crate::agent::AgentId, Instant)>,
+    /// When the bridge was torn down, if before the call's end (our hang-up: the caller's leg may
+    /// take up to 64·T1 more to close); the CDR's `talk_ms` ends here.
+    pub(crate) talk_end: Option<Instant>,
     /// The agent side's media session (one for every agent leg: only one is ever answered).
     pub(crate) media: Option<AgentMedia>,
     /// The last SIP from the answered agent's phone (its 200, then any request in the dialog): RTP
