@@ -9,6 +9,8 @@
 # Idempotent: each file is rendered to a temporary file and only replaces the existing one when the audio
 # differs (sox runs without dither, so the same text renders to the same bytes).
 #
+# It also renders the language-neutral tones (prompts/tones/, see the end of this script) with sox.
+#
 # Usage: scripts/gen-prompts.sh [catalog]   (default: prompts/catalog.tsv next to this script's repo)
 set -euo pipefail
 
@@ -80,5 +82,19 @@ while IFS= read -r line || [[ -n "$line" ]]; do
         made=$((made + 1))
     fi
 done <"$catalog"
+
+# Language-neutral tones, prompts/tones/ (not in the catalog: they are not speech).
+# ringback: what a routed caller hears, looped, while an agent's phone rings — 440 Hz + 480 Hz (each
+# about -16 dBFS, near the -19 dBm0 of the standard cadence), 2 s on with 20 ms ramps, 4 s off.
+mkdir -p "$out_dir/tones"
+target="$out_dir/tones/ringback.wav"
+sox -D -r 8000 -c 2 -n -r 8000 -c 1 -b 16 -e signed-integer "$tmp/out.wav" \
+    synth 2 sine 440 sine 480 remix - gain -n -10 fade 0.02 2 0.02 pad 0 4
+if [[ -f "$target" ]] && cmp -s "$tmp/out.wav" "$target"; then
+    unchanged=$((unchanged + 1))
+else
+    mv "$tmp/out.wav" "$target"
+    made=$((made + 1))
+fi
 
 echo "gen-prompts: $made written, $unchanged unchanged, $skipped skipped"

@@ -1,5 +1,6 @@
 //! Prompt store: loads every `prompts/<lang>/<name>.wav` once, converts it to 8 kHz mono and encodes it
-//! to 20 ms G.711 frames in both μ-law and A-law.
+//! to 20 ms G.711 frames in both μ-law and A-law. `prompts/tones/` ([`TONES`]) holds the sounds that
+//! are the same in every language (call-progress tones); they load like a language of their own.
 //!
 //! This is an I/O module (it reads files, at start-up and on reload, never while a call waits). It does not
 //! pace or send anything: `media` plays the frames it hands out. Callers share prompts as `Arc<Prompt>`, so
@@ -16,6 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::media::codec::Law;
+
+/// The directory under `prompts/` (and the "language" in [`PromptStore::get`]) of language-neutral
+/// sounds: call-progress tones such as the ringback a routed caller hears while an agent's phone rings.
+pub const TONES: &str = "tones";
 
 /// Samples in one 20 ms frame at 8 kHz (one RTP packet of G.711).
 pub const FRAME_SAMPLES: usize = 160;

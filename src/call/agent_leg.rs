@@ -5,22 +5,31 @@
 //! other contacts get CANCEL; refusals, failures and the ring timeout go back to presence and the queue
 //! moves on. Either side's BYE ends the other. The run order of presence and queues is `queue`'s.
 //!
+//! A 200 without a usable SDP answer is ACKed and BYE'd and counts as that contact failing. An RTP
+//! timeout on the agent side of a bridged call ends the call on both sides.
+//!
+//! What the caller hears: the caller's leg is already answered (the IVR ran), so a 180/183 from the
+//! agent cannot be relayed as SIP; instead the caller hears the end of the menu's prompts, then
+//! `connecting` as they join the line, then in-band ringback while an agent's phone rings (the IVR
+//! side plays them, see `IvrCall::set_agent_ringing`), and nothing of ours once bridged.
+//!
 //! It does not choose agents (the queue does), keep presence (`agent::presence`), build the INVITE,
 //! ACK or bridge itself (`uac_leg` does, for transfer legs too) or relay RTP (the media engine does, on
-//! [`crate::call::MediaCommand::Bridge`]). A 180 from the agent is not relayed: the caller's leg is
-//! already answered (the IVR ran), so the caller hears the end of the menu's prompts, then silence,
-//! until the agent answers.
+//! [`crate::call::MediaCommand::Bridge`]); legs that outlive their call are `late_legs`'.
 use std::time::Instant;
 
 use crate::agent::presence::{AgentEvent, AgentInput, OfferOutcome, RejectReason};
 use crate::agent::{AgentId, QueueName};
 use crate::call::cdr::EndReason;
 use crate::call::leg::{Leg, LegId, LegKind, UacLeg, UacState};
-use crate::call::state::{AgentMedia, QueuedCall};
+use crate::call::state::{media_config_from, AgentMedia, QueuedCall};
 use crate::call::uac_leg::{ack_2xx, answer_uac_in_dialog, send_uac_bye};
-use crate::call::{CallKey, Calls};
+use crate::call::{CallKey, Calls, MediaCommand};
+use crate::media::session::MediaEvent;
 use crate::queue::{Offer, QueueEvent, QueueExit};
+use crate::sdp::{self, MediaCaps};
 use crate::sip::endpoint::TxId;
+use crate::sip::message::Method;
 use crate::sip::message::{Request, Response};
 use crate::sip::Reply;
 
@@ -54,12 +63,16 @@ impl Calls {
         call.queued = Some(QueuedCall {
             ringing: None,
             answered: None,
+            talk_end: None,
             media: None,
+            agent_sip_at: None,
             next_leg: 1,
         });
         if let Err(e) = self.agents.queues.enqueue(now, key, name, &language) {
             tracing::warn!(error = %e, "routed call already queued");
         }
+        call.ivr.enter_queue();
+        self.after_call(now, key);
         self.run_queues(now);
     }
 
@@ -172,11 +185,20 @@ impl Calls {
         Some(media)
     }
 
+    /// Whether the caller hears ringback: an agent's phone rings with them, or no longer does.
+    fn set_ringback(&mut self, now: Instant, key: CallKey, ringing: bool) {
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.ivr.set_agent_ringing(ringing);
+            self.after_call(now, key);
+        }
+    }
+
     /// Tells presence the offer did not become a call (the queue then tries the next agent).
     fn offer_failed(&mut self, now: Instant, key: CallKey, agent: &AgentId, why: RejectReason) {
         if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
             q.ringing = None;
         }
+        self.set_ringback(now, key, false);
         let input = AgentInput::OfferRejected {
             agent: agent.clone(),
             call: key,
@@ -196,6 +218,7 @@ impl Calls {
         if let Some(q) = call.queued.as_mut() {
             q.ringing = None;
         }
+        call.ivr.set_agent_ringing(false);
         let mut cancels = Vec::new();
         for leg in &mut call.legs {
             let LegKind::Agent(uac) = &mut leg.kind else {
@@ -211,6 +234,7 @@ impl Calls {
         for tx in cancels {
             self.endpoint.cancel(now, tx);
         }
+        self.after_call(now, key);
     }
 
     /// A response on an agent leg: our BYE's, or our INVITE's.
@@ -222,7 +246,11 @@ impl Calls {
         tx: TxId,
         response: &Response,
     ) {
-        let Some(uac) = self.calls.get_mut(&key).and_then(|c| c.agent_leg_mut(leg)) else {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let current = call.queued.as_ref().and_then(|q| q.ringing.clone());
+        let Some(uac) = call.agent_leg_mut(leg) else {
             return;
         };
         if uac.invite_tx != tx {
@@ -233,6 +261,10 @@ impl Calls {
             101..=199 => {
                 if let UacState::Calling { provisional } = &mut uac.state {
                     *provisional = true;
+                    // The caller's leg is answered: the ringing can only be heard in band.
+                    if current.as_ref() == Some(&uac.agent) {
+                        self.set_ringback(now, key, true);
+                    }
                 } else if let UacState::Cancelling { sent: false } = uac.state {
                     uac.state = UacState::Cancelling { sent: true };
                     self.endpoint.cancel(now, tx);
@@ -329,14 +361,21 @@ impl Calls {
         let Some(q) = call.queued.as_mut() else {
             return;
         };
-        q.ringing = None;
-        q.answered = Some((agent.clone(), now));
         let Some(media) = q.media.clone() else {
             return;
         };
-        if !self.bridge_side(key, &media, response) {
-            tracing::warn!(%agent, "agent's 200 carried no usable SDP answer");
+        if !self.negotiate_side(&media, response) {
+            // Bridging would leave both sides in silence: this contact failed, like a 488 from it.
+            tracing::warn!(%agent, "agent's 200 carried no usable SDP answer: hanging the leg up");
+            self.bye_agent_leg(now, key, leg);
+            return self.after_agent_leg_failed(now, key, &agent, RejectReason::Failed);
         }
+        if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
+            q.ringing = None;
+            q.answered = Some((agent.clone(), now));
+            q.agent_sip_at = Some(now);
+        }
+        self.bridge_side(key, &media);
         tracing::info!(%agent, "agent answered: bridged");
         // The other contacts of the agent stop ringing.
         self.cancel_agent_legs(now, key);
@@ -348,6 +387,42 @@ impl Calls {
             tracing::warn!(error = %e, "presence refused the answer");
         }
         self.run_queues(now);
+    }
+
+    /// An event from the agent side's media session. Only an RTP timeout of a bridged call matters:
+    /// the agent's phone is gone (and its SIP silent as long), so the call ends on both sides. Keys
+    /// from the agent are theirs to the caller (relayed), not input to the menus.
+    pub(crate) fn on_agent_media(&mut self, now: Instant, key: CallKey, event: &MediaEvent) {
+        if !matches!(event, MediaEvent::RtpTimeout) {
+            return;
+        }
+        let Some(q) = self.calls.get(&key).and_then(|c| c.queued.as_ref()) else {
+            return;
+        };
+        let (Some((agent, _)), Some(last_sip)) = (&q.answered, q.agent_sip_at) else {
+            return; // not bridged: nothing is expected from the agent side yet
+        };
+        if now.saturating_duration_since(last_sip) < self.cfg.rtp_timeout {
+            return;
+        }
+        tracing::info!(%agent, "no RTP and no SIP from the agent's phone: ending the call");
+        self.hangup(now, key, EndReason::RtpTimeout);
+    }
+
+    /// BYE on every confirmed agent leg of the call (the call is ending from our side).
+    pub(crate) fn bye_agent_legs(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let confirmed: Vec<LegId> = call
+            .legs
+            .iter()
+            .filter(|l| matches!(&l.kind, LegKind::Agent(u) if matches!(u.state, UacState::Confirmed { .. })))
+            .map(|l| l.id)
+            .collect();
+        for leg in confirmed {
+            self.bye_agent_leg(now, key, leg);
+        }
     }
 
     /// Sends BYE on a confirmed agent leg.
@@ -385,17 +460,78 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return self.respond(now, tx, stranger);
         };
+        if let Some(q) = call.queued.as_mut() {
+            // Any request from the agent's phone proves it is alive (see `on_agent_media`).
+            q.agent_sip_at = q.agent_sip_at.map(|_| now);
+        }
         let Some(uac) = call.agent_leg_mut(leg) else {
             return self.respond(now, tx, stranger);
         };
         let Some((ok, bye)) = answer_uac_in_dialog(&mut uac.state, request) else {
             return self.respond(now, tx, stranger);
         };
+        if matches!(request.method, Method::Invite | Method::Update) {
+            let response = self.renegotiate_agent(key, leg, request);
+            return self.respond(now, tx, response);
+        }
         self.respond(now, tx, ok);
         if bye {
             tracing::info!("agent hung up: ending the caller's leg");
             self.hangup(now, key, EndReason::AgentBye);
         }
+    }
+
+    /// A re-INVITE or UPDATE from the agent's phone (hold, resume, a new address or codec): answered
+    /// from the agent side's session, which the media engine reconfigures (a bridged leg's hold stops
+    /// the audio toward it). A failed offer leaves the session as it was (488, the call goes on); an
+    /// INVITE without an offer gets our last one again (the answer in its ACK changes nothing).
+    fn renegotiate_agent(&mut self, key: CallKey, leg: LegId, request: &Request) -> Response {
+        let stranger = Reply::CallDoesNotExist.to_response(request, None);
+        let rtp_timeout = self.cfg.rtp_timeout;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return stranger;
+        };
+        let ip = call.media.ip;
+        let Some(media) = call.queued.as_mut().and_then(|q| q.media.as_mut()) else {
+            return stranger;
+        };
+        let offer = crate::call::state::sdp_body(request);
+        let body = match offer {
+            Ok(Some(offer)) => match sdp::negotiate(&offer, &MediaCaps::default()) {
+                Ok(plan) => {
+                    media.sdp_version += 1;
+                    let cfg = media_config_from(&plan.negotiated(), rtp_timeout, media.session_id);
+                    self.media_out
+                        .push_back(MediaCommand::Configure { id: media.id, cfg });
+                    Ok(plan
+                        .into_answer(ip, media.port, media.session_id, media.sdp_version)
+                        .to_string())
+                }
+                Err(err) => Err(Reply::NotAcceptableHere {
+                    why: err.to_string(),
+                }),
+            },
+            Ok(None) if request.method == Method::Invite => Ok(media.offer.to_string()),
+            Ok(None) => Err(Reply::Ok),
+            Err(reply) => Err(reply),
+        };
+        let Some(uac) = call.agent_leg_mut(leg) else {
+            return stranger;
+        };
+        let UacState::Confirmed { dialog } = &uac.state else {
+            return stranger;
+        };
+        let mut response = match body {
+            Ok(sdp) => {
+                let mut ok = dialog.respond(request, &Reply::Ok);
+                ok.headers.push("Content-Type", "application/sdp");
+                ok.body = sdp.into_bytes();
+                ok
+            }
+            Err(reply) => dialog.respond(request, &reply),
+        };
+        response.headers.push("Contact", &uac.contact);
+        response
     }
 
     /// The call is ending: out of the queue (a ringing agent is released and CANCELled), the

@@ -1,7 +1,9 @@
 //! The IVR side of one call: wires the media session's events (keys, prompt ends, silence) into the IVR
 //! engine and the engine's actions back out as prompt commands and hang-ups, and keeps the call detail
-//! record. Keys that arrive before the menu runs are kept and delivered once it starts. It does not speak
-//! SIP (the call registry does) nor touch RTP (the media engine does).
+//! record. Keys that arrive before the menu runs are kept and delivered once it starts. Once the caller is
+//! routed it sequences what they hear while they wait: the `connecting` prompt, then ringback while an
+//! agent's phone rings, until the bridge. It does not speak SIP (the call registry does) nor touch RTP
+//! (the media engine does).
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +14,13 @@ use crate::ivr::{IvrAction, IvrInput, IvrSession};
 use crate::media::dtmf::DigitMerger;
 use crate::media::session::{DetectedDigit, DigitMethod, MediaEvent};
 use crate::prompts::{Prompt, PromptStore};
+
+/// The prompt a routed caller hears as they are put in the queue ("Please hold while we connect you to
+/// an agent."), in the caller's language.
+pub const CONNECTING_PROMPT: &str = "connecting";
+/// The ringback tone (in [`crate::prompts::TONES`]) a routed caller hears, looped, while an agent's
+/// phone rings: their own leg is already answered, so the ringing can only be heard in band.
+pub const RINGBACK_TONE: &str = "ringback";
 
 /// What the IVR side of a call asks of the call layer.
 #[derive(Clone, Debug)]
@@ -59,8 +68,11 @@ enum Phase {
     AwaitingMedia { deadline: Instant },
     /// The IVR is running.
     Running,
-    /// Routed to a queue or transferred: prompts already asked for still play; no IVR timer runs.
+    /// Routed to a queue or transferred: prompts already asked for still play, then (queued only)
+    /// `connecting`, then what a waiting caller hears (see `waiting_audio`); no IVR timer runs.
     Queued,
+    /// Bridged to an agent: nothing of ours plays any more.
+    Bridged,
     /// We asked for a hang-up; nothing more happens.
     Ending,
 }
@@ -103,6 +115,8 @@ pub struct IvrCall {
     outputs: VecDeque<CallOutput>,
     /// Keys pressed before the IVR ran, in order, for the first step that waits for keys.
     typed_ahead: VecDeque<char>,
+    /// Queued, and an agent's phone is ringing with this caller (180/183 came): ringback plays.
+    agent_ringing: bool,
     clock: WallClock,
     cdr: Cdr,
 }
@@ -135,6 +149,7 @@ impl IvrCall {
             missing_prompts: Vec::new(),
             outputs: VecDeque::new(),
             typed_ahead: VecDeque::new(),
+            agent_ringing: false,
             clock,
             cdr,
         }
@@ -198,7 +213,8 @@ impl IvrCall {
                     self.ivr.handle(now, IvrInput::PromptFinished);
                     self.drain_ivr(now);
                 } else {
-                    // Routed, transferred or ending: the prompts asked for still play, in order.
+                    // Queued or transferred: the next prompt, or the ringback again; ending: hang up
+                    // once done.
                     self.next_prompt_if_idle();
                 }
             }
@@ -241,7 +257,7 @@ impl IvrCall {
                 }
             }
             // Routed: the menus are done; keys are recorded only.
-            Phase::Queued | Phase::Ending => {}
+            Phase::Queued | Phase::Bridged | Phase::Ending => {}
         }
     }
 
@@ -338,11 +354,58 @@ impl IvrCall {
         (summary.language, summary.variables)
     }
 
+    /// The caller is in the queue's line: `connecting` plays once the prompts already asked for have.
+    pub fn enter_queue(&mut self) {
+        let lang = self.ivr.summary().language;
+        match self.prompts.get(&lang, CONNECTING_PROMPT) {
+            Some(p) => self.queued.push_back(p),
+            None => self
+                .missing_prompts
+                .push(format!("{lang}/{CONNECTING_PROMPT}")),
+        }
+        self.next_prompt_if_idle();
+    }
+
+    /// An agent's phone rings with this caller (`true`: its 180/183 came), or no longer does (the
+    /// offer ended unanswered). Ringback loops while it rings, after any prompt still playing; it
+    /// stops at once when the ringing does. Ignored once bridged or ending.
+    pub fn set_agent_ringing(&mut self, ringing: bool) {
+        if self.phase != Phase::Queued || self.agent_ringing == ringing {
+            return;
+        }
+        self.agent_ringing = ringing;
+        if !ringing
+            && self
+                .playing
+                .as_ref()
+                .is_some_and(|p| p.name == RINGBACK_TONE)
+        {
+            self.playing = None;
+            self.outputs.push_back(CallOutput::Stop);
+        }
+        self.next_prompt_if_idle();
+    }
+
+    /// What a queued caller hears when no prompt is due: ringback while an agent's phone rings, else
+    /// nothing. (The one place where hold music and position announcements will go.)
+    fn waiting_audio(&mut self) -> Option<Arc<Prompt>> {
+        if !self.agent_ringing {
+            return None;
+        }
+        let tone = self.prompts.get(crate::prompts::TONES, RINGBACK_TONE);
+        if tone.is_none() {
+            self.missing_prompts
+                .push(format!("{}/{RINGBACK_TONE}", crate::prompts::TONES));
+        }
+        tone
+    }
+
     /// The bridge to an agent is up: nothing of the IVR plays any more.
     pub fn bridged(&mut self) {
         self.queued.clear();
         self.playing = None;
-        self.phase = Phase::Queued;
+        self.agent_ringing = false;
+        self.phase = Phase::Bridged;
     }
 
     fn finish_after_prompts(&mut self) {
@@ -354,13 +417,19 @@ impl IvrCall {
     }
 
     fn next_prompt_if_idle(&mut self) {
-        if self.playing.is_none() {
-            if let Some(p) = self.queued.pop_front() {
-                self.playing = Some(p.clone());
-                self.outputs.push_back(CallOutput::Play(p));
-            } else if self.phase == Phase::Ending && self.cdr.end_reason.is_none() {
-                self.end(EndReason::ServerBye);
-            }
+        if self.playing.is_some() {
+            return;
+        }
+        let next = match self.queued.pop_front() {
+            Some(p) => Some(p),
+            None if self.phase == Phase::Queued => self.waiting_audio(),
+            None => None,
+        };
+        if let Some(p) = next {
+            self.playing = Some(p.clone());
+            self.outputs.push_back(CallOutput::Play(p));
+        } else if self.phase == Phase::Ending && self.cdr.end_reason.is_none() {
+            self.end(EndReason::ServerBye);
         }
     }
 
@@ -471,9 +540,19 @@ mod tests {
             .with_timezone(&Utc);
         let ivr = IvrSession::new(set, "08000000001", wall, t0).expect("routed");
         let mut prompts = PromptStore::default();
-        for (name, frames) in [("welcome", 50), ("main-short", 25), ("goodbye", 10)] {
+        for (name, frames) in [
+            ("welcome", 50),
+            ("main-short", 25),
+            ("goodbye", 10),
+            (CONNECTING_PROMPT, 50),
+        ] {
             prompts.insert(prompt(name, frames));
         }
+        prompts.insert(Prompt::from_samples(
+            crate::prompts::TONES,
+            RINGBACK_TONE,
+            &vec![0i16; 300 * 160],
+        ));
         let mut c = IvrCall::new(
             t0,
             WallClock { instant: t0, wall },
@@ -604,6 +683,59 @@ mod tests {
         assert_eq!(cdr.route.as_deref(), Some("test.orders"));
         assert_eq!(cdr.end_reason, Some(EndReason::ServerBye));
         assert_eq!(cdr.region.as_deref(), Some("test"));
+    }
+
+    /// A call routed to `test.orders` by key 1 at 1 s.
+    fn routed(t0: Instant) -> IvrCall {
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        outputs(&mut c);
+        let at = t0 + Duration::from_secs(1);
+        c.handle(at, key('1', DigitMethod::Info, at));
+        assert_eq!(outputs(&mut c), ["stop", "route test.orders"]);
+        c
+    }
+
+    #[test]
+    fn a_queued_caller_hears_connecting_then_ringback_only_while_an_agent_rings() {
+        let t0 = Instant::now();
+        let mut c = routed(t0);
+        let at = t0 + Duration::from_secs(2);
+        c.enter_queue();
+        assert_eq!(outputs(&mut c), ["play connecting"]);
+        // The agent's 180 during `connecting`: the sentence is not cut.
+        c.set_agent_ringing(true);
+        assert!(outputs(&mut c).is_empty());
+        c.handle(at, finished(CONNECTING_PROMPT));
+        assert_eq!(outputs(&mut c), ["play ringback"]);
+        c.handle(at, finished(RINGBACK_TONE));
+        assert_eq!(outputs(&mut c), ["play ringback"], "looped");
+        // The offer ends unanswered: the ringing stops at once, and nothing else plays yet.
+        c.set_agent_ringing(false);
+        assert_eq!(outputs(&mut c), ["stop"]);
+        c.handle(at, finished(RINGBACK_TONE));
+        assert!(outputs(&mut c).is_empty());
+        c.set_agent_ringing(true);
+        assert_eq!(outputs(&mut c), ["play ringback"]);
+        // Bridged: nothing of ours plays over the agent's hello, whatever comes late.
+        c.bridged();
+        c.handle(at, finished(RINGBACK_TONE));
+        c.set_agent_ringing(true);
+        assert!(outputs(&mut c).is_empty());
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_release_after_prompts_waits_for_the_prompt_playing_then_hangs_up() {
+        let t0 = Instant::now();
+        let mut c = routed(t0);
+        c.enter_queue();
+        assert_eq!(outputs(&mut c), ["play connecting"]);
+        c.release_after_prompts();
+        assert!(outputs(&mut c).is_empty());
+        c.handle(t0 + Duration::from_secs(3), finished(CONNECTING_PROMPT));
+        assert_eq!(outputs(&mut c), ["hangup"]);
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! presence and the queues (`agents`), a routed caller's offers ring agents' phones as UAC legs
 //! of the call, bridged on answer (`agent_leg`), and an agent's INVITE to `*50`/`*51` is a feature
 //! code, authenticated and confirmed without the menus (`feature_codes`). A menu `transfer` calls its
-//! external URI the same way as an agent (`transfer`); what the two kinds of UAC leg share is `uac_leg`.
+//! external URI the same way as an agent (`transfer`); what the two kinds of UAC leg share is `uac_leg`. An agent leg whose call has ended
+//! lives on until its phone is done with it (`late_legs`).
 //!
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
 mod agent_leg;
@@ -26,6 +27,7 @@ mod dialog_requests;
 mod feature_codes;
 mod invite;
 pub mod ivr_call;
+mod late_legs;
 pub mod leg;
 pub mod ports;
 mod state;
@@ -42,7 +44,7 @@ use rand::SeedableRng;
 
 pub use crate::media::MediaId;
 pub use cdr::{Cdr, CdrDigit, EndReason, TransferResult, WallClock, MAX_CDR_DIGITS};
-pub use ivr_call::{CallInput, CallOutput, CallTiming, IvrCall};
+pub use ivr_call::{CallInput, CallOutput, CallTiming, IvrCall, CONNECTING_PROMPT, RINGBACK_TONE};
 pub use leg::{Leg, LegId, LegKind, UasLeg, UasState};
 pub use ports::PortPool;
 
@@ -184,6 +186,8 @@ pub struct Calls {
     /// Each leg's transactions: the caller's INVITE, our BYE.
     by_tx: HashMap<TxId, (CallKey, LegId)>,
     by_media: HashMap<MediaId, CallKey>,
+    /// Agent legs whose call has ended but whose phone may still answer (see `late_legs`).
+    late: late_legs::LateLegs,
     /// Calls' wake-ups; an entry whose call is gone or re-armed for another instant is stale and
     /// skipped. Rebuilt when stale entries would outnumber live ones (bounded by the number of calls).
     wakeups: BinaryHeap<Reverse<(Instant, CallKey)>>,
@@ -214,6 +218,7 @@ impl Calls {
             by_call_id: HashMap::new(),
             by_tx: HashMap::new(),
             by_media: HashMap::new(),
+            late: late_legs::LateLegs::default(),
             wakeups: BinaryHeap::new(),
             next_key: 1,
             next_media: 1,
@@ -233,17 +238,22 @@ impl Calls {
         self.drain_endpoint(now);
     }
 
-    /// One event from the media engine for session `id`; stale ids (a call already gone) are ignored.
+    /// One event from the media engine for session `id` — the caller's (to the IVR side) or the agent
+    /// side's (an RTP timeout while bridged ends the call); stale ids (a call already gone) are ignored.
     pub fn handle_media(&mut self, now: Instant, id: MediaId, event: MediaEvent) {
         let Some(&key) = self.by_media.get(&id) else {
             return;
         };
         if let MediaEvent::BindFailed { port } = event {
             self.on_bind_failed(now, key, port);
-        } else if let Some(call) = self.calls.get_mut(&key).filter(|c| c.media.id == id) {
-            // Only the caller's session feeds the IVR; the agent side's events are not used yet.
-            call.ivr.handle(now, CallInput::Media(event));
-            self.after_call(now, key);
+        } else if let Some(call) = self.calls.get_mut(&key) {
+            if call.media.id == id {
+                call.ivr.handle(now, CallInput::Media(event));
+                self.after_call(now, key);
+            } else {
+                // The agent side's session (the only other one a call has).
+                self.on_agent_media(now, key, &event);
+            }
         }
         self.drain_endpoint(now);
     }
@@ -254,6 +264,7 @@ impl Calls {
         self.endpoint.handle_timeout(now);
         self.drain_endpoint(now);
         self.agents_timeout(now);
+        self.late_legs_timeout(now);
         while let Some(&Reverse((at, key))) = self.wakeups.peek() {
             if at > now {
                 break;
@@ -349,6 +360,7 @@ impl Calls {
             calls,
             self.endpoint.poll_timeout(),
             self.agents.poll_timeout(),
+            self.late.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -378,6 +390,11 @@ impl Calls {
     /// The registrar (for metrics and tests: live bindings, nonces out).
     pub fn registrar(&self) -> &Registrar {
         &self.agents.registrar
+    }
+
+    /// Agent legs kept after their call ended, waiting for their phone (see `late_legs`).
+    pub fn late_leg_count(&self) -> usize {
+        self.late.len()
     }
 
     /// RTP ports handed out and not yet released.
@@ -419,7 +436,10 @@ impl Calls {
                     self.by_tx.remove(&tx);
                     self.finish(now, key);
                 }
-                _ => {}
+                Some(_) => {}
+                None => {
+                    self.on_late_response(now, tx, &response);
+                }
             },
             SipEvent::ClientTimeout { tx } => match self.by_tx.remove(&tx) {
                 Some((key, leg)) if self.is_transfer_leg(key, leg) => {
@@ -429,7 +449,7 @@ impl Calls {
                     self.on_agent_timeout(now, key, leg, tx)
                 }
                 Some((key, _)) => self.finish(now, key),
-                None => {}
+                None => self.on_late_timeout(tx),
             },
         }
     }
@@ -524,6 +544,14 @@ impl Calls {
             return;
         };
         call.end_reason.get_or_insert(reason);
+        if let Some(q) = call.queued.as_mut().filter(|q| q.answered.is_some()) {
+            q.talk_end.get_or_insert(now);
+        }
+        // A bridged agent is not left on a dead line while the caller's leg winds down.
+        self.bye_agent_legs(now, key);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         match call.caller().state {
             UasState::Proceeding { .. } => {
                 self.reject_call(now, key, Reply::TemporarilyUnavailable)
@@ -621,11 +649,11 @@ impl Calls {
     fn finish(&mut self, now: Instant, key: CallKey) {
         self.leave_queue(now, key);
         self.leave_transfer(now, key);
-        let Some(call) = self.calls.remove(&key) else {
+        let Some(mut call) = self.calls.remove(&key) else {
             return;
         };
         self.by_call_id.remove(&call.call_id);
-        for leg in &call.legs {
+        for leg in std::mem::take(&mut call.legs) {
             let (invite_tx, bye_tx) = match &leg.kind {
                 LegKind::Caller(uas) => (uas.invite_tx, uas.bye_tx),
                 LegKind::Agent(uac) => {
@@ -640,6 +668,10 @@ impl Calls {
             self.by_tx.remove(&invite_tx);
             if let Some(tx) = bye_tx {
                 self.by_tx.remove(&tx);
+            }
+            if let LegKind::Agent(uac) = leg.kind {
+                // Its phone may still answer, or our BYE is out: the leg outlives the call.
+                self.adopt_late_leg(now, uac);
             }
         }
         let side_media = [
@@ -659,10 +691,12 @@ impl Calls {
         // The IVR side's own reason (rtp-timeout, server-bye after the menu) wins over the registry's.
         let reason = call.end_reason.unwrap_or(EndReason::Error);
         let answered = call.queued.as_ref().and_then(|q| q.answered.clone());
+        let talk_end = call.queued.as_ref().and_then(|q| q.talk_end).unwrap_or(now);
         let mut cdr = call.ivr.finish(now, reason);
         if let Some((agent, at)) = answered {
             cdr.agent = Some(agent.to_string());
-            cdr.talk_ms = Some(u64::try_from((now - at).as_millis()).unwrap_or(u64::MAX));
+            let talk = talk_end.saturating_duration_since(at);
+            cdr.talk_ms = Some(u64::try_from(talk.as_millis()).unwrap_or(u64::MAX));
         }
         if let Some(at) = call.transfer.as_ref().and_then(|t| t.answered) {
             cdr.talk_ms = Some(u64::try_from((now - at).as_millis()).unwrap_or(u64::MAX));

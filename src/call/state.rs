@@ -69,8 +69,14 @@ pub(crate) struct QueuedCall {
     pub(crate) ringing: Option<crate::agent::AgentId>,
     /// The agent who answered, and when.
     pub(crate) answered: Option<(crate::agent::AgentId, Instant)>,
+    /// When the bridge was torn down, if before the call's end (our hang-up: the caller's leg may
+    /// take up to 64·T1 more to close); the CDR's `talk_ms` ends here.
+    pub(crate) talk_end: Option<Instant>,
     /// The agent side's media session (one for every agent leg: only one is ever answered).
     pub(crate) media: Option<AgentMedia>,
+    /// The last SIP from the answered agent's phone (its 200, then any request in the dialog): RTP
+    /// silence alone does not end a call whose agent still talks SIP (e.g. on hold).
+    pub(crate) agent_sip_at: Option<Instant>,
     /// The next leg number.
     pub(crate) next_leg: u32,
 }
@@ -82,6 +88,8 @@ pub(crate) struct AgentMedia {
     pub(crate) port: u16,
     pub(crate) offer: SdpOffer,
     pub(crate) session_id: u64,
+    /// The `o=` version of our last SDP on the agent side (our offer is 1).
+    pub(crate) sdp_version: u64,
 }
 
 impl Call {

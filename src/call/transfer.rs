@@ -213,19 +213,26 @@ impl Calls {
             tracing::info!("the transfer answered after it was given up: hanging it up");
             return self.bye_transfer_leg(now, key);
         }
+        let Some(media) = call.transfer.as_ref().and_then(|t| t.media.clone()) else {
+            return;
+        };
+        if !self.negotiate_side(&media, response) {
+            // Bridging would leave both sides in silence: the transfer failed, like a 488.
+            tracing::warn!("the transfer's 200 carried no usable SDP answer: hanging it up");
+            self.bye_transfer_leg(now, key);
+            return self.transfer_failed(now, key, TransferResult::Failed, Some(response.code));
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         let cdr = call.ivr.cdr_mut();
         cdr.transfer_result = Some(TransferResult::Answered);
         cdr.transfer_status = Some(response.code);
-        let Some(side) = call.transfer.as_mut() else {
-            return;
-        };
-        side.ring_until = None;
-        side.answered = Some(now);
-        if let Some(media) = side.media.clone() {
-            if !self.bridge_side(key, &media, response) {
-                tracing::warn!("the transfer's 200 carried no usable SDP answer");
-            }
+        if let Some(side) = call.transfer.as_mut() {
+            side.ring_until = None;
+            side.answered = Some(now);
         }
+        self.bridge_side(key, &media);
         tracing::info!("the transfer answered: bridged");
         self.schedule(key);
     }

@@ -249,34 +249,32 @@ impl Calls {
             port,
             offer,
             session_id,
+            sdp_version: 1,
         })
     }
 
-    /// The far side answered with `response`: its session takes the negotiated media, the caller's
-    /// prompts stop, and the two sessions are bridged. Returns whether the 2xx carried a usable SDP
-    /// answer (the bridge is made either way: the far side may still send what we offered).
-    pub(crate) fn bridge_side(
-        &mut self,
-        key: CallKey,
-        side: &AgentMedia,
-        response: &Response,
-    ) -> bool {
-        let Some(call) = self.calls.get_mut(&key) else {
-            return false;
-        };
-        let caller_media = call.media.id;
+    /// The far side answered with `response`: when its SDP answer is usable, its session takes the
+    /// negotiated media and `true` comes back; otherwise nothing changes.
+    pub(crate) fn negotiate_side(&mut self, side: &AgentMedia, response: &Response) -> bool {
         let answer = std::str::from_utf8(&response.body)
             .ok()
             .and_then(|s| SdpAnswer::from_sdp_string(s).ok());
-        let usable = match answer.map(|a| sdp::accept_answer(&side.offer, &a)) {
-            Some(Ok(negotiated)) => {
-                let cfg = media_config_from(&negotiated, self.cfg.rtp_timeout, side.session_id);
-                self.media_out
-                    .push_back(MediaCommand::Configure { id: side.id, cfg });
-                true
-            }
-            _ => false,
+        let Some(Ok(negotiated)) = answer.map(|a| sdp::accept_answer(&side.offer, &a)) else {
+            return false;
         };
+        let cfg = media_config_from(&negotiated, self.cfg.rtp_timeout, side.session_id);
+        self.media_out
+            .push_back(MediaCommand::Configure { id: side.id, cfg });
+        true
+    }
+
+    /// The far side is answered and negotiated: the caller's prompts stop and the two sessions are
+    /// bridged.
+    pub(crate) fn bridge_side(&mut self, key: CallKey, side: &AgentMedia) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let caller_media = call.media.id;
         call.ivr.bridged();
         self.media_out
             .push_back(MediaCommand::Stop { id: caller_media });
@@ -284,7 +282,6 @@ impl Calls {
             a: caller_media,
             b: side.id,
         });
-        usable
     }
 }
 

@@ -27,6 +27,12 @@
 //! Phones queue what they send; `drive()` delivers it and everything it causes until nothing moves.
 //! Assert on what a caller observes: `phone(p).responses(c)` / `requests(c, "BYE")` (parsed with
 //! helpline's own parser, and with `rsip`), `net.media.session(m)` (the media commands) and `net.cdr(p, c)`.
+//!
+//! Agents: `agent::agent_phone` registers a phone with MD5 digest as a sample agent, `agent::refunds_caller`
+//! places a caller routed to europe.refunds, `agent::reply_to_invite` answers helpline's INVITE by hand.
+//! Besides the menus' prompts the net synthesizes `connecting` in every language the menus use and the
+//! 6 s ringback tone (`tones/ringback`).
+pub mod agent;
 pub mod media;
 pub mod phone;
 
@@ -35,10 +41,12 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use helpline::call::{Calls, CallsConfig, Cdr, MediaId, WallClock};
+use helpline::call::{
+    Calls, CallsConfig, Cdr, MediaId, WallClock, CONNECTING_PROMPT, RINGBACK_TONE,
+};
 use helpline::ivr::{MenuSet, PromptCheck};
 use helpline::media::session::{DetectedDigit, DigitMethod, MediaEvent};
-use helpline::prompts::{Prompt, PromptStore};
+use helpline::prompts::{Prompt, PromptStore, TONES};
 use helpline::sip::endpoint::{Peer, Transmit, Transport};
 use helpline::sip::transaction::TimerConfig;
 
@@ -128,12 +136,26 @@ impl SimBuilder {
     /// The net, with the clock at `t0`.
     pub fn build(self) -> SimNet {
         let mut prompts = PromptStore::default();
-        for (lang, name) in self.menus.prompts_used() {
+        // The menus' prompts, the call layer's own (`connecting`) in every language the menus use, and
+        // the language-neutral ringback tone (6 s like the shipped one: 2 s on, 4 s off).
+        let mut wanted = self.menus.prompts_used();
+        let langs: std::collections::BTreeSet<String> =
+            wanted.iter().map(|(l, _)| l.clone()).collect();
+        for lang in langs {
+            wanted.push((lang, CONNECTING_PROMPT.to_owned()));
+        }
+        wanted.push((TONES.to_owned(), RINGBACK_TONE.to_owned()));
+        for (lang, name) in wanted {
+            let default = if name == RINGBACK_TONE {
+                Duration::from_secs(6)
+            } else {
+                self.prompt_len
+            };
             let len = self
                 .prompt_lens
                 .iter()
                 .find(|(n, _)| *n == name)
-                .map_or(self.prompt_len, |(_, l)| *l);
+                .map_or(default, |(_, l)| *l);
             let frames = (len.as_millis() / 20) as usize;
             prompts.insert(Prompt::from_samples(
                 &lang,

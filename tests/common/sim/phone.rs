@@ -655,7 +655,13 @@ impl ScriptedPhone {
 
     fn on_invite(&mut self, now: Instant, r: Request) {
         if let Some(i) = self.call_index(r.call_id()) {
-            // A re-INVITE or a retransmission in a known dialog: accept it without media change.
+            let branch = r.top_via().and_then(|v| v.branch()).unwrap_or_default();
+            if self.calls[i].incoming.is_some() && branch == self.calls[i].invite_branch {
+                // helpline's INVITE retransmitted (Timer A): the same request, not a new one; a phone
+                // that has not answered yet goes on not answering.
+                return;
+            }
+            // A re-INVITE in a known dialog: accept it without media change.
             let tag = self.calls[i].local_tag.clone();
             self.reply(&r, 200, "OK", Some(&tag), "");
             return;
