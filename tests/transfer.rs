@@ -2,7 +2,7 @@
 //! on a simulated clock (`tests/common/sim.rs`): a scripted phone plays the external contact centre. It
 //! answers → the caller is bridged to it (the Bridge command, the far side's session configured from
 //! its answer) → each side hangs up in turn; it declines, never answers or cannot be reached → the
-//! caller hears `transfer-failed` and is released; the caller hangs up while it rings → CANCEL. The
+//! caller hears `transfer-failed` and is released; the caller hangs up while it rings → CANCEL (also when the CANCEL had to wait for a 1xx). The
 //! shipped menus get one extra key, 7, transferring to the scripted phone. RTP through the bridge is
 //! counted in `tests/live_transfer.rs` (the real binary); the fake media engine relays nothing.
 mod common;
@@ -306,5 +306,50 @@ fn an_unreachable_transfer_fails_at_timer_b() {
     let cdr = net.cdr(p, c);
     assert_eq!(cdr.transfer_result, Some(TransferResult::Unreachable));
     assert_eq!(cdr.transfer_status, None);
+    assert_eq!(net.calls.ports_in_use(), 0);
+}
+
+#[test]
+fn a_transfer_answering_after_the_caller_hung_up_gets_cancel_then_ack_and_bye() {
+    let mut net = net();
+    // Silent so far (not even 100 from its UA core): the CANCEL must wait for a 1xx (RFC 3261 §9.1).
+    let far = far_end(&mut net, AnswerMode::Ignore);
+    let (p, c) = transferred_caller(&mut net);
+    net.advance(secs(1));
+    net.phone(p).bye(c);
+    net.drive();
+    assert_eq!(net.calls.call_count(), 0);
+    assert_eq!(requests_of(&mut net, far, "CANCEL"), 0);
+
+    // It rings and answers at once: our CANCEL (sent on the 180) crosses its 200.
+    common::sim::agent::reply_to_invite(&mut net, far, CallRef(0), 180, "");
+    let answer = sdp(far_rtp(), "8 101", "a=sendrecv");
+    common::sim::agent::reply_to_invite(&mut net, far, CallRef(0), 200, &answer);
+    net.drive();
+    assert_eq!(
+        requests_of(&mut net, far, "CANCEL"),
+        1,
+        "the CANCEL that waited for the 1xx goes out:\n{}",
+        net.phone(far).transcript()
+    );
+    let ph = net.phone(far);
+    assert_eq!(
+        ph.requests(CallRef(0), "ACK").len(),
+        1,
+        "{}",
+        ph.transcript()
+    );
+    assert_eq!(
+        ph.requests(CallRef(0), "BYE").len(),
+        1,
+        "{}",
+        ph.transcript()
+    );
+    assert!(net.media.bridges.is_empty());
+    net.run_until_idle(secs(120));
+    assert_eq!(net.calls.late_leg_count(), 0);
+    assert_eq!(net.calls.endpoint().transaction_count(), 0);
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.transfer_result, Some(TransferResult::Abandoned));
     assert_eq!(net.calls.ports_in_use(), 0);
 }

@@ -1,5 +1,5 @@
-//! Agent legs that outlive their call: when a call ends while one of its INVITEs to an agent's phone is
-//! still unanswered (being cancelled) or its BYE is still out, the leg is kept here until its
+//! Agent and transfer legs that outlive their call: when a call ends while one of its INVITEs (to an
+//! agent's phone, or to a transfer's URI) is still unanswered (being cancelled) or its BYE is still out, the leg is kept here until its
 //! transaction is over, so that whatever the phone still sends gets the right answer — a 2xx is ACKed
 //! and then BYE'd (RFC 3261 §13.2.2.4: a late or forked 2xx), a first 1xx gets the CANCEL that waited
 //! for it (§9.1), a retransmitted 2xx is ACKed again. No agent phone is left in a half-call.
@@ -10,16 +10,59 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::call::leg::{UacLeg, UacState};
+use crate::call::leg::{TransferLeg, UacLeg, UacState};
 use crate::call::Calls;
 use crate::dialog::Dialog;
+use crate::sip::endpoint::Peer;
 use crate::sip::endpoint::TxId;
+use crate::sip::message::Request;
 use crate::sip::message::{Method, Response};
+
+/// What a late leg keeps of an agent or transfer leg: its far end (for the log) and its SIP state.
+#[derive(Debug)]
+pub(crate) struct LateUac {
+    /// The agent's ID or the transfer's URI.
+    who: String,
+    invite: Request,
+    invite_tx: TxId,
+    peer: Peer,
+    contact: String,
+    state: UacState,
+    bye_tx: Option<TxId>,
+}
+
+impl From<UacLeg> for LateUac {
+    fn from(l: UacLeg) -> Self {
+        LateUac {
+            who: l.agent.to_string(),
+            invite: l.invite,
+            invite_tx: l.invite_tx,
+            peer: l.peer,
+            contact: l.contact,
+            state: l.state,
+            bye_tx: l.bye_tx,
+        }
+    }
+}
+
+impl From<TransferLeg> for LateUac {
+    fn from(l: TransferLeg) -> Self {
+        LateUac {
+            who: l.uri,
+            invite: l.invite,
+            invite_tx: l.invite_tx,
+            peer: l.peer,
+            contact: l.contact,
+            state: l.state,
+            bye_tx: l.bye_tx,
+        }
+    }
+}
 
 /// One leg without a call, and when it is given up.
 #[derive(Debug)]
 struct LateLeg {
-    uac: UacLeg,
+    uac: LateUac,
     until: Instant,
 }
 
@@ -57,7 +100,8 @@ impl Calls {
     }
 
     /// The call of `uac` is gone: keep the leg if its phone may still answer or our BYE is out.
-    pub(crate) fn adopt_late_leg(&mut self, now: Instant, mut uac: UacLeg) {
+    pub(crate) fn adopt_late_leg(&mut self, now: Instant, uac: impl Into<LateUac>) {
+        let mut uac: LateUac = uac.into();
         match uac.state {
             UacState::Terminated => return,
             // A leg whose call ends is cancelled first (`leave_queue`); one that was not is now.
@@ -102,7 +146,9 @@ impl Calls {
                 if let UacState::Cancelling { sent: false } = leg.uac.state {
                     leg.uac.state = UacState::Cancelling { sent: true };
                     leg.until = now + grace;
-                    tracing::debug!("late 1xx on an agent leg: the CANCEL that waited goes out");
+                    tracing::debug!(
+                        "late 1xx on a leg without a call: the CANCEL that waited goes out"
+                    );
                     self.endpoint.cancel(now, tx);
                 }
             }
@@ -125,7 +171,7 @@ impl Calls {
         if matches!(leg.uac.state, UacState::Ending) {
             return; // a retransmission: our BYE is already out
         }
-        tracing::info!(agent = %leg.uac.agent, "agent's phone answered after the call ended: ACK and BYE");
+        tracing::info!(far_end = %leg.uac.who, "answered after the call ended: ACK and BYE");
         self.bye_late_leg(now, tx, Some(dialog));
     }
 
@@ -171,7 +217,7 @@ impl Calls {
                 .map(|(tx, _)| *tx)
                 .collect();
             for tx in expired {
-                tracing::debug!("agent leg without a call given up");
+                tracing::debug!("leg without a call given up");
                 self.late.remove(tx);
             }
         }

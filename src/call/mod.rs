@@ -16,8 +16,8 @@
 //! presence and the queues (`agents`), a routed caller's offers ring agents' phones as UAC legs
 //! of the call, bridged on answer (`agent_leg`), and an agent's INVITE to `*50`/`*51` is a feature
 //! code, authenticated and confirmed without the menus (`feature_codes`). A menu `transfer` calls its
-//! external URI the same way as an agent (`transfer`); what the two kinds of UAC leg share is `uac_leg`. An agent leg whose call has ended
-//! lives on until its phone is done with it (`late_legs`).
+//! external URI the same way as an agent (`transfer`); what the two kinds of UAC leg share is `uac_leg`. An agent or transfer leg whose call
+//! has ended lives on until its far end is done with it (`late_legs`).
 //!
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
 mod agent_leg;
@@ -186,7 +186,7 @@ pub struct Calls {
     /// Each leg's transactions: the caller's INVITE, our BYE.
     by_tx: HashMap<TxId, (CallKey, LegId)>,
     by_media: HashMap<MediaId, CallKey>,
-    /// Agent legs whose call has ended but whose phone may still answer (see `late_legs`).
+    /// Agent and transfer legs whose call has ended but whose far end may still answer (see `late_legs`).
     late: late_legs::LateLegs,
     /// Calls' wake-ups; an entry whose call is gone or re-armed for another instant is stale and
     /// skipped. Rebuilt when stale entries would outnumber live ones (bounded by the number of calls).
@@ -392,7 +392,7 @@ impl Calls {
         &self.agents.registrar
     }
 
-    /// Agent legs kept after their call ended, waiting for their phone (see `late_legs`).
+    /// Agent and transfer legs kept after their call ended, waiting for their far end (see `late_legs`).
     pub fn late_leg_count(&self) -> usize {
         self.late.len()
     }
@@ -669,9 +669,11 @@ impl Calls {
             if let Some(tx) = bye_tx {
                 self.by_tx.remove(&tx);
             }
-            if let LegKind::Agent(uac) = leg.kind {
-                // Its phone may still answer, or our BYE is out: the leg outlives the call.
-                self.adopt_late_leg(now, uac);
+            // Its far end may still answer, or our BYE is out: the leg outlives the call.
+            match leg.kind {
+                LegKind::Agent(uac) => self.adopt_late_leg(now, uac),
+                LegKind::Transfer(t) => self.adopt_late_leg(now, t),
+                LegKind::Caller(_) => {}
             }
         }
         let side_media = [
