@@ -15,9 +15,7 @@ use crate::media::dtmf::DigitMerger;
 use crate::media::session::{DetectedDigit, DigitMethod, MediaEvent};
 use crate::prompts::{Prompt, PromptStore};
 
-/// The prompt a routed caller hears as they are put in the queue ("Please hold while we connect you to
-/// an agent."), in the caller's language.
-pub const CONNECTING_PROMPT: &str = "connecting";
+pub use crate::ivr::CONNECTING_PROMPT;
 /// The ringback tone (in [`crate::prompts::TONES`]) a routed caller hears, looped, while an agent's
 /// phone rings: their own leg is already answered, so the ringing can only be heard in band.
 pub const RINGBACK_TONE: &str = "ringback";

@@ -1279,6 +1279,11 @@ impl Compiler<'_> {
                     .as_ref()
                     .map(|s| route_set(cx, file, s))
                     .unwrap_or_default();
+                if let Some(t) = &m.department {
+                    // A routed caller hears it as they join the line: wanted in every language.
+                    self.prompt_refs[menu]
+                        .push((super::CONNECTING_PROMPT.to_owned(), loc(file, t)));
+                }
                 (Action::Route { department: d, set }, true)
             }
             "transfer" => {
@@ -1525,6 +1530,29 @@ uri = "sip:queue@192.0.2.10:5070"
             assert!(d.iter().any(|l| l.starts_with(e)), "missing {e}\n{d:#?}");
         }
         assert_eq!(d.len(), expect.len(), "{d:#?}");
+    }
+
+    #[test]
+    fn a_route_needs_the_connecting_prompt_in_every_language() {
+        struct NoConnecting;
+        impl PromptCheck for NoConnecting {
+            fn check(&self, _: &str, name: &str) -> Result<(), String> {
+                match name {
+                    "connecting" => Err("missing".into()),
+                    _ => Ok(()),
+                }
+            }
+        }
+        let d: Vec<String> = match compile(&[("t.toml".into(), BASE.to_owned())], &NoConnecting) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(ToString::to_string).collect(),
+        };
+        assert!(
+            !d.is_empty()
+                && d.iter()
+                    .all(|l| l.contains("error: prompt `connecting` is missing in en")),
+            "{d:#?}"
+        );
     }
 
     #[test]

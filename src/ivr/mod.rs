@@ -18,6 +18,10 @@ pub mod settings;
 pub mod simulate;
 pub mod transfer;
 
+/// The prompt a routed caller hears as they are put in the queue ("Please hold while we connect you to
+/// an agent."), in the caller's language; `check` wants it wherever a `route` can play.
+pub const CONNECTING_PROMPT: &str = "connecting";
+
 pub use compile::{compile, MenuSet, PromptCheck, RegionId, Unrouted, DEFAULT_REALM};
 pub use diag::{Diagnostic, Severity};
 pub use engine::{CallSummary, IvrAction, IvrInput, IvrSession, TimerKind};
