@@ -22,15 +22,13 @@ use std::time::Instant;
 use crate::agent::presence::{AgentEvent, AgentInput, OfferOutcome, RejectReason};
 use crate::agent::{AgentId, QueueName};
 use crate::call::cdr::EndReason;
+use crate::call::cdr::QueueTried;
 use crate::call::leg::{Leg, LegId, LegKind, UacLeg, UacState};
 use crate::call::state::{media_config_from, AgentMedia, QueuedCall};
 use crate::call::uac_leg::{ack_2xx, answer_uac_in_dialog, send_uac_bye};
 use crate::call::{CallKey, Calls, MediaCommand};
 use crate::media::session::MediaEvent;
-use crate::call::cdr::QueueTried;
-use crate::queue::{
-    Join, Offer, OverflowTarget, QueueEvent, QueueExit, QueueResult, WhenNoAgents,
-};
+use crate::queue::{Join, Offer, OverflowTarget, QueueEvent, QueueExit, QueueResult, WhenNoAgents};
 use crate::sdp::{self, MediaCaps};
 use crate::sip::endpoint::TxId;
 use crate::sip::message::Method;
@@ -52,7 +50,13 @@ impl Calls {
     /// once, see `on_left_queue`). A queue nobody serving it is logged in for, that would let the caller
     /// wait without end (`when_no_agents = "wait"` and no `max_wait`), releases them after the last
     /// prompt with `queue_result` `no-agents`, as before queues could overflow.
-    pub(crate) fn route_to_queue(&mut self, now: Instant, key: CallKey, queue: &str, priority: i32) {
+    pub(crate) fn route_to_queue(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        queue: &str,
+        priority: i32,
+    ) {
         let name = QueueName::from(queue);
         let config = self.agents.queues.config_ref(&name);
         let endless = config.when_no_agents == WhenNoAgents::Wait && config.max_wait.is_none();
@@ -146,7 +150,8 @@ impl Calls {
             }
             while let Some(announce) = self.agents.queues.poll_announce() {
                 if let Some(call) = self.calls.get_mut(&announce.call) {
-                    call.ivr.announce(announce.position, announce.estimated_wait);
+                    call.ivr
+                        .announce(announce.position, announce.estimated_wait);
                     self.after_call(now, announce.call);
                 }
             }
@@ -384,7 +389,10 @@ impl Calls {
                 if let UacState::Calling { provisional } = &mut uac.state {
                     *provisional = true;
                     // The caller's leg is answered: the ringing can only be heard in band.
-                    let current = call.queued.as_ref().is_some_and(|q| q.ringing.contains(&uac.agent));
+                    let current = call
+                        .queued
+                        .as_ref()
+                        .is_some_and(|q| q.ringing.contains(&uac.agent));
                     if current {
                         self.set_ringback(now, key, true);
                     }

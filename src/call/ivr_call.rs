@@ -341,7 +341,8 @@ impl IvrCall {
                     self.phase = Phase::Queued;
                     // The menus' `priority` comes with the route action's model (h/qconfig); until
                     // then every caller joins at 0.
-                    self.outputs.push_back(CallOutput::Route { queue, priority: 0 });
+                    self.outputs
+                        .push_back(CallOutput::Route { queue, priority: 0 });
                 }
                 IvrAction::Transfer { uri } => {
                     // The registry places the call (see `transfer_failed` when it cannot).
@@ -454,7 +455,11 @@ impl IvrCall {
 
     /// The prompts of an announcement in the caller's language. The phrase around a number may be
     /// missing in a language that needs no words there (number first or last).
-    fn announcement(&mut self, position: Option<usize>, wait: Option<Duration>) -> Vec<Arc<Prompt>> {
+    fn announcement(
+        &mut self,
+        position: Option<usize>,
+        wait: Option<Duration>,
+    ) -> Vec<Arc<Prompt>> {
         let lang = self.ivr.summary().language;
         let mut parts = Vec::new();
         if let Some(n) = position {
