@@ -459,13 +459,13 @@ fn a_waiting_caller_hears_music_and_their_place_then_ringback_and_nothing_over_t
         .build();
     let (p, c) = refunds_caller(&mut net, "127.0.0.1:40000");
     let routed = net.now;
-    net.run_until(routed + secs(45));
-    // ana logs in at 45 s; her phone rings 18 s: the announcement due at 60 s never starts.
+    net.run_until(routed + secs(50));
+    // ana logs in at 50 s; her phone rings 12 s: the announcement due at 60 s never starts.
     agent_phone(
         &mut net,
         "127.0.0.1:41000",
         ANA,
-        answers_after(secs(18), "127.0.0.1:41000"),
+        answers_after(secs(12), "127.0.0.1:41000"),
     );
     net.run_until(routed + secs(70));
     assert_eq!(
@@ -484,9 +484,9 @@ fn a_waiting_caller_hears_music_and_their_place_then_ringback_and_nothing_over_t
             (31020, HOLD_MUSIC),
             // At 40 s the place has not changed and no wait is known yet: nothing is said.
             (39020, HOLD_MUSIC),
-            (45000, "ringback"),
-            (51020, "ringback"),
-            (57020, "ringback"),
+            (47020, HOLD_MUSIC),
+            (50000, "ringback"),
+            (56020, "ringback"),
         ]),
         "{:#?}",
         net.session(p, c).plays
@@ -497,11 +497,11 @@ fn a_waiting_caller_hears_music_and_their_place_then_ringback_and_nothing_over_t
         "the music stops for the announcement"
     );
     assert!(
-        s.stops.contains(&(routed + secs(45))),
+        s.stops.contains(&(routed + secs(50))),
         "the music stops for the ringing"
     );
     let bridged = net.media.bridges.first().expect("bridged").0;
-    assert_eq!(bridged - routed, secs(63));
+    assert_eq!(bridged - routed, secs(62));
     assert!(s.stops.contains(&bridged), "ringback stops at the answer");
     assert_eq!(s.playing(), None);
     net.phone(p).bye(c);
