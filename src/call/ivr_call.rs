@@ -1,8 +1,10 @@
 //! The IVR side of one call: wires the media session's events (keys, prompt ends, silence) into the IVR
 //! engine and the engine's actions back out as prompt commands and hang-ups, and keeps the call detail
 //! record. Keys that arrive before the menu runs are kept and delivered once it starts. Once the caller is
-//! routed it sequences what they hear while they wait: the `connecting` prompt, then ringback while an
-//! agent's phone rings, until the bridge. It does not speak SIP (the call registry does) nor touch RTP
+//! routed it sequences what they hear while they wait: the `connecting` prompt, then the queue's hold
+//! music looped, position and wait announcements over it (never while an agent's phone rings), ringback
+//! while one rings, until the bridge; or, leaving the line without an agent, the overflow's prompts
+//! and the hang-up. It does not speak SIP (the call registry does) nor touch RTP
 //! (the media engine does).
 use std::collections::VecDeque;
 use std::sync::Arc;
