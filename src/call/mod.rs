@@ -10,7 +10,9 @@
 //!   [`Calls::handle_drain`], [`Calls::handle_hangup_all`], [`Calls::set_menus`], [`Calls::finish_all`];
 //! * after each input, drain [`Calls::poll_transmit`] (SIP to send), [`Calls::poll_media`] (commands
 //!   for the media engine, in order), [`Calls::poll_cdr`] (finished calls' records), then sleep until
-//!   [`Calls::poll_timeout`]; a spurious `handle_timeout` is a no-op.
+//!   [`Calls::poll_timeout`]; a spurious `handle_timeout` is a no-op;
+//! * with a queue log ([`Calls::enable_queue_log`]), drain [`Calls::poll_queue_log`] too (one JSON
+//!   line per record); at local midnight call [`Calls::handle_new_day`].
 //!
 //! It also owns the agents' machines: REGISTER goes to the digest registrar, logins feed agent
 //! presence and the queues (`agents`), a routed caller's offers ring agents' phones as UAC legs
@@ -43,8 +45,11 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 
 pub use crate::media::MediaId;
-pub use cdr::{Cdr, CdrDigit, EndReason, TransferResult, WallClock, MAX_CDR_DIGITS};
-pub use ivr_call::{CallInput, CallOutput, CallTiming, IvrCall, CONNECTING_PROMPT, RINGBACK_TONE};
+pub use cdr::{Cdr, CdrDigit, EndReason, QueueTried, TransferResult, WallClock, MAX_CDR_DIGITS};
+pub use ivr_call::{
+    CallInput, CallOutput, CallTiming, IvrCall, CONNECTING_PROMPT, QUEUE_ANNOUNCE_PROMPTS,
+    RINGBACK_TONE,
+};
 pub use leg::{Leg, LegId, LegKind, UasLeg, UasState};
 pub use ports::PortPool;
 
@@ -198,6 +203,8 @@ pub struct Calls {
     answering: VecDeque<(Instant, CallKey)>,
     media_out: VecDeque<MediaCommand>,
     cdrs: VecDeque<Cdr>,
+    /// Queue log lines for the shell, once [`Calls::enable_queue_log`] was called.
+    queue_log: Option<VecDeque<String>>,
 }
 
 impl Calls {
@@ -226,6 +233,7 @@ impl Calls {
             answering: VecDeque::new(),
             media_out: VecDeque::new(),
             cdrs: VecDeque::new(),
+            queue_log: None,
         }
     }
 
@@ -604,7 +612,7 @@ impl Calls {
                 }
                 CallOutput::Stop => self.media_out.push_back(MediaCommand::Stop { id }),
                 CallOutput::Hangup => hangup = true,
-                CallOutput::Route { queue } => route = Some(queue),
+                CallOutput::Route { queue, priority } => route = Some((queue, priority)),
                 CallOutput::Transfer { uri } => transfer = Some(uri),
             }
         }
@@ -612,8 +620,8 @@ impl Calls {
             tracing::warn!(prompt = %missing, "prompt not loaded: skipped");
         }
         self.schedule(key);
-        if let Some(queue) = route {
-            self.route_to_queue(now, key, &queue);
+        if let Some((queue, priority)) = route {
+            self.route_to_queue(now, key, &queue, priority);
         }
         if let Some(uri) = transfer {
             self.start_transfer(now, key, &uri);
