@@ -35,6 +35,8 @@ pub enum CallOutput {
     Route {
         /// The queue.
         queue: String,
+        /// The caller's priority there (the menu's `priority`, default 0; higher first).
+        priority: i32,
     },
     /// The caller is to be transferred to this SIP URI (a menu `transfer`); the menus are done.
     Transfer {
@@ -302,12 +304,14 @@ impl IvrCall {
                         self.outputs.push_back(CallOutput::Stop);
                     }
                 }
-                IvrAction::Route { queue, .. } => {
+                IvrAction::Route {
+                    queue, priority, ..
+                } => {
                     // The registry puts the caller in the queue, or releases the call (see
                     // `release_after_prompts`) when nobody serves it.
                     self.cdr.route = Some(queue.clone());
                     self.phase = Phase::Queued;
-                    self.outputs.push_back(CallOutput::Route { queue });
+                    self.outputs.push_back(CallOutput::Route { queue, priority });
                 }
                 IvrAction::Transfer { uri } => {
                     // The registry places the call (see `transfer_failed` when it cannot).
@@ -575,7 +579,7 @@ mod tests {
                 CallOutput::Play(p) => format!("play {}", p.name),
                 CallOutput::Stop => "stop".to_owned(),
                 CallOutput::Hangup => "hangup".to_owned(),
-                CallOutput::Route { queue } => format!("route {queue}"),
+                CallOutput::Route { queue, .. } => format!("route {queue}"),
                 CallOutput::Transfer { uri } => format!("transfer {uri}"),
             })
             .collect()

@@ -604,7 +604,7 @@ impl Calls {
                 }
                 CallOutput::Stop => self.media_out.push_back(MediaCommand::Stop { id }),
                 CallOutput::Hangup => hangup = true,
-                CallOutput::Route { queue } => route = Some(queue),
+                CallOutput::Route { queue, .. } => route = Some(queue),
                 CallOutput::Transfer { uri } => transfer = Some(uri),
             }
         }
