@@ -270,14 +270,34 @@ fn strategy(cx: &mut Ctx, file: usize, s: &Text) -> Option<Strategy> {
     let found = STRATEGIES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
     if found.is_none() {
         let names = STRATEGIES.map(|(n, _)| n);
-        cx.err(
-            &loc(file, s),
-            format!("unknown strategy `{name}`"),
-            did_you_mean(name, names).or(Some(format!("strategies: {}", names.join(", ")))),
-        );
+        let hint = ASTERISK_STRATEGIES
+            .iter()
+            .find(|(a, _)| *a == name)
+            .map(|(a, ours)| format!("Asterisk's `{a}` is `{ours}` here"))
+            .or_else(|| did_you_mean(name, names))
+            .or_else(|| {
+                // A shortened name (`longest-idle`, `fewest`): the one strategy it begins.
+                let mut starts = names.iter().filter(|n| n.starts_with(name));
+                match (starts.next(), starts.next()) {
+                    (Some(n), None) if !name.is_empty() => Some(format!("did you mean `{n}`?")),
+                    _ => None,
+                }
+            })
+            .or(Some(format!("strategies: {}", names.join(", "))));
+        cx.err(&loc(file, s), format!("unknown strategy `{name}`"), hint);
     }
     found
 }
+
+/// app_queue's strategy names an admin may bring along, and ours.
+const ASTERISK_STRATEGIES: [(&str, &str); 6] = [
+    ("ringall", "ring-all"),
+    ("leastrecent", "longest-idle-agent"),
+    ("rrmemory", "round-robin"),
+    ("rrordered", "round-robin"),
+    ("fewestcalls", "fewest-calls"),
+    ("linear", "top-down"),
+];
 
 /// A duration that may also be written in minutes or hours (`"90s"`, `"5m"`, `"1h"`), at most `limit`.
 pub(crate) fn parse_long_duration(text: &str, limit: Duration) -> Result<Duration, String> {
