@@ -342,6 +342,34 @@ impl Calls {
         self.cdrs.pop_front()
     }
 
+    /// Starts keeping the queue event log (`serve --queue-log`); off by default so records do not pile
+    /// up where nobody drains them. (A thin stand-in for the call layer's own, issue 9.)
+    pub fn enable_queue_log(&mut self) {
+        self.agents.queues.enable_log();
+    }
+
+    /// The next queue log line: one JSON object (`time`, `event`, `queue`, `call_id`, `agent`, the
+    /// event's fields), without a newline. A caller whose call already ended has `call_id` null.
+    pub fn poll_queue_log(&mut self) -> Option<String> {
+        let record = self.agents.queues.poll_log()?;
+        let time = self
+            .cfg
+            .wall
+            .at(record.at)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let call_id = record
+            .call
+            .and_then(|key| self.calls.get(&key))
+            .map(|c| c.call_id.as_str().to_owned());
+        match serde_json::to_string(&record.line(&time, call_id.as_deref())) {
+            Ok(line) => Some(line),
+            Err(err) => {
+                tracing::error!(%err, "queue log record not serialisable");
+                None
+            }
+        }
+    }
+
     /// The earliest instant anything wants [`Calls::handle_timeout`]: the endpoint's transactions, any
     /// call, a binding's expiry or an agent's wrap-up.
     pub fn poll_timeout(&mut self) -> Option<Instant> {

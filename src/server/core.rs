@@ -26,6 +26,7 @@ pub struct Core {
     tcp: TcpConnections,
     media: MediaHandle,
     cdr_tx: Option<mpsc::UnboundedSender<Cdr>>,
+    queue_log_tx: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl Core {
@@ -43,7 +44,14 @@ impl Core {
             tcp,
             media,
             cdr_tx,
+            queue_log_tx: None,
         }
+    }
+
+    /// Sends every queue log line to this writer (`serve --queue-log`; the registry must have
+    /// `Calls::enable_queue_log` on).
+    pub fn set_queue_log(&mut self, tx: mpsc::UnboundedSender<String>) {
+        self.queue_log_tx = Some(tx);
     }
 
     /// A UDP datagram.
@@ -126,6 +134,12 @@ impl Core {
                 progressed = true;
                 if let Some(tx) = &self.cdr_tx {
                     let _ = tx.send(cdr);
+                }
+            }
+            while let Some(line) = self.calls.poll_queue_log() {
+                progressed = true;
+                if let Some(tx) = &self.queue_log_tx {
+                    let _ = tx.send(line);
                 }
             }
             if !progressed {
