@@ -831,7 +831,8 @@ fn shipped_queues_compile_with_defaults_overrides_and_penalties() {
 
 #[test]
 fn broken_queues_report_every_error_with_its_position() {
-    let dir = copy_with_extra(&[sample_agents()], |name, t| match name {
+    let dir = copy_with_extra(&[sample_agents()], |name, t| {
+        match name {
         "00-routing.toml" => {
             t.replace("strategy = \"longest-idle-agent\"", "strategy = \"longest-idle\"")
                 + "\n[queues.\"europe.refundz\"]\nstrategy = \"round-robbin\"\n\
@@ -845,6 +846,7 @@ fn broken_queues_report_every_error_with_its_position() {
             t + "\n[agents.ana.penalty]\n\"china.orders\" = 1\n\"europe.orders\" = -3\n"
         }
         _ => t,
+    }
     });
     let diags = helpline::config::load_menus(&dir, &CatalogPrompts::load()).expect_err("broken");
     let at = |file: &str, needle: &str, nth: usize| {
@@ -888,8 +890,16 @@ fn broken_queues_report_every_error_with_its_position() {
         "\"china.refunds\"\n",
         "queue `china.refunds` overflows into itself",
     );
-    expect(r, "{ action = \"transfer\"", "unknown overflow action `transfer`");
-    expect(r, "{ action = \"transfer\"", "overflow prompt `nope` is missing");
+    expect(
+        r,
+        "{ action = \"transfer\"",
+        "unknown overflow action `transfer`",
+    );
+    expect(
+        r,
+        "{ action = \"transfer\"",
+        "overflow prompt `nope` is missing",
+    );
     let a = "agents.toml";
     expect(a, "\"china.orders\" = 1", "a queue it does not serve");
     expect(a, "-3", "penalty must be an integer from 0");
@@ -909,10 +919,9 @@ fn route_priority_reaches_the_engine_and_is_bounded() {
     });
     let diags = helpline::config::load_menus(&dir, &CatalogPrompts::load()).expect_err("bounded");
     assert!(
-        diags
-            .iter()
-            .any(|d| d.file.ends_with("menus.toml")
-                && d.message.contains("priority must be between -1000 and 1000")),
+        diags.iter().any(|d| d.file.ends_with("menus.toml")
+            && d.message
+                .contains("priority must be between -1000 and 1000")),
         "{diags:#?}"
     );
     assert!(std::fs::read_to_string(shipped_file("menus.toml"))

@@ -311,7 +311,8 @@ impl IvrCall {
                     // `release_after_prompts`) when nobody serves it.
                     self.cdr.route = Some(queue.clone());
                     self.phase = Phase::Queued;
-                    self.outputs.push_back(CallOutput::Route { queue, priority });
+                    self.outputs
+                        .push_back(CallOutput::Route { queue, priority });
                 }
                 IvrAction::Transfer { uri } => {
                     // The registry places the call (see `transfer_failed` when it cannot).

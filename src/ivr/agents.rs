@@ -139,7 +139,12 @@ fn penalties(
     let Some(table) = &a.penalty else {
         return out;
     };
-    let listed: Vec<&str> = a.queues.get_ref().iter().map(|q| q.get_ref().as_str()).collect();
+    let listed: Vec<&str> = a
+        .queues
+        .get_ref()
+        .iter()
+        .map(|q| q.get_ref().as_str())
+        .collect();
     for (q, v) in table.get_ref() {
         let at = loc(file, q);
         let name = QueueName::parse(q.get_ref()).filter(|n| served.contains(n));

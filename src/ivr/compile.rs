@@ -1336,7 +1336,10 @@ impl Compiler<'_> {
                     .as_ref()
                     .map(|s| route_set(cx, file, s))
                     .unwrap_or_default();
-                let priority = m.priority.as_ref().map_or(0, |p| route_priority(cx, file, p));
+                let priority = m
+                    .priority
+                    .as_ref()
+                    .map_or(0, |p| route_priority(cx, file, p));
                 (
                     Action::Route {
                         department: d,

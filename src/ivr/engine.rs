@@ -634,12 +634,11 @@ impl IvrSession {
                 let region = self.summary().region;
                 let queue = format!("{region}.{department}");
                 self.route = Some(queue.clone());
-                self.actions
-                    .push_back(IvrAction::Route {
-                        queue,
-                        department,
-                        priority,
-                    });
+                self.actions.push_back(IvrAction::Route {
+                    queue,
+                    department,
+                    priority,
+                });
                 self.finish();
             }
             Action::Transfer { uri } => {

@@ -108,7 +108,15 @@ pub(super) fn compile_queues(
                 // Its keys are still checked, so that one run reports every mistake.
                 let mut scratch = default.clone();
                 let mut unused = BTreeSet::new();
-                apply(cx, *file, q.get_ref(), None, known, &mut unused, &mut scratch);
+                apply(
+                    cx,
+                    *file,
+                    q.get_ref(),
+                    None,
+                    known,
+                    &mut unused,
+                    &mut scratch,
+                );
                 continue;
             };
             let here = loc(*file, name);
@@ -125,18 +133,28 @@ pub(super) fn compile_queues(
             }
             first_seen.insert(queue.clone(), here);
             let mut config = default.clone();
-            apply(cx, *file, q.get_ref(), Some(&queue), known, used, &mut config);
+            apply(
+                cx,
+                *file,
+                q.get_ref(),
+                Some(&queue),
+                known,
+                used,
+                &mut config,
+            );
             configs.insert(queue, config);
         }
     }
     // The defaults' overflow queue does not overflow into itself: it keeps its callers (its own
     // table, if any, says otherwise).
     if let Some(OverflowTarget::Queue(target)) = &default.overflow {
-        configs.entry(target.clone()).or_insert_with(|| QueueConfig {
-            overflow: None,
-            when_no_agents: WhenNoAgents::Wait,
-            ..default.clone()
-        });
+        configs
+            .entry(target.clone())
+            .or_insert_with(|| QueueConfig {
+                overflow: None,
+                when_no_agents: WhenNoAgents::Wait,
+                ..default.clone()
+            });
     }
     (default, configs)
 }
@@ -374,7 +392,10 @@ fn overflow(
         }
         toml::Value::Table(t) => {
             let mut ok = true;
-            for key in t.keys().filter(|k| !["action", "prompts"].contains(&k.as_str())) {
+            for key in t
+                .keys()
+                .filter(|k| !["action", "prompts"].contains(&k.as_str()))
+            {
                 cx.err(
                     &at,
                     format!("unknown key `{key}` in overflow"),
@@ -388,7 +409,9 @@ fn overflow(
                     cx.err(
                         &at,
                         format!("unknown overflow action `{other}`"),
-                        Some("the one action is \"hangup\"; to move callers on, name a queue".into()),
+                        Some(
+                            "the one action is \"hangup\"; to move callers on, name a queue".into(),
+                        ),
                     );
                     ok = false;
                 }
