@@ -320,7 +320,10 @@ fn no_false_keys_on_any_shipped_prompt() {
     let store = PromptStore::load_dir(&dir).unwrap_or_else(|errs| panic!("{errs:#?}"));
     // The language-neutral tones are checked too: the hold music plays for minutes on end.
     for tone in ["ringback", "hold-music"] {
-        assert!(store.get("tones", tone).is_some(), "tones/{tone} is shipped");
+        assert!(
+            store.get("tones", tone).is_some(),
+            "tones/{tone} is shipped"
+        );
     }
     let mut checked = 0;
     for lang in store.languages() {
