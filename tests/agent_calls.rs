@@ -109,7 +109,7 @@ fn a_routed_caller_hears_connecting_then_ringback_looped_until_the_agent_answers
 }
 
 #[test]
-fn ringback_stops_when_the_offer_ends_and_a_waiting_caller_hears_no_ringing() {
+fn ringback_stops_when_the_offer_ends_and_a_waiting_caller_hears_hold_music_instead() {
     let mut net = SimNet::with_menus(sample_agent_menus()).build();
     // ana's phone rings but she never answers within the 15 s ring timeout.
     let mode = answers_after(secs(600), "127.0.0.1:41000");
@@ -118,8 +118,8 @@ fn ringback_stops_when_the_offer_ends_and_a_waiting_caller_hears_no_ringing() {
     let routed = net.now;
     net.run_until(routed + secs(30));
     assert_eq!(requests_of(&mut net, ana, "CANCEL"), 1);
-    // Ringing until the ring timeout at 15 s; then 10 s of wrap-up with nobody ringing (silence: what
-    // plays there is the next issue's hold music); at 25 s ana is offered the caller again.
+    // Ringing until the ring timeout at 15 s; then 10 s of wrap-up with nobody ringing: the shipped
+    // hold music (the harness's is 8.02 s long), cut when ana is offered the caller again at 25 s.
     assert_eq!(
         plays_since(&net, p, c, routed),
         named(&[
@@ -127,6 +127,8 @@ fn ringback_stops_when_the_offer_ends_and_a_waiting_caller_hears_no_ringing() {
             (1000, "ringback"),
             (7000, "ringback"),
             (13000, "ringback"),
+            (15000, "hold-music"),
+            (23020, "hold-music"),
             (25000, "ringback"),
         ]),
         "{:#?}",
@@ -453,21 +455,38 @@ fn an_rtp_timeout_on_the_caller_leg_hangs_up_the_agent_at_once() {
 // ── nobody to wait for ──
 
 #[test]
-fn a_caller_routed_to_a_queue_nobody_serves_hears_no_connecting_and_is_released_no_agents() {
-    // The sample agents are declared but nobody is logged in.
+fn a_caller_routed_to_a_queue_nobody_serves_overflows_at_once_and_hears_goodbye() {
+    // The sample agents are declared but nobody is logged in. The shipped `when_no_agents = "overflow"`
+    // sends the caller on at once: europe.refunds overflows to english-line.refunds, where nobody is
+    // either, whose overflow is the defaults' goodbye and hang-up. No "connecting", no music.
     let mut net = SimNet::with_menus(sample_agent_menus()).build();
     let (p, c) = refunds_caller(&mut net, "127.0.0.1:40000");
     let routed = net.now;
     net.run_until_idle(secs(60));
-    assert!(
-        plays_since(&net, p, c, routed).is_empty(),
+    assert_eq!(
+        plays_since(&net, p, c, routed)
+            .iter()
+            .map(|(_, n)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["goodbye"],
         "nothing promises an agent: {:?}",
         net.session(p, c).plays
     );
     assert_eq!(net.phone(p).requests(c, "BYE").len(), 1);
     let cdr = net.cdr(p, c);
-    assert_eq!(cdr.queue.as_deref(), Some("europe.refunds"));
-    assert_eq!(cdr.queue_result, Some(QueueResult::NoAgents));
+    let tried: Vec<(String, QueueResult)> = cdr
+        .queues_tried
+        .iter()
+        .map(|t| (t.queue.clone(), t.result))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            ("europe.refunds".to_owned(), QueueResult::Overflow),
+            ("english-line.refunds".to_owned(), QueueResult::Overflow),
+        ]
+    );
+    assert_eq!(cdr.queue_result, Some(QueueResult::Overflow));
     assert_eq!(cdr.queue_wait_ms, Some(0));
     assert_eq!(cdr.agent, None);
     assert_eq!(cdr.talk_ms, None);

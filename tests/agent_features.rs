@@ -258,11 +258,15 @@ fn star_50_puts_the_agent_on_break_and_star_51_brings_them_back() {
     feature_call(&mut net, ana, "*50", "agent-on-break");
     assert_eq!(status(&net, "ana"), Some(AgentStatus::OnBreak));
 
-    // On break: a caller routed to her queue is not offered to her (nobody else serves it).
+    // On break: a caller routed to her queue is not offered to her (nobody else serves it): the shipped
+    // `when_no_agents = "overflow"` moves them on at once.
     let (p, c) = refunds_caller(&mut net, "127.0.0.1:40000");
     net.run_until_idle(secs(60));
     assert_eq!(offers(&mut net, ana), 0, "{}", net.phone(ana).transcript());
-    assert_eq!(net.cdr(p, c).queue_result, Some(QueueResult::NoAgents));
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.queue_result, Some(QueueResult::Overflow));
+    assert_eq!(cdr.queues_tried[0].queue, "europe.refunds");
+    assert_eq!(cdr.queues_tried[0].result, QueueResult::Overflow);
 
     feature_call(&mut net, ana, "*51", "agent-available");
     assert_eq!(status(&net, "ana"), Some(AgentStatus::Available));

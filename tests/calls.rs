@@ -506,7 +506,12 @@ fn info_and_rfc4733_keys_navigate_the_menus() {
 
 #[test]
 fn drain_refuses_new_calls_and_ends_every_call_exactly_once() {
-    let mut net = SimNet::shipped().ring(secs(2)).build();
+    // Queues as the queue machine's defaults (nobody serving a queue → released at once, no
+    // overflow prompt), so that the routed caller's BYE falls inside the drain.
+    let mut net = SimNet::shipped()
+        .ring(secs(2))
+        .queue_defaults(helpline::queue::QueueConfig::default())
+        .build();
     let menu = net.udp_phone("127.0.0.1:40001");
     let unacked = net.udp_phone("127.0.0.1:40002");
     let ringing = net.udp_phone("127.0.0.1:40003");

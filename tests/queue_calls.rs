@@ -433,7 +433,11 @@ fn max_wait_times_the_caller_out_after_hold_music_then_the_overflow_prompts_and_
 
 #[test]
 fn nobody_logged_in_and_an_endless_wait_releases_the_caller_as_before() {
-    let mut net = SimNet::with_menus(menus_with_team()).build();
+    // `when_no_agents = "wait"` with no `max_wait` (the queue machine's defaults; the shipped menus
+    // overflow instead): nobody would ever come, so the caller is released at once.
+    let mut net = SimNet::with_menus(menus_with_team())
+        .queue_defaults(QueueConfig::default())
+        .build();
     let (p, c) = refunds_caller(&mut net, "127.0.0.1:40000");
     net.run_until_idle(secs(60));
     let cdr = net.cdr(p, c);

@@ -22,16 +22,16 @@ pub(crate) struct AgentSide {
     pub(crate) queues: Queues<CallKey>,
 }
 
-/// What presence needs of each declared agent.
+/// What presence needs of each declared agent, in the order the files declare them (the configured
+/// order top-down and round-robin follow).
 fn profiles(menus: &MenuSet) -> Vec<AgentProfile> {
     menus
-        .agents()
+        .agents_in_file_order()
         .map(|a| AgentProfile {
             id: a.id.clone(),
             queues: a.queues.clone(),
             languages: a.languages.clone(),
-            // Per-queue penalties are not configured yet (issue 9).
-            penalties: Default::default(),
+            penalties: a.penalties.clone(),
         })
         .collect()
 }
@@ -64,12 +64,12 @@ fn presence_config(menus: &MenuSet) -> AgentsConfig {
     }
 }
 
-/// `[queue_defaults]` as every queue's settings (per-queue tables come with queue strategies).
-fn queue_config(menus: &MenuSet) -> QueueConfig {
-    QueueConfig {
-        ring_timeout: menus.agent_settings().ring_timeout,
-        ..QueueConfig::default()
-    }
+/// The queues over `[queue_defaults]` and every `[queues."REGION.DEPARTMENT"]`.
+fn queues(menus: &MenuSet) -> Queues<CallKey> {
+    let (default, configs) = menus.queue_configs();
+    let mut queues = Queues::new(default.clone());
+    queues.set_configs(default, configs);
+    queues
 }
 
 impl AgentSide {
@@ -81,7 +81,7 @@ impl AgentSide {
         AgentSide {
             registrar: Registrar::new(registrar_config(menus), directory(menus), registrar_seed),
             presence: Agents::new(presence_config(menus), profiles(menus)),
-            queues: Queues::new(queue_config(menus)),
+            queues: queues(menus),
         }
     }
 
@@ -128,9 +128,8 @@ impl Calls {
         self.agents.registrar.set_directory(directory(menus));
         self.agents.presence.set_config(presence_config(menus));
         self.agents.presence.set_agents(now, profiles(menus));
-        self.agents
-            .queues
-            .set_configs(queue_config(menus), Default::default());
+        let (default, configs) = menus.queue_configs();
+        self.agents.queues.set_configs(default, configs);
         self.drain_registrar(now);
     }
 
@@ -212,5 +211,107 @@ impl Calls {
                 Err(e) => tracing::warn!(error = %e, "queue log record not serialisable"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The menus' queue settings reach presence and the queues at start and on reload.
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::agent::presence::AgentStatus;
+    use crate::agent::{AgentId, QueueName};
+    use crate::call::tests::{AllPrompts, MENUS};
+    use crate::call::{CallsConfig, WallClock};
+    use crate::ivr::compile;
+    use crate::prompts::PromptStore;
+    use crate::queue::{Join, Strategy};
+
+    /// `bob` is declared before `ana` (IDs sort the other way), with a penalty elsewhere.
+    fn menus(strategy: &str) -> Arc<MenuSet> {
+        let hex = "0".repeat(32);
+        let text = format!(
+            "{MENUS}\n[queues.\"test.orders\"]\nstrategy = \"{strategy}\"\n\
+             \n[agents.bob]\nname = \"Bob\"\nha1 = \"{hex}\"\nqueues = [\"test.orders\", \"test.refunds\"]\n\
+             \n[agents.bob.penalty]\n\"test.refunds\" = 3\n\
+             \n[agents.ana]\nname = \"Ana\"\nha1 = \"{hex}\"\nqueues = [\"test.orders\"]\n"
+        );
+        let files = vec![(PathBuf::from("test.toml"), text)];
+        compile(&files, &AllPrompts).expect("menus compile").0
+    }
+
+    /// A registry over `menus("longest-idle-agent")` with ana logged in at `t0` and bob 10 s later, so
+    /// that ana has been idle longest.
+    fn calls(t0: Instant) -> Calls {
+        let wall = chrono::DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let cfg = CallsConfig::new(
+            "127.0.0.1:5060".parse().expect("addr"),
+            WallClock { instant: t0, wall },
+        );
+        let mut calls = Calls::new(cfg, menus("longest-idle-agent"), PromptStore::default(), 1);
+        let presence = &mut calls.agents.presence;
+        presence
+            .handle(t0, AgentInput::LoggedIn("ana".into()))
+            .expect("ana declared");
+        presence
+            .handle(
+                t0 + Duration::from_secs(10),
+                AgentInput::LoggedIn("bob".into()),
+            )
+            .expect("bob declared");
+        calls
+    }
+
+    /// Whom the queue offers a new caller of `test.orders` to at `now`.
+    fn first_offer(calls: &mut Calls, now: Instant) -> AgentId {
+        let AgentSide {
+            presence, queues, ..
+        } = &mut calls.agents;
+        let queue = QueueName::from("test.orders");
+        queues
+            .enqueue_with(now, presence, CallKey(99), queue, Join::default())
+            .expect("not queued yet");
+        queues
+            .poll_offer(now, presence)
+            .expect("an agent is free")
+            .agent
+    }
+
+    #[test]
+    fn profiles_keep_file_order_and_penalties() {
+        let p = profiles(&menus("round-robin"));
+        let ids: Vec<&str> = p.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["bob", "ana"]);
+        assert_eq!(
+            p[0].penalties.get(&QueueName::from("test.refunds")),
+            Some(&3)
+        );
+    }
+
+    #[test]
+    fn a_changed_strategy_applies_on_reload_and_agents_stay_logged_in() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(20);
+        // Without a reload: longest idle, ana.
+        let mut control = calls(t0);
+        assert_eq!(first_offer(&mut control, now).as_str(), "ana");
+
+        let mut c = calls(t0);
+        c.set_menus(t0 + Duration::from_secs(15), menus("top-down"));
+        let queue = QueueName::from("test.orders");
+        assert_eq!(
+            c.agents.queues.config_ref(&queue).strategy,
+            Strategy::TopDown
+        );
+        for id in ["ana", "bob"] {
+            let agent = c.agents.presence.get(&id.into()).expect("still declared");
+            assert_eq!(agent.status(), AgentStatus::Available, "{id} logged in");
+        }
+        // Top-down: the first declared agent, bob, although ana has been idle longer.
+        assert_eq!(first_offer(&mut c, now).as_str(), "bob");
     }
 }
