@@ -16,17 +16,19 @@
 //! It does not choose agents (the queue does), keep presence (`agent::presence`), build the INVITE,
 //! ACK or bridge itself (`uac_leg` does, for transfer legs too) or relay RTP (the media engine does, on
 //! [`crate::call::MediaCommand::Bridge`]); legs that outlive their call are `late_legs`'.
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use crate::agent::presence::{AgentEvent, AgentInput, OfferOutcome, RejectReason};
 use crate::agent::{AgentId, QueueName};
 use crate::call::cdr::EndReason;
+use crate::call::cdr::QueueTried;
 use crate::call::leg::{Leg, LegId, LegKind, UacLeg, UacState};
 use crate::call::state::{media_config_from, AgentMedia, QueuedCall};
 use crate::call::uac_leg::{ack_2xx, answer_uac_in_dialog, send_uac_bye};
 use crate::call::{CallKey, Calls, MediaCommand};
 use crate::media::session::MediaEvent;
-use crate::queue::{Offer, QueueEvent, QueueExit};
+use crate::queue::{Join, Offer, OverflowTarget, QueueEvent, QueueExit, QueueResult, WhenNoAgents};
 use crate::sdp::{self, MediaCaps};
 use crate::sip::endpoint::TxId;
 use crate::sip::message::Method;
@@ -44,62 +46,116 @@ fn reject_reason(code: u16) -> RejectReason {
 }
 
 impl Calls {
-    /// The IVR routed the caller to `queue`: into its line, or — when no agent serving it is logged
-    /// in — released after the last prompt with `queue_result` `no-agents`.
-    pub(crate) fn route_to_queue(&mut self, now: Instant, key: CallKey, queue: &str) {
+    /// The IVR routed the caller to `queue` at `priority`: into its line (which may overflow them at
+    /// once, see `on_left_queue`). A queue nobody serving it is logged in for, that would let the caller
+    /// wait without end (`when_no_agents = "wait"` and no `max_wait`), releases them after the last
+    /// prompt with `queue_result` `no-agents`, as before queues could overflow.
+    pub(crate) fn route_to_queue(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        queue: &str,
+        priority: i32,
+    ) {
+        let name = QueueName::from(queue);
+        let config = self.agents.queues.config_ref(&name);
+        let endless = config.when_no_agents == WhenNoAgents::Wait && config.max_wait.is_none();
+        let nobody = self.agents.presence.available_for(&name) == 0;
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let name = QueueName::from(queue);
         call.ivr.cdr_mut().queue = Some(name.to_string());
-        if self.agents.presence.available_for(&name) == 0 {
+        if nobody && endless {
             tracing::info!(call_id = %call.call_id, %name, "no agent logged in for the queue: releasing");
-            call.ivr.cdr_mut().queue_result = Some(crate::queue::QueueResult::NoAgents);
-            call.ivr.cdr_mut().queue_wait_ms = Some(0);
+            let cdr = call.ivr.cdr_mut();
+            cdr.queue_result = Some(QueueResult::NoAgents);
+            cdr.queue_wait_ms = Some(0);
+            cdr.queues_tried.push(QueueTried {
+                queue: name.to_string(),
+                result: QueueResult::NoAgents,
+            });
             call.ivr.release_after_prompts();
             return self.after_call(now, key);
         }
-        let (language, _) = call.ivr.context();
         call.queued = Some(QueuedCall {
-            ringing: None,
+            ringing: BTreeSet::new(),
             answered: None,
             talk_end: None,
             media: None,
             agent_sip_at: None,
             next_leg: 1,
+            joined: false,
         });
-        if let Err(e) = self.agents.queues.enqueue(now, key, name, &language) {
-            tracing::warn!(error = %e, "routed call already queued");
-        }
-        call.ivr.enter_queue();
+        self.join_queue(now, key, name, priority);
         self.after_call(now, key);
         self.run_queues(now);
     }
 
-    /// The run order of `queue`'s module doc: presence events to the queues, queue events, offers,
-    /// until nothing moves.
+    /// Puts the caller in `queue`'s line (the first line they join plays `connecting`); the caller
+    /// hears that queue's music. A caller turned away on joining gets a `Left` event instead.
+    fn join_queue(&mut self, now: Instant, key: CallKey, queue: QueueName, priority: i32) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let (language, _) = call.ivr.context();
+        let music = self.agents.queues.config_ref(&queue).music.clone();
+        let join = Join { language, priority };
+        let crate::call::agents::AgentSide {
+            presence, queues, ..
+        } = &mut self.agents;
+        match queues.enqueue_with(now, presence, key, queue, join) {
+            Ok(Some(position)) => {
+                tracing::info!(position, "caller joined the queue");
+                let first = call
+                    .queued
+                    .as_mut()
+                    .is_some_and(|q| !std::mem::replace(&mut q.joined, true));
+                if first {
+                    call.ivr.enter_queue();
+                }
+                // After `connecting`, which the music waits for.
+                call.ivr.set_hold_music(music);
+            }
+            Ok(None) => {} // turned away at once: the Left event says where to
+            Err(e) => tracing::warn!(error = %e, "routed call already queued"),
+        }
+    }
+
+    /// The run order of `queue`'s module doc: presence events to the queues, queue events (and
+    /// announcements), offers, until nothing moves.
     pub(crate) fn run_queues(&mut self, now: Instant) {
         loop {
             while let Some(event) = self.agents.presence.poll_event() {
-                self.agents.queues.handle_agent_event(now, &event);
+                let crate::call::agents::AgentSide {
+                    presence, queues, ..
+                } = &mut self.agents;
+                queues.handle_agent_event_with(now, presence, &event);
                 if let AgentEvent::OfferEnded {
+                    agent,
                     call,
                     outcome: OfferOutcome::Withdrawn,
-                    ..
                 } = &event
                 {
-                    self.cancel_agent_legs(now, *call);
+                    self.cancel_agent(now, *call, agent);
                 }
             }
             while let Some(event) = self.agents.queues.poll_event() {
                 match event {
                     QueueEvent::RingTimeout { call, agent } => {
                         tracing::info!(%agent, "agent did not answer in time: next agent");
-                        self.cancel_agent_legs(now, call);
+                        self.cancel_agent(now, call, &agent);
                     }
                     QueueEvent::Left(exit) => self.on_left_queue(now, exit),
                 }
             }
+            while let Some(announce) = self.agents.queues.poll_announce() {
+                if let Some(call) = self.calls.get_mut(&announce.call) {
+                    call.ivr
+                        .announce(announce.position, announce.estimated_wait);
+                    self.after_call(now, announce.call);
+                }
+            }
+            self.drain_queue_log();
             let crate::call::agents::AgentSide {
                 presence, queues, ..
             } = &mut self.agents;
@@ -110,18 +166,59 @@ impl Calls {
         }
     }
 
-    /// A caller out of the line: the CDR learns how; a leg still ringing is cancelled.
+    /// A caller out of the line: the CDR learns how (and `queues_tried` one more queue); agents still
+    /// ringing are cancelled; an overflow or timeout moves the caller on.
     fn on_left_queue(&mut self, now: Instant, exit: QueueExit<CallKey>) {
         let Some(call) = self.calls.get_mut(&exit.call) else {
             return;
         };
         let cdr = call.ivr.cdr_mut();
         cdr.queue = Some(exit.queue.to_string());
-        cdr.queue_wait_ms = Some(exit.queue_wait_ms());
+        let before = cdr.queue_wait_ms.unwrap_or(0);
+        cdr.queue_wait_ms = Some(before.saturating_add(exit.queue_wait_ms()));
         cdr.queue_result = Some(exit.result);
-        if exit.ringing.is_some() {
-            self.cancel_agent_legs(now, exit.call);
+        cdr.queues_tried.push(QueueTried {
+            queue: exit.queue.to_string(),
+            result: exit.result,
+        });
+        for agent in &exit.ringing_all {
+            self.cancel_agent(now, exit.call, agent);
         }
+        if matches!(exit.result, QueueResult::Overflow | QueueResult::Timeout) {
+            self.move_on(now, exit);
+        }
+    }
+
+    /// An overflowing or timed-out caller goes where the queue says: into another queue not tried yet
+    /// (with their priority), or hears the prompts given and is released; a queue already tried (two
+    /// queues overflowing into each other) or no target releases them as a caller without agents.
+    fn move_on(&mut self, now: Instant, exit: QueueExit<CallKey>) {
+        let key = exit.call;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let tried: Vec<String> = call
+            .ivr
+            .cdr_mut()
+            .queues_tried
+            .iter()
+            .map(|t| t.queue.clone())
+            .collect();
+        match exit.overflow_to {
+            Some(OverflowTarget::Queue(next)) if !tried.iter().any(|t| t == next.as_str()) => {
+                tracing::info!(from = %exit.queue, to = %next, result = exit.result.as_str(), "caller moves on to the overflow queue");
+                self.join_queue(now, key, next, exit.priority);
+            }
+            Some(OverflowTarget::HangUp { prompts }) => {
+                tracing::info!(queue = %exit.queue, result = exit.result.as_str(), "caller released after the overflow prompts");
+                call.ivr.release_with_prompts(&prompts);
+            }
+            target => {
+                tracing::info!(queue = %exit.queue, ?target, result = exit.result.as_str(), "caller released: nowhere left to go");
+                call.ivr.release_with_prompts(&[]);
+            }
+        }
+        self.after_call(now, key);
     }
 
     /// Rings every registered contact of the offer's agent.
@@ -139,7 +236,7 @@ impl Calls {
         let Some(queued) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) else {
             return;
         };
-        queued.ringing = Some(offer.agent.clone());
+        queued.ringing.insert(offer.agent.clone());
         let mut contacts = 0;
         for binding in bindings {
             let Some(queued) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) else {
@@ -195,10 +292,17 @@ impl Calls {
 
     /// Tells presence the offer did not become a call (the queue then tries the next agent).
     fn offer_failed(&mut self, now: Instant, key: CallKey, agent: &AgentId, why: RejectReason) {
-        if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
-            q.ringing = None;
+        let nobody_rings = self
+            .calls
+            .get_mut(&key)
+            .and_then(|c| c.queued.as_mut())
+            .is_none_or(|q| {
+                q.ringing.remove(agent);
+                q.ringing.is_empty()
+            });
+        if nobody_rings {
+            self.set_ringback(now, key, false);
         }
-        self.set_ringback(now, key, false);
         let input = AgentInput::OfferRejected {
             agent: agent.clone(),
             call: key,
@@ -212,18 +316,39 @@ impl Calls {
 
     /// CANCELs every agent leg of the call still ringing (the CANCEL waits for a 1xx, RFC 3261 §9.1).
     pub(crate) fn cancel_agent_legs(&mut self, now: Instant, key: CallKey) {
+        self.cancel_legs(now, key, None);
+    }
+
+    /// CANCELs the legs of one agent of the call (a withdrawn or timed-out offer); the others of a
+    /// ring-all go on ringing.
+    fn cancel_agent(&mut self, now: Instant, key: CallKey, agent: &AgentId) {
+        self.cancel_legs(now, key, Some(agent));
+    }
+
+    /// CANCELs the ringing legs of `agent` (every agent: `None`), who no longer ring for the caller.
+    fn cancel_legs(&mut self, now: Instant, key: CallKey, agent: Option<&AgentId>) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
         if let Some(q) = call.queued.as_mut() {
-            q.ringing = None;
+            match agent {
+                Some(a) => {
+                    q.ringing.remove(a);
+                }
+                None => q.ringing.clear(),
+            }
+            if q.ringing.is_empty() {
+                call.ivr.set_agent_ringing(false);
+            }
         }
-        call.ivr.set_agent_ringing(false);
         let mut cancels = Vec::new();
         for leg in &mut call.legs {
             let LegKind::Agent(uac) = &mut leg.kind else {
                 continue;
             };
+            if agent.is_some_and(|a| *a != uac.agent) {
+                continue;
+            }
             if let UacState::Calling { provisional } = uac.state {
                 uac.state = UacState::Cancelling { sent: provisional };
                 if provisional {
@@ -249,8 +374,10 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let current = call.queued.as_ref().and_then(|q| q.ringing.clone());
-        let Some(uac) = call.agent_leg_mut(leg) else {
+        let Some(uac) = call.legs.iter_mut().find(|l| l.id == leg) else {
+            return;
+        };
+        let LegKind::Agent(uac) = &mut uac.kind else {
             return;
         };
         if uac.invite_tx != tx {
@@ -262,7 +389,11 @@ impl Calls {
                 if let UacState::Calling { provisional } = &mut uac.state {
                     *provisional = true;
                     // The caller's leg is answered: the ringing can only be heard in band.
-                    if current.as_ref() == Some(&uac.agent) {
+                    let current = call
+                        .queued
+                        .as_ref()
+                        .is_some_and(|q| q.ringing.contains(&uac.agent));
+                    if current {
                         self.set_ringback(now, key, true);
                     }
                 } else if let UacState::Cancelling { sent: false } = uac.state {
@@ -317,7 +448,7 @@ impl Calls {
         let current = call
             .queued
             .as_ref()
-            .is_some_and(|q| q.ringing.as_ref() == Some(agent));
+            .is_some_and(|q| q.ringing.contains(agent));
         if !still_ringing && current {
             tracing::info!(%agent, ?why, "agent did not take the call: next agent");
             self.offer_failed(now, key, agent, why);
@@ -331,8 +462,10 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let ringing = call.queued.as_ref().and_then(|q| q.ringing.clone());
-        let Some(uac) = call.agent_leg_mut(leg) else {
+        let Some(uac) = call.legs.iter_mut().find(|l| l.id == leg) else {
+            return;
+        };
+        let LegKind::Agent(uac) = &mut uac.kind else {
             return;
         };
         let dialog = ack_2xx(
@@ -344,7 +477,11 @@ impl Calls {
             response,
         );
         let agent = uac.agent.clone();
-        let wins = uac.is_ringing() && ringing.as_ref() == Some(&agent);
+        let wins = uac.is_ringing()
+            && call
+                .queued
+                .as_ref()
+                .is_some_and(|q| q.ringing.contains(&agent));
         let again = matches!(uac.state, UacState::Confirmed { .. } | UacState::Ending);
         if !again {
             uac.state = UacState::Confirmed {
@@ -370,22 +507,28 @@ impl Calls {
             self.bye_agent_leg(now, key, leg);
             return self.after_agent_leg_failed(now, key, &agent, RejectReason::Failed);
         }
-        if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
-            q.ringing = None;
-            q.answered = Some((agent.clone(), now));
-            q.agent_sip_at = Some(now);
-        }
-        self.bridge_side(key, &media);
-        tracing::info!(%agent, "agent answered: bridged");
-        // The other contacts of the agent stop ringing.
-        self.cancel_agent_legs(now, key);
         let input = AgentInput::Answered {
             agent: agent.clone(),
             call: key,
         };
         if let Err(e) = self.agents.presence.handle(now, input) {
-            tracing::warn!(error = %e, "presence refused the answer");
+            // The offer was withdrawn or timed out as this 2xx came (its CANCEL raced it): the agent
+            // is already idle; this leg is hung up and the caller waits on.
+            tracing::info!(%agent, error = %e, "answer raced the end of the offer: hanging the leg up");
+            if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
+                q.ringing.remove(&agent);
+            }
+            self.bye_agent_leg(now, key, leg);
+            return self.run_queues(now);
         }
+        if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
+            q.answered = Some((agent.clone(), now));
+            q.agent_sip_at = Some(now);
+        }
+        self.bridge_side(key, &media);
+        tracing::info!(%agent, "agent answered: bridged");
+        // The agent's other contacts, and with ring-all the other agents, stop ringing.
+        self.cancel_agent_legs(now, key);
         self.run_queues(now);
     }
 

@@ -156,3 +156,61 @@ impl Calls {
         self.run_queues(now);
     }
 }
+
+impl Calls {
+    /// Starts keeping queue log lines for [`Calls::poll_queue_log`] (`--queue-log PATH`); off by
+    /// default so that nothing piles up where nobody drains it.
+    pub fn enable_queue_log(&mut self) {
+        self.agents.queues.enable_log();
+        self.queue_log.get_or_insert_with(Default::default);
+    }
+
+    /// The next queue log line: one JSON object, no newline — `time` (RFC 3339, the CDRs' wall
+    /// clock), `event`, `queue`, `call_id` (the caller's SIP Call-ID), `agent` and the event's fields.
+    pub fn poll_queue_log(&mut self) -> Option<String> {
+        self.queue_log.as_mut()?.pop_front()
+    }
+
+    /// Local midnight (the shell's timer): today's call counts (`fewest-calls`) start again.
+    pub fn handle_new_day(&mut self, now: Instant) {
+        tracing::debug!(?now, "new day: agents' call counts reset");
+        self.agents.presence.start_new_day();
+    }
+
+    /// Every queue's settings: `default` for a queue without its own. Waiting callers keep their
+    /// place (see `Queues::set_configs`). The menus' `[queue_defaults]` and `[queues.*]` tables set
+    /// them on start and reload; tests set them directly.
+    pub fn set_queue_configs(
+        &mut self,
+        now: Instant,
+        default: QueueConfig,
+        configs: std::collections::HashMap<crate::agent::QueueName, QueueConfig>,
+    ) {
+        self.agents.queues.set_configs(default, configs);
+        self.run_queues(now);
+    }
+
+    /// The queues (for metrics and tests: who waits where).
+    pub fn queues(&self) -> &Queues<CallKey> {
+        &self.agents.queues
+    }
+
+    /// Turns the queue machine's log records into lines (the call's key into its SIP Call-ID).
+    pub(crate) fn drain_queue_log(&mut self) {
+        let Some(lines) = self.queue_log.as_mut() else {
+            return;
+        };
+        while let Some(record) = self.agents.queues.poll_log() {
+            let time = self.cfg.wall.format(record.at);
+            let call_id = record
+                .call
+                .and_then(|k| self.calls.get(&k))
+                .map(|c| c.call_id.to_string());
+            let line = record.line(&time, call_id.as_deref());
+            match serde_json::to_string(&line) {
+                Ok(text) => lines.push_back(text),
+                Err(e) => tracing::warn!(error = %e, "queue log record not serialisable"),
+            }
+        }
+    }
+}

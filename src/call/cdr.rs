@@ -51,6 +51,15 @@ pub enum TransferResult {
     Failed,
 }
 
+/// One queue a caller waited in, as recorded in the CDR's `queues_tried`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QueueTried {
+    /// The queue (`europe.refunds`).
+    pub queue: String,
+    /// How the wait there ended.
+    pub result: crate::queue::QueueResult,
+}
+
 /// One key press as recorded in the CDR.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CdrDigit {
@@ -107,8 +116,12 @@ pub struct Cdr {
     pub agent: Option<String>,
     /// From the agent's answer to the end of the call.
     pub talk_ms: Option<u64>,
-    /// How the wait in the queue ended: `answered`, `abandoned` or `no-agents`.
+    /// How the wait in the (last) queue ended: `answered`, `abandoned`, `no-agents`, `overflow` or
+    /// `timeout`.
     pub queue_result: Option<crate::queue::QueueResult>,
+    /// Every queue the caller waited in, in order, each with how that wait ended (an overflow or a
+    /// timeout moves the caller on to the next); the last one's result is `queue_result`.
+    pub queues_tried: Vec<QueueTried>,
     /// How a menu `transfer` ended: `answered`, `abandoned`, `rejected`, `no-answer`, `unreachable`
     /// or `failed` (`route` holds the URI; `talk_ms` counts from the far end's answer).
     pub transfer_result: Option<TransferResult>,

@@ -22,6 +22,25 @@ pub const CONNECTING_PROMPT: &str = "connecting";
 /// phone rings: their own leg is already answered, so the ringing can only be heard in band.
 pub const RINGBACK_TONE: &str = "ringback";
 
+/// The announcement's phrase before a caller's place in line ("You are number"); may be absent.
+pub const QUEUE_POSITION_BEFORE: &str = "queue-position-before";
+/// The phrase after the place ("in line."); may be absent.
+pub const QUEUE_POSITION_AFTER: &str = "queue-position-after";
+/// The phrase before the estimated wait in minutes ("Your estimated wait is about"); may be absent.
+pub const QUEUE_WAIT_BEFORE: &str = "queue-wait-before";
+/// The phrase after the minutes ("minutes."); may be absent.
+pub const QUEUE_WAIT_MINUTES: &str = "queue-wait-minutes";
+/// The whole sentence for a wait under a minute.
+pub const QUEUE_WAIT_UNDER_MINUTE: &str = "queue-wait-under-minute";
+/// Every prompt an announcement may use besides `digit-0` … `digit-9`.
+pub const QUEUE_ANNOUNCE_PROMPTS: [&str; 5] = [
+    QUEUE_POSITION_BEFORE,
+    QUEUE_POSITION_AFTER,
+    QUEUE_WAIT_BEFORE,
+    QUEUE_WAIT_MINUTES,
+    QUEUE_WAIT_UNDER_MINUTE,
+];
+
 /// What the IVR side of a call asks of the call layer.
 #[derive(Clone, Debug)]
 pub enum CallOutput {
@@ -35,6 +54,8 @@ pub enum CallOutput {
     Route {
         /// The queue.
         queue: String,
+        /// The caller's priority in it (higher first; the menus' default is 0).
+        priority: i32,
     },
     /// The caller is to be transferred to this SIP URI (a menu `transfer`); the menus are done.
     Transfer {
@@ -117,6 +138,13 @@ pub struct IvrCall {
     typed_ahead: VecDeque<char>,
     /// Queued, and an agent's phone is ringing with this caller (180/183 came): ringback plays.
     agent_ringing: bool,
+    /// The queue's hold-music prompt, looped while the caller waits with nobody ringing.
+    hold_music: Option<String>,
+    /// The rest of a position/wait announcement, played over (instead of) the music.
+    announcing: VecDeque<Arc<Prompt>>,
+    /// What plays is waiting audio (music, an announcement, ringback), not a prompt asked for: it
+    /// gives way at once to ringing, an announcement or a release.
+    waiting_playing: bool,
     clock: WallClock,
     cdr: Cdr,
 }
@@ -150,6 +178,9 @@ impl IvrCall {
             outputs: VecDeque::new(),
             typed_ahead: VecDeque::new(),
             agent_ringing: false,
+            hold_music: None,
+            announcing: VecDeque::new(),
+            waiting_playing: false,
             clock,
             cdr,
         }
@@ -209,6 +240,7 @@ impl IvrCall {
                     return;
                 }
                 self.playing = None;
+                self.waiting_playing = false;
                 if self.phase == Phase::Running {
                     self.ivr.handle(now, IvrInput::PromptFinished);
                     self.drain_ivr(now);
@@ -307,7 +339,10 @@ impl IvrCall {
                     // `release_after_prompts`) when nobody serves it.
                     self.cdr.route = Some(queue.clone());
                     self.phase = Phase::Queued;
-                    self.outputs.push_back(CallOutput::Route { queue });
+                    // The menus' `priority` comes with the route action's model (h/qconfig); until
+                    // then every caller joins at 0.
+                    self.outputs
+                        .push_back(CallOutput::Route { queue, priority: 0 });
                 }
                 IvrAction::Transfer { uri } => {
                     // The registry places the call (see `transfer_failed` when it cannot).
@@ -374,30 +409,143 @@ impl IvrCall {
             return;
         }
         self.agent_ringing = ringing;
-        if !ringing
-            && self
-                .playing
-                .as_ref()
-                .is_some_and(|p| p.name == RINGBACK_TONE)
+        if ringing {
+            // Music and any announcement give way to the ringing (an announcement never plays while
+            // an agent's phone rings, so that it cannot run into the agent's hello).
+            self.announcing.clear();
+            self.stop_waiting_audio();
+        } else if self
+            .playing
+            .as_ref()
+            .is_some_and(|p| p.name == RINGBACK_TONE)
         {
-            self.playing = None;
-            self.outputs.push_back(CallOutput::Stop);
+            self.stop_waiting_audio();
         }
         self.next_prompt_if_idle();
     }
 
+    /// The queue the caller waits in plays `music` (a prompt name, looked up in the caller's language,
+    /// then among the tones) while nobody rings for them; `None`: silence.
+    pub fn set_hold_music(&mut self, music: Option<String>) {
+        if self.hold_music == music {
+            return;
+        }
+        self.hold_music = music;
+        if !self.agent_ringing && self.announcing.is_empty() {
+            self.stop_waiting_audio();
+        }
+        self.next_prompt_if_idle();
+    }
+
+    /// The queue's announcement: "You are number N in line." (when the place changed) and "Your
+    /// estimated wait is about M minutes." / "… less than a minute" (once known), spoken over the
+    /// music, which resumes after. Ignored while an agent's phone rings or once the wait is over.
+    pub fn announce(&mut self, position: Option<usize>, estimated_wait: Option<Duration>) {
+        if self.phase != Phase::Queued || self.agent_ringing {
+            return;
+        }
+        let parts = self.announcement(position, estimated_wait);
+        if parts.is_empty() {
+            return;
+        }
+        self.announcing = parts.into();
+        self.stop_waiting_audio();
+        self.next_prompt_if_idle();
+    }
+
+    /// The prompts of an announcement in the caller's language. The phrase around a number may be
+    /// missing in a language that needs no words there (number first or last).
+    fn announcement(
+        &mut self,
+        position: Option<usize>,
+        wait: Option<Duration>,
+    ) -> Vec<Arc<Prompt>> {
+        let lang = self.ivr.summary().language;
+        let mut parts = Vec::new();
+        if let Some(n) = position {
+            parts.extend(self.prompts.get(&lang, QUEUE_POSITION_BEFORE));
+            parts.extend(self.number(&lang, n));
+            parts.extend(self.prompts.get(&lang, QUEUE_POSITION_AFTER));
+        }
+        match wait {
+            Some(w) if w < Duration::from_secs(60) => {
+                parts.extend(self.required(&lang, QUEUE_WAIT_UNDER_MINUTE));
+            }
+            Some(w) => {
+                // "about" M minutes: rounded to the nearest minute.
+                let minutes = usize::try_from((w.as_secs() + 30) / 60).unwrap_or(usize::MAX);
+                parts.extend(self.prompts.get(&lang, QUEUE_WAIT_BEFORE));
+                parts.extend(self.number(&lang, minutes));
+                parts.extend(self.prompts.get(&lang, QUEUE_WAIT_MINUTES));
+            }
+            None => {}
+        }
+        parts
+    }
+
+    /// `n` spoken digit by digit from the language's `digit-N` prompts.
+    fn number(&mut self, lang: &str, n: usize) -> Vec<Arc<Prompt>> {
+        n.to_string()
+            .chars()
+            .filter_map(|d| self.required(lang, &format!("digit-{d}")))
+            .collect()
+    }
+
+    /// A prompt that must exist (noted as missing otherwise).
+    fn required(&mut self, lang: &str, name: &str) -> Option<Arc<Prompt>> {
+        let p = self.prompts.get(lang, name);
+        if p.is_none() {
+            self.missing_prompts.push(format!("{lang}/{name}"));
+        }
+        p
+    }
+
+    /// The caller leaves the line without an agent (overflow to prompts, a timeout, nowhere to go):
+    /// the waiting audio stops, `prompts` play in the caller's language, then the call is released.
+    pub fn release_with_prompts(&mut self, prompts: &[String]) {
+        self.hold_music = None;
+        self.announcing.clear();
+        self.agent_ringing = false;
+        self.stop_waiting_audio();
+        let lang = self.ivr.summary().language;
+        for name in prompts {
+            if let Some(p) = self.required(&lang, name) {
+                self.queued.push_back(p);
+            }
+        }
+        self.finish_after_prompts();
+        self.next_prompt_if_idle();
+    }
+
+    /// Stops the music, announcement or ringback playing (a prompt asked for plays on).
+    fn stop_waiting_audio(&mut self) {
+        if self.waiting_playing && self.playing.take().is_some() {
+            self.outputs.push_back(CallOutput::Stop);
+        }
+        self.waiting_playing = false;
+    }
+
     /// What a queued caller hears when no prompt is due: ringback while an agent's phone rings, else
-    /// nothing. (The one place where hold music and position announcements will go.)
+    /// the rest of an announcement, else the queue's music looped (silence without one).
     fn waiting_audio(&mut self) -> Option<Arc<Prompt>> {
-        if !self.agent_ringing {
-            return None;
+        if self.agent_ringing {
+            return self.required(crate::prompts::TONES, RINGBACK_TONE);
         }
-        let tone = self.prompts.get(crate::prompts::TONES, RINGBACK_TONE);
-        if tone.is_none() {
-            self.missing_prompts
-                .push(format!("{}/{RINGBACK_TONE}", crate::prompts::TONES));
+        if let Some(p) = self.announcing.pop_front() {
+            return Some(p);
         }
-        tone
+        let music = self.hold_music.clone()?;
+        let lang = self.ivr.summary().language;
+        let p = self
+            .prompts
+            .get(&lang, &music)
+            .or_else(|| self.prompts.get(crate::prompts::TONES, &music));
+        if p.is_none() {
+            // Noted once: the music is not tried again for this caller.
+            self.missing_prompts.push(format!("{lang}/{music}"));
+            self.hold_music = None;
+        }
+        p
     }
 
     /// The bridge to an agent is up: nothing of the IVR plays any more.
@@ -405,6 +553,9 @@ impl IvrCall {
         self.queued.clear();
         self.playing = None;
         self.agent_ringing = false;
+        self.announcing.clear();
+        self.hold_music = None;
+        self.waiting_playing = false;
         self.phase = Phase::Bridged;
     }
 
@@ -422,7 +573,11 @@ impl IvrCall {
         }
         let next = match self.queued.pop_front() {
             Some(p) => Some(p),
-            None if self.phase == Phase::Queued => self.waiting_audio(),
+            None if self.phase == Phase::Queued => {
+                let audio = self.waiting_audio();
+                self.waiting_playing = audio.is_some();
+                audio
+            }
             None => None,
         };
         if let Some(p) = next {
@@ -575,7 +730,7 @@ mod tests {
                 CallOutput::Play(p) => format!("play {}", p.name),
                 CallOutput::Stop => "stop".to_owned(),
                 CallOutput::Hangup => "hangup".to_owned(),
-                CallOutput::Route { queue } => format!("route {queue}"),
+                CallOutput::Route { queue, .. } => format!("route {queue}"),
                 CallOutput::Transfer { uri } => format!("transfer {uri}"),
             })
             .collect()

@@ -43,8 +43,11 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 
 pub use crate::media::MediaId;
-pub use cdr::{Cdr, CdrDigit, EndReason, TransferResult, WallClock, MAX_CDR_DIGITS};
-pub use ivr_call::{CallInput, CallOutput, CallTiming, IvrCall, CONNECTING_PROMPT, RINGBACK_TONE};
+pub use cdr::{Cdr, CdrDigit, EndReason, QueueTried, TransferResult, WallClock, MAX_CDR_DIGITS};
+pub use ivr_call::{
+    CallInput, CallOutput, CallTiming, IvrCall, CONNECTING_PROMPT, QUEUE_ANNOUNCE_PROMPTS,
+    RINGBACK_TONE,
+};
 pub use leg::{Leg, LegId, LegKind, UasLeg, UasState};
 pub use ports::PortPool;
 
@@ -198,6 +201,8 @@ pub struct Calls {
     answering: VecDeque<(Instant, CallKey)>,
     media_out: VecDeque<MediaCommand>,
     cdrs: VecDeque<Cdr>,
+    /// Queue log lines for the shell, once [`Calls::enable_queue_log`] was called.
+    queue_log: Option<VecDeque<String>>,
 }
 
 impl Calls {
@@ -226,6 +231,7 @@ impl Calls {
             answering: VecDeque::new(),
             media_out: VecDeque::new(),
             cdrs: VecDeque::new(),
+            queue_log: None,
         }
     }
 
@@ -604,7 +610,7 @@ impl Calls {
                 }
                 CallOutput::Stop => self.media_out.push_back(MediaCommand::Stop { id }),
                 CallOutput::Hangup => hangup = true,
-                CallOutput::Route { queue } => route = Some(queue),
+                CallOutput::Route { queue, priority } => route = Some((queue, priority)),
                 CallOutput::Transfer { uri } => transfer = Some(uri),
             }
         }
@@ -612,8 +618,8 @@ impl Calls {
             tracing::warn!(prompt = %missing, "prompt not loaded: skipped");
         }
         self.schedule(key);
-        if let Some(queue) = route {
-            self.route_to_queue(now, key, &queue);
+        if let Some((queue, priority)) = route {
+            self.route_to_queue(now, key, &queue, priority);
         }
         if let Some(uri) = transfer {
             self.start_transfer(now, key, &uri);

@@ -65,8 +65,9 @@ pub(crate) struct TransferSide {
 /// A routed call's queue and agent side.
 #[derive(Debug)]
 pub(crate) struct QueuedCall {
-    /// The agent whose phones ring now.
-    pub(crate) ringing: Option<crate::agent::AgentId>,
+    /// The agents whose phones ring now (ring-all rings several for one caller): one is added per
+    /// offer and removed when that offer ends; an answer wins only from an agent still in it.
+    pub(crate) ringing: std::collections::BTreeSet<crate::agent::AgentId>,
     /// The agent who answered, and when.
     pub(crate) answered: Option<(crate::agent::AgentId, Instant)>,
     /// When the bridge was torn down, if before the call's end (our hang-up: the caller's leg may
@@ -79,6 +80,9 @@ pub(crate) struct QueuedCall {
     pub(crate) agent_sip_at: Option<Instant>,
     /// The next leg number.
     pub(crate) next_leg: u32,
+    /// The caller has joined a line once (`connecting` played); an overflow into another queue does
+    /// not play it again.
+    pub(crate) joined: bool,
 }
 
 /// The agent side's media session and our SDP offer on it (also a transfer's far side).

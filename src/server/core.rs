@@ -26,6 +26,22 @@ pub struct Core {
     tcp: TcpConnections,
     media: MediaHandle,
     cdr_tx: Option<mpsc::UnboundedSender<Cdr>>,
+    /// The next local midnight: today's call counts (`fewest-calls`) start again then.
+    new_day_at: Instant,
+}
+
+/// The instant of the next local midnight, from the system's wall clock and time zone (an hour
+/// from now if the time zone has no midnight tomorrow).
+fn next_local_midnight(now: Instant) -> Instant {
+    let wall = chrono::Local::now();
+    let until = wall
+        .date_naive()
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(|m| m.and_local_timezone(chrono::Local).earliest())
+        .and_then(|m| (m - wall).to_std().ok())
+        .unwrap_or(std::time::Duration::from_secs(3600));
+    now + until
 }
 
 impl Core {
@@ -43,6 +59,7 @@ impl Core {
             tcp,
             media,
             cdr_tx,
+            new_day_at: next_local_midnight(crate::clock::now()),
         }
     }
 
@@ -71,6 +88,10 @@ impl Core {
 
     /// The earliest wake-up has come (or a spurious one).
     pub async fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.new_day_at {
+            self.calls.handle_new_day(now);
+            self.new_day_at = next_local_midnight(now);
+        }
         self.calls.handle_timeout(now);
         self.flush(now).await;
     }
@@ -101,7 +122,8 @@ impl Core {
 
     /// The earliest instant the registry wants waking.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.calls.poll_timeout()
+        let calls = self.calls.poll_timeout();
+        Some(calls.map_or(self.new_day_at, |at| at.min(self.new_day_at)))
     }
 
     /// Calls in progress.

@@ -31,7 +31,9 @@
 //! Agents: `agent::agent_phone` registers a phone with MD5 digest as a sample agent, `agent::refunds_caller`
 //! places a caller routed to europe.refunds, `agent::reply_to_invite` answers helpline's INVITE by hand.
 //! Besides the menus' prompts the net synthesizes `connecting` in every language the menus use and the
-//! 6 s ringback tone (`tones/ringback`).
+//! 6 s ringback tone (`tones/ringback`); for queues, the announcement phrases, `digit-0`…`digit-9` and
+//! `queue-full` in every language and 8 s of hold music (`tones/hold-music`). `SimBuilder::queue` sets
+//! a queue's settings directly.
 pub mod agent;
 pub mod media;
 pub mod phone;
@@ -41,12 +43,17 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
+use helpline::agent::QueueName;
 use helpline::call::{
-    Calls, CallsConfig, Cdr, MediaId, WallClock, CONNECTING_PROMPT, RINGBACK_TONE,
+    Calls, CallsConfig, Cdr, MediaId, WallClock, CONNECTING_PROMPT, QUEUE_ANNOUNCE_PROMPTS,
+    RINGBACK_TONE,
 };
 use helpline::ivr::{MenuSet, PromptCheck};
 use helpline::media::session::{DetectedDigit, DigitMethod, MediaEvent};
 use helpline::prompts::{Prompt, PromptStore, TONES};
+use helpline::queue::QueueConfig;
 use helpline::sip::endpoint::{Peer, Transmit, Transport};
 use helpline::sip::transaction::TimerConfig;
 
@@ -106,7 +113,14 @@ pub struct SimBuilder {
     prompt_lens: Vec<(String, Duration)>,
     cfg: CallsConfig,
     seed: u64,
+    queue_default: Option<QueueConfig>,
+    queues: HashMap<QueueName, QueueConfig>,
 }
+
+/// The hold music the harness synthesizes among the tones (8 s), for a queue's `music`.
+pub const HOLD_MUSIC: &str = "hold-music";
+/// A prompt the harness synthesizes in every language, for an overflow's `HangUp { prompts }`.
+pub const QUEUE_FULL: &str = "queue-full";
 
 impl SimBuilder {
     /// How long helpline rings (180) before it answers.
@@ -127,6 +141,19 @@ impl SimBuilder {
         self
     }
 
+    /// One queue's settings (set on the call layer before the first call; until the menus carry
+    /// them, this is how a test configures a queue).
+    pub fn queue(mut self, name: &str, cfg: QueueConfig) -> Self {
+        self.queues.insert(QueueName::from(name), cfg);
+        self
+    }
+
+    /// The settings of every queue not given its own.
+    pub fn queue_defaults(mut self, cfg: QueueConfig) -> Self {
+        self.queue_default = Some(cfg);
+        self
+    }
+
     /// Any other call-layer setting.
     pub fn config(mut self, f: impl FnOnce(&mut CallsConfig)) -> Self {
         f(&mut self.cfg);
@@ -142,14 +169,24 @@ impl SimBuilder {
         let langs: std::collections::BTreeSet<String> =
             wanted.iter().map(|(l, _)| l.clone()).collect();
         for lang in langs {
-            wanted.push((lang, CONNECTING_PROMPT.to_owned()));
+            wanted.push((lang.clone(), CONNECTING_PROMPT.to_owned()));
+            // A waiting caller's announcements and an overflow's prompt.
+            for name in QUEUE_ANNOUNCE_PROMPTS.iter().chain([&QUEUE_FULL]) {
+                wanted.push((lang.clone(), (*name).to_owned()));
+            }
+            for d in 0..10 {
+                wanted.push((lang.clone(), format!("digit-{d}")));
+            }
         }
         wanted.push((TONES.to_owned(), RINGBACK_TONE.to_owned()));
+        wanted.push((TONES.to_owned(), HOLD_MUSIC.to_owned()));
+        wanted.sort();
+        wanted.dedup();
         for (lang, name) in wanted {
-            let default = if name == RINGBACK_TONE {
-                Duration::from_secs(6)
-            } else {
-                self.prompt_len
+            let default = match name.as_str() {
+                RINGBACK_TONE => Duration::from_secs(6),
+                HOLD_MUSIC => Duration::from_secs(8),
+                _ => self.prompt_len,
             };
             let len = self
                 .prompt_lens
@@ -165,7 +202,11 @@ impl SimBuilder {
         }
         let t0 = self.cfg.wall.instant;
         let local = self.cfg.local;
-        let calls = Calls::new(self.cfg, self.menus, prompts.clone(), self.seed);
+        let mut calls = Calls::new(self.cfg, self.menus, prompts.clone(), self.seed);
+        if self.queue_default.is_some() || !self.queues.is_empty() {
+            let default = self.queue_default.unwrap_or_default();
+            calls.set_queue_configs(t0, default, self.queues);
+        }
         SimNet {
             calls,
             t0,
@@ -241,6 +282,8 @@ impl SimNet {
                 server_header: "helpline".to_owned(),
             },
             seed: 7,
+            queue_default: None,
+            queues: HashMap::new(),
         }
     }
 

@@ -34,6 +34,32 @@ pub fn menus_with_bob() -> std::sync::Arc<helpline::ivr::MenuSet> {
     super::load_menus(dir.to_str().expect("UTF-8 temp path"))
 }
 
+/// `cy`, added by [`menus_with_team`]: europe.refunds.
+pub const CY: (&str, &str) = ("cy", "cy-pw");
+/// `dan`, added by [`menus_with_team`]: europe.orders only (an overflow target's agent).
+pub const DAN: (&str, &str) = ("dan", "dan-pw");
+
+/// The sample agents plus `bob` and `cy` (europe.refunds) and `dan` (europe.orders), each speaking
+/// English (as ana does: no one is preferred for the language) and with the password of their constant.
+pub fn menus_with_team() -> std::sync::Arc<helpline::ivr::MenuSet> {
+    let extra = [
+        (BOB, "europe.refunds"),
+        (CY, "europe.refunds"),
+        (DAN, "europe.orders"),
+    ];
+    let dir = crate::common::menus_with_sample_agents(|text| {
+        let mut text = text.to_owned();
+        for ((user, password), queue) in extra {
+            let ha1 = md5_hex(&format!("{user}:helpline:{password}"));
+            text.push_str(&format!(
+                "\n[agents.{user}]\nname = \"{user}\"\nha1 = \"{ha1}\"\nqueues = [\"{queue}\"]\nlanguages = [\"en\"]\n"
+            ));
+        }
+        text
+    });
+    super::load_menus(dir.to_str().expect("UTF-8 temp path"))
+}
+
 /// The value of `name="…"` in a challenge.
 fn param(challenge: &str, name: &str) -> Option<String> {
     let rest = challenge.split(&format!("{name}=\"")).nth(1)?;
