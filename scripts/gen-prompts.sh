@@ -97,4 +97,28 @@ else
     made=$((made + 1))
 fi
 
+# hold-music: what a queued caller hears while waiting (the shipped [queue_defaults] music). A slow
+# I-vi-IV-V progression (C, Am, F, G), 5 s a chord, 20 s looped; each chord is four pure sines in the
+# telephone band (a handset barely plays below 300 Hz) with a soft 1.2 s swell in, a 1.5 s fade out and
+# a gentle tremolo, so the loop joins without a click. Every note is pure (no harmonics) and at most
+# 523 Hz, well below the lowest DTMF row (697 Hz): the in-band detector hears no key in it (checked by
+# tests/inband_dtmf.rs over every shipped prompt). Synthesised here: royalty-free by construction.
+chord() { # name f1 f2 f3 f4
+    sox -D -r 8000 -c 4 -n -r 8000 -c 1 -b 16 -e signed-integer "$tmp/chord-$1.wav" \
+        synth 5 sine "$2" sine "$3" sine "$4" sine "$5" remix - \
+        tremolo 0.5 12 gain -n -10 fade q 1.2 5 1.5
+}
+chord 1 261.63 329.63 392.00 523.25 # C: C4 E4 G4 C5
+chord 2 220.00 261.63 329.63 440.00 # Am: A3 C4 E4 A4
+chord 3 261.63 349.23 440.00 523.25 # F: C4 F4 A4 C5
+chord 4 246.94 293.66 392.00 493.88 # G: B3 D4 G4 B4
+target="$out_dir/tones/hold-music.wav"
+sox -D "$tmp/chord-1.wav" "$tmp/chord-2.wav" "$tmp/chord-3.wav" "$tmp/chord-4.wav" "$tmp/out.wav"
+if [[ -f "$target" ]] && cmp -s "$tmp/out.wav" "$target"; then
+    unchanged=$((unchanged + 1))
+else
+    mv "$tmp/out.wav" "$target"
+    made=$((made + 1))
+fi
+
 echo "gen-prompts: $made written, $unchanged unchanged, $skipped skipped"

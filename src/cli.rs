@@ -40,6 +40,10 @@ pub enum Command {
         /// Append one JSON line per call to this file.
         #[arg(long)]
         cdr: Option<PathBuf>,
+        /// Append the queue event log to this file: one JSON line per join, offer, answer, abandon,
+        /// overflow, timeout, announcement and agent change (created if missing).
+        #[arg(long)]
+        queue_log: Option<PathBuf>,
         /// Address to announce in SDP and Via (default: the listen address, or the address each caller
         /// dialed when listening on 0.0.0.0).
         #[arg(long)]
@@ -137,6 +141,7 @@ pub fn main() -> ExitCode {
             listen,
             rtp_ports,
             cdr,
+            queue_log,
             advertise_ip,
             drain_secs,
             rtp_timeout_secs,
@@ -154,6 +159,7 @@ pub fn main() -> ExitCode {
                 listen,
                 rtp_ports,
                 cdr,
+                queue_log,
                 advertise_ip,
                 drain: Duration::from_secs(drain_secs),
                 rtp_timeout: Duration::from_secs(rtp_timeout_secs),

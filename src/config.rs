@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub rtp_ports: (u16, u16),
     /// Where call detail records are appended, one JSON line per call (default: off).
     pub cdr: Option<PathBuf>,
+    /// Where the queue event log is appended, one JSON line per record (default: off).
+    pub queue_log: Option<PathBuf>,
     /// SIP timer values T1/T2/T4 (RFC 3261 §17; defaults 500 ms / 4 s / 5 s).
     pub timers: TimerConfig,
     /// How long a shutdown waits for calls in progress before it ends them (default 30 s).
@@ -56,6 +58,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
             rtp_ports: (20000, 30000),
             cdr: None,
+            queue_log: None,
             timers: TimerConfig::default(),
             drain: Duration::from_secs(30),
             rtp_timeout: Duration::from_secs(30),

@@ -12,7 +12,8 @@ use helpline::agent::{Algorithm, Ha1};
 use helpline::ivr::{self, Diagnostic, PromptCheck, Severity};
 
 /// Prompts as the generator will produce them: every catalog line whose language has a
-/// speech-synthesis voice (the issue lists the voiced languages; Tagalog has none).
+/// speech-synthesis voice (the issue lists the voiced languages; Tagalog has none), and the
+/// language-neutral tones it renders (`prompts/tones/`, as shipped).
 struct CatalogPrompts(BTreeSet<(String, String)>);
 
 const VOICED: [&str; 12] = [
@@ -29,6 +30,14 @@ impl CatalogPrompts {
                 Some((f.next()?.to_owned(), f.next()?.to_owned()))
             })
             .filter(|(lang, _)| VOICED.contains(&lang.as_str()))
+            .chain(
+                std::fs::read_dir(root().join("prompts/tones"))
+                    .expect("prompts/tones")
+                    .filter_map(|e| {
+                        let name = e.ok()?.file_name().into_string().ok()?;
+                        Some(("tones".to_owned(), name.strip_suffix(".wav")?.to_owned()))
+                    }),
+            )
             .collect();
         CatalogPrompts(set)
     }
@@ -759,4 +768,168 @@ fn route_set_is_checked_like_collected_variables() {
     );
     assert_eq!(errors(&diags).len(), 5, "{diags:#?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn shipped_queues_compile_with_defaults_overrides_and_penalties() {
+    use helpline::agent::QueueName;
+    use helpline::queue::{OverflowTarget, Strategy, WhenNoAgents};
+    use std::time::Duration;
+    let dir = copy_with_extra(&[sample_agents()], |name, t| {
+        if name != "agents.toml" {
+            return t;
+        }
+        t + "\n[agents.ana.penalty]\n\"europe.orders\" = 2\n"
+    });
+    let set = helpline::config::load_menus(&dir, &CatalogPrompts::load()).expect("shipped");
+    let (default, queues) = set.queue_configs();
+    assert_eq!(default.strategy, Strategy::LongestIdleAgent);
+    assert_eq!(default.ring_timeout, Duration::from_secs(15));
+    assert_eq!(default.max_wait, Some(Duration::from_secs(20 * 60)));
+    assert_eq!(default.max_length, None, "max_length = 0 is no limit");
+    assert_eq!(default.announce_every, Some(Duration::from_secs(60)));
+    assert_eq!(default.music.as_deref(), Some("hold-music"));
+    assert_eq!(
+        default.overflow,
+        Some(OverflowTarget::HangUp {
+            prompts: vec!["goodbye".into()]
+        })
+    );
+    let refunds = &queues[&QueueName::from("europe.refunds")];
+    assert_eq!(refunds.strategy, Strategy::RoundRobin);
+    assert_eq!(refunds.max_length, Some(15));
+    assert_eq!(refunds.max_wait, Some(Duration::from_secs(600)));
+    assert_eq!(
+        refunds.overflow,
+        Some(OverflowTarget::Queue("english-line.refunds".into()))
+    );
+    assert_eq!(refunds.music.as_deref(), Some("hold-music"), "inherited");
+    let orders = &queues[&QueueName::from("south-asia.orders")];
+    assert_eq!(orders.when_no_agents, WhenNoAgents::Overflow);
+    assert_eq!(
+        orders.overflow,
+        Some(OverflowTarget::Queue("southeast-asia.orders".into()))
+    );
+    let tech = &queues[&QueueName::from("southeast-asia.tech")];
+    assert_eq!(
+        (tech.strategy, tech.ring_timeout),
+        (Strategy::RingAll, Duration::from_secs(20))
+    );
+    assert!(!queues.contains_key(&QueueName::from("china.orders")));
+    let ana = set.agent("ana").expect("ana");
+    assert_eq!(
+        ana.penalties.get(&QueueName::from("europe.orders")),
+        Some(&2)
+    );
+    assert_eq!(ana.penalties.get(&QueueName::from("europe.refunds")), None);
+    // The hold music is preloaded as a tone.
+    assert!(set
+        .prompts_used()
+        .contains(&("tones".to_owned(), "hold-music".to_owned())));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn broken_queues_report_every_error_with_its_position() {
+    let dir = copy_with_extra(&[sample_agents()], |name, t| {
+        match name {
+        "00-routing.toml" => {
+            t.replace("strategy = \"longest-idle-agent\"", "strategy = \"longest-idle\"")
+                + "\n[queues.\"europe.refundz\"]\nstrategy = \"round-robbin\"\n\
+                   \n[queues.\"china.orders\"]\nmax_wait = \"forever\"\nmax_length = -1\n\
+                   when_no_agents = \"overflwo\"\noverflow = \"mars.orders\"\n\
+                   announce_every = \"3s\"\nmusic = \"elevator\"\n\
+                   \n[queues.\"china.refunds\"]\noverflow = \"china.refunds\"\n\
+                   \n[queues.\"oceania.tech\"]\noverflow = { action = \"transfer\", prompts = [\"nope\"] }\n"
+        }
+        "agents.toml" => {
+            t + "\n[agents.ana.penalty]\n\"china.orders\" = 1\n\"europe.orders\" = -3\n"
+        }
+        _ => t,
+    }
+    });
+    let diags = helpline::config::load_menus(&dir, &CatalogPrompts::load()).expect_err("broken");
+    let at = |file: &str, needle: &str, nth: usize| {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let off = text
+            .match_indices(needle)
+            .nth(nth)
+            .unwrap_or_else(|| panic!("{needle}"))
+            .0;
+        let line = text[..off].matches('\n').count() + 1;
+        let col = off - text[..off].rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, col)
+    };
+    let expect = |file: &str, needle: &str, message: &str| {
+        let (line, col) = at(file, needle, 0);
+        assert!(
+            diags.iter().any(|d| d.file.ends_with(file)
+                && d.line == line
+                && d.col == col
+                && format!("{} {:?}", d.message, d.hint).contains(message)),
+            "expected {file}:{line}:{col}: {message}\n got:\n{}",
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    };
+    let r = "00-routing.toml";
+    expect(r, "\"longest-idle\"", "did you mean `longest-idle-agent`?");
+    expect(r, "\"europe.refundz\"", "did you mean `europe.refunds`?");
+    expect(r, "\"round-robbin\"", "did you mean `round-robin`?");
+    expect(r, "\"forever\"", "invalid duration `forever`");
+    expect(r, "-1", "max_length must be from 0");
+    expect(r, "\"overflwo\"", "did you mean `overflow`?");
+    expect(r, "\"mars.orders\"", "`mars.orders` is not a queue");
+    expect(r, "\"3s\"", "announce_every must be at least 10s");
+    expect(r, "\"elevator\"", "music `elevator` is neither a tone");
+    expect(
+        r,
+        "\"china.refunds\"\n",
+        "queue `china.refunds` overflows into itself",
+    );
+    expect(
+        r,
+        "{ action = \"transfer\"",
+        "unknown overflow action `transfer`",
+    );
+    expect(
+        r,
+        "{ action = \"transfer\"",
+        "overflow prompt `nope` is missing",
+    );
+    let a = "agents.toml";
+    expect(a, "\"china.orders\" = 1", "a queue it does not serve");
+    expect(a, "-3", "penalty must be an integer from 0");
+    assert_eq!(errors(&diags).len(), 14, "{diags:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn route_priority_reaches_the_engine_and_is_bounded() {
+    let shipped = "department = \"escalation\"\n";
+    let dir = copy_with(|name, t| {
+        if name != "menus.toml" {
+            return t;
+        }
+        assert!(t.contains("priority = 10"), "the escalation is prioritised");
+        t.replacen("priority = 10", "priority = 100000", 1)
+    });
+    let diags = helpline::config::load_menus(&dir, &CatalogPrompts::load()).expect_err("bounded");
+    assert!(
+        diags.iter().any(|d| d.file.ends_with("menus.toml")
+            && d.message
+                .contains("priority must be between -1000 and 1000")),
+        "{diags:#?}"
+    );
+    assert!(std::fs::read_to_string(shipped_file("menus.toml"))
+        .unwrap()
+        .contains(shipped));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn shipped_file(name: &str) -> PathBuf {
+    shipped().join(name)
 }

@@ -115,6 +115,7 @@ fn route(queue: &str, department: &str) -> IvrAction {
     IvrAction::Route {
         queue: queue.into(),
         department: department.into(),
+        priority: 0,
     }
 }
 

@@ -22,6 +22,8 @@ pub struct AgentConfig {
     pub queues: Vec<QueueName>,
     /// Languages the agent speaks (empty: not declared).
     pub languages: Vec<String>,
+    /// `[agents.ID.penalty]`: per served queue, the agent's penalty there (absent: 0).
+    pub penalties: BTreeMap<QueueName, u32>,
 }
 
 impl AgentConfig {

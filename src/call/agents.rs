@@ -22,16 +22,16 @@ pub(crate) struct AgentSide {
     pub(crate) queues: Queues<CallKey>,
 }
 
-/// What presence needs of each declared agent.
+/// What presence needs of each declared agent, in the order the files declare them (the configured
+/// order top-down and round-robin follow).
 fn profiles(menus: &MenuSet) -> Vec<AgentProfile> {
     menus
-        .agents()
+        .agents_in_file_order()
         .map(|a| AgentProfile {
             id: a.id.clone(),
             queues: a.queues.clone(),
             languages: a.languages.clone(),
-            // Per-queue penalties are not configured yet (issue 9).
-            penalties: Default::default(),
+            penalties: a.penalties.clone(),
         })
         .collect()
 }
@@ -64,12 +64,12 @@ fn presence_config(menus: &MenuSet) -> AgentsConfig {
     }
 }
 
-/// `[queue_defaults]` as every queue's settings (per-queue tables come with queue strategies).
-fn queue_config(menus: &MenuSet) -> QueueConfig {
-    QueueConfig {
-        ring_timeout: menus.agent_settings().ring_timeout,
-        ..QueueConfig::default()
-    }
+/// The queues over `[queue_defaults]` and every `[queues."REGION.DEPARTMENT"]`.
+fn queues(menus: &MenuSet) -> Queues<CallKey> {
+    let (default, configs) = menus.queue_configs();
+    let mut queues = Queues::new(default.clone());
+    queues.set_configs(default, configs);
+    queues
 }
 
 impl AgentSide {
@@ -81,7 +81,7 @@ impl AgentSide {
         AgentSide {
             registrar: Registrar::new(registrar_config(menus), directory(menus), registrar_seed),
             presence: Agents::new(presence_config(menus), profiles(menus)),
-            queues: Queues::new(queue_config(menus)),
+            queues: queues(menus),
         }
     }
 
@@ -128,9 +128,8 @@ impl Calls {
         self.agents.registrar.set_directory(directory(menus));
         self.agents.presence.set_config(presence_config(menus));
         self.agents.presence.set_agents(now, profiles(menus));
-        self.agents
-            .queues
-            .set_configs(queue_config(menus), Default::default());
+        let (default, configs) = menus.queue_configs();
+        self.agents.queues.set_configs(default, configs);
         self.drain_registrar(now);
     }
 

@@ -54,7 +54,7 @@ pub enum CallOutput {
     Route {
         /// The queue.
         queue: String,
-        /// The caller's priority in it (higher first; the menus' default is 0).
+        /// The caller's priority there (the menu's `priority`, default 0; higher first).
         priority: i32,
     },
     /// The caller is to be transferred to this SIP URI (a menu `transfer`); the menus are done.
@@ -334,15 +334,15 @@ impl IvrCall {
                         self.outputs.push_back(CallOutput::Stop);
                     }
                 }
-                IvrAction::Route { queue, .. } => {
+                IvrAction::Route {
+                    queue, priority, ..
+                } => {
                     // The registry puts the caller in the queue, or releases the call (see
                     // `release_after_prompts`) when nobody serves it.
                     self.cdr.route = Some(queue.clone());
                     self.phase = Phase::Queued;
-                    // The menus' `priority` comes with the route action's model (h/qconfig); until
-                    // then every caller joins at 0.
                     self.outputs
-                        .push_back(CallOutput::Route { queue, priority: 0 });
+                        .push_back(CallOutput::Route { queue, priority });
                 }
                 IvrAction::Transfer { uri } => {
                     // The registry places the call (see `transfer_failed` when it cannot).

@@ -18,13 +18,15 @@ pub(super) struct Known<'a> {
     pub departments: &'a [String],
 }
 
-/// Every agent of every file; on errors the result is incomplete and `cx` holds the diagnostics.
+/// Every agent of every file, and their IDs in declaration order (file, then position: the table keys
+/// come sorted); on errors the result is incomplete and `cx` holds the diagnostics.
 pub(super) fn compile_agents(
     cx: &mut Ctx,
     parsed: &[(usize, MenuFile)],
     known: &Known,
-) -> BTreeMap<AgentId, AgentConfig> {
+) -> (BTreeMap<AgentId, AgentConfig>, Vec<AgentId>) {
     let mut agents = BTreeMap::new();
+    let mut order: Vec<((usize, usize), AgentId)> = Vec::new();
     let mut first_seen: BTreeMap<String, Loc> = BTreeMap::new();
     for (file, f) in parsed {
         for (id, a) in &f.agents {
@@ -52,11 +54,13 @@ pub(super) fn compile_agents(
                 );
             }
             if let Some(config) = agent(cx, *file, id, a.get_ref(), known) {
+                order.push(((*file, id.span().start), config.id.clone()));
                 agents.insert(config.id.clone(), config);
             }
         }
     }
-    agents
+    order.sort();
+    (agents, order.into_iter().map(|(_, id)| id).collect())
 }
 
 /// One agent; `None` when a part the registrar needs (ID, HA1s) is invalid (already reported).
@@ -76,6 +80,7 @@ fn agent(
         .as_ref()
         .map(|h| hash(cx, file, id, h, Algorithm::Sha256, "ha1_sha256"));
     let queues = queues(cx, file, id, a, known);
+    let penalties = penalties(cx, file, id, a, &queues);
     let mut languages = Vec::new();
     for l in a.languages.iter().flat_map(|l| l.get_ref()) {
         let code = l.get_ref();
@@ -113,7 +118,67 @@ fn agent(
         },
         queues,
         languages,
+        penalties,
     })
+}
+
+/// Most a penalty may be: a bound so that a typo such as `20000` is caught, and far more tiers than any
+/// queue needs.
+pub const MAX_PENALTY: u32 = 1000;
+
+/// `[agents.ID.penalty]`: one non-negative integer per queue the agent serves (`served`, already
+/// checked; a queue that failed its own check is not reported twice).
+fn penalties(
+    cx: &mut Ctx,
+    file: usize,
+    id: &Text,
+    a: &AgentModel,
+    served: &[QueueName],
+) -> BTreeMap<QueueName, u32> {
+    let mut out = BTreeMap::new();
+    let Some(table) = &a.penalty else {
+        return out;
+    };
+    let listed: Vec<&str> = a
+        .queues
+        .get_ref()
+        .iter()
+        .map(|q| q.get_ref().as_str())
+        .collect();
+    for (q, v) in table.get_ref() {
+        let at = loc(file, q);
+        let name = QueueName::parse(q.get_ref()).filter(|n| served.contains(n));
+        let Some(name) = name else {
+            if !listed.contains(&q.get_ref().as_str()) {
+                let hint = did_you_mean(q.get_ref(), listed.iter().copied())
+                    .or(Some(format!("its queues: {}", listed.join(", "))));
+                cx.err(
+                    &at,
+                    format!(
+                        "agent `{}` has a penalty in `{}`, a queue it does not serve",
+                        id.get_ref(),
+                        q.get_ref()
+                    ),
+                    hint,
+                );
+            }
+            continue;
+        };
+        match u32::try_from(*v.get_ref()) {
+            Ok(n) if n <= MAX_PENALTY => {
+                out.insert(name, n);
+            }
+            _ => cx.err(
+                &loc(file, v),
+                format!(
+                    "penalty must be an integer from 0 to {MAX_PENALTY}, not {}",
+                    v.get_ref()
+                ),
+                Some("lower is offered first; 0 is the default".into()),
+            ),
+        }
+    }
+    out
 }
 
 fn hash(

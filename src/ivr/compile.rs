@@ -19,7 +19,8 @@ use super::hours::{self, Schedule, WeeklySpan};
 use super::menu::{self, ActionModel, MenuFile, MenuModel, RegionModel, Text};
 use super::number::{self, Dialed};
 use super::settings::AgentSettings;
-use crate::agent::{AgentConfig, AgentId};
+use crate::agent::{AgentConfig, AgentId, QueueName};
+use crate::queue::QueueConfig;
 
 /// Tells whether a prompt can be played: implemented by the server over `prompts/` (file exists and
 /// decodes) and by tests over an in-memory list.
@@ -71,6 +72,8 @@ pub(crate) enum Action {
         department: String,
         /// Variables the route sets (`set = { category = "…" }`), in name order.
         set: Vec<(String, String)>,
+        /// The caller's place in the line: higher first (`priority = 10`; default 0).
+        priority: i32,
     },
     Collect(Arc<Collect>),
     Language {
@@ -138,7 +141,10 @@ pub struct MenuSet {
     prompts_used: BTreeSet<(String, String)>,
     realm: String,
     agents: BTreeMap<AgentId, AgentConfig>,
+    /// Agent IDs in the order the files declare them (file, then position).
+    agent_order: Vec<AgentId>,
     settings: AgentSettings,
+    queues: super::queues::QueueConfigs,
 }
 
 /// The digest realm when `[routing]` names none.
@@ -212,6 +218,18 @@ impl MenuSet {
     /// Every declared agent, by ID.
     pub fn agents(&self) -> impl Iterator<Item = &AgentConfig> {
         self.agents.values()
+    }
+
+    /// Every declared agent in the order the files declare them (files in name order, then top to
+    /// bottom): the configured order top-down and round-robin follow.
+    pub fn agents_in_file_order(&self) -> impl Iterator<Item = &AgentConfig> {
+        self.agent_order.iter().filter_map(|id| self.agents.get(id))
+    }
+
+    /// The queues' settings: `[queue_defaults]` for every queue, and each `[queues."REGION.DEPARTMENT"]`
+    /// (over the defaults) for the queues that have one, as `Queues::set_configs` takes them.
+    pub fn queue_configs(&self) -> (QueueConfig, HashMap<QueueName, QueueConfig>) {
+        self.queues.clone()
     }
 
     /// The registrar's, presence's and queues' settings (`[routing]`, `[queue_defaults]`).
@@ -606,7 +624,7 @@ pub fn compile(
             .collect(),
         departments: &departments,
     };
-    let agents = super::agents::compile_agents(&mut cx, &parsed, &known);
+    let (agents, agent_order) = super::agents::compile_agents(&mut cx, &parsed, &known);
     let settings = super::settings::compile_settings(&mut cx, &parsed, routing);
 
     let default_region = routing.and_then(|(file, r)| {
@@ -805,6 +823,21 @@ pub fn compile(
             )),
         );
     }
+    let queue_known = super::queues::Known {
+        regions: regions
+            .iter()
+            .map(|r| {
+                let mut voices: Vec<String> = r.voice.values().cloned().collect();
+                voices.sort();
+                voices.dedup();
+                (r.name.as_str(), voices)
+            })
+            .collect(),
+        departments: &departments,
+        prompts,
+    };
+    let queues =
+        super::queues::compile_queues(&mut cx, &parsed, &settings, &queue_known, &mut prompts_used);
     feature_prompts(&agents, prompts, &mut prompts_used);
     cx.diags
         .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
@@ -821,7 +854,9 @@ pub fn compile(
         prompts_used,
         realm,
         agents,
+        agent_order,
         settings,
+        queues,
     };
     Ok((Arc::new(set), cx.diags))
 }
@@ -883,6 +918,27 @@ fn route_set(
         out.push((n.clone(), v.to_owned()));
     }
     out
+}
+
+/// Largest `priority` a `route` may give (either sign): a bound so that a typo does not go unnoticed.
+pub const MAX_ROUTE_PRIORITY: i64 = 1000;
+
+/// A `route`'s `priority`: an integer within ±[`MAX_ROUTE_PRIORITY`].
+fn route_priority(cx: &mut Ctx, file: usize, p: &Spanned<i64>) -> i32 {
+    match i32::try_from(*p.get_ref()) {
+        Ok(n) if i64::from(n).abs() <= MAX_ROUTE_PRIORITY => n,
+        _ => {
+            cx.err(
+                &loc(file, p),
+                format!(
+                    "priority must be between -{MAX_ROUTE_PRIORITY} and {MAX_ROUTE_PRIORITY}, not {}",
+                    p.get_ref()
+                ),
+                Some("higher is served first; the default is 0".into()),
+            );
+            0
+        }
+    }
 }
 
 /// Prompts an agent's feature codes play (`*50`, `*51`), in the agent's language.
@@ -1167,7 +1223,7 @@ impl Compiler<'_> {
         // `action = "route"` + `menu = ...` does not silently do nothing.
         let allowed: &[&str] = match kind {
             "menu" => &["menu"],
-            "route" => &["department", "set"],
+            "route" => &["department", "set", "priority"],
             "language" => &["language", "then"],
             "play" => &["prompt", "then"],
             "hangup" => &["prompt", "reason"],
@@ -1188,8 +1244,9 @@ impl Compiler<'_> {
             ],
             _ => &[],
         };
-        let present: [(&str, Option<Range<usize>>); 19] = [
+        let present: [(&str, Option<Range<usize>>); 20] = [
             ("set", m.set.as_ref().map(Spanned::span)),
+            ("priority", m.priority.as_ref().map(Spanned::span)),
             ("menu", m.menu.as_ref().map(Spanned::span)),
             ("department", m.department.as_ref().map(Spanned::span)),
             ("language", m.language.as_ref().map(Spanned::span)),
@@ -1279,7 +1336,18 @@ impl Compiler<'_> {
                     .as_ref()
                     .map(|s| route_set(cx, file, s))
                     .unwrap_or_default();
-                (Action::Route { department: d, set }, true)
+                let priority = m
+                    .priority
+                    .as_ref()
+                    .map_or(0, |p| route_priority(cx, file, p));
+                (
+                    Action::Route {
+                        department: d,
+                        set,
+                        priority,
+                    },
+                    true,
+                )
             }
             "transfer" => {
                 let Some(uri) = required(cx, &m.uri, "uri") else {

@@ -58,6 +58,8 @@ pub enum IvrAction {
         queue: String,
         /// The department.
         department: String,
+        /// The caller's priority in the line (higher first; the menus' default 0).
+        priority: i32,
     },
     /// Transfer the caller to a SIP URI; the engine is finished.
     Transfer {
@@ -620,7 +622,11 @@ impl IvrSession {
                 self.enter(self.entry_menu, true, now);
             }
             Action::Repeat => self.enter(self.menu, false, now),
-            Action::Route { department, set } => {
+            Action::Route {
+                department,
+                set,
+                priority,
+            } => {
                 // What the route sets reaches the agent like a collected variable.
                 for (name, value) in set {
                     self.variables.insert(name, value);
@@ -628,8 +634,11 @@ impl IvrSession {
                 let region = self.summary().region;
                 let queue = format!("{region}.{department}");
                 self.route = Some(queue.clone());
-                self.actions
-                    .push_back(IvrAction::Route { queue, department });
+                self.actions.push_back(IvrAction::Route {
+                    queue,
+                    department,
+                    priority,
+                });
                 self.finish();
             }
             Action::Transfer { uri } => {

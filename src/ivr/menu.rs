@@ -37,16 +37,39 @@ pub struct MenuFile {
     pub agents: BTreeMap<Text, Spanned<AgentModel>>,
     /// `[queue_defaults]`: settings every queue shares; at most one file may have it.
     pub queue_defaults: Option<Spanned<QueueDefaultsModel>>,
+    /// `[queues."REGION.DEPARTMENT"]`: one queue's settings over `[queue_defaults]`; names are global.
+    #[serde(default)]
+    pub queues: BTreeMap<Text, Spanned<QueueModel>>,
 }
 
-/// `[queue_defaults]` (per-queue `[queues."REGION.DEPARTMENT"]` tables come later with the same keys).
+/// `[queue_defaults]`: the same keys as a queue's table.
+pub type QueueDefaultsModel = QueueModel;
+
+/// `[queue_defaults]` and `[queues."REGION.DEPARTMENT"]`; every key is optional (a queue's table falls
+/// back to the defaults, the defaults to the built-in ones).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QueueDefaultsModel {
+pub struct QueueModel {
+    /// How an agent is chosen: `ring-all`, `longest-idle-agent` (default), `round-robin`,
+    /// `fewest-calls`, `random`, `top-down`.
+    pub strategy: Option<Text>,
     /// How long an agent's phones ring before the caller is offered to the next agent. Default `"15s"`.
     pub ring_timeout: Option<Text>,
+    /// Longest wait before the caller overflows with result `timeout`; `"0s"` none (the default).
+    pub max_wait: Option<Text>,
+    /// Most callers in the line; one more overflows on joining. 0 no limit (the default).
+    pub max_length: Option<Spanned<i64>>,
     /// Time after each call (and refused offer) before the agent is offered another. Default `"10s"`.
     pub wrap_up: Option<Text>,
+    /// `wait` (default) or `overflow` (at once) when no agent of the queue is available.
+    pub when_no_agents: Option<Text>,
+    /// Where overflowing callers go: a queue `"REGION.DEPARTMENT"`, or
+    /// `{ action = "hangup", prompts = [...] }`. Values stay raw so `compile` can say what is wrong.
+    pub overflow: Option<Spanned<toml::Value>>,
+    /// How often a waiting caller hears their place and estimated wait; `"0s"` never (the default).
+    pub announce_every: Option<Text>,
+    /// The hold music: a prompt name, in `prompts/tones/` or in every language the queue's callers hear.
+    pub music: Option<Text>,
 }
 
 /// `[routing]`.
@@ -84,6 +107,8 @@ pub struct AgentModel {
     pub queues: Spanned<Vec<Text>>,
     /// Languages the agent speaks (ISO 639 codes some region declares). Default: none declared.
     pub languages: Option<Spanned<Vec<Text>>>,
+    /// `[agents.ID.penalty]`: per served queue, a non-negative penalty (lower is offered first; absent 0).
+    pub penalty: Option<Spanned<BTreeMap<Text, Spanned<i64>>>>,
 }
 
 /// `[regions.NAME]`.
@@ -235,6 +260,8 @@ pub struct ActionModel {
     /// `X-Helpline-<Name>` like a collected one. Values stay raw here so `compile` can say which is not
     /// a string.
     pub set: Option<Spanned<BTreeMap<Text, Spanned<toml::Value>>>>,
+    /// `route`: the caller's priority in the queue, higher first (default 0).
+    pub priority: Option<Spanned<i64>>,
 }
 
 /// Parses one file's text. On a syntax or schema error returns every unknown key it can find (by

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod hours;
 pub mod menu;
 pub mod number;
+pub mod queues;
 pub mod settings;
 pub mod simulate;
 pub mod transfer;

@@ -28,6 +28,7 @@ pub struct Core {
     cdr_tx: Option<mpsc::UnboundedSender<Cdr>>,
     /// The next local midnight: today's call counts (`fewest-calls`) start again then.
     new_day_at: Instant,
+    queue_log_tx: Option<mpsc::UnboundedSender<String>>,
 }
 
 /// The instant of the next local midnight, from the system's wall clock and time zone (an hour
@@ -60,7 +61,14 @@ impl Core {
             media,
             cdr_tx,
             new_day_at: next_local_midnight(crate::clock::now()),
+            queue_log_tx: None,
         }
+    }
+
+    /// Sends every queue log line to this writer (`serve --queue-log`; the registry must have
+    /// `Calls::enable_queue_log` on).
+    pub fn set_queue_log(&mut self, tx: mpsc::UnboundedSender<String>) {
+        self.queue_log_tx = Some(tx);
     }
 
     /// A UDP datagram.
@@ -148,6 +156,12 @@ impl Core {
                 progressed = true;
                 if let Some(tx) = &self.cdr_tx {
                     let _ = tx.send(cdr);
+                }
+            }
+            while let Some(line) = self.calls.poll_queue_log() {
+                progressed = true;
+                if let Some(tx) = &self.queue_log_tx {
+                    let _ = tx.send(line);
                 }
             }
             if !progressed {

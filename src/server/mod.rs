@@ -4,6 +4,7 @@
 pub mod cdr;
 pub mod core;
 pub mod media_engine;
+pub mod queue_log;
 pub mod reload;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -129,14 +130,28 @@ pub async fn run(
     let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel();
     let acceptor = tokio::spawn(accept_loop(tcp, tcp_tx, conns.clone()));
 
+    let (queue_log_tx, queue_log_task) = match &cfg.queue_log {
+        Some(path) => {
+            let (tx, task) = queue_log::start(path.clone());
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
+
     let drain = cfg.drain;
-    let calls = Calls::new(
+    let mut calls = Calls::new(
         calls_config(&cfg, sip_local),
         menus,
         prompts,
         crate::clock::seed(),
     );
+    if queue_log_tx.is_some() {
+        calls.enable_queue_log();
+    }
     let mut core = Core::new(calls, udp.clone(), conns, media.clone(), cdr_tx);
+    if let Some(tx) = queue_log_tx {
+        core.set_queue_log(tx);
+    }
 
     tracing::info!("listening on udp:{local} tcp:{tcp_local}");
 
@@ -200,6 +215,10 @@ pub async fn run(
     drop(core);
     if let Some(task) = cdr_task {
         // Every CDR line is written before exit: the writer ends when the last sender is gone.
+        let _ = task.await;
+    }
+    if let Some(task) = queue_log_task {
+        // Likewise every queue log line.
         let _ = task.await;
     }
     // The media thread ends when the last handle is dropped.

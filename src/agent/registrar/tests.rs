@@ -33,6 +33,7 @@ fn agent(id: &str, password: &str, sha256: bool) -> AgentConfig {
         ha1_sha256: sha256.then(|| Ha1::parse(Algorithm::Sha256, &h("SHA-256", &secret)).unwrap()),
         queues: vec![QueueName::new("europe", "refunds")],
         languages: vec!["en".into()],
+        penalties: Default::default(),
     }
 }
 
