@@ -61,10 +61,35 @@ fn password(id: &str) -> String {
     format!("{id}-secret")
 }
 
-/// The shipped menus plus one file with `agents` and the `queues` tables (TOML text).
+/// The shipped menus without their `[queues.*]` tables (`[queue_defaults]` stays), plus one file with
+/// `agents` and the test's `queues` tables (TOML text).
 fn menus(agents: &[(&str, &[&str])], queues: &str) -> PathBuf {
     let text = format!("{}\n{queues}", agents_toml(agents));
-    menus_with_sample_agents(|_| text)
+    let dir = menus_with_sample_agents(|_| text);
+    for entry in std::fs::read_dir(&dir).expect("the menus copy") {
+        let path = entry.expect("a menus entry").path();
+        let shipped = std::fs::read_to_string(&path).expect("a menu file");
+        if path.file_name().is_some_and(|n| n != "agents.toml") && shipped.contains("[queues.") {
+            std::fs::write(&path, without_queue_tables(&shipped)).expect("rewrite a menu file");
+        }
+    }
+    dir
+}
+
+/// `toml` without its `[queues."…"]` tables (each up to the next other table header).
+fn without_queue_tables(toml: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in toml.lines() {
+        if line.starts_with('[') {
+            skipping = line.starts_with("[queues.");
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// A server on those menus at a time the UK line is open, with a queue log.
