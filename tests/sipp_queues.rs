@@ -284,7 +284,10 @@ fn cdrs(server: &Server, prefix: &str, n: usize) -> BTreeMap<u32, Value> {
     let mine: BTreeMap<u32, Value> = all
         .into_iter()
         .filter_map(|c| {
-            let id = c["call_id"].as_str()?.strip_prefix(prefix)?.strip_prefix('-')?;
+            let id = c["call_id"]
+                .as_str()?
+                .strip_prefix(prefix)?
+                .strip_prefix('-')?;
             let number = id.split('-').next()?.parse().ok()?;
             Some((number, c))
         })
@@ -362,7 +365,10 @@ strategy = "round-robin"
 ring_timeout = "10s"
 wrap_up = "0s"
 "#;
-    let agents: Vec<(&str, &[&str])> = THREE.iter().map(|a| (*a, &["europe.refunds"][..])).collect();
+    let agents: Vec<(&str, &[&str])> = THREE
+        .iter()
+        .map(|a| (*a, &["europe.refunds"][..]))
+        .collect();
     let (server, log_path) = start(&menus(&agents, queues));
     let how = Behaviour {
         ring_ms: Some(0),
@@ -445,7 +451,10 @@ strategy = "ring-all"
 ring_timeout = "20s"
 wrap_up = "0s"
 "#;
-    let agents: Vec<(&str, &[&str])> = THREE.iter().map(|a| (*a, &["europe.refunds"][..])).collect();
+    let agents: Vec<(&str, &[&str])> = THREE
+        .iter()
+        .map(|a| (*a, &["europe.refunds"][..]))
+        .collect();
     let (server, log_path) = start(&menus(&agents, queues));
     let answers = Behaviour {
         ring_ms: Some(1000),
@@ -476,7 +485,10 @@ wrap_up = "0s"
         let run = phone.finish(SIPP_TIMEOUT);
         assert_sipp_ok(&run, &format!("agent {}", phone.id), &server);
         assert_eq!(invites(&run, "europe.refunds"), 1, "{}", run.output);
-        let cancelled = run.output.matches("agent CANCEL queue=europe.refunds").count();
+        let cancelled = run
+            .output
+            .matches("agent CANCEL queue=europe.refunds")
+            .count();
         let expected = usize::from(phone.id != "q1");
         assert_eq!(cancelled, expected, "{}: {}", phone.id, run.output);
     }
@@ -486,9 +498,9 @@ wrap_up = "0s"
     let log = queue_log(&log_path, |l| {
         events(l, "answer").count() >= 1
             && ["q2", "q3"].iter().all(|a| {
-                l.iter()
-                    .skip_while(|e| e["event"] != "answer")
-                    .any(|e| e["event"] == "agent-state" && e["agent"] == *a && e["state"] == "idle")
+                l.iter().skip_while(|e| e["event"] != "answer").any(|e| {
+                    e["event"] == "agent-state" && e["agent"] == *a && e["state"] == "idle"
+                })
             })
     });
     let mut offered: Vec<&str> = events(&log, "offer")
@@ -550,7 +562,9 @@ wrap_up = "0s"
     }
     // Caller 2 really waited in line while eu1 talked to caller 1.
     assert!(
-        cdrs[&2]["queue_wait_ms"].as_u64().is_some_and(|w| w >= 1000),
+        cdrs[&2]["queue_wait_ms"]
+            .as_u64()
+            .is_some_and(|w| w >= 1000),
         "{:#}",
         cdrs[&2]
     );
