@@ -9,6 +9,7 @@
 //! - a full queue (`max_length`): the caller who finds it full overflows to the English team
 //!   (`english-line.refunds`) and is answered there (the CDR's `queue`, `queue_result`, `queues_tried`;
 //!   the queue log's `overflow`).
+//!
 //! The agents and queue settings are written into a temporary copy of the shipped menus. It does not
 //! test the queue's decisions in detail (tests/queue_properties.rs and the sans-IO tests do).
 mod common;
