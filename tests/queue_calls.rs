@@ -599,3 +599,42 @@ fn the_queue_log_has_one_json_line_per_event_with_the_callers_call_id_and_wall_t
         "{lines:#?}"
     );
 }
+
+#[test]
+fn two_queues_overflowing_into_each_other_release_the_caller_instead_of_looping() {
+    let to = |q: &str| QueueConfig {
+        when_no_agents: WhenNoAgents::Overflow,
+        overflow: Some(OverflowTarget::Queue(QueueName::from(q))),
+        ..QueueConfig::default()
+    };
+    let mut net = SimNet::with_menus(menus_with_team())
+        .queue(REFUNDS, to(ORDERS))
+        .queue(ORDERS, to(REFUNDS))
+        .build();
+    net.calls.enable_queue_log();
+    let (p, c) = refunds_caller(&mut net, "127.0.0.1:40000");
+    net.run_until_idle(secs(60));
+    let cdr = net.cdr(p, c);
+    assert_eq!(
+        cdr.queues_tried,
+        tried(&[
+            (REFUNDS, QueueResult::Overflow),
+            (ORDERS, QueueResult::Overflow)
+        ])
+    );
+    assert_eq!(cdr.queue.as_deref(), Some(ORDERS));
+    assert_eq!(cdr.queue_result, Some(QueueResult::Overflow));
+    assert_eq!(cdr.end_reason, Some(EndReason::ServerBye));
+    let overflows: Vec<(String, String)> = std::iter::from_fn(|| net.calls.poll_queue_log())
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l).expect("JSON"))
+        .filter(|l| l["event"] == "overflow")
+        .map(|l| (l["queue"].to_string(), l["target"].to_string()))
+        .collect();
+    assert_eq!(
+        overflows,
+        [
+            (format!("\"{REFUNDS}\""), format!("\"{ORDERS}\"")),
+            (format!("\"{ORDERS}\""), format!("\"{REFUNDS}\""))
+        ]
+    );
+}

@@ -8,10 +8,21 @@
 //! A 200 without a usable SDP answer is ACKed and BYE'd and counts as that contact failing. An RTP
 //! timeout on the agent side of a bridged call ends the call on both sides.
 //!
+//! Ring-all: the queue gives one offer per free agent for the same caller, and every one of them
+//! rings (`QueuedCall::ringing` is the set); the first answer wins and every other leg gets CANCEL
+//! (presence frees those agents at once). A 2xx from an agent no longer in the set — cancelled,
+//! withdrawn, timed out — is ACKed and BYE'd; that agent is already idle.
+//!
+//! Leaving a line: every exit is recorded in the CDR's `queues_tried`; an overflow or a `max_wait`
+//! timeout moves the caller into the overflow queue (not tried yet, with their priority) or plays the
+//! overflow prompts and releases them (see `move_on`).
+//!
 //! What the caller hears: the caller's leg is already answered (the IVR ran), so a 180/183 from the
 //! agent cannot be relayed as SIP; instead the caller hears the end of the menu's prompts, then
-//! `connecting` as they join the line, then in-band ringback while an agent's phone rings (the IVR
-//! side plays them, see `IvrCall::set_agent_ringing`), and nothing of ours once bridged.
+//! `connecting` as they join the line, then the queue's music looped (with position and wait
+//! announcements from `Queues::poll_announce` spoken over it), in-band ringback while an agent's
+//! phone rings (the IVR side plays them, see `IvrCall::set_agent_ringing`), and nothing of ours once
+//! bridged.
 //!
 //! It does not choose agents (the queue does), keep presence (`agent::presence`), build the INVITE,
 //! ACK or bridge itself (`uac_leg` does, for transfer legs too) or relay RTP (the media engine does, on

@@ -1,8 +1,10 @@
 //! The IVR side of one call: wires the media session's events (keys, prompt ends, silence) into the IVR
 //! engine and the engine's actions back out as prompt commands and hang-ups, and keeps the call detail
 //! record. Keys that arrive before the menu runs are kept and delivered once it starts. Once the caller is
-//! routed it sequences what they hear while they wait: the `connecting` prompt, then ringback while an
-//! agent's phone rings, until the bridge. It does not speak SIP (the call registry does) nor touch RTP
+//! routed it sequences what they hear while they wait: the `connecting` prompt, then the queue's hold
+//! music looped, position and wait announcements over it (never while an agent's phone rings), ringback
+//! while one rings, until the bridge; or, leaving the line without an agent, the overflow's prompts
+//! and the hang-up. It does not speak SIP (the call registry does) nor touch RTP
 //! (the media engine does).
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -708,6 +710,18 @@ mod tests {
             RINGBACK_TONE,
             &vec![0i16; 300 * 160],
         ));
+        for name in QUEUE_ANNOUNCE_PROMPTS
+            .into_iter()
+            .map(str::to_owned)
+            .chain((0..10).map(|d| format!("digit-{d}")))
+        {
+            prompts.insert(prompt(&name, 25));
+        }
+        prompts.insert(Prompt::from_samples(
+            crate::prompts::TONES,
+            "music",
+            &vec![0i16; 400 * 160],
+        ));
         let mut c = IvrCall::new(
             t0,
             WallClock { instant: t0, wall },
@@ -950,6 +964,86 @@ mod tests {
         }
         assert!(c.poll_timeout().is_some_and(|t| t <= limit));
         c.handle_timeout(limit);
+        assert_eq!(outputs(&mut c), ["hangup"]);
+    }
+
+    /// A caller routed to test.orders and in its line, hearing `connecting`.
+    fn queued_call(t0: Instant) -> (IvrCall, Instant) {
+        let mut c = call(t0);
+        c.handle(t0, CallInput::Acked);
+        c.handle_timeout(t0 + Duration::from_millis(300));
+        outputs(&mut c);
+        let at = t0 + Duration::from_secs(1);
+        c.handle(at, key('1', DigitMethod::Info, at));
+        assert_eq!(outputs(&mut c), ["stop", "route test.orders"]);
+        c.enter_queue();
+        c.set_hold_music(Some("music".to_owned()));
+        assert_eq!(outputs(&mut c), ["play connecting"]);
+        c.handle(at, finished(CONNECTING_PROMPT));
+        assert_eq!(outputs(&mut c), ["play music"]);
+        (c, at)
+    }
+
+    #[test]
+    fn an_announcement_speaks_each_digit_over_the_music_then_the_music_resumes() {
+        let t0 = Instant::now();
+        let (mut c, at) = queued_call(t0);
+        // Place 12, about 3 minutes (2 min 40 s rounds to 3).
+        c.announce(Some(12), Some(Duration::from_secs(160)));
+        assert_eq!(outputs(&mut c), ["stop", "play queue-position-before"]);
+        let mut said = vec!["queue-position-before".to_owned()];
+        loop {
+            let name = said.last().expect("something plays").clone();
+            c.handle(at, finished(&name));
+            let out = outputs(&mut c);
+            let next = out[0]
+                .strip_prefix("play ")
+                .expect("the next part")
+                .to_owned();
+            if next == "music" {
+                break;
+            }
+            said.push(next);
+        }
+        assert_eq!(
+            said,
+            [
+                "queue-position-before",
+                "digit-1",
+                "digit-2",
+                "queue-position-after",
+                "queue-wait-before",
+                "digit-3",
+                "queue-wait-minutes"
+            ]
+        );
+    }
+
+    #[test]
+    fn ringing_cuts_the_announcement_and_none_starts_while_it_rings() {
+        let t0 = Instant::now();
+        let (mut c, at) = queued_call(t0);
+        c.announce(Some(1), None);
+        assert_eq!(outputs(&mut c), ["stop", "play queue-position-before"]);
+        c.set_agent_ringing(true);
+        assert_eq!(outputs(&mut c), ["stop", "play ringback"]);
+        c.announce(Some(1), Some(Duration::from_secs(10)));
+        assert!(outputs(&mut c).is_empty(), "nothing over the ringing");
+        c.set_agent_ringing(false);
+        assert_eq!(outputs(&mut c), ["stop", "play music"]);
+        c.bridged();
+        c.announce(Some(1), None);
+        c.handle(at, finished("music"));
+        assert!(outputs(&mut c).is_empty(), "nothing once bridged");
+    }
+
+    #[test]
+    fn a_release_stops_the_music_plays_the_prompts_then_hangs_up() {
+        let t0 = Instant::now();
+        let (mut c, at) = queued_call(t0);
+        c.release_with_prompts(&["goodbye".to_owned()]);
+        assert_eq!(outputs(&mut c), ["stop", "play goodbye"]);
+        c.handle(at, finished("goodbye"));
         assert_eq!(outputs(&mut c), ["hangup"]);
     }
 }

@@ -10,7 +10,9 @@
 //!   [`Calls::handle_drain`], [`Calls::handle_hangup_all`], [`Calls::set_menus`], [`Calls::finish_all`];
 //! * after each input, drain [`Calls::poll_transmit`] (SIP to send), [`Calls::poll_media`] (commands
 //!   for the media engine, in order), [`Calls::poll_cdr`] (finished calls' records), then sleep until
-//!   [`Calls::poll_timeout`]; a spurious `handle_timeout` is a no-op.
+//!   [`Calls::poll_timeout`]; a spurious `handle_timeout` is a no-op;
+//! * with a queue log ([`Calls::enable_queue_log`]), drain [`Calls::poll_queue_log`] too (one JSON
+//!   line per record); at local midnight call [`Calls::handle_new_day`].
 //!
 //! It also owns the agents' machines: REGISTER goes to the digest registrar, logins feed agent
 //! presence and the queues (`agents`), a routed caller's offers ring agents' phones as UAC legs
