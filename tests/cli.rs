@@ -1,9 +1,10 @@
 //! Command-line tests of the real `helpline` binary: `check`, `simulate`, `passwd` and `serve`'s start-up
-//! (refusing broken menus, the `listening on` line). Calls over SIP are in `sip_loopback.rs`, not here.
+//! (refusing broken menus, the `listening on` line, `--queue-log`). Calls over SIP are in
+//! `sip_loopback.rs`, not here.
 
 mod common;
 
-use common::{root, temp_dir, Server};
+use common::{menus_with_sample_agents, root, run_sipp, temp_dir, Server};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -306,4 +307,54 @@ fn passwd_refuses_bad_ids_empty_passwords_and_unreadable_configs() {
         assert_eq!(stdout, "", "{args:?}");
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn serve_appends_the_queue_log_as_whole_json_lines() {
+    let dir = temp_dir("queue-log");
+    let path = dir.join("queue.jsonl");
+    // An operator's earlier line stays: the log is appended to, never truncated.
+    std::fs::write(&path, "{\"earlier\":true}\n").expect("write");
+    let log = path.to_string_lossy().into_owned();
+    let mut server = Server::start(
+        &menus_with_sample_agents(str::to_owned),
+        &["--queue-log", &log],
+    );
+    // ana's phone registers (SIPp, digest): presence logs her in, available.
+    let run = run_sipp(
+        server.addr,
+        "examples/sipp/register_agent.xml",
+        &["-t", "u1", "-m", "1"],
+        Duration::from_secs(60),
+    );
+    assert!(run.status.success(), "sipp: {}", run.output);
+    assert!(
+        server
+            .wait_log("agent logged in", Duration::from_secs(20))
+            .is_some(),
+        "{}",
+        server.log_text()
+    );
+    // A clean shutdown writes every line sent to the writer before exiting.
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(20)).is_some());
+    let text = std::fs::read_to_string(&path).expect("queue log");
+    assert!(text.ends_with('\n'), "every line is whole: {text:?}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(lines[0], serde_json::json!({"earlier": true}));
+    let status = lines
+        .iter()
+        .find(|l| l["event"] == "agent-status")
+        .unwrap_or_else(|| panic!("no agent-status line in {text}"));
+    assert_eq!(status["agent"], "ana");
+    assert_eq!(status["status"], "available");
+    assert!(status["queue"].is_null() && status["call_id"].is_null());
+    let time = status["time"].as_str().expect("time");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+        "RFC 3339 time: {time}"
+    );
 }

@@ -318,6 +318,13 @@ fn single_tones_dial_tone_and_three_tone_chords_are_not_keys() {
 fn no_false_keys_on_any_shipped_prompt() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
     let store = PromptStore::load_dir(&dir).unwrap_or_else(|errs| panic!("{errs:#?}"));
+    // The language-neutral tones are checked too: the hold music plays for minutes on end.
+    for tone in ["ringback", "hold-music"] {
+        assert!(
+            store.get("tones", tone).is_some(),
+            "tones/{tone} is shipped"
+        );
+    }
     let mut checked = 0;
     for lang in store.languages() {
         for name in store.names(lang) {

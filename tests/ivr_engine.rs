@@ -227,7 +227,14 @@ fn key_during_greeting_barges_in() {
     c.answer();
     assert_eq!(
         c.keys("1"),
-        [IvrAction::StopPlayback, route("test.orders", "orders")]
+        [
+            IvrAction::StopPlayback,
+            IvrAction::Route {
+                queue: "test.orders".into(),
+                department: "orders".into(),
+                priority: 7,
+            }
+        ]
     );
 }
 
@@ -355,7 +362,14 @@ fn caller_chooses_a_language_and_hears_the_menu_in_it() {
         ]
     );
     c.finish_prompts();
-    assert_eq!(c.keys("1"), [route("bilingual.orders", "orders")]);
+    assert_eq!(
+        c.keys("1"),
+        [IvrAction::Route {
+            queue: "bilingual.orders".into(),
+            department: "orders".into(),
+            priority: 7,
+        }]
+    );
     assert_eq!(c.s.summary().language, "es");
 }
 

@@ -213,3 +213,105 @@ impl Calls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The menus' queue settings reach presence and the queues at start and on reload.
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::agent::presence::AgentStatus;
+    use crate::agent::{AgentId, QueueName};
+    use crate::call::tests::{AllPrompts, MENUS};
+    use crate::call::{CallsConfig, WallClock};
+    use crate::ivr::compile;
+    use crate::prompts::PromptStore;
+    use crate::queue::{Join, Strategy};
+
+    /// `bob` is declared before `ana` (IDs sort the other way), with a penalty elsewhere.
+    fn menus(strategy: &str) -> Arc<MenuSet> {
+        let hex = "0".repeat(32);
+        let text = format!(
+            "{MENUS}\n[queues.\"test.orders\"]\nstrategy = \"{strategy}\"\n\
+             \n[agents.bob]\nname = \"Bob\"\nha1 = \"{hex}\"\nqueues = [\"test.orders\", \"test.refunds\"]\n\
+             \n[agents.bob.penalty]\n\"test.refunds\" = 3\n\
+             \n[agents.ana]\nname = \"Ana\"\nha1 = \"{hex}\"\nqueues = [\"test.orders\"]\n"
+        );
+        let files = vec![(PathBuf::from("test.toml"), text)];
+        compile(&files, &AllPrompts).expect("menus compile").0
+    }
+
+    /// A registry over `menus("longest-idle-agent")` with ana logged in at `t0` and bob 10 s later, so
+    /// that ana has been idle longest.
+    fn calls(t0: Instant) -> Calls {
+        let wall = chrono::DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let cfg = CallsConfig::new(
+            "127.0.0.1:5060".parse().expect("addr"),
+            WallClock { instant: t0, wall },
+        );
+        let mut calls = Calls::new(cfg, menus("longest-idle-agent"), PromptStore::default(), 1);
+        let presence = &mut calls.agents.presence;
+        presence
+            .handle(t0, AgentInput::LoggedIn("ana".into()))
+            .expect("ana declared");
+        presence
+            .handle(
+                t0 + Duration::from_secs(10),
+                AgentInput::LoggedIn("bob".into()),
+            )
+            .expect("bob declared");
+        calls
+    }
+
+    /// Whom the queue offers a new caller of `test.orders` to at `now`.
+    fn first_offer(calls: &mut Calls, now: Instant) -> AgentId {
+        let AgentSide {
+            presence, queues, ..
+        } = &mut calls.agents;
+        let queue = QueueName::from("test.orders");
+        queues
+            .enqueue_with(now, presence, CallKey(99), queue, Join::default())
+            .expect("not queued yet");
+        queues
+            .poll_offer(now, presence)
+            .expect("an agent is free")
+            .agent
+    }
+
+    #[test]
+    fn profiles_keep_file_order_and_penalties() {
+        let p = profiles(&menus("round-robin"));
+        let ids: Vec<&str> = p.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["bob", "ana"]);
+        assert_eq!(
+            p[0].penalties.get(&QueueName::from("test.refunds")),
+            Some(&3)
+        );
+    }
+
+    #[test]
+    fn a_changed_strategy_applies_on_reload_and_agents_stay_logged_in() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(20);
+        // Without a reload: longest idle, ana.
+        let mut control = calls(t0);
+        assert_eq!(first_offer(&mut control, now).as_str(), "ana");
+
+        let mut c = calls(t0);
+        c.set_menus(t0 + Duration::from_secs(15), menus("top-down"));
+        let queue = QueueName::from("test.orders");
+        assert_eq!(
+            c.agents.queues.config_ref(&queue).strategy,
+            Strategy::TopDown
+        );
+        for id in ["ana", "bob"] {
+            let agent = c.agents.presence.get(&id.into()).expect("still declared");
+            assert_eq!(agent.status(), AgentStatus::Available, "{id} logged in");
+        }
+        // Top-down: the first declared agent, bob, although ana has been idle longer.
+        assert_eq!(first_offer(&mut c, now).as_str(), "bob");
+    }
+}

@@ -1650,7 +1650,7 @@ language = "xx"
         );
         let expect = [
             "t.toml:23:10: error: unknown action `rout` (hint: did you mean `route`?)",
-            "t.toml:28:8: error: key `menu` does nothing for action `route` (hint: action `route` takes: department, set)",
+            "t.toml:28:8: error: key `menu` does nothing for action `route` (hint: action `route` takes: department, set, priority)",
             "t.toml:31:10: error: action `collect` needs `then`",
             "t.toml:32:12: error: invalid variable name `Order`",
             "t.toml:34:11: error: invalid pattern `([`: unclosed character class",

@@ -145,16 +145,18 @@ pub(super) fn compile_queues(
             configs.insert(queue, config);
         }
     }
-    // The defaults' overflow queue does not overflow into itself: it keeps its callers (its own
-    // table, if any, says otherwise).
+    // The defaults' overflow queue does not overflow into itself: it keeps its callers, also when its
+    // own table inherits that overflow (a table naming itself was an error above).
     if let Some(OverflowTarget::Queue(target)) = &default.overflow {
-        configs
+        let own = configs
             .entry(target.clone())
             .or_insert_with(|| QueueConfig {
-                overflow: None,
                 when_no_agents: WhenNoAgents::Wait,
                 ..default.clone()
             });
+        if own.overflow.as_ref() == default.overflow.as_ref() {
+            own.overflow = None;
+        }
     }
     (default, configs)
 }
@@ -516,6 +518,51 @@ fn music(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::path::PathBuf;
+
+    struct AllPrompts;
+    impl PromptCheck for AllPrompts {
+        fn check(&self, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn compiled(extra: &str) -> QueueConfigs {
+        let src = format!(
+            "[routing]\ndepartments = [\"orders\", \"english\"]\n\
+             [regions.r]\ntime_zone = \"UTC\"\nlanguages = [\"en\"]\nopen_menu = \"m\"\nclosed_menu = \"m\"\n\
+             [menus.m]\ngreeting = [\"g\"]\n[menus.m.keys.1]\naction = \"route\"\ndepartment = \"orders\"\n\
+             [menus.m.keys.2]\naction = \"route\"\ndepartment = \"english\"\n{extra}"
+        );
+        let files = vec![(PathBuf::from("t.toml"), src)];
+        let (set, _) =
+            super::super::compile(&files, &AllPrompts).unwrap_or_else(|d| panic!("{d:#?}"));
+        set.queue_configs()
+    }
+
+    #[test]
+    fn the_defaults_overflow_queue_does_not_overflow_into_itself() {
+        let english = QueueName::from("r.english");
+        let to_english = Some(OverflowTarget::Queue(english.clone()));
+        let (default, queues) =
+            compiled("[queue_defaults]\noverflow = \"r.english\"\nwhen_no_agents = \"overflow\"\n");
+        assert_eq!(default.overflow, to_english);
+        assert_eq!(queues[&english].overflow, None);
+        assert_eq!(queues[&english].when_no_agents, WhenNoAgents::Wait);
+        // Also when its own table inherits the overflow.
+        let (_, queues) = compiled(
+            "[queue_defaults]\noverflow = \"r.english\"\n[queues.\"r.english\"]\nstrategy = \"random\"\n\
+             [queues.\"r.orders\"]\nmax_length = 3\n",
+        );
+        assert_eq!(queues[&english].overflow, None);
+        assert_eq!(queues[&english].strategy, Strategy::Random);
+        let orders = &queues[&QueueName::from("r.orders")];
+        assert_eq!(
+            (orders.max_length, &orders.overflow),
+            (Some(3), &to_english)
+        );
+    }
 
     #[test]
     fn long_durations_take_minutes_and_hours_within_the_limit() {
