@@ -1,7 +1,7 @@
 //! SIPp agents against the real `helpline` binary: a SIPp phone registers as the sample agent `ana`
 //! (`examples/sipp/register_agent.xml`) with digest auth and gets `200`; with a wrong password it gets
 //! `403` and the server never logs the agent in. Then whole calls: SIPp as ana
-//! (`examples/sipp/agent_ana.xml` with `agent_ana_call.xml`) registers, a SIPp caller on the UK number
+//! (`examples/sipp/agent.xml` with `agent_call.xml`, `-s ana -ap europe-refunds-1`) registers, a SIPp caller on the UK number
 //! (`examples/sipp/caller_uk_refunds.xml`) presses 2 and types an order number, ana's phone gets our
 //! INVITE with the caller's context, answers, plays audio, and one side hangs up; the CDR says the call
 //! was answered by ana in `europe.refunds`. The menus are the shipped `ivr-menus/` plus
@@ -109,19 +109,20 @@ struct SippAgent {
 }
 
 impl SippAgent {
-    /// Starts `agent_ana.xml` + `agent_ana_call.xml` over `transport` (`u1`, `t1`); with `agent_hangs_up`
-    /// ana sends BYE 2 s after answering, else she waits for ours.
+    /// Starts `agent.xml` + `agent_call.xml` as ana for one call over `transport` (`u1`, `t1`); with
+    /// `agent_hangs_up` ana sends BYE 2 s after answering, else she waits for ours.
     fn start(server: &Server, transport: &str, agent_hangs_up: bool) -> SippAgent {
         let dir = temp_dir("sipp-agent");
         let root = common::root();
         let mut cmd = Command::new(sipp());
         cmd.current_dir(&dir)
             .arg("-sf")
-            .arg(root.join("examples/sipp/agent_ana.xml"))
+            .arg(root.join("examples/sipp/agent.xml"))
             .arg("-oocsf")
-            .arg(root.join("examples/sipp/agent_ana_call.xml"))
+            .arg(root.join("examples/sipp/agent_call.xml"))
             .arg(server.addr.to_string())
             .args(["-i", "127.0.0.1", "-t", transport, "-m", "1"])
+            .args(["-s", "ana", "-ap", "europe-refunds-1"])
             .args(["-p", &free_udp_port().to_string()])
             .args(["-mp", &free_media_port().to_string()])
             .args(["-nostdin", "-trace_err", "-trace_logs"])
@@ -130,9 +131,10 @@ impl SippAgent {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // After -sf and -oocsf: the variables are declared by those scenarios.
+        cmd.args(["-set", "calls", "1"]);
         if agent_hangs_up {
-            // After -oocsf: the variable is declared by that scenario.
-            cmd.args(["-set", "hangup", "agent"]);
+            cmd.args(["-set", "talk_ms", "2000"]);
         }
         let child = cmd.spawn().expect("spawn sipp");
         SippAgent {
