@@ -2,7 +2,8 @@
 //! (every free agent rings, the first answer wins, the others get CANCEL and are free at once, an answer
 //! racing the CANCEL is hung up), round-robin across calls, overflow on max length, max wait and no
 //! agents (with `queues_tried` in the CDR), hold music and position announcements (never over ringing
-//! or an answer), and the queue log. Queue settings are set directly (`SimBuilder::queue`).
+//! or an answer), the menus' route priority ahead of a longer wait, and the queue log. Queue settings
+//! are set directly (`SimBuilder::queue`).
 mod common;
 
 use std::time::{Duration, Instant};
@@ -641,4 +642,85 @@ fn two_queues_overflowing_into_each_other_release_the_caller_instead_of_looping(
             (format!("\"{ORDERS}\""), format!("\"{REFUNDS}\""))
         ]
     );
+}
+
+// ── priority ──
+
+/// The sample agents plus `esc`, serving both europe.refunds and the escalation queue.
+fn menus_with_escalation_agent() -> std::sync::Arc<helpline::ivr::MenuSet> {
+    use md5::{Digest, Md5};
+    let ha1: String = Md5::digest(b"esc:helpline:esc-pw")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = common::menus_with_sample_agents(|text| {
+        format!(
+            "{text}\n[agents.esc]\nname = \"Esc\"\nha1 = \"{ha1}\"\n\
+             queues = [\"europe.refunds\", \"europe.escalation\"]\nlanguages = [\"en\"]\n"
+        )
+    });
+    common::sim::load_menus(dir.to_str().expect("UTF-8 temp path"))
+}
+
+/// A GB caller who presses 5 and enters a ticket number: the shipped menus route them to the
+/// escalation queue with `priority = 10`.
+fn escalation_caller(net: &mut SimNet, addr: &str) -> (PhoneId, CallRef) {
+    let p = net.udp_phone(addr);
+    let offer = net.offer(p);
+    let c = net.phone(p).invite(common::sim::GB, Some(&offer));
+    net.drive();
+    net.phone(p).ack(c, None);
+    net.advance(Duration::from_millis(300));
+    let m = net.media_id(p, c);
+    for key in "512345678".chars() {
+        net.key(m, key);
+        net.advance(Duration::from_millis(200));
+    }
+    (p, c)
+}
+
+#[test]
+fn an_escalated_caller_with_the_menus_priority_is_served_before_one_who_waited_longer() {
+    // Queue settings from the menus, but no overflow: both callers wait for the one agent.
+    let mut net = SimNet::with_menus(menus_with_escalation_agent())
+        .queue_defaults(QueueConfig::default())
+        .build();
+    let esc = agent_phone(
+        &mut net,
+        "127.0.0.1:41000",
+        ("esc", "esc-pw"),
+        answers_after(secs(1), "127.0.0.1:41000"),
+    );
+    // esc takes a first caller; then a refunds caller (priority 0) and, later, an escalated one
+    // (priority 10) wait for her.
+    let (p1, c1) = refunds_caller(&mut net, "127.0.0.1:40000");
+    net.advance(secs(2));
+    assert_eq!(state(&net, "esc"), Some(AgentState::InCall));
+    let (p2, c2) = refunds_caller(&mut net, "127.0.0.1:40002");
+    net.advance(secs(5));
+    let (p3, c3) = escalation_caller(&mut net, "127.0.0.1:40004");
+    net.advance(secs(5));
+    assert_eq!(invites(&mut net, esc).len(), 1, "esc still talks");
+    net.phone(p1).bye(c1);
+    net.drive();
+    // After her wrap-up, esc is offered the escalated caller, not the one who waited longer.
+    net.advance(secs(11));
+    let offered = invites(&mut net, esc);
+    assert_eq!(offered.len(), 2, "{}", net.phone(esc).transcript());
+    let second = &offered[1];
+    assert_eq!(
+        second.headers.get("X-Helpline-Queue"),
+        Some("europe.escalation")
+    );
+    assert_eq!(second.headers.get("X-Helpline-Ticket-Id"), Some("12345678"));
+    for (p, c) in [(p2, c2), (p3, c3)] {
+        net.phone(p).bye(c);
+    }
+    net.run_until_idle(secs(120));
+    let escalated = net.cdr(p3, c3);
+    assert_eq!(escalated.agent.as_deref(), Some("esc"));
+    assert_eq!(escalated.queue.as_deref(), Some("europe.escalation"));
+    let waited_longer = net.cdr(p2, c2);
+    assert_eq!(waited_longer.agent, None);
+    assert_eq!(waited_longer.queue_result, Some(QueueResult::Abandoned));
 }
