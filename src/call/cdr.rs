@@ -1,5 +1,5 @@
 //! The call detail record (one JSON line per call), why a call ended, and the wall clock its times are
-//! written in. It decides what a CDR holds; it does not write files (`server::cdr` does).
+//! written in. It decides what a CDR holds; it does not write files (`server::jsonl` does).
 use std::collections::BTreeMap;
 use std::time::Instant;
 

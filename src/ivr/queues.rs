@@ -11,10 +11,10 @@ use toml::Spanned;
 use crate::agent::QueueName;
 use crate::queue::{OverflowTarget, QueueConfig, Strategy, WhenNoAgents};
 
-use super::compile::{loc, parse_duration, Ctx, Loc, PromptCheck};
+use super::compile::{loc, Ctx, Loc, PromptCheck};
 use super::diag::{did_you_mean, line_col};
 use super::menu::{MenuFile, QueueModel, Text};
-use super::settings::AgentSettings;
+use super::settings::{ring_timeout, wrap_up, AgentSettings};
 
 /// Strategy names as `strategy = "…"` spells them (mod_callcenter's).
 pub const STRATEGIES: [(&str, Strategy); 6] = [
@@ -207,21 +207,16 @@ fn apply(
     }
     // The defaults' ring_timeout and wrap_up were checked (and applied to presence) by `settings`.
     if scope.is_some() {
-        if let Some(t) = &q.ring_timeout {
-            match parse_duration(t.get_ref()) {
-                Ok(d) if d.is_zero() => cx.err(
-                    &loc(file, t),
-                    "ring_timeout cannot be zero",
-                    Some("agents need time to answer, e.g. \"15s\"".into()),
-                ),
-                Ok(d) => c.ring_timeout = d,
-                Err(m) => cx.err(&loc(file, t), m, None),
-            }
+        if let Some(d) = q
+            .ring_timeout
+            .as_ref()
+            .and_then(|t| ring_timeout(cx, file, t))
+        {
+            c.ring_timeout = d;
         }
         if let Some(t) = &q.wrap_up {
-            match parse_duration(t.get_ref()) {
-                Ok(d) => c.wrap_up = Some(d),
-                Err(m) => cx.err(&loc(file, t), m, None),
+            if let Some(d) = wrap_up(cx, file, t) {
+                c.wrap_up = Some(d);
             }
         }
     }

@@ -163,22 +163,47 @@ fn bounded(
     }
 }
 
-fn queue_defaults(cx: &mut Ctx, file: usize, q: &QueueDefaultsModel, s: &mut AgentSettings) {
-    if let Some(t) = &q.ring_timeout {
-        match parse_duration(t.get_ref()) {
-            Ok(d) if d.is_zero() => cx.err(
+/// A `ring_timeout` (any non-zero duration), or `None` with the error reported.
+pub(super) fn ring_timeout(cx: &mut Ctx, file: usize, t: &Text) -> Option<Duration> {
+    match parse_duration(t.get_ref()) {
+        Ok(d) if d.is_zero() => {
+            cx.err(
                 &loc(file, t),
                 "ring_timeout cannot be zero",
                 Some("agents need time to answer, e.g. \"15s\"".into()),
-            ),
-            Ok(d) => s.ring_timeout = d,
-            Err(m) => cx.err(&loc(file, t), m, None),
+            );
+            None
+        }
+        Ok(d) => Some(d),
+        Err(m) => {
+            cx.err(&loc(file, t), m, None);
+            None
         }
     }
+}
+
+/// A `wrap_up` (any duration), or `None` with the error reported.
+pub(super) fn wrap_up(cx: &mut Ctx, file: usize, t: &Text) -> Option<Duration> {
+    match parse_duration(t.get_ref()) {
+        Ok(d) => Some(d),
+        Err(m) => {
+            cx.err(&loc(file, t), m, None);
+            None
+        }
+    }
+}
+
+fn queue_defaults(cx: &mut Ctx, file: usize, q: &QueueDefaultsModel, s: &mut AgentSettings) {
+    if let Some(d) = q
+        .ring_timeout
+        .as_ref()
+        .and_then(|t| ring_timeout(cx, file, t))
+    {
+        s.ring_timeout = d;
+    }
     if let Some(t) = &q.wrap_up {
-        match parse_duration(t.get_ref()) {
-            Ok(d) => s.wrap_up = d,
-            Err(m) => cx.err(&loc(file, t), m, None),
+        if let Some(d) = wrap_up(cx, file, t) {
+            s.wrap_up = d;
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::call::{Calls, Cdr, MediaCommand, MediaId};
+use crate::call::{Calls, MediaCommand, MediaId};
 use crate::ivr::MenuSet;
 use crate::media::session::MediaEvent;
 use crate::server::media_engine::MediaHandle;
@@ -25,7 +25,7 @@ pub struct Core {
     udp: Arc<SipUdpSocket>,
     tcp: TcpConnections,
     media: MediaHandle,
-    cdr_tx: Option<mpsc::UnboundedSender<Cdr>>,
+    cdr_tx: Option<mpsc::UnboundedSender<String>>,
     /// The next local midnight: today's call counts (`fewest-calls`) start again then.
     new_day_at: Instant,
     queue_log_tx: Option<mpsc::UnboundedSender<String>>,
@@ -52,7 +52,7 @@ impl Core {
         udp: Arc<SipUdpSocket>,
         tcp: TcpConnections,
         media: MediaHandle,
-        cdr_tx: Option<mpsc::UnboundedSender<Cdr>>,
+        cdr_tx: Option<mpsc::UnboundedSender<String>>,
     ) -> Core {
         Core {
             calls,
@@ -155,7 +155,12 @@ impl Core {
             while let Some(cdr) = self.calls.poll_cdr() {
                 progressed = true;
                 if let Some(tx) = &self.cdr_tx {
-                    let _ = tx.send(cdr);
+                    match serde_json::to_string(&cdr) {
+                        Ok(line) => {
+                            let _ = tx.send(line);
+                        }
+                        Err(err) => tracing::error!(%err, "cdr not serialisable"),
+                    }
                 }
             }
             while let Some(line) = self.calls.poll_queue_log() {

@@ -1,10 +1,9 @@
-//! The tokio shell: binds the SIP sockets, starts the media engine, the CDR writer and the menu reloader,
-//! and drives the signalling core until shutdown: read one input → one `handle_*` → carry out every
-//! output → sleep until the earliest timeout. Every call decision is made in the sans-IO `call` layer.
-pub mod cdr;
+//! The tokio shell: binds the SIP sockets, starts the media engine, the CDR and queue-log writers and
+//! the menu reloader, and drives the signalling core until shutdown: read one input → one `handle_*` →
+//! carry out every output → sleep until the earliest timeout. Every call decision is made in the sans-IO `call` layer.
 pub mod core;
+pub mod jsonl;
 pub mod media_engine;
-pub mod queue_log;
 pub mod reload;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -120,7 +119,7 @@ pub async fn run(
 
     let (cdr_tx, cdr_task) = match &cfg.cdr {
         Some(path) => {
-            let (tx, task) = cdr::start(path.clone());
+            let (tx, task) = jsonl::start(path.clone(), "CDR");
             (Some(tx), Some(task))
         }
         None => (None, None),
@@ -132,7 +131,7 @@ pub async fn run(
 
     let (queue_log_tx, queue_log_task) = match &cfg.queue_log {
         Some(path) => {
-            let (tx, task) = queue_log::start(path.clone());
+            let (tx, task) = jsonl::start(path.clone(), "queue log");
             (Some(tx), Some(task))
         }
         None => (None, None),
