@@ -67,6 +67,9 @@ pub mod queue;
 // ── stage 6 · agents: declarations, digest authentication, registrar, presence (sans-IO) ──
 pub mod agent;
 
+// ── testers' tools: trace reading and replay ──
+pub mod replay;
+
 // ── the shell that drives every stage (tokio) ──
 pub mod server;
 pub mod telemetry;
