@@ -242,6 +242,7 @@ fn calls_config(cfg: &ServerConfig, sip_local: SocketAddr) -> CallsConfig {
         local: sip_local,
         // `--server-header` sets this once the CLI carries it; the default names no version.
         server_header: cfg.server_header.clone(),
+        capture: cfg.trace_dir.is_some(),
     }
 }
 

@@ -280,6 +280,7 @@ impl SimNet {
                 },
                 local,
                 server_header: "helpline".to_owned(),
+                capture: false,
             },
             seed: 7,
             queue_default: None,
