@@ -104,7 +104,7 @@ fn a_routed_call_captures_the_caller_and_agent_legs_both_ways_then_ends() {
         .captures
         .iter()
         .filter_map(|e| match e {
-            CaptureEvent::Media { id: m, media } if *m == id => Some(*media),
+            CaptureEvent::Media { id: m, media, .. } if *m == id => Some(*media),
             _ => None,
         })
         .collect();

@@ -63,6 +63,8 @@ pub enum CaptureEvent {
         id: CaptureId,
         /// The session.
         media: MediaId,
+        /// Its RTP address as announced in our SDP (the socket may be bound to the wildcard).
+        local: SocketAddr,
     },
     /// The capture is complete: nothing more will be added to it.
     End {
@@ -224,8 +226,8 @@ impl Captures {
     }
 
     /// Media session `media` belongs to capture `id`.
-    pub(crate) fn media(&mut self, id: CaptureId, media: MediaId) {
-        self.out.push_back(CaptureEvent::Media { id, media });
+    pub(crate) fn media(&mut self, id: CaptureId, media: MediaId, local: SocketAddr) {
+        self.out.push_back(CaptureEvent::Media { id, media, local });
     }
 
     /// When the next capture closes (for `poll_timeout`).

@@ -373,10 +373,14 @@ impl Calls {
     /// The next command for the media engine.
     pub fn poll_media(&mut self) -> Option<MediaCommand> {
         let command = self.media_out.pop_front()?;
-        if let MediaCommand::Open { id, .. } = &command {
-            let caller = self.by_media.get(id).and_then(|k| self.calls.get(k));
-            if let Some(capture) = caller.and_then(|c| self.capture.of(&c.call_id)) {
-                self.capture.media(capture, *id);
+        if let MediaCommand::Open { id, port, .. } = &command {
+            let call = self.by_media.get(id).and_then(|k| self.calls.get(k));
+            // Every session of a call (its agent's, its transfer's) is on the caller's media address.
+            if let Some((capture, ip)) =
+                call.and_then(|c| Some((self.capture.of(&c.call_id)?, c.media.ip)))
+            {
+                self.capture
+                    .media(capture, *id, SocketAddr::new(ip, *port));
             }
         }
         Some(command)
