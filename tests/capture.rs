@@ -25,7 +25,16 @@ fn key5_calls(server: &Server, transport: &str, calls: usize) -> Vec<serde_json:
     let run = run_sipp(
         server.addr,
         "examples/sipp/dtmf_2833_5.xml",
-        &["-m", &n, "-s", "08000000001", "-t", transport, &cid_flag, &cid],
+        &[
+            "-m",
+            &n,
+            "-s",
+            "08000000001",
+            "-t",
+            transport,
+            &cid_flag,
+            &cid,
+        ],
         Duration::from_secs(60),
     );
     assert!(
@@ -43,7 +52,9 @@ fn key5_calls(server: &Server, transport: &str, calls: usize) -> Vec<serde_json:
 /// Stops the server and waits for it: every capture file is complete once it has exited.
 fn stop(server: &mut Server) {
     server.signal("TERM");
-    let status = server.wait_exit(WAIT).expect("the server exits after SIGTERM");
+    let status = server
+        .wait_exit(WAIT)
+        .expect("the server exits after SIGTERM");
     assert!(status.success(), "{status}\n{}", server.log_text());
 }
 
@@ -70,7 +81,10 @@ fn expected_name(cdr: &serde_json::Value) -> String {
     let start: chrono::DateTime<chrono::Utc> = chrono::DateTime::parse_from_rfc3339(start)
         .expect("RFC 3339")
         .into();
-    let call_id = cdr["call_id"].as_str().expect("a Call-ID").replace('@', "_");
+    let call_id = cdr["call_id"]
+        .as_str()
+        .expect("a Call-ID")
+        .replace('@', "_");
     format!("{}-{call_id}.pcap", start.format("%Y%m%dT%H%M%SZ"))
 }
 
@@ -112,7 +126,12 @@ fn a_udp_call_is_one_pcap_tshark_reads_with_its_sip_and_rfc4733_keys() {
     let files = pcaps(&trace);
     let names: Vec<String> = files
         .iter()
-        .map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned())
+        .map(|f| {
+            f.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     assert_eq!(names, [expected_name(&cdr)]);
     assert!(names[0].starts_with("20261201T1000"), "{names:?}");
@@ -123,11 +142,22 @@ fn a_udp_call_is_one_pcap_tshark_reads_with_its_sip_and_rfc4733_keys() {
         assert!(methods.iter().any(|x| x == m), "{m} in {methods:?}");
     }
     let codes = fields(file, "sip.Status-Code", "sip.Status-Code", false);
-    assert!(codes.iter().filter(|c| *c == "200").count() >= 2, "200 to INVITE and BYE: {codes:?}");
+    assert!(
+        codes.iter().filter(|c| *c == "200").count() >= 2,
+        "200 to INVITE and BYE: {codes:?}"
+    );
     let events = fields(file, "rtpevent", "rtpevent.event_id", true);
-    assert!(!events.is_empty() && events.iter().all(|e| e == "5"), "{events:?}");
+    assert!(
+        !events.is_empty() && events.iter().all(|e| e == "5"),
+        "{events:?}"
+    );
     // The sample of what helpline sent: its prompt RTP (PCMU), at most the per-call bound.
-    let ours = fields(file, "rtp.p_type == 0 && udp.srcport >= 30000", "rtp.seq", true);
+    let ours = fields(
+        file,
+        "rtp.p_type == 0 && udp.srcport >= 30000",
+        "rtp.seq",
+        true,
+    );
     assert!(
         !ours.is_empty() && ours.len() <= 1500,
         "{} packets of our RTP",
@@ -155,7 +185,12 @@ fn a_tcp_call_is_written_as_tcp_segments_tshark_reads_as_sip() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].ends_with(expected_name(&cdr)), "{files:?}");
     let port = server.addr.port().to_string();
-    let invite = fields(&files[0], "tcp && sip.Method == INVITE", "tcp.dstport", false);
+    let invite = fields(
+        &files[0],
+        "tcp && sip.Method == INVITE",
+        "tcp.dstport",
+        false,
+    );
     assert_eq!(invite, [port.clone()]);
     let bye = fields(&files[0], "tcp && sip.Method == BYE", "tcp.srcport", false);
     assert_eq!(bye, [port], "helpline's BYE");

@@ -116,7 +116,14 @@ fn a_routed_call_captures_the_caller_and_agent_legs_both_ways_then_ends() {
     let caller = lines_of(&seen, &caller_id);
     assert_eq!(
         caller,
-        ["INVITE", "SIP/2.0 100", "SIP/2.0 200", "ACK", "BYE", "SIP/2.0 200"],
+        [
+            "INVITE",
+            "SIP/2.0 100",
+            "SIP/2.0 200",
+            "ACK",
+            "BYE",
+            "SIP/2.0 200"
+        ],
         "{seen:#?}"
     );
     let first = &seen[0];
@@ -130,14 +137,24 @@ fn a_routed_call_captures_the_caller_and_agent_legs_both_ways_then_ends() {
     assert!(agent_ids.iter().all(|a| *a == agent_id), "{agent_ids:?}");
     assert_eq!(
         lines_of(&seen, agent_id),
-        ["INVITE", "SIP/2.0 180", "SIP/2.0 200", "ACK", "BYE", "SIP/2.0 200"],
+        [
+            "INVITE",
+            "SIP/2.0 180",
+            "SIP/2.0 200",
+            "ACK",
+            "BYE",
+            "SIP/2.0 200"
+        ],
         "{seen:#?}"
     );
     let agent_invite = seen
         .iter()
         .find(|s| s.call_id == agent_id)
         .expect("found above");
-    assert_eq!((agent_invite.from, agent_invite.to), (net.local, agent_addr));
+    assert_eq!(
+        (agent_invite.from, agent_invite.to),
+        (net.local, agent_addr)
+    );
 }
 
 /// The shipped menus plus the sample agents, with `edit` applied to `europe.toml`.

@@ -379,8 +379,7 @@ impl Calls {
             if let Some((capture, ip)) =
                 call.and_then(|c| Some((self.capture.of(&c.call_id)?, c.media.ip)))
             {
-                self.capture
-                    .media(capture, *id, SocketAddr::new(ip, *port));
+                self.capture.media(capture, *id, SocketAddr::new(ip, *port));
             }
         }
         Some(command)

@@ -260,9 +260,9 @@ impl Writer {
                 CaptureMsg::Start { id, stem } => self.open(id, &stem),
                 CaptureMsg::Sip(sip) => {
                     let frames = match sip.transport {
-                        Transport::Udp => {
-                            udp_frame(sip.from, sip.to, &sip.bytes).into_iter().collect()
-                        }
+                        Transport::Udp => udp_frame(sip.from, sip.to, &sip.bytes)
+                            .into_iter()
+                            .collect(),
                         Transport::Tcp(conn) => self.tcp_frames(sip.id, conn, &sip),
                     };
                     for frame in frames {
@@ -297,7 +297,9 @@ impl Writer {
         };
         let opened = File::create(&path)
             .map_err(|e| e.to_string())
-            .and_then(|f| PcapWriter::with_header(BufWriter::new(f), header).map_err(|e| e.to_string()));
+            .and_then(|f| {
+                PcapWriter::with_header(BufWriter::new(f), header).map_err(|e| e.to_string())
+            });
         match opened {
             Ok(pcap) => {
                 self.files.insert(
@@ -321,10 +323,7 @@ impl Writer {
         let Some(file) = self.files.get_mut(&id) else {
             return Vec::new();
         };
-        let ack = *file
-            .tcp
-            .get(&(conn, sip.to, sip.from))
-            .unwrap_or(&TCP_ISN);
+        let ack = *file.tcp.get(&(conn, sip.to, sip.from)).unwrap_or(&TCP_ISN);
         let seq = file.tcp.entry((conn, sip.from, sip.to)).or_insert(TCP_ISN);
         let mut frames = Vec::new();
         for chunk in sip.bytes.chunks(MAX_SEGMENT) {
@@ -380,7 +379,10 @@ fn ip_pair(from: SocketAddr, to: SocketAddr) -> (IpAddr, IpAddr) {
 /// Locally administered, the same for every host: the captures are of IP traffic, not of a LAN.
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
-fn ip_builder(from: SocketAddr, to: SocketAddr) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+fn ip_builder(
+    from: SocketAddr,
+    to: SocketAddr,
+) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
     let eth = PacketBuilder::ethernet2(MAC, MAC);
     match ip_pair(from, to) {
         (IpAddr::V4(a), IpAddr::V4(b)) => eth.ipv4(a.octets(), b.octets(), 64),
@@ -422,6 +424,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_channel_drops_the_copy_and_counts_it_without_waiting() {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let sink = CaptureSink {
+            tx,
+            stats: Arc::new(CaptureStats::default()),
+        };
+        assert!(sink.offer(CaptureMsg::End { id: CaptureId(1) }));
+        assert!(!sink.offer(CaptureMsg::End { id: CaptureId(2) }));
+        assert!(!sink.offer(CaptureMsg::End { id: CaptureId(3) }));
+        assert_eq!(sink.stats().dropped_full.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
     fn frames_parse_back_with_their_addresses_ports_and_payload() {
         let a: SocketAddr = "192.0.2.1:5060".parse().expect("literal");
         let b: SocketAddr = "[2001:db8::2]:5070".parse().expect("literal");
@@ -437,7 +452,9 @@ mod tests {
         };
         assert_eq!(
             ip.header().source_addr(),
-            "::ffff:192.0.2.1".parse::<std::net::Ipv6Addr>().expect("literal")
+            "::ffff:192.0.2.1"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("literal")
         );
         let frame = tcp_frame(a, a, 7, 9, b"INVITE").expect("small segment");
         let parsed = etherparse::SlicedPacket::from_ethernet(&frame).expect("parses");

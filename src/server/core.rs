@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::call::{CaptureEvent, CaptureId, Calls, MediaCommand, MediaId};
+use crate::call::{Calls, CaptureEvent, CaptureId, MediaCommand, MediaId};
 use crate::ivr::MenuSet;
 use crate::media::session::MediaEvent;
 use crate::server::capture::{CaptureMsg, CaptureSink};

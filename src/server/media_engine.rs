@@ -85,6 +85,7 @@ use tokio::io::Interest;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, LocalSet};
 
+pub use crate::call::CaptureId;
 use crate::media::bridge::Bridge;
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
 pub use crate::media::MediaId;
@@ -93,7 +94,6 @@ use crate::server::capture::{
     CaptureMsg, CaptureSink, CapturedRtp, MAX_CALL_RTP_BYTES, MAX_SENT_PACKETS_PER_CALL,
     PROMPT_SAMPLE_PACKETS,
 };
-pub use crate::call::CaptureId;
 
 /// Frames due within this much of the wake-up are sent in the same batch (see the module doc).
 pub const EARLY: Duration = Duration::from_micros(250);

@@ -145,16 +145,12 @@ pub async fn run(
     let calls_cfg = calls_config(&cfg, sip_local);
     let capture = match &cfg.trace_dir {
         Some(dir) => Some(
-            capture::CaptureWriter::start(dir.clone(), calls_cfg.wall).map_err(ServeError::Capture)?,
+            capture::CaptureWriter::start(dir.clone(), calls_cfg.wall)
+                .map_err(ServeError::Capture)?,
         ),
         None => None,
     };
-    let mut calls = Calls::new(
-        calls_cfg,
-        menus,
-        prompts,
-        crate::clock::seed(),
-    );
+    let mut calls = Calls::new(calls_cfg, menus, prompts, crate::clock::seed());
     if queue_log_tx.is_some() {
         calls.enable_queue_log();
     }

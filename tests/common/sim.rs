@@ -47,8 +47,8 @@ use std::collections::HashMap;
 
 use helpline::agent::QueueName;
 use helpline::call::{
-    CaptureEvent, Calls, CallsConfig, Cdr, MediaId, WallClock, CONNECTING_PROMPT, QUEUE_ANNOUNCE_PROMPTS,
-    RINGBACK_TONE,
+    Calls, CallsConfig, CaptureEvent, Cdr, MediaId, WallClock, CONNECTING_PROMPT,
+    QUEUE_ANNOUNCE_PROMPTS, RINGBACK_TONE,
 };
 use helpline::ivr::{MenuSet, PromptCheck};
 use helpline::media::session::{DetectedDigit, DigitMethod, MediaEvent};
