@@ -173,6 +173,11 @@ pub struct SendStats {
     send_errors: AtomicU64,
     max_late_ns: AtomicU64,
     max_early_ns: AtomicU64,
+    /// RTP datagrams read from every session's socket, and their bytes (for `/metrics`).
+    received: AtomicU64,
+    received_bytes: AtomicU64,
+    /// Bytes of every packet handed to the kernel (prompt packets and relayed ones).
+    sent_bytes: AtomicU64,
 }
 
 /// A copy of [`SendStats`] at one moment.
@@ -191,6 +196,12 @@ pub struct SendStatsSnapshot {
     pub max_late: Duration,
     /// Largest earliness seen.
     pub max_early: Duration,
+    /// RTP datagrams read from the sessions' sockets.
+    pub received: u64,
+    /// Their bytes (UDP payload).
+    pub received_bytes: u64,
+    /// Bytes of the packets in `packets` and `relayed` (UDP payload).
+    pub sent_bytes: u64,
     buckets: Vec<u64>,
 }
 
@@ -204,6 +215,9 @@ impl SendStats {
             send_errors: AtomicU64::new(0),
             max_late_ns: AtomicU64::new(0),
             max_early_ns: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            received_bytes: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
         }
     }
 
@@ -233,6 +247,9 @@ impl SendStats {
             &self.send_errors,
             &self.max_late_ns,
             &self.max_early_ns,
+            &self.received,
+            &self.received_bytes,
+            &self.sent_bytes,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -247,6 +264,9 @@ impl SendStats {
             send_errors: self.send_errors.load(Ordering::Relaxed),
             max_late: Duration::from_nanos(self.max_late_ns.load(Ordering::Relaxed)),
             max_early: Duration::from_nanos(self.max_early_ns.load(Ordering::Relaxed)),
+            received: self.received.load(Ordering::Relaxed),
+            received_bytes: self.received_bytes.load(Ordering::Relaxed),
+            sent_bytes: self.sent_bytes.load(Ordering::Relaxed),
             buckets: self
                 .buckets
                 .iter()
@@ -488,6 +508,9 @@ impl Entry {
         match peer.socket.get_ref().send_to(out, dst) {
             Ok(_) => {
                 self.stats.relayed.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .sent_bytes
+                    .fetch_add(out.len() as u64, Ordering::Relaxed);
             }
             Err(err) => {
                 tracing::trace!(%err, "relayed rtp packet dropped");
@@ -799,6 +822,11 @@ impl Engine {
                     };
                     let result = e.socket.get_ref().send_to(packet, dst);
                     let sent = Instant::now();
+                    if result.is_ok() {
+                        self.stats
+                            .sent_bytes
+                            .fetch_add(packet.len() as u64, Ordering::Relaxed);
+                    }
                     match (result, s.last_sent_due()) {
                         (Ok(_), Some(due)) => self.stats.record(sent, due),
                         (Ok(_), None) => {}
@@ -896,6 +924,11 @@ async fn receive_rtp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>
         let Some(strong) = entry.upgrade() else {
             return;
         };
+        strong.stats.received.fetch_add(1, Ordering::Relaxed);
+        strong
+            .stats
+            .received_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
         let now = Instant::now();
         let Some(packet) = buf.get(..n) else { continue };
         let mut session = strong.session.borrow_mut();
