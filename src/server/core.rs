@@ -191,7 +191,8 @@ impl Core {
             while let Some(t) = self.calls.poll_transmit() {
                 progressed = true;
                 if let Some((m, _)) = &mut self.telemetry {
-                    m.sip(now, false, &t.bytes);
+                    // The clock again: `now` is when the input arrived, this is when its answer leaves.
+                    m.sip(crate::clock::now(), false, &t.bytes);
                 }
                 self.send(t).await;
             }
@@ -230,9 +231,11 @@ impl Core {
 
     fn carry_out(&mut self, now: Instant, command: MediaCommand) {
         if let Some((m, _)) = &mut self.telemetry {
+            // As for SIP: measured up to when the command leaves, not when its input arrived.
+            let sent = crate::clock::now();
             match &command {
-                MediaCommand::Play { id, .. } => m.action(now, *id, true),
-                MediaCommand::Bridge { a, .. } => m.action(now, *a, false),
+                MediaCommand::Play { id, .. } => m.action(sent, *id, true),
+                MediaCommand::Bridge { a, .. } => m.action(sent, *a, false),
                 MediaCommand::Close { id } => m.closed(*id),
                 _ => {}
             }

@@ -195,6 +195,10 @@ pub async fn run(
         core.set_queue_log(tx);
     }
 
+    if let Some(h) = &cdr_health {
+        // Opened by now (or failed): /health/ready is settled before the `listening on` line.
+        h.wait_settled(Duration::from_secs(2)).await;
+    }
     match http_local {
         Some(http) => tracing::info!("listening on udp:{local} tcp:{tcp_local} http:{http}"),
         None => tracing::info!("listening on udp:{local} tcp:{tcp_local}"),

@@ -40,6 +40,8 @@ pub struct FileHealth {
     /// The file.
     pub path: PathBuf,
     state: AtomicU8,
+    /// Woken when the writer first reports (opened or failed).
+    settled: tokio::sync::Notify,
 }
 
 const OPENING: u8 = 0;
@@ -52,17 +54,34 @@ impl FileHealth {
         FileHealth {
             path,
             state: AtomicU8::new(OPENING),
+            settled: tokio::sync::Notify::new(),
         }
     }
 
     /// The writer has it open and its last write worked.
     pub fn set_ok(&self) {
         self.state.store(OPEN, Ordering::Relaxed);
+        self.settled.notify_one();
     }
 
     /// The file could not be opened, or a write failed.
     pub fn set_failed(&self) {
         self.state.store(FAILED, Ordering::Relaxed);
+        self.settled.notify_one();
+    }
+
+    /// Waits (at most `limit`) until the writer has tried to open the file, so that readiness is
+    /// known when the server says it is listening.
+    pub async fn wait_settled(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.state.load(Ordering::Relaxed) == OPENING {
+            if tokio::time::timeout_at(deadline, self.settled.notified())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
     }
 
     /// Why the file is not writable, if it is not: the writer's own state, then (the writer thinks all
@@ -181,7 +200,10 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     let Some(snapshot) = ask(&state.core, Query::Snapshot).await else {
         return unavailable("the signalling core did not answer");
     };
-    state.metrics.publish(&snapshot, &state.media.snapshot());
+    let ready = state.ready.problems().await.is_empty();
+    state
+        .metrics
+        .publish(ready, &snapshot, &state.media.snapshot());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(),

@@ -59,6 +59,8 @@ macro_rules! metrics_table {
 metrics_table! {
     CALLS = "helpline_calls_total", Counter, ["region", "dialed", "end_reason", "route"],
         "Calls ended, by region (none), configured dialed number (unknown), end reason (none) and route (none).";
+    READY = "helpline_ready", Gauge, [],
+        "1 when /health/ready would answer 200, 0 when it would answer 503 (set at each scrape).";
     ACTIVE_CALLS = "helpline_active_calls", Gauge, [],
         "Calls in progress.";
     SIP_REQUESTS = "helpline_sip_requests_total", Counter, ["direction", "method"],
@@ -177,7 +179,7 @@ impl Metrics {
                 MetricKind::Histogram => metrics.recorder.describe_histogram(name, None, help),
             }
         }
-        for name in [ACTIVE_CALLS, SIP_TRANSACTIONS, RTP_PORTS, CDR_SPOOLED] {
+        for name in [READY, ACTIVE_CALLS, SIP_TRANSACTIONS, RTP_PORTS, CDR_SPOOLED] {
             metrics.gauge(name, &[]).set(0.0);
         }
         for name in [
@@ -192,6 +194,9 @@ impl Metrics {
             for name in [SIP_RETRANSMISSIONS, RTP_PACKETS, RTP_BYTES, RTP_LOST] {
                 metrics.counter(name, &[("direction", dir)]).absolute(0);
             }
+        }
+        for method in ["rfc4733", "info", "inband"] {
+            metrics.counter(DTMF_KEYS, &[("method", method)]).increment(0);
         }
         for result in ["ok", "refused"] {
             metrics.counter(MENU_RELOADS, &[("result", result)]).increment(0);
@@ -229,7 +234,13 @@ impl Metrics {
     }
 
     /// Sets the values read at scrape time: the core's snapshot and the media engine's counters.
-    pub fn publish(&self, core: &CoreSnapshot, media: &crate::server::media_engine::SendStatsSnapshot) {
+    pub fn publish(
+        &self,
+        ready: bool,
+        core: &CoreSnapshot,
+        media: &crate::server::media_engine::SendStatsSnapshot,
+    ) {
+        self.gauge(READY, &[]).set(if ready { 1.0 } else { 0.0 });
         self.gauge(ACTIVE_CALLS, &[]).set(core.active_calls as f64);
         self.gauge(SIP_TRANSACTIONS, &[]).set(core.transactions as f64);
         self.gauge(RTP_PORTS, &[]).set(core.ports_in_use as f64);
