@@ -49,9 +49,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     )
     .expect("send the request");
     let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .expect("read the response");
+    stream.read_to_string(&mut text).expect("read the response");
     let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
     let status = head
         .split_whitespace()
@@ -125,7 +123,10 @@ fn metrics_parse_and_move_with_real_sipp_calls() {
     for doc in before.docs.keys() {
         assert!(names.contains(doc.as_str()), "{doc} is not in ALL:\n{text}");
     }
-    assert!(before.samples.iter().all(|s| s.metric.starts_with("helpline_")));
+    assert!(before
+        .samples
+        .iter()
+        .all(|s| s.metric.starts_with("helpline_")));
     assert_eq!(value(&before, "helpline_calls_total", &[]), 0.0);
 
     sipp_dtmf_call(&server, "m1");
@@ -148,16 +149,30 @@ fn metrics_parse_and_move_with_real_sipp_calls() {
     let ok = [("direction", "out"), ("method", "INVITE"), ("code", "200")];
     assert_eq!(value(&after, "helpline_sip_responses_total", &ok), 2.0);
     let rfc = [("method", "rfc4733")];
-    assert_eq!(value(&after, "helpline_dtmf_keys_total", &rfc), 2.0, "{text}");
-    assert_eq!(value(&after, "helpline_dtmf_keys_total", &[("method", "info")]), 0.0);
+    assert_eq!(
+        value(&after, "helpline_dtmf_keys_total", &rfc),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(&after, "helpline_dtmf_keys_total", &[("method", "info")]),
+        0.0
+    );
     assert_eq!(value(&after, "helpline_active_calls", &[]), 0.0);
-    assert_eq!(value(&after, "helpline_cdr_records_written_total", &[]), 2.0);
+    assert_eq!(
+        value(&after, "helpline_cdr_records_written_total", &[]),
+        2.0
+    );
     assert_eq!(observations(&after, "helpline_invite_answer_seconds"), 2.0);
     // One key each, followed by the confirmation prompt.
     assert_eq!(observations(&after, "helpline_key_action_seconds"), 2.0);
     // The media engine's counters: SIPp sent the key's RTP, helpline the prompts.
     assert!(value(&after, "helpline_rtp_packets_total", &[("direction", "in")]) > 0.0);
-    let out = value(&after, "helpline_rtp_packets_total", &[("direction", "out")]);
+    let out = value(
+        &after,
+        "helpline_rtp_packets_total",
+        &[("direction", "out")],
+    );
     let bytes = value(&after, "helpline_rtp_bytes_total", &[("direction", "out")]);
     assert!(out > 50.0, "{text}");
     // PCMU 20 ms: 160 bytes of audio and a 12-byte header per packet.
@@ -167,7 +182,10 @@ fn metrics_parse_and_move_with_real_sipp_calls() {
 
 #[test]
 fn a_number_no_menu_lists_is_counted_as_unknown() {
-    let server = Server::start(&common::root().join("ivr-menus"), &["--http", "127.0.0.1:0"]);
+    let server = Server::start(
+        &common::root().join("ivr-menus"),
+        &["--http", "127.0.0.1:0"],
+    );
     let http = http_addr(&server);
     let mut ua = Ua::udp(server.addr);
     for user in ["0999111", "0999222"] {
@@ -178,14 +196,20 @@ fn a_number_no_menu_lists_is_counted_as_unknown() {
     let (text, s) = scrape(http);
     let unknown = [("dialed", "unknown"), ("region", "none"), ("route", "none")];
     assert_eq!(value(&s, "helpline_calls_total", &unknown), 2.0, "{text}");
-    assert!(!text.contains("0999111") && !text.contains("0999222"), "{text}");
+    assert!(
+        !text.contains("0999111") && !text.contains("0999222"),
+        "{text}"
+    );
     let refused = [("direction", "out"), ("method", "INVITE"), ("code", "404")];
     assert!(value(&s, "helpline_sip_responses_total", &refused) >= 2.0);
 }
 
 #[test]
 fn ready_is_503_while_draining_with_a_call_in_progress() {
-    let mut server = Server::start(&first_flow(), &["--http", "127.0.0.1:0", "--drain-secs", "3"]);
+    let mut server = Server::start(
+        &first_flow(),
+        &["--http", "127.0.0.1:0", "--drain-secs", "3"],
+    );
     let http = http_addr(&server);
     assert_eq!(get(http, "/health/ready"), (200, "ready\n".to_string()));
     let mut ua = Ua::udp(server.addr);
@@ -225,7 +249,10 @@ fn ready_is_503_when_the_cdr_file_cannot_be_written() {
     std::fs::remove_file(&server.cdr).expect("remove the CDR file");
     let (status, body) = get(http, "/health/ready");
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("cdr file") && body.contains("not writable"), "{body}");
+    assert!(
+        body.contains("cdr file") && body.contains("not writable"),
+        "{body}"
+    );
     std::fs::create_dir(&server.cdr).expect("a directory in its place");
     let (status, body) = get(http, "/health/ready");
     assert_eq!(status, 503, "{body}");
@@ -347,7 +374,12 @@ fn every_metric_the_deploy_files_query_is_exported() {
             exprs.push(rule["expr"].as_str().expect("an expr").to_string());
         }
     }
-    for a in ["HelplineNotReady", "HelplineCallsRoutedNowhere", "HelplineCdrSpoolNotEmpty", "HelplineRtpLossHigh"] {
+    for a in [
+        "HelplineNotReady",
+        "HelplineCallsRoutedNowhere",
+        "HelplineCdrSpoolNotEmpty",
+        "HelplineRtpLossHigh",
+    ] {
         assert!(alerts.contains(a), "alert {a} missing: {alerts:?}");
     }
     let scrape_cfg: serde_yaml::Value = serde_yaml::from_str(
@@ -358,7 +390,10 @@ fn every_metric_the_deploy_files_query_is_exported() {
 
     let mut queried = BTreeSet::new();
     for e in &exprs {
-        assert!(e.contains("helpline_"), "a query on no helpline metric: {e}");
+        assert!(
+            e.contains("helpline_"),
+            "a query on no helpline metric: {e}"
+        );
         metric_names(e, &mut queried);
     }
 
@@ -378,7 +413,10 @@ fn every_metric_the_deploy_files_query_is_exported() {
         .filter_map(|l| l.split(['{', ' ']).next().map(str::to_string))
         .collect();
     let missing: Vec<&String> = queried.iter().filter(|q| !exported.contains(*q)).collect();
-    assert!(missing.is_empty(), "queried but not exported: {missing:?}\n{text}");
+    assert!(
+        missing.is_empty(),
+        "queried but not exported: {missing:?}\n{text}"
+    );
 }
 
 #[test]
@@ -386,12 +424,22 @@ fn readme_names_every_metric() {
     let readme = std::fs::read_to_string(common::root().join("README.md")).expect("README");
     for def in ALL {
         assert!(def.name.starts_with("helpline_"), "{}", def.name);
-        assert!(readme.contains(def.name), "README does not list {}", def.name);
+        assert!(
+            readme.contains(def.name),
+            "README does not list {}",
+            def.name
+        );
         if def.kind == MetricKind::Counter {
             assert!(def.name.ends_with("_total"), "{}", def.name);
         }
     }
-    for path in ["/metrics", "/health/live", "/health/ready", "/calls/{call-id}", "--http"] {
+    for path in [
+        "/metrics",
+        "/health/live",
+        "/health/ready",
+        "/calls/{call-id}",
+        "--http",
+    ] {
         assert!(readme.contains(path), "README does not document {path}");
     }
 }

@@ -16,10 +16,10 @@ use crate::ivr::MenuSet;
 use crate::media::session::MediaEvent;
 use crate::server::media_engine::MediaHandle;
 use crate::sip::endpoint::{Peer, Transmit, Transport};
-use crate::transport::tcp::{TcpConnections, TcpInbound};
 use crate::telemetry::http::Query;
 use crate::telemetry::metrics::CoreMetrics;
 use crate::telemetry::recent::{RecentCalls, RECENT_CALLS};
+use crate::transport::tcp::{TcpConnections, TcpInbound};
 use crate::transport::udp::SipUdpSocket;
 
 /// The shell around [`Calls`]: every `handle_*` feeds one input and then carries out every output.

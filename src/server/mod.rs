@@ -21,8 +21,8 @@ use crate::ivr::MenuSet;
 use crate::prompts::PromptStore;
 use crate::server::core::Core;
 use crate::server::media_engine::{MediaEngine, MediaEngineConfig};
-use crate::telemetry::http as telemetry_http;
 use crate::sip::endpoint::{Peer, Transport};
+use crate::telemetry::http as telemetry_http;
 use crate::telemetry::http::{FileHealth, HttpState, Query, Readiness, QUERY_QUEUE};
 use crate::telemetry::metrics::{CoreMetrics, Metrics};
 use crate::transport::tcp::{accept_loop, TcpConnections};
@@ -95,15 +95,17 @@ pub async fn run(
     let (query_tx, mut query_rx) = mpsc::channel::<Query>(QUERY_QUEUE);
     // Bound first, so that a load balancer sees "not ready" (not "refused") while the rest comes up.
     let http_listener = match cfg.http {
-        Some(addr) => Some(
-            telemetry_http::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    what: "http",
-                    addr,
-                    source,
-                })?,
-        ),
+        Some(addr) => {
+            Some(
+                telemetry_http::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Bind {
+                        what: "http",
+                        addr,
+                        source,
+                    })?,
+            )
+        }
         None => None,
     };
     let http_local = http_listener.as_ref().and_then(|l| l.local_addr().ok());

@@ -949,6 +949,13 @@ Content-Length: 0\r\n\r\n";
         let again = transmits(&mut ep);
         assert_eq!(again.len(), 1);
         assert!(again[0].starts_with("SIP/2.0 100 Trying"));
+        assert_eq!(
+            ep.retransmissions(),
+            Retransmissions {
+                received: 1,
+                sent: 0
+            }
+        );
     }
 
     #[test]
@@ -973,6 +980,9 @@ Content-Length: 0\r\n\r\n";
             }
         }
         let ms: Vec<u128> = sent_at.iter().map(|d| d.as_millis()).collect();
+        // Every 2xx after the first was a timer's retransmission.
+        assert_eq!(ep.retransmissions().sent, sent_at.len() as u64 - 1);
+        assert_eq!(ep.retransmissions().received, 0);
         assert_eq!(ms[..6], [0, 500, 1500, 3500, 7500, 11500]);
         assert_eq!(no_ack_at, Some(Duration::from_secs(32)));
     }

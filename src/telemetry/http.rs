@@ -186,7 +186,10 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 }
 
 /// Asks the core; `None` when it is busy, gone or slower than [`CORE_TIMEOUT`].
-async fn ask<T>(core: &mpsc::Sender<Query>, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> Option<T> {
+async fn ask<T>(
+    core: &mpsc::Sender<Query>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Query,
+) -> Option<T> {
     let (tx, rx) = oneshot::channel();
     core.try_send(make(tx)).ok()?;
     tokio::time::timeout(CORE_TIMEOUT, rx).await.ok()?.ok()
@@ -205,7 +208,10 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .metrics
         .publish(ready, &snapshot, &state.media.snapshot());
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 use crate::call::{Cdr, MediaId};
 use crate::ivr::MenuSet;
@@ -179,7 +181,13 @@ impl Metrics {
                 MetricKind::Histogram => metrics.recorder.describe_histogram(name, None, help),
             }
         }
-        for name in [READY, ACTIVE_CALLS, SIP_TRANSACTIONS, RTP_PORTS, CDR_SPOOLED] {
+        for name in [
+            READY,
+            ACTIVE_CALLS,
+            SIP_TRANSACTIONS,
+            RTP_PORTS,
+            CDR_SPOOLED,
+        ] {
             metrics.gauge(name, &[]).set(0.0);
         }
         for name in [
@@ -196,10 +204,14 @@ impl Metrics {
             }
         }
         for method in ["rfc4733", "info", "inband"] {
-            metrics.counter(DTMF_KEYS, &[("method", method)]).increment(0);
+            metrics
+                .counter(DTMF_KEYS, &[("method", method)])
+                .increment(0);
         }
         for result in ["ok", "refused"] {
-            metrics.counter(MENU_RELOADS, &[("result", result)]).increment(0);
+            metrics
+                .counter(MENU_RELOADS, &[("result", result)])
+                .increment(0);
         }
         for name in [INVITE_ANSWER, FIRST_PROMPT, KEY_ACTION, QUEUE_WAIT] {
             let _ = metrics.histogram(name);
@@ -209,7 +221,8 @@ impl Metrics {
 
     /// The counter `name{labels}` (registered on first use; a handle is an atomic).
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
-        self.recorder.register_counter(&key(name, labels), &METADATA)
+        self.recorder
+            .register_counter(&key(name, labels), &METADATA)
     }
 
     /// The gauge `name{labels}`.
@@ -242,7 +255,8 @@ impl Metrics {
     ) {
         self.gauge(READY, &[]).set(if ready { 1.0 } else { 0.0 });
         self.gauge(ACTIVE_CALLS, &[]).set(core.active_calls as f64);
-        self.gauge(SIP_TRANSACTIONS, &[]).set(core.transactions as f64);
+        self.gauge(SIP_TRANSACTIONS, &[])
+            .set(core.transactions as f64);
         self.gauge(RTP_PORTS, &[]).set(core.ports_in_use as f64);
         let retrans = core.retransmissions;
         self.counter(SIP_RETRANSMISSIONS, &[("direction", "in")])
@@ -272,8 +286,10 @@ impl Metrics {
             .absolute(media.received_bytes);
         self.counter(RTP_BYTES, &[("direction", "out")])
             .absolute(media.sent_bytes);
-        self.counter(RTP_SEND_ERRORS, &[]).absolute(media.send_errors);
-        self.counter(MEDIA_PACKETS_PACED, &[]).absolute(media.packets);
+        self.counter(RTP_SEND_ERRORS, &[])
+            .absolute(media.send_errors);
+        self.counter(MEDIA_PACKETS_PACED, &[])
+            .absolute(media.packets);
         for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999)] {
             let late = if media.packets == 0 {
                 Duration::ZERO
@@ -436,15 +452,17 @@ impl CoreMetrics {
             .increment(1);
         let Some(call_id) = p.call_id else { return };
         match (inbound, p.kind) {
-            (true, Kind::Request("INVITE")) => {
-                if self.invites.len() < MAX_PENDING && !self.invites.contains_key(call_id) {
-                    self.invites.insert(call_id.to_owned(), now);
-                }
+            // A retransmitted INVITE keeps the first arrival.
+            (true, Kind::Request("INVITE"))
+                if self.invites.len() < MAX_PENDING && !self.invites.contains_key(call_id) =>
+            {
+                self.invites.insert(call_id.to_owned(), now);
             }
             (false, Kind::Response(code)) if p.cseq_method == "INVITE" && code >= 200 => {
                 if let Some(at) = self.invites.remove(call_id) {
                     if code < 300 {
-                        self.invite_answer.record(now.duration_since(at).as_secs_f64());
+                        self.invite_answer
+                            .record(now.duration_since(at).as_secs_f64());
                     }
                 }
             }
@@ -473,7 +491,8 @@ impl CoreMetrics {
             match self.first_rtp.get_mut(&id) {
                 Some(slot) => {
                     if let Some(at) = slot.take() {
-                        self.first_prompt.record(now.duration_since(at).as_secs_f64());
+                        self.first_prompt
+                            .record(now.duration_since(at).as_secs_f64());
                     }
                 }
                 // The first prompt started before any RTP (`--first-prompt-delay`): not a measure.
