@@ -443,3 +443,59 @@ fn readme_names_every_metric() {
         assert!(readme.contains(path), "README does not document {path}");
     }
 }
+
+#[test]
+fn menu_reloads_and_the_live_version_show_on_metrics() {
+    let dir = common::temp_dir("http-menus");
+    let flow = dir.join("flow.toml");
+    let text = std::fs::read_to_string(first_flow().join("flow.toml")).expect("the flow");
+    std::fs::write(&flow, &text).expect("copy the flow");
+    let server = Server::start(&dir, &["--http", "127.0.0.1:0", "--no-watch"]);
+    let http = http_addr(&server);
+    let (_, s) = scrape(http);
+    let live = |s: &Scrape| -> Vec<String> {
+        s.samples
+            .iter()
+            .filter(|x| x.metric == "helpline_menu_info" && x.value == Value::Gauge(1.0))
+            .filter_map(|x| x.labels.get("version").map(str::to_string))
+            .collect()
+    };
+    let first = live(&s);
+    assert_eq!(first.len(), 1, "one live version");
+
+    std::fs::write(&flow, "this is not toml [").expect("break the flow");
+    server.signal("HUP");
+    server
+        .wait_log("menu reload refused", WAIT)
+        .expect("refused");
+    let (_, s) = scrape(http);
+    assert_eq!(
+        value(&s, "helpline_menu_reloads_total", &[("result", "refused")]),
+        1.0
+    );
+    assert_eq!(live(&s), first, "the live set stays");
+
+    std::fs::write(&flow, format!("{text}\n# edited\n")).expect("fix the flow");
+    server.signal("HUP");
+    server.wait_log("menus reloaded", WAIT).expect("reloaded");
+    // The core learns of the new set through its own channel: wait for the scrape to show it.
+    let deadline = std::time::Instant::now() + WAIT;
+    let s = loop {
+        let (_, s) = scrape(http);
+        if live(&s) != first || std::time::Instant::now() >= deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        value(&s, "helpline_menu_reloads_total", &[("result", "ok")]),
+        1.0
+    );
+    let now = live(&s);
+    assert_eq!(now.len(), 1, "one live version: {now:?}");
+    assert_ne!(now, first, "the new version is live");
+    assert_eq!(
+        value(&s, "helpline_menu_info", &[("version", &first[0])]),
+        0.0
+    );
+}
