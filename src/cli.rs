@@ -79,6 +79,10 @@ pub enum Command {
         /// Text of the Server header on responses and User-Agent on requests (RFC 3261 §20.35, §20.41).
         #[arg(long, value_name = "TEXT", default_value = crate::sip::USER_AGENT)]
         server_header: String,
+        /// Serve `/metrics`, `/health/live`, `/health/ready` and `/calls/{call-id}` over HTTP at this
+        /// address (off by default; port 0 picks a free port).
+        #[arg(long, value_name = "IP:PORT")]
+        http: Option<SocketAddr>,
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
@@ -157,6 +161,7 @@ pub fn main() -> ExitCode {
             no_watch,
             pretend_time,
             server_header,
+            http,
         } => {
             let mut cfg = ServerConfig {
                 menus_dir: config,
@@ -175,6 +180,7 @@ pub fn main() -> ExitCode {
                 watch_menus: !no_watch,
                 pretend_time,
                 server_header,
+                http,
                 ..ServerConfig::default()
             };
             cfg.timers.t1 = Duration::from_millis(t1_ms.max(1));
