@@ -51,3 +51,11 @@ while pgrep -f "sipp -sn uas -i 127.0.0.1 -p 25060" >/dev/null; do sleep 0.2; do
 chmod 644 uac_messages.log uas_messages.log
 # Other processes on this host may hit the ports while capturing: check each capture holds one Call-ID
 # (tshark -r F -Y sip -T fields -e sip.Call-ID | sort -u); rerun if not.
+
+# (g) the same over TCP: the UAC's log.
+sipp -sn uas -i 127.0.0.1 -p 25060 -mp 26000 -t t1 -m 1 -bg >/dev/null 2>&1 || true
+sleep 0.5
+timeout 20 sipp 127.0.0.1:25060 -sf uac_dtmf.xml -i 127.0.0.1 -p 25062 -mp 26004 -t t1 -m 1 -s 100 -nostdin \
+    -trace_msg -message_file uac_tcp_messages.log >/dev/null 2>&1
+while pgrep -f "sipp -sn uas -i 127.0.0.1 -p 25060" >/dev/null; do sleep 0.2; done
+chmod 644 uac_tcp_messages.log
