@@ -531,8 +531,11 @@ fn pending_fragments_are_bounded_and_time_out() {
         .all(|f| ip.handle(T0 + Duration::from_secs(32), f).is_none()));
 }
 
-/// A TCP capture of `segments` (ms, from, to, seq, syn, payload).
-fn tcp_pcap(segments: &[(u64, SocketAddr, SocketAddr, u32, bool, Vec<u8>)]) -> Vec<u8> {
+/// One TCP segment to capture: (ms, from, to, seq, syn, payload).
+type TcpSegment = (u64, SocketAddr, SocketAddr, u32, bool, Vec<u8>);
+
+/// A TCP capture of `segments`.
+fn tcp_pcap(segments: &[TcpSegment]) -> Vec<u8> {
     let frames: Vec<(Duration, Vec<u8>)> = segments
         .iter()
         .map(|(ms, from, to, seq, syn, p)| {
