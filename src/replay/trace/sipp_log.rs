@@ -61,10 +61,7 @@ pub(crate) fn read(bytes: &[u8]) -> Vec<Captured> {
                 messages.push((entry.ts, false, entry.transport, message));
             }
         } else if sip::looks_like_sip(entry.content) {
-            let message = match sip::frame(entry.content) {
-                Framed::Message { skip, len } => entry.content[skip..skip + len].to_vec(),
-                _ => entry.content.to_vec(),
-            };
+            let message = sip::datagram_message(entry.content).to_vec();
             messages.push((entry.ts, entry.sent, entry.transport, message));
         }
     }

@@ -829,6 +829,126 @@ fn a_truncated_capture_keeps_the_packets_before_the_cut() {
     );
 }
 
+#[test]
+fn sip_is_recognised_by_its_first_line_only() {
+    use sip::{start_line, StartLine};
+    assert_eq!(
+        start_line(b"INVITE sip:100@10.0.0.2 SIP/2.0\r\n"),
+        Some(StartLine::Request {
+            method: "INVITE".into(),
+            uri: "sip:100@10.0.0.2".into()
+        })
+    );
+    assert_eq!(
+        start_line(b"SIP/2.0 486 Busy Here"),
+        Some(StartLine::Response { code: 486 })
+    );
+    assert_eq!(
+        start_line(b"X-CUSTOM tel:+441234 SIP/2.0"),
+        Some(StartLine::Request {
+            method: "X-CUSTOM".into(),
+            uri: "tel:+441234".into()
+        })
+    );
+    for not_sip in [
+        &b"GET / HTTP/1.1"[..],
+        b"HTTP/1.1 200 OK",
+        b"SIP/2.0 20 Short",
+        b"INVITE nouri SIP/2.0",
+        b"\x80\x65\x00\x01",
+        b"",
+    ] {
+        assert_eq!(
+            start_line(not_sip),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(not_sip)
+        );
+    }
+}
+
+#[test]
+fn udp_sip_with_compact_headers_and_no_content_length() {
+    let call = synth::Call::v4("compact@10.0.0.1");
+    let mut timeline = call.udp_timeline();
+    // The INVITE with compact Call-ID and no Content-Length (allowed on UDP: the body runs to the end),
+    // sent after two keep-alive CRLFs, with LF-only line ends.
+    let invite = String::from_utf8(call.invite()).expect("ascii");
+    let head_end = invite.find("\r\n\r\n").expect("a head");
+    let (head, body) = invite.split_at(head_end + 4);
+    let head: String = head
+        .lines()
+        .filter(|l| !l.starts_with("Content-Length"))
+        .map(|l| l.replace("Call-ID:", "i:") + "\n")
+        .collect();
+    timeline[0].3 = format!("\r\n\r\n{head}{body}").into_bytes();
+    let trace = read_trace(&synth::pcap_of(101, T0, &timeline)).expect("readable");
+    assert_synthetic_call(&trace, &call);
+    let PacketKind::Sip(got) = &trace.calls[0].packets[0].kind else {
+        panic!("the INVITE first")
+    };
+    assert!(
+        got.starts_with(b"INVITE ") && got.ends_with(body.as_bytes()),
+        "body kept, keep-alives dropped"
+    );
+}
+
+#[test]
+fn sdp_audio_address() {
+    let sdp = |s: &str| sip::sdp_audio(s.replace('|', "\r\n").as_bytes());
+    assert_eq!(
+        sdp("v=0|c=IN IP4 10.0.0.1|m=audio 4000 RTP/AVP 0|"),
+        Some("10.0.0.1:4000".parse().expect("literal"))
+    );
+    // Media-level c= wins; a video stream first is passed over; port 0 (declined) is no address.
+    assert_eq!(
+        sdp("v=0|c=IN IP4 10.0.0.1|m=video 5000 RTP/AVP 96|m=audio 4002 RTP/AVP 0|c=IN IP6 fd00::9|"),
+        Some("[fd00::9]:4002".parse().expect("literal"))
+    );
+    assert_eq!(sdp("v=0|c=IN IP4 10.0.0.1|m=audio 0 RTP/AVP 0|"), None);
+    assert_eq!(
+        sdp("v=0|c=IN IP4 0.0.0.0|m=audio 4000 RTP/AVP 0|"),
+        None,
+        "old-style hold"
+    );
+    assert_eq!(
+        sdp("v=0|m=audio 4000 RTP/AVP 0|"),
+        None,
+        "no connection address"
+    );
+}
+
+#[test]
+fn a_tcp_agent_leg_is_known_by_its_via() {
+    let caller = synth::Call::v4("tcp-caller@10.0.0.1");
+    let mut agent = synth::Call::v4("tcp-agent@10.0.0.2");
+    // The leg's INVITE names the server's SIP address in its Via, but its connection comes from 10.0.0.2:40123.
+    agent.caller = caller.server;
+    agent.server = "10.0.0.3:5060".parse().expect("literal");
+    let mut leg_invite = agent.invite();
+    agent.caller = "10.0.0.2:40123".parse().expect("literal");
+    let ephemeral = agent.caller;
+    let mut segments: Vec<TcpSegment> =
+        vec![(0, caller.caller, caller.server, 0, true, Vec::new())];
+    segments.push((1, caller.caller, caller.server, 1, false, caller.invite()));
+    segments.push((2, ephemeral, agent.server, 0, true, Vec::new()));
+    segments.push((
+        3,
+        ephemeral,
+        agent.server,
+        1,
+        false,
+        std::mem::take(&mut leg_invite),
+    ));
+    let trace = read_trace(&tcp_pcap(&segments)).expect("readable");
+    let legs: Vec<Option<&str>> = trace.calls.iter().map(|c| c.leg_of.as_deref()).collect();
+    assert_eq!(legs, [None, Some("tcp-caller@10.0.0.1")]);
+    assert_eq!(
+        trace.calls[1].caller, ephemeral,
+        "the caller is where the INVITE came from"
+    );
+}
+
 mod synth;
 
 mod soup {
