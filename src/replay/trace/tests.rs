@@ -410,6 +410,31 @@ fn pcapng_interfaces_with_their_own_link_type_and_resolution() {
 }
 
 #[test]
+fn pcapng_sections_in_both_byte_orders_one_after_another() {
+    let call = synth::Call::v4("sections@10.0.0.1");
+    let timeline = call.udp_timeline();
+    let section = |big: bool, link: u16, part: &[(u64, SocketAddr, SocketAddr, Vec<u8>)]| {
+        let mut blocks = vec![synth::Ng::Interface(link, Some(9))];
+        for (ms, from, to, payload) in part {
+            let t = (T0 + Duration::from_millis(*ms)).as_nanos() as u64;
+            blocks.push(synth::Ng::Packet(
+                0,
+                t,
+                synth::framed(u32::from(link), &synth::ip_udp(*from, *to, payload)),
+            ));
+        }
+        synth::pcapng(big, &blocks)
+    };
+    // A new section forgets the old interfaces: its interface 0 is another link type.
+    let bytes = [
+        section(false, 1, &timeline[..4]),
+        section(true, 101, &timeline[4..]),
+    ]
+    .concat();
+    assert_synthetic_call(&read_trace(&bytes).expect("readable"), &call);
+}
+
+#[test]
 fn pcapng_simple_packet_blocks_take_the_previous_time() {
     let call = synth::Call::v4("spb@10.0.0.1");
     let t = |ms: u64| (T0 + Duration::from_millis(ms)).as_micros() as u64;
