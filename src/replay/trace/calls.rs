@@ -2,6 +2,13 @@
 //! the caller and server from its first INVITE, marks legs placed by another call's server, and assigns
 //! UDP datagrams to a call as RTP/RTCP by the audio addresses its SDP named. It does not parse anything
 //! below SIP and does not judge whether a call is well-formed.
+//!
+//! A datagram is a call's RTP when it goes to an audio address one side's SDP named (RTCP: that port + 1,
+//! or RTCP payload types under rtcp-mux), comes from an IP the other side used (its SIP or SDP address:
+//! SIPp's pcap playback keeps the IP but not always the port), and falls between that SDP's message and
+//! the call's end plus [`MEDIA_GRACE`] (open-ended while the trace shows no BYE, CANCEL or failure). When
+//! calls reuse the same media addresses (SIPp does), the call whose SDP named it most recently wins: calls
+//! one after another separate cleanly; calls overlapping on identical addresses cannot be told apart.
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -12,6 +12,8 @@
 //! - udp_any_sll2.pcapng: `tshark -q -i any -y LINUX_SLL2 -f "$F" -w udp_any_sll2.pcapng` (SLL2, 276)
 //! - tcp_lo.pcapng: as udp_lo.pcapng, both SIPp with `-t t1` (SIP over TCP)
 //! - udp_v6.pcapng: as udp_lo.pcapng with `-i ::1` on both and the UAC calling `[::1]:25060`
+//! - udp_3calls.pcapng: as udp_lo.pcapng with `-m 3` on both and `-l 1` on the UAC: three calls in a row
+//!   on the same SIP and media ports
 //! - uac_messages.log / uas_messages.log: no capture; both SIPp with `-trace_msg -message_file F`.
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -163,6 +165,48 @@ fn ipv6_call_on_loopback() {
 fn sip_over_tcp_is_reassembled() {
     let trace = read_trace(&fixture("tcp_lo.pcapng")).expect("readable");
     assert_sipp_call(&trace, v4(), TraceTransport::Tcp);
+}
+
+#[test]
+fn calls_in_a_row_on_the_same_ports_keep_their_own_rtp() {
+    let trace = read_trace(&fixture("udp_3calls.pcapng")).expect("readable");
+    let ids: Vec<&str> = trace
+        .calls
+        .iter()
+        .map(|c| c.call_id.split('-').next().unwrap_or(""))
+        .collect();
+    assert_eq!(ids, ["1", "2", "3"], "SIPp numbers its calls");
+    let mut starts = Vec::new();
+    for call in &trace.calls {
+        assert_eq!(
+            (
+                call.caller.port(),
+                call.server.port(),
+                call.leg_of.as_deref()
+            ),
+            (25062, 25060, None)
+        );
+        assert_eq!(
+            sip_summary(call),
+            ["INVITE", "180", "200", "ACK", "BYE", "200"]
+        );
+        assert_eq!(
+            telephone_events(call).len(),
+            10,
+            "{}: its own key only",
+            call.call_id
+        );
+        assert!(rtp(call)
+            .iter()
+            .all(|p| p.at > Duration::from_millis(250) && p.at < Duration::from_secs(1)));
+        starts.push(call.start.expect("wall time"));
+    }
+    assert!(
+        starts
+            .windows(2)
+            .all(|w| w[1] - w[0] > chrono::Duration::milliseconds(1500)),
+        "one after another"
+    );
 }
 
 #[test]
