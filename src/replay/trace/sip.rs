@@ -333,6 +333,27 @@ pub(crate) fn frame(buf: &[u8]) -> Framed {
     }
 }
 
+/// Takes every whole message off the front of a stream buffer (keep-alives and non-SIP lines dropped),
+/// leaving an incomplete message in place.
+pub(crate) fn drain_messages(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        match frame(buf) {
+            Framed::Message { skip, len } => {
+                out.push(buf[skip..skip + len].to_vec());
+                buf.drain(..skip + len);
+            }
+            Framed::Incomplete { skip } => {
+                buf.drain(..skip);
+                return out;
+            }
+            Framed::Garbage(n) => {
+                buf.drain(..n.min(buf.len()));
+            }
+        }
+    }
+}
+
 /// The audio address an SDP body offers: the first `m=audio` with a non-zero port, at its media-level
 /// `c=` or else the session-level one. None without such a line or with a hold address (0.0.0.0).
 pub(crate) fn sdp_audio(body: &[u8]) -> Option<SocketAddr> {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 
 use super::decode::{Captured, Payload};
-use super::sip::{self, Framed, Message};
+use super::sip::{self, Message};
 use super::TraceTransport;
 
 /// The start of every entry: 47 dashes and a space, then the time.
@@ -57,7 +57,7 @@ pub(crate) fn read(bytes: &[u8]) -> Vec<Captured> {
             if tcp_in.len() > sip::MAX_BODY * 2 {
                 tcp_in.clear();
             }
-            for message in frame_all(&mut tcp_in) {
+            for message in sip::drain_messages(&mut tcp_in) {
                 messages.push((entry.ts, false, entry.transport, message));
             }
         } else if sip::looks_like_sip(entry.content) {
@@ -122,25 +122,6 @@ fn endpoints(
         ends.insert(call_id.to_string(), pair);
     }
     ends
-}
-
-fn frame_all(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        match sip::frame(buf) {
-            Framed::Message { skip, len } => {
-                out.push(buf[skip..skip + len].to_vec());
-                buf.drain(..skip + len);
-            }
-            Framed::Incomplete { skip } => {
-                buf.drain(..skip);
-                return out;
-            }
-            Framed::Garbage(n) => {
-                buf.drain(..n.min(buf.len()));
-            }
-        }
-    }
 }
 
 /// The entries of a log, in order; text between separators that is not a message entry is skipped.
