@@ -1,0 +1,1 @@
+//! Unit tests of the replaying caller on a simulated clock.
