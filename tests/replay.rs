@@ -1,0 +1,238 @@
+//! `helpline replay`: a traced call replayed offline (real call layer and media sessions on a simulated
+//! clock) and live (against the real binary) reaches the route the shipped menus give; both agree; a
+//! menu edit makes the same trace fail naming the menu and the key; the CLI refuses bad arguments.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use helpline::ivr::MenuSet;
+use helpline::prompts::PromptStore;
+use helpline::replay::live::{LiveSetup, RecordSource};
+use helpline::replay::offline::OfflineSetup;
+use helpline::replay::report::{CallReport, Verdict};
+use helpline::replay::synth::CallBuilder;
+use helpline::replay::trace::TraceCall;
+use helpline::replay::Mode;
+
+/// Wednesday 10:00 in Paris: europe is open.
+const OPEN: &str = "2026-11-25T09:00:00Z";
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("literal time")
+        .with_timezone(&Utc)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A GB caller (08000289999) who presses 2 (refunds) during the greeting, then types the order
+/// number 112233 — every key with sip-tester's one timestamp, as a trace of SIPp playing its
+/// captures holds them, so repeated keys only count if the replay re-stamps them — and hangs up 15 s
+/// after the ACK.
+fn refunds_trace() -> TraceCall {
+    let mut b = CallBuilder::udp("08000289999");
+    b.invite(ms(0));
+    b.response(ms(5), 100);
+    b.ok(ms(50));
+    b.ack(ms(60));
+    b.key_rfc4733(ms(60 + 2000), '2', 0x33e0);
+    for (i, key) in "112233".chars().enumerate() {
+        b.key_rfc4733(ms(60 + 5000 + 400 * i as u64), key, 0x33e0);
+    }
+    b.bye(ms(60 + 15000));
+    b.build()
+}
+
+fn menus(dir: &Path, prompts: &PromptStore) -> Arc<MenuSet> {
+    helpline::config::load_menus(dir, prompts)
+        .unwrap_or_else(|d| panic!("menus in {} do not compile: {d:#?}", dir.display()))
+}
+
+fn prompts() -> PromptStore {
+    PromptStore::load_dir(&common::root().join("prompts")).expect("shipped prompts load")
+}
+
+/// A copy of the shipped menus where key 2 of `main` routes to orders instead of refunds.
+fn edited_menus() -> PathBuf {
+    let dir = common::temp_dir("replay-menus");
+    for entry in std::fs::read_dir(common::root().join("ivr-menus")).expect("ivr-menus/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let text = std::fs::read_to_string(&path).expect("menu file");
+            let from = "[menus.main.keys.2.then]\naction = \"route\"\ndepartment = \"refunds\"";
+            let text = if text.contains(from) {
+                text.replace(
+                    from,
+                    "[menus.main.keys.2.then]\naction = \"route\"\ndepartment = \"orders\"",
+                )
+            } else {
+                text
+            };
+            std::fs::write(dir.join(path.file_name().expect("name")), text).expect("write");
+        }
+    }
+    let edited = std::fs::read_to_string(dir.join("menus.toml")).expect("menus.toml");
+    assert!(edited.contains("department = \"orders\"\n\n[menus.main.keys.2.on_failure]"));
+    dir
+}
+
+fn offline(calls: &[TraceCall], menus_dir: &Path, expect: Option<&str>) -> Vec<CallReport> {
+    let prompts = prompts();
+    let setup = OfflineSetup {
+        menus: menus(menus_dir, &prompts),
+        prompts,
+        wall: at(OPEN),
+        seed: 11,
+    };
+    let mode = Mode::Offline {
+        setup: &setup,
+        at_given: true,
+    };
+    runtime().block_on(helpline::replay::run(calls, None, mode, expect))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn keys(r: &CallReport) -> String {
+    r.keys.iter().map(|k| k.key.as_str()).collect()
+}
+
+#[test]
+fn offline_replay_of_a_refunds_call_reaches_europe_refunds() {
+    let wall = Instant::now();
+    let reports = offline(
+        &[refunds_trace()],
+        &common::root().join("ivr-menus"),
+        Some("europe.refunds"),
+    );
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_eq!(r.verdict, Verdict::Pass, "{r:#?}");
+    assert_eq!(r.route.as_deref(), Some("europe.refunds"));
+    assert_eq!(r.menu_path, ["main"]);
+    // Seven presses sent, and the server heard all seven: the repeated keys with one captured
+    // timestamp were re-stamped into separate presses.
+    assert_eq!(keys(r), "2112233");
+    assert!(r.keys.iter().all(|k| k.method == "rfc4733" && k.after_ack));
+    assert_eq!(r.server_digits.concat(), "2112233");
+    assert_eq!(r.keys[0].offset_s, 2.0);
+    assert!(r.responses.contains(&200), "{:?}", r.responses);
+    assert_ne!(r.replay_call_id.as_deref(), Some(r.original_call_id.as_str()));
+    // A simulated clock: well under the 15 s the call lasts.
+    assert!(wall.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_menu_edit_makes_the_same_trace_fail_naming_the_menu_and_the_key() {
+    let reports = offline(&[refunds_trace()], &edited_menus(), Some("europe.refunds"));
+    let r = &reports[0];
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert_eq!(r.route.as_deref(), Some("europe.orders"));
+    assert_eq!(
+        r.failure.as_deref(),
+        Some("call 1: expected europe.refunds, reached europe.orders — in menu main after key 2")
+    );
+}
+
+#[test]
+fn info_keys_are_replayed_and_a_trace_without_bye_is_hung_up_after_its_last_packet() {
+    let mut b = CallBuilder::udp("08000289999");
+    b.invite(ms(0)).ok(ms(30)).ack(ms(40));
+    b.info(ms(40 + 1500), '3'); // seller disputes: routed at once
+    b.caller_rtp(
+        ms(40 + 1600),
+        helpline::replay::synth::audio_packet(0, 1, 0, &[0xff; 160]),
+    );
+    let reports = offline(
+        &[b.build()],
+        &common::root().join("ivr-menus"),
+        Some("europe.seller-disputes"),
+    );
+    let r = &reports[0];
+    assert_eq!(r.verdict, Verdict::Pass, "{r:#?}");
+    assert_eq!(keys(r), "3");
+    assert_eq!(r.keys[0].method, "info");
+    assert_eq!(r.server_digits, ["3"]);
+    assert!(r.ended.is_some());
+}
+
+#[test]
+fn live_replay_against_the_binary_reaches_the_same_route_as_offline() {
+    let server = common::Server::start(
+        &common::root().join("ivr-menus"),
+        &["--pretend-time", OPEN],
+    );
+    let setup = LiveSetup {
+        target: server.addr,
+        bind: None,
+        record: RecordSource::Cdr(server.cdr.clone()),
+        seed: 5,
+    };
+    let calls = [refunds_trace()];
+    let live = runtime().block_on(helpline::replay::run(
+        &calls,
+        None,
+        Mode::Live(&setup),
+        Some("europe.refunds"),
+    ));
+    let off = offline(&calls, &common::root().join("ivr-menus"), Some("europe.refunds"));
+    let (l, o) = (&live[0], &off[0]);
+    assert_eq!(l.verdict, Verdict::Pass, "{l:#?}\n{}", server.log_text());
+    assert_eq!(l.route, o.route);
+    assert_eq!(l.menu_path, o.menu_path);
+    assert_eq!(l.server_digits, o.server_digits);
+    assert_eq!(keys(l), keys(o));
+    let cdr = server.cdr_for(l.replay_call_id.as_deref().expect("replayed"), ms(1000));
+    assert_eq!(cdr["route"], "europe.refunds");
+}
+
+fn helpline(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_helpline"))
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .expect("run helpline")
+}
+
+#[test]
+fn replay_needs_exactly_one_of_target_and_offline() {
+    let none = helpline(&["replay", "x.pcap"]);
+    assert_eq!(none.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(err.contains("--target") && err.contains("--offline"), "{err}");
+
+    let both = helpline(&["replay", "x.pcap", "--target", "127.0.0.1:5060", "--offline"]);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+
+    let cdr_offline = helpline(&["replay", "x.pcap", "--offline", "--cdr", "c.jsonl"]);
+    assert_eq!(cdr_offline.status.code(), Some(2));
+
+    let bad_at = helpline(&["replay", "x.pcap", "--offline", "--at", "yesterday"]);
+    assert_eq!(bad_at.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_at.stderr).contains("RFC 3339"));
+}
+
+#[test]
+fn an_unreadable_trace_is_a_usage_error() {
+    let missing = helpline(&["replay", "/nonexistent/trace.pcap", "--offline"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+
+    let dir = common::temp_dir("replay-cli");
+    let junk = dir.join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture").expect("write");
+    let out = helpline(&["replay", junk.to_str().expect("utf-8"), "--offline"]);
+    assert_eq!(out.status.code(), Some(2));
+}
