@@ -375,7 +375,8 @@ impl ReplayCaller {
             self.hang_up(now);
         }
         if self.deadline.is_some_and(|d| d <= now) && self.phase != Phase::Over {
-            if self.phase == Phase::Established && !self.hangup_sent {
+            // Leave nothing behind on the server: a BYE when answered, a CANCEL while ringing.
+            if !self.hangup_sent {
                 self.hang_up(now);
             }
             self.finish(CallEnd::TimedOut);
