@@ -236,3 +236,115 @@ fn an_unreadable_trace_is_a_usage_error() {
     let out = helpline(&["replay", junk.to_str().expect("utf-8"), "--offline"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A SIPp caller's call to `sipp -sn uas` (not helpline), captured by dumpcap on loopback
+/// (tests/data/replay/make_sipp_trace.sh): GB number, key 2, order number 112233 from sip-tester's
+/// RFC 4733 captures, whose repeated keys carry identical timestamps and sequence numbers.
+const SIPP_TRACE: &str = "tests/data/replay/sipp_gb_refunds.pcapng";
+
+fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn route_and_keys(v: &serde_json::Value) -> (String, String, String) {
+    let keys = v["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["key"].as_str().expect("key").to_owned())
+        .collect::<String>();
+    let digits = v["server_digits"]
+        .as_array()
+        .expect("server_digits")
+        .iter()
+        .map(|k| k.as_str().expect("digit").to_owned())
+        .collect::<String>();
+    (v["route"].as_str().unwrap_or("none").to_owned(), keys, digits)
+}
+
+#[test]
+fn a_sipp_capture_of_a_call_to_another_uas_replays_offline_and_live_to_the_same_route() {
+    let offline = helpline(&[
+        "replay",
+        SIPP_TRACE,
+        "--offline",
+        "--expect-route",
+        "europe.refunds",
+        "--json",
+    ]);
+    assert_eq!(
+        offline.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    let off = json_lines(&offline);
+    assert_eq!(off.len(), 1);
+    assert_eq!(off[0]["verdict"], "pass");
+    // Every press arrived, the repeated ones included: re-stamped from their capture times.
+    let expected = ("europe.refunds".to_owned(), "2112233".to_owned(), "2112233".to_owned());
+    assert_eq!(route_and_keys(&off[0]), expected);
+    assert_eq!(off[0]["menu_path"], serde_json::json!(["main"]));
+
+    let server = common::Server::start(
+        &common::root().join("ivr-menus"),
+        &["--pretend-time", OPEN],
+    );
+    let live = helpline(&[
+        "replay",
+        SIPP_TRACE,
+        "--target",
+        &server.addr.to_string(),
+        "--cdr",
+        server.cdr.to_str().expect("utf-8 path"),
+        "--expect-route",
+        "europe.refunds",
+        "--json",
+    ]);
+    assert_eq!(
+        live.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&live.stdout),
+        server.log_text()
+    );
+    let on = json_lines(&live);
+    assert_eq!(route_and_keys(&on[0]), expected);
+    assert_eq!(on[0]["menu_path"], off[0]["menu_path"]);
+    let replay_id = on[0]["replay_call_id"].as_str().expect("replayed");
+    assert_eq!(server.cdr_for(replay_id, ms(1000))["route"], "europe.refunds");
+}
+
+#[test]
+fn at_sets_the_offline_wall_clock_so_a_night_call_is_judged_against_the_night_menu() {
+    let night = helpline(&[
+        "replay",
+        SIPP_TRACE,
+        "--offline",
+        "--at",
+        "2026-11-25T23:30:00Z",
+        "--expect-route",
+        "europe.refunds",
+    ]);
+    assert_eq!(night.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&night.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("call 1: expected europe.refunds, reached ")),
+        "{text}"
+    );
+    assert!(!text.contains("reached europe.refunds"), "{text}");
+}
+
+#[test]
+fn the_call_option_picks_one_call_and_rejects_a_number_beyond_the_trace() {
+    let beyond = helpline(&["replay", SIPP_TRACE, "--offline", "--call", "2"]);
+    assert_eq!(beyond.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&beyond.stderr).contains("has 1 call"));
+    let one = helpline(&["replay", SIPP_TRACE, "--offline", "--call", "1", "--json"]);
+    assert_eq!(one.status.code(), Some(0));
+    assert_eq!(json_lines(&one)[0]["call"], 1);
+}
