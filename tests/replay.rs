@@ -33,8 +33,9 @@ fn ms(n: u64) -> Duration {
 
 /// A GB caller (08000289999) who presses 2 (refunds) during the greeting, then types the order
 /// number 112233 — every key with sip-tester's one timestamp, as a trace of SIPp playing its
-/// captures holds them, so repeated keys only count if the replay re-stamps them — and hangs up 15 s
-/// after the ACK.
+/// captures holds them, and only 220 ms between a key's last packet and the next key's first, less
+/// than the 250 ms after which helpline's detector takes a repeated timestamp for a new press: the
+/// repeated keys only count if the replay re-stamps them — and hangs up 15 s after the ACK.
 fn refunds_trace() -> TraceCall {
     let mut b = CallBuilder::udp("08000289999");
     b.invite(ms(0));
@@ -347,4 +348,67 @@ fn the_call_option_picks_one_call_and_rejects_a_number_beyond_the_trace() {
     let one = helpline(&["replay", SIPP_TRACE, "--offline", "--call", "1", "--json"]);
     assert_eq!(one.status.code(), Some(0));
     assert_eq!(json_lines(&one)[0]["call"], 1);
+}
+
+/// A stand-in for `serve --http`: answers `GET /calls/...` with 404 `not_yet` times, then the record.
+fn fake_calls_endpoint(not_yet: usize, record: serde_json::Value) -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for (i, conn) in listener.incoming().enumerate() {
+            let mut conn = conn.expect("accept");
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("request line");
+            seen.push(line.trim_end().to_owned());
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).expect("header") <= 2 {
+                    break;
+                }
+            }
+            let (status, body) = if i < not_yet {
+                ("404 Not Found", "{\"error\":\"unknown call\"}".to_owned())
+            } else {
+                ("200 OK", record.to_string())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(resp.as_bytes()).expect("write");
+            if i >= not_yet {
+                break;
+            }
+        }
+        seen
+    });
+    (addr, handle)
+}
+
+#[test]
+fn the_route_is_read_from_get_calls_by_percent_encoded_call_id_retrying_on_404() {
+    let record = serde_json::json!({
+        "call_id": "replay-1@127.0.0.1",
+        "route": "europe.refunds",
+        "menu_path": ["main"],
+        "digits": [{"digit": "2", "method": "rfc4733", "at": "2026-11-25T09:00:02.000Z"}],
+        "queue": "europe.refunds",
+    });
+    let (addr, server) = fake_calls_endpoint(2, record);
+    let found = runtime().block_on(helpline::replay::live::fetch_record(
+        &RecordSource::Http(addr),
+        "replay-1@127.0.0.1",
+    ));
+    let found = found.expect("the record after two 404s");
+    assert_eq!(found.route.as_deref(), Some("europe.refunds"));
+    assert_eq!(found.queue.as_deref(), Some("europe.refunds"));
+    assert_eq!(found.digits, [("2".to_owned(), "rfc4733".to_owned())]);
+    let requests = server.join().expect("fake server");
+    assert_eq!(requests.len(), 3);
+    assert!(requests
+        .iter()
+        .all(|r| r == "GET /calls/replay-1%40127.0.0.1 HTTP/1.1"));
 }
