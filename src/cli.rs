@@ -428,7 +428,10 @@ fn replay(trace_path: &Path, mode: ReplayMode, args: &ReplayArgs) -> ExitCode {
     let bytes = match std::fs::read(trace_path) {
         Ok(b) => b,
         Err(err) => {
-            eprintln!("helpline replay: cannot read {}: {err}", trace_path.display());
+            eprintln!(
+                "helpline replay: cannot read {}: {err}",
+                trace_path.display()
+            );
             return ExitCode::from(2);
         }
     };
@@ -440,7 +443,10 @@ fn replay(trace_path: &Path, mode: ReplayMode, args: &ReplayArgs) -> ExitCode {
         }
     };
     if trace.calls.is_empty() {
-        eprintln!("helpline replay: {}: no call (no INVITE) in the trace", trace_path.display());
+        eprintln!(
+            "helpline replay: {}: no call (no INVITE) in the trace",
+            trace_path.display()
+        );
         return ExitCode::from(2);
     }
     if let Some(n) = args.only.filter(|n| *n > trace.calls.len()) {
@@ -450,7 +456,10 @@ fn replay(trace_path: &Path, mode: ReplayMode, args: &ReplayArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("helpline replay: cannot start the runtime: {err}");

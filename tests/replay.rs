@@ -129,7 +129,10 @@ fn offline_replay_of_a_refunds_call_reaches_europe_refunds() {
     assert_eq!(r.server_digits.concat(), "2112233");
     assert_eq!(r.keys[0].offset_s, 2.0);
     assert!(r.responses.contains(&200), "{:?}", r.responses);
-    assert_ne!(r.replay_call_id.as_deref(), Some(r.original_call_id.as_str()));
+    assert_ne!(
+        r.replay_call_id.as_deref(),
+        Some(r.original_call_id.as_str())
+    );
     // A simulated clock: well under the 15 s the call lasts.
     assert!(wall.elapsed() < Duration::from_secs(10));
 }
@@ -170,10 +173,8 @@ fn info_keys_are_replayed_and_a_trace_without_bye_is_hung_up_after_its_last_pack
 
 #[test]
 fn live_replay_against_the_binary_reaches_the_same_route_as_offline() {
-    let server = common::Server::start(
-        &common::root().join("ivr-menus"),
-        &["--pretend-time", OPEN],
-    );
+    let server =
+        common::Server::start(&common::root().join("ivr-menus"), &["--pretend-time", OPEN]);
     let setup = LiveSetup {
         target: server.addr,
         bind: None,
@@ -187,7 +188,11 @@ fn live_replay_against_the_binary_reaches_the_same_route_as_offline() {
         Mode::Live(&setup),
         Some("europe.refunds"),
     ));
-    let off = offline(&calls, &common::root().join("ivr-menus"), Some("europe.refunds"));
+    let off = offline(
+        &calls,
+        &common::root().join("ivr-menus"),
+        Some("europe.refunds"),
+    );
     let (l, o) = (&live[0], &off[0]);
     assert_eq!(l.verdict, Verdict::Pass, "{l:#?}\n{}", server.log_text());
     assert_eq!(l.route, o.route);
@@ -211,9 +216,18 @@ fn replay_needs_exactly_one_of_target_and_offline() {
     let none = helpline(&["replay", "x.pcap"]);
     assert_eq!(none.status.code(), Some(2));
     let err = String::from_utf8_lossy(&none.stderr);
-    assert!(err.contains("--target") && err.contains("--offline"), "{err}");
+    assert!(
+        err.contains("--target") && err.contains("--offline"),
+        "{err}"
+    );
 
-    let both = helpline(&["replay", "x.pcap", "--target", "127.0.0.1:5060", "--offline"]);
+    let both = helpline(&[
+        "replay",
+        "x.pcap",
+        "--target",
+        "127.0.0.1:5060",
+        "--offline",
+    ]);
     assert_eq!(both.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
 
@@ -263,7 +277,11 @@ fn route_and_keys(v: &serde_json::Value) -> (String, String, String) {
         .iter()
         .map(|k| k.as_str().expect("digit").to_owned())
         .collect::<String>();
-    (v["route"].as_str().unwrap_or("none").to_owned(), keys, digits)
+    (
+        v["route"].as_str().unwrap_or("none").to_owned(),
+        keys,
+        digits,
+    )
 }
 
 #[test]
@@ -286,14 +304,16 @@ fn a_sipp_capture_of_a_call_to_another_uas_replays_offline_and_live_to_the_same_
     assert_eq!(off.len(), 1);
     assert_eq!(off[0]["verdict"], "pass");
     // Every press arrived, the repeated ones included: re-stamped from their capture times.
-    let expected = ("europe.refunds".to_owned(), "2112233".to_owned(), "2112233".to_owned());
+    let expected = (
+        "europe.refunds".to_owned(),
+        "2112233".to_owned(),
+        "2112233".to_owned(),
+    );
     assert_eq!(route_and_keys(&off[0]), expected);
     assert_eq!(off[0]["menu_path"], serde_json::json!(["main"]));
 
-    let server = common::Server::start(
-        &common::root().join("ivr-menus"),
-        &["--pretend-time", OPEN],
-    );
+    let server =
+        common::Server::start(&common::root().join("ivr-menus"), &["--pretend-time", OPEN]);
     let live = helpline(&[
         "replay",
         SIPP_TRACE,
@@ -316,7 +336,10 @@ fn a_sipp_capture_of_a_call_to_another_uas_replays_offline_and_live_to_the_same_
     assert_eq!(route_and_keys(&on[0]), expected);
     assert_eq!(on[0]["menu_path"], off[0]["menu_path"]);
     let replay_id = on[0]["replay_call_id"].as_str().expect("replayed");
-    assert_eq!(server.cdr_for(replay_id, ms(1000))["route"], "europe.refunds");
+    assert_eq!(
+        server.cdr_for(replay_id, ms(1000))["route"],
+        "europe.refunds"
+    );
 }
 
 #[test]
@@ -351,7 +374,10 @@ fn the_call_option_picks_one_call_and_rejects_a_number_beyond_the_trace() {
 }
 
 /// A stand-in for `serve --http`: answers `GET /calls/...` with 404 `not_yet` times, then the record.
-fn fake_calls_endpoint(not_yet: usize, record: serde_json::Value) -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
+fn fake_calls_endpoint(
+    not_yet: usize,
+    record: serde_json::Value,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<String>>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");

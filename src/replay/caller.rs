@@ -259,7 +259,11 @@ impl ReplayCaller {
     /// A caller that will play `script` with `cfg`; nothing happens before [`ReplayCaller::start`].
     pub fn new(cfg: CallerConfig, script: Script) -> ReplayCaller {
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
-        let call_id = format!("replay-{:016x}@{}", rng.gen::<u64>(), host_of(cfg.local_sip));
+        let call_id = format!(
+            "replay-{:016x}@{}",
+            rng.gen::<u64>(),
+            host_of(cfg.local_sip)
+        );
         let from_tag = format!("rp{:08x}", rng.gen::<u32>());
         let ssrc = rng.gen();
         let seq = rng.gen();
@@ -728,9 +732,9 @@ impl ReplayCaller {
         for i in timed_out {
             let method = self.txs[i].method.clone();
             let first_invite = method == Method::Invite && i == 0;
-            if first_invite && self.phase == Phase::Calling {
-                self.finish(CallEnd::TimedOut);
-            } else if matches!(method, Method::Bye | Method::Cancel) {
+            let ends = (first_invite && self.phase == Phase::Calling)
+                || matches!(method, Method::Bye | Method::Cancel);
+            if ends {
                 self.finish(CallEnd::TimedOut);
             }
         }
@@ -814,7 +818,10 @@ impl ReplayCaller {
         if code >= 300 {
             // RFC 3261 §17.1.1.3: same branch, the response's To, CSeq number with ACK.
             let mut req = Request::new(Method::Ack, self.target_uri(&self.script.invite.uri));
-            req.headers.push("Via", &self.top_via_line(&self.txs[tx_index].branch.clone()));
+            req.headers.push(
+                "Via",
+                &self.top_via_line(&self.txs[tx_index].branch.clone()),
+            );
             req.headers.push("Max-Forwards", "70");
             if let Some(f) = self.script.invite.header("From") {
                 if let Ok(mut from) = NameAddr::parse(f) {

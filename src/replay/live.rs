@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::replay::caller::{Carry, CallerConfig, ReplayCaller};
+use crate::replay::caller::{CallerConfig, Carry, ReplayCaller};
 use crate::replay::offline::Outcome;
 use crate::replay::report::CallRecord;
 use crate::replay::script::Script;

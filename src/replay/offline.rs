@@ -13,7 +13,7 @@ use crate::call::{Calls, CallsConfig, Cdr, MediaCommand, MediaId, WallClock};
 use crate::ivr::MenuSet;
 use crate::media::session::MediaSession;
 use crate::prompts::PromptStore;
-use crate::replay::caller::{Carry, CallerConfig, CallerReport, ReplayCaller};
+use crate::replay::caller::{CallerConfig, CallerReport, Carry, ReplayCaller};
 use crate::replay::report::CallRecord;
 use crate::replay::script::Script;
 use crate::replay::trace::TraceTransport;
@@ -48,7 +48,11 @@ pub struct Outcome {
 fn addresses(v6: bool) -> (SocketAddr, SocketAddr, SocketAddr) {
     let parse = |s: &str| s.parse::<SocketAddr>().expect("literal address");
     if v6 {
-        (parse("[::1]:5060"), parse("[::2]:5062"), parse("[::2]:40000"))
+        (
+            parse("[::1]:5060"),
+            parse("[::2]:5062"),
+            parse("[::2]:40000"),
+        )
     } else {
         (
             parse("127.0.0.1:5060"),
@@ -100,7 +104,10 @@ impl Media {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.sessions.values().filter_map(|s| s.poll_timeout()).min()
+        self.sessions
+            .values()
+            .filter_map(|s| s.poll_timeout())
+            .min()
     }
 }
 
@@ -197,10 +204,14 @@ pub fn replay(script: &Script, setup: &OfflineSetup, base: Instant) -> Outcome {
         if caller.is_done() && (calls.call_count() == 0 || cdrs.iter().any(ours)) {
             break;
         }
-        let next = [caller.poll_timeout(), calls.poll_timeout(), media.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [
+            caller.poll_timeout(),
+            calls.poll_timeout(),
+            media.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let Some(next) = next else {
             break;
         };

@@ -331,7 +331,9 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Fail);
         assert_eq!(
             r.failure.as_deref(),
-            Some("call 1: expected europe.refunds, reached europe.orders — in menu main after key 1")
+            Some(
+                "call 1: expected europe.refunds, reached europe.orders — in menu main after key 1"
+            )
         );
         let ok = judge(1, "orig", &caller(), Some(&rec), Some("europe.orders"));
         assert_eq!(ok.verdict, Verdict::Pass);

@@ -127,7 +127,11 @@ pub fn sdp_event_pt(body: &[u8]) -> Option<u8> {
 
 fn is_sdp(msg_ct: Option<&str>, body: &[u8]) -> bool {
     !body.is_empty()
-        && msg_ct.is_none_or(|ct| ct.trim().to_ascii_lowercase().starts_with("application/sdp"))
+        && msg_ct.is_none_or(|ct| {
+            ct.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/sdp")
+        })
 }
 
 /// The media addresses each side's SDP named.
@@ -213,7 +217,10 @@ pub fn script(call: &TraceCall) -> Result<Script, ScriptError> {
                 if !seen.insert(key) {
                     continue; // a retransmission: the replaying caller retransmits by itself
                 }
-                if req.method == Method::Invite && event_pt.is_none() && is_sdp(req.content_type(), &req.body) {
+                if req.method == Method::Invite
+                    && event_pt.is_none()
+                    && is_sdp(req.content_type(), &req.body)
+                {
                     event_pt = sdp_event_pt(&req.body);
                 }
                 match req.method {
@@ -225,7 +232,10 @@ pub fn script(call: &TraceCall) -> Result<Script, ScriptError> {
                         let seq = req.cseq().seq;
                         // The ACK of a non-2xx reuses the INVITE's branch (RFC 3261 §17.1.1.3): the
                         // replaying caller sends its own.
-                        if invite_branches.iter().any(|(s, b)| *s == seq && *b == branch) {
+                        if invite_branches
+                            .iter()
+                            .any(|(s, b)| *s == seq && *b == branch)
+                        {
                             continue;
                         }
                         let first = invite.as_ref().is_some_and(|(_, i)| i.cseq().seq == seq);
@@ -415,7 +425,10 @@ mod tests {
         b.ok(Duration::from_millis(10));
         b.ack(Duration::from_millis(20));
         for start in [1000u64, 3000] {
-            for (i, pkt) in event_packets('1', 0x33e0, 7000, 101).into_iter().enumerate() {
+            for (i, pkt) in event_packets('1', 0x33e0, 7000, 101)
+                .into_iter()
+                .enumerate()
+            {
                 b.caller_rtp(Duration::from_millis(20 + start + 20 * i as u64), pkt);
             }
         }
@@ -439,9 +452,19 @@ mod tests {
         b.invite(Duration::ZERO);
         b.ok(Duration::from_millis(10));
         b.ack(Duration::from_millis(20));
-        b.caller_rtp(Duration::from_millis(40), crate::replay::synth::audio_packet(0, 5, 999, &[0xff; 160]));
-        b.caller_rtp(Duration::from_millis(60), crate::replay::synth::audio_packet(0, 6, 999, &[0xff; 160]));
-        for (i, pkt) in event_packets('2', 5, 7, 101).into_iter().enumerate().take(4) {
+        b.caller_rtp(
+            Duration::from_millis(40),
+            crate::replay::synth::audio_packet(0, 5, 999, &[0xff; 160]),
+        );
+        b.caller_rtp(
+            Duration::from_millis(60),
+            crate::replay::synth::audio_packet(0, 6, 999, &[0xff; 160]),
+        );
+        for (i, pkt) in event_packets('2', 5, 7, 101)
+            .into_iter()
+            .enumerate()
+            .take(4)
+        {
             b.caller_rtp(Duration::from_millis(80 + 20 * i as u64), pkt);
         }
         for (i, pkt) in event_packets('3', 5, 8, 101).into_iter().enumerate() {

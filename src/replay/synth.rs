@@ -53,7 +53,9 @@ pub fn event_packets(key: char, ts: u32, seq: u16, pt: u8) -> Vec<Vec<u8>> {
 pub fn tone_payloads(key: char, ms: u32, law: Law) -> Vec<Vec<u8>> {
     const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
     const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-    let pos = "123A456B789C*0#D".find(key.to_ascii_uppercase()).unwrap_or(0);
+    let pos = "123A456B789C*0#D"
+        .find(key.to_ascii_uppercase())
+        .unwrap_or(0);
     let (r, c) = (ROWS[pos / 4], COLS[pos % 4]);
     let n = (ms * 8) as usize;
     let pcm: Vec<i16> = (0..n)
@@ -127,7 +129,10 @@ impl CallBuilder {
             TraceTransport::Udp => "UDP",
             TraceTransport::Tcp => "TCP",
         };
-        format!("SIP/2.0/{t} {};branch=z9hG4bK-orig-{}", self.caller, self.branch)
+        format!(
+            "SIP/2.0/{t} {};branch=z9hG4bK-orig-{}",
+            self.caller, self.branch
+        )
     }
 
     /// The caller's SDP offer (PCMU + telephone-event 101).
@@ -161,7 +166,15 @@ impl CallBuilder {
         });
     }
 
-    fn request(&self, method: &str, cseq: u32, to_tag: bool, extra: &str, ct: &str, body: &str) -> String {
+    fn request(
+        &self,
+        method: &str,
+        cseq: u32,
+        to_tag: bool,
+        extra: &str,
+        ct: &str,
+        body: &str,
+    ) -> String {
         let tag = if to_tag {
             format!(";tag={TO_TAG}")
         } else {

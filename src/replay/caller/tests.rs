@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::media::rtp;
 use crate::replay::script::script;
-use crate::replay::trace::PacketKind;
 use crate::replay::synth::{audio_packet, tone_payloads, CallBuilder};
+use crate::replay::trace::PacketKind;
 use crate::sip::message::{parse_datagram, Request, Response, SipMessage};
 
 const TARGET: &str = "127.0.0.1:5070";
@@ -82,7 +82,8 @@ impl Net {
     }
 
     fn deliver(&mut self, text: &str) {
-        self.caller.handle_sip(self.now, addr(TARGET), text.as_bytes());
+        self.caller
+            .handle_sip(self.now, addr(TARGET), text.as_bytes());
         self.drain();
     }
 
@@ -226,7 +227,9 @@ fn the_invite_is_a_fresh_call_to_the_target_from_our_addresses() {
     assert_eq!(inv.via().len(), 1);
     let via = &inv.via()[0];
     assert_eq!((via.host.as_str(), via.port), ("127.0.0.9", Some(6000)));
-    assert!(via.branch().is_some_and(|b| b.starts_with("z9hG4bK") && !b.contains("orig")));
+    assert!(via
+        .branch()
+        .is_some_and(|b| b.starts_with("z9hG4bK") && !b.contains("orig")));
     assert_eq!(inv.contacts()[0].uri.host, "127.0.0.9");
     assert!(inv.route().is_empty());
     assert!(inv.header("Proxy-Authorization").is_none());
@@ -290,7 +293,10 @@ fn a_non_2xx_final_is_acked_on_the_invite_branch_and_ends_the_call() {
     let acks = net.requests("ACK");
     assert_eq!(acks.len(), 1);
     let ack = &acks[0].1;
-    assert_eq!(ack.top_via().and_then(|v| v.branch()), inv.top_via().and_then(|v| v.branch()));
+    assert_eq!(
+        ack.top_via().and_then(|v| v.branch()),
+        inv.top_via().and_then(|v| v.branch())
+    );
     assert_eq!(ack.to().tag(), Some("srv-tag"));
     assert_eq!(ack.cseq().seq, inv.cseq().seq);
     assert!(net.caller.is_done());
@@ -310,7 +316,10 @@ fn the_2xx_is_acked_with_the_learned_tag_and_in_dialog_requests_carry_it() {
     assert_eq!(acks.len(), 1);
     let ack = &acks[0].1;
     assert_eq!(ack.to().tag(), Some("srv-tag"));
-    assert_ne!(ack.top_via().and_then(|v| v.branch()), net.invite().top_via().and_then(|v| v.branch()));
+    assert_ne!(
+        ack.top_via().and_then(|v| v.branch()),
+        net.invite().top_via().and_then(|v| v.branch())
+    );
     // A retransmitted 200 gets the ACK again, and nothing else.
     net.answer_invite();
     assert_eq!(net.requests("ACK").len(), 2);
@@ -358,7 +367,10 @@ fn the_servers_bye_is_answered_and_ends_the_call_before_the_trace_does() {
     assert_eq!(ok[0].cseq().method.as_str(), "BYE");
     assert!(net.caller.is_done());
     net.advance_to(ms(20_000));
-    assert!(net.requests("INFO").is_empty(), "nothing after the server hung up");
+    assert!(
+        net.requests("INFO").is_empty(),
+        "nothing after the server hung up"
+    );
     assert!(net.requests("BYE").is_empty());
     assert_eq!(net.caller.report().end, CallEnd::ServerHungUp);
 }
@@ -367,7 +379,10 @@ fn the_servers_bye_is_answered_and_ends_the_call_before_the_trace_does() {
 fn a_re_invite_is_answered_with_our_sdp_and_moves_our_rtp() {
     let mut b = basic();
     for i in 0..4u16 {
-        b.caller_rtp(ms(30 + 100 + 20 * u64::from(i)), audio_packet(0, 500 + i, 0, &[0xff; 160]));
+        b.caller_rtp(
+            ms(30 + 100 + 20 * u64::from(i)),
+            audio_packet(0, 500 + i, 0, &[0xff; 160]),
+        );
     }
     b.bye(ms(5000));
     let mut net = Net::new(&b);
@@ -380,17 +395,28 @@ fn a_re_invite_is_answered_with_our_sdp_and_moves_our_rtp() {
     assert_eq!(ok.code, 200);
     assert_eq!(ok.to().tag(), net.invite().from().tag());
     let body = String::from_utf8_lossy(&ok.body);
-    assert!(body.contains("c=IN IP4 127.0.0.9") && body.contains("m=audio 6002 RTP/AVP 0 101"), "{body}");
+    assert!(
+        body.contains("c=IN IP4 127.0.0.9") && body.contains("m=audio 6002 RTP/AVP 0 101"),
+        "{body}"
+    );
     net.server_request("ACK", None);
     net.server_request("OPTIONS", None);
-    assert_eq!(net.responses().len(), 2, "the ACK is absorbed, the OPTIONS answered");
+    assert_eq!(
+        net.responses().len(),
+        2,
+        "the ACK is absorbed, the OPTIONS answered"
+    );
     net.advance_to(ms(1000));
     let rtp = net.rtp();
     assert_eq!(rtp.len(), 4);
     assert_eq!(rtp[0].1, addr(SERVER_RTP));
-    assert!(rtp[1..].iter().all(|(_, to, _)| *to == addr("127.0.0.1:32000")));
+    assert!(rtp[1..]
+        .iter()
+        .all(|(_, to, _)| *to == addr("127.0.0.1:32000")));
     // New SSRC, contiguous sequence numbers, timestamps 160 apart (from the 20 ms capture spacing).
-    assert!(rtp.iter().all(|(_, _, h)| h.ssrc == rtp[0].2.ssrc && h.ssrc != 0x1234));
+    assert!(rtp
+        .iter()
+        .all(|(_, _, h)| h.ssrc == rtp[0].2.ssrc && h.ssrc != 0x1234));
     for w in rtp.windows(2) {
         assert_eq!(w[1].2.sequence, w[0].2.sequence.wrapping_add(1));
         assert_eq!(w[1].2.timestamp, w[0].2.timestamp.wrapping_add(160));
@@ -415,7 +441,9 @@ fn identical_captured_event_timestamps_go_out_as_separate_presses() {
     assert!(rtp[0].2.marker && rtp[10].2.marker);
     let keys = net.caller.report().keys;
     assert_eq!(keys.len(), 2);
-    assert!(keys.iter().all(|k| k.key == '4' && k.method == KeyMethod::Rfc4733));
+    assert!(keys
+        .iter()
+        .all(|k| k.key == '4' && k.method == KeyMethod::Rfc4733));
     assert_eq!((keys[0].offset, keys[1].offset), (ms(1000), ms(2000)));
     // The packets go out at their original spacing.
     assert_eq!(rtp[9].0 - rtp[0].0, ms(180));
@@ -472,7 +500,10 @@ fn without_a_bye_in_the_trace_the_replay_hangs_up_after_its_last_packet() {
 #[test]
 fn a_traced_cancel_goes_out_on_the_invite_branch_while_ringing() {
     let mut b = CallBuilder::udp("08000289999");
-    b.invite(ms(0)).response(ms(10), 180).cancel(ms(2000)).response(ms(2010), 487);
+    b.invite(ms(0))
+        .response(ms(10), 180)
+        .cancel(ms(2000))
+        .response(ms(2010), 487);
     let mut net = Net::new(&b);
     let inv = net.invite();
     net.respond(&inv, 180, None);
