@@ -203,6 +203,33 @@ fn live_replay_against_the_binary_reaches_the_same_route_as_offline() {
     assert_eq!(cdr["route"], "europe.refunds");
 }
 
+#[test]
+fn a_call_traced_over_tcp_replays_live_over_a_tcp_connection_to_its_route() {
+    let server =
+        common::Server::start(&common::root().join("ivr-menus"), &["--pretend-time", OPEN]);
+    let mut b = CallBuilder::tcp("08000289999");
+    b.invite(ms(0)).ok(ms(30)).ack(ms(40));
+    b.info(ms(40 + 1500), '3');
+    b.bye(ms(40 + 3000));
+    let setup = LiveSetup {
+        target: server.addr,
+        bind: None,
+        record: RecordSource::Cdr(server.cdr.clone()),
+        seed: 9,
+    };
+    let calls = [b.build()];
+    let live = runtime().block_on(helpline::replay::run(
+        &calls,
+        None,
+        Mode::Live(&setup),
+        Some("europe.seller-disputes"),
+    ));
+    let r = &live[0];
+    assert_eq!(r.verdict, Verdict::Pass, "{r:#?}\n{}", server.log_text());
+    let cdr = server.cdr_for(r.replay_call_id.as_deref().expect("replayed"), ms(1000));
+    assert_eq!(cdr["route"], "europe.seller-disputes");
+}
+
 fn helpline(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_helpline"))
         .args(args)

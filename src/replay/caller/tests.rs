@@ -542,3 +542,32 @@ fn sdp_rewrite_keeps_hold_and_rejected_streams() {
         "v=0\r\no=a 1 2 IN IP6 ::1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n"
     );
 }
+
+#[test]
+fn the_callers_re_invite_carries_our_sdp_and_its_2xx_is_acked_with_the_captured_ack() {
+    let mut b = basic();
+    let hold = CallBuilder::udp("08000289999")
+        .offer()
+        .replace("a=sendrecv", "a=sendonly");
+    b.in_dialog(ms(1030), "INVITE", "application/sdp", &hold);
+    b.ack(ms(1060));
+    b.bye(ms(3030));
+    let mut net = Net::new(&b);
+    net.answer_invite();
+    net.advance_to(ms(1000));
+    let invites = net.requests("INVITE");
+    assert_eq!(invites.len(), 2);
+    let re = invites[1].1.clone();
+    assert_eq!(re.cseq().seq, 2);
+    assert_eq!(re.to().tag(), Some("srv-tag"));
+    let body = String::from_utf8_lossy(&re.body);
+    assert!(
+        body.contains("a=sendonly") && body.contains("m=audio 6002 "),
+        "{body}"
+    );
+    net.respond(&re, 200, Some(&server_sdp("127.0.0.1:33000")));
+    let acks = net.requests("ACK");
+    assert_eq!(acks.len(), 2);
+    assert_eq!(acks[1].1.cseq().seq, 2);
+    assert_eq!(acks[1].1.to().tag(), Some("srv-tag"));
+}
