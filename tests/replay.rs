@@ -465,3 +465,121 @@ fn the_route_is_read_from_get_calls_by_percent_encoded_call_id_retrying_on_404()
         .iter()
         .all(|r| r == "GET /calls/replay-1%40127.0.0.1 HTTP/1.1"));
 }
+
+#[test]
+fn a_call_helpline_captured_replays_offline_and_live_to_the_route_it_reached() {
+    // The original call: SIPp presses 2 and types 112233 (sip-tester's RFC 4733 captures) on a
+    // server that captures every call; it hangs up once routed (no agents: overflow, goodbye).
+    let dir = common::temp_dir("replay-capture");
+    let traces = dir.join("traces");
+    let traces_arg = traces.display().to_string();
+    let menus = common::root().join("ivr-menus");
+    let mut server = common::Server::start(
+        &menus,
+        &["--trace-dir", &traces_arg, "--pretend-time", OPEN],
+    );
+    let scenario = common::sipp_dtmf_scenario(
+        &dir,
+        "gb_refunds",
+        &[
+            common::SippStep::Pause(1000),
+            common::SippStep::Keys("2", 0),
+            common::SippStep::Pause(1500),
+            common::SippStep::Keys("112233", 400),
+        ],
+        60_000,
+    );
+    let [cid_flag, cid] = common::sipp_call_id_args("cap");
+    let run = common::run_sipp(
+        server.addr,
+        scenario.to_str().expect("utf-8 path"),
+        &["-m", "1", "-s", "08000289999", &cid_flag, &cid],
+        Duration::from_secs(90),
+    );
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        run.output,
+        server.log_text()
+    );
+    let original = server.wait_cdrs(1, Duration::from_secs(20)).remove(0);
+    assert_eq!(original["route"], "europe.refunds", "{original}");
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(20)).is_some());
+    let pcap = std::fs::read_dir(&traces)
+        .expect("trace dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .expect("one pcap");
+    let pcap_arg = pcap.to_str().expect("utf-8 path");
+
+    // tshark reads it as an ordinary call: the INVITE and the caller's telephone-events.
+    let tshark = |filter: &str, field: &str| -> Vec<String> {
+        let out = Command::new("tshark")
+            .args(["-r", pcap_arg, "-o", "rtp.heuristic_rtp:TRUE", "-Y", filter])
+            .args(["-T", "fields", "-e", field])
+            .output()
+            .expect("tshark is installed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(tshark("sip.Method == \"INVITE\"", "sip.Method").contains(&"INVITE".to_owned()));
+    let mut events = tshark("rtpevent", "rtpevent.event_id");
+    events.dedup();
+    assert_eq!(events.concat(), "2123", "{events:?}");
+
+    // Offline, at the capture's own time (the server's pretend clock), and live on a fresh server.
+    let offline = helpline(&[
+        "replay",
+        pcap_arg,
+        "--offline",
+        "--expect-route",
+        "europe.refunds",
+        "--json",
+    ]);
+    assert_eq!(
+        offline.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&offline.stdout),
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    let off = json_lines(&offline);
+    let expected = (
+        "europe.refunds".to_owned(),
+        "2112233".to_owned(),
+        "2112233".to_owned(),
+    );
+    assert_eq!(route_and_keys(&off[0]), expected);
+
+    let fresh = common::Server::start(&menus, &["--pretend-time", OPEN]);
+    let live = helpline(&[
+        "replay",
+        pcap_arg,
+        "--target",
+        &fresh.addr.to_string(),
+        "--cdr",
+        fresh.cdr.to_str().expect("utf-8 path"),
+        "--expect-route",
+        "europe.refunds",
+        "--json",
+    ]);
+    assert_eq!(
+        live.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&live.stdout),
+        fresh.log_text()
+    );
+    let on = json_lines(&live);
+    assert_eq!(route_and_keys(&on[0]), expected);
+    assert_eq!(on[0]["menu_path"], off[0]["menu_path"]);
+    assert_eq!(
+        original["digits"].as_array().map(Vec::len),
+        Some(7),
+        "the original call heard seven keys too"
+    );
+}
