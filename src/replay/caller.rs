@@ -133,9 +133,9 @@ pub struct CallerReport {
     pub end: CallEnd,
     /// Methods of the server's requests we answered.
     pub server_requests: Vec<String>,
-    /// RTP packets sent / left out (no media address known yet, or the call was over).
+    /// RTP packets sent.
     pub rtp_sent: u32,
-    /// RTP packets of the trace that could not be sent.
+    /// RTP packets of the trace left out (no media address known yet, or the call was over).
     pub rtp_skipped: u32,
     /// RTP packets received from the server.
     pub rtp_received: u32,

@@ -1,8 +1,6 @@
 //! The replay's report: per call, what the replaying caller saw, where the server's record says the
 //! call went, and pass/fail against an expected route — as text lines or one JSON object per call.
 //! It neither replays nor reads files.
-use std::time::Duration;
-
 use serde::Serialize;
 
 use crate::replay::caller::{CallEnd, CallerReport, KeyDelivered};
@@ -82,7 +80,7 @@ pub struct ReportKey {
     pub key: String,
     /// `rfc4733`, `info` or `inband`.
     pub method: &'static str,
-    /// Seconds from the ACK (negative: before it, from the INVITE… never; see `after_ack`).
+    /// Seconds from the ACK, or from the INVITE when `after_ack` is false.
     pub offset_s: f64,
     /// Whether `offset_s` counts from the ACK (else from the INVITE).
     pub after_ack: bool,
@@ -293,11 +291,6 @@ pub fn text(r: &CallReport) -> Vec<String> {
         lines.push(f.clone());
     }
     lines
-}
-
-/// A short description of a duration for logs.
-pub fn seconds(d: Duration) -> String {
-    secs(d.as_secs_f64())
 }
 
 #[cfg(test)]
