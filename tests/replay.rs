@@ -145,7 +145,10 @@ fn a_menu_edit_makes_the_same_trace_fail_naming_the_menu_and_the_key() {
     assert_eq!(r.route.as_deref(), Some("europe.orders"));
     assert_eq!(
         r.failure.as_deref(),
-        Some("call 1: expected europe.refunds, reached europe.orders — in menu main after key 2")
+        Some(
+            "call 1: expected europe.refunds, reached europe.orders — in menu main after key 2 \
+             (path: main 2)"
+        )
     );
 }
 
@@ -458,7 +461,12 @@ fn the_route_is_read_from_get_calls_by_percent_encoded_call_id_retrying_on_404()
     let found = found.expect("the record after two 404s");
     assert_eq!(found.route.as_deref(), Some("europe.refunds"));
     assert_eq!(found.queue.as_deref(), Some("europe.refunds"));
-    assert_eq!(found.digits, [("2".to_owned(), "rfc4733".to_owned())]);
+    let keys: Vec<_> = found
+        .digits
+        .iter()
+        .map(|d| (d.key.as_str(), d.method.as_str()))
+        .collect();
+    assert_eq!(keys, [("2", "rfc4733")]);
     let requests = server.join().expect("fake server");
     assert_eq!(requests.len(), 3);
     assert!(requests

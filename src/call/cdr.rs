@@ -69,6 +69,10 @@ pub struct CdrDigit {
     pub method: &'static str,
     /// When it arrived (RFC 3339 with milliseconds).
     pub at: String,
+    /// The menu in which this key was a choice (`None` for digits collected into a variable, a language
+    /// choice or a key typed ahead of the first menu): with it a replay names the menu and the key at
+    /// which a call went elsewhere.
+    pub menu: Option<String>,
 }
 
 /// The call detail record: one JSON line per call.
@@ -179,6 +183,7 @@ mod tests {
                 digit: char::from(b'0' + (i % 10) as u8),
                 method: "info",
                 at: String::new(),
+                menu: None,
             });
         }
         assert_eq!(cdr.digits.len(), MAX_CDR_DIGITS);

@@ -275,6 +275,7 @@ impl IvrCall {
                 DigitMethod::Inband => "inband",
             },
             at: self.clock.format(digit.at),
+            menu: self.ivr.choosing_in().map(str::to_owned),
         });
         match self.phase {
             Phase::Running => {

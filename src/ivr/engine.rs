@@ -318,6 +318,15 @@ impl IvrSession {
         self.outstanding > 0
     }
 
+    /// The menu whose choice the next key makes: the current menu while it waits for a choice, `None`
+    /// while digits are collected into a variable, a language is chosen or no menu has started.
+    pub fn choosing_in(&self) -> Option<&str> {
+        match self.mode {
+            Mode::Menu => self.set.menus.get(self.menu).map(|m| m.name.as_str()),
+            _ => None,
+        }
+    }
+
     /// Region, language, menus, variables and route so far.
     pub fn summary(&self) -> CallSummary {
         CallSummary {

@@ -15,8 +15,8 @@ pub struct CallRecord {
     pub route: Option<String>,
     /// Menus visited, in order.
     pub menu_path: Vec<String>,
-    /// Keys the server received (key, method).
-    pub digits: Vec<(String, String)>,
+    /// Keys the server received, in order.
+    pub digits: Vec<RecordDigit>,
     /// The region.
     pub region: Option<String>,
     /// The queue the call waited in.
@@ -25,6 +25,18 @@ pub struct CallRecord {
     pub agent: Option<String>,
     /// Why the call ended.
     pub end_reason: Option<String>,
+}
+
+/// One key of the server's record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RecordDigit {
+    /// The key.
+    pub key: String,
+    /// How it arrived (`rfc4733`, `info`, `inband`).
+    pub method: String,
+    /// The menu the caller was in when it arrived (absent in records written before the CDR had it,
+    /// and for keys typed ahead of the first menu).
+    pub menu: Option<String>,
 }
 
 impl CallRecord {
@@ -46,8 +58,12 @@ impl CallRecord {
                             serde_json::Value::String(s) => s.clone(),
                             other => other.to_string(),
                         };
-                        let method = d.get("method").and_then(|m| m.as_str()).unwrap_or("");
-                        Some((key, method.to_owned()))
+                        let field = |k: &str| d.get(k).and_then(|m| m.as_str()).map(str::to_owned);
+                        Some(RecordDigit {
+                            key,
+                            method: field("method").unwrap_or_default(),
+                            menu: field("menu"),
+                        })
                     })
                     .collect()
             })
@@ -154,17 +170,61 @@ fn end_name(e: &CallEnd) -> &'static str {
     }
 }
 
-/// Where a call that reached the wrong place went elsewhere: the last menu of its path and the key
-/// it took there (the key pressed in the n-th menu of the path, one key per menu before a collect).
+/// Where a call that reached the wrong place went elsewhere, from the server's record: the last key
+/// that was a menu choice and its menu, with the path of menus and the choices made in each
+/// (`main 4 > tech 1`). Records without per-key menus (older CDRs) name the last menu and key.
 fn divergence(record: &CallRecord) -> String {
-    let Some(menu) = record.menu_path.last() else {
-        return "before any menu".to_owned();
+    let path = choices_by_menu(record)
+        .iter()
+        .map(|(menu, keys)| {
+            if keys.is_empty() {
+                menu.clone()
+            } else {
+                format!("{menu} {keys}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" > ");
+    let last_choice = record
+        .digits
+        .iter()
+        .rev()
+        .find_map(|d| d.menu.as_ref().map(|m| (m.as_str(), d.key.as_str())));
+    let fallback = || {
+        let menu = record.menu_path.last()?;
+        let key = record.digits.last().map(|d| d.key.as_str());
+        Some((menu.as_str(), key))
     };
-    let index = record.menu_path.len() - 1;
-    match record.digits.get(index).or(record.digits.last()) {
-        Some((key, _)) => format!("in menu {menu} after key {key}"),
-        None => format!("in menu {menu} with no key"),
+    let at = match (last_choice, fallback()) {
+        (Some((menu, key)), _) => format!("in menu {menu} after key {key}"),
+        (None, Some((menu, Some(key)))) => format!("in menu {menu} after key {key}"),
+        (None, Some((menu, None))) => format!("in menu {menu} with no key"),
+        (None, None) => return "before any menu".to_owned(),
+    };
+    if path.is_empty() {
+        at
+    } else {
+        format!("{at} (path: {path})")
     }
+}
+
+/// The record's menus in order, each with the keys that were choices in it (collected digits and
+/// language keys are left out: they choose nothing).
+fn choices_by_menu(record: &CallRecord) -> Vec<(String, String)> {
+    let mut groups: Vec<(String, String)> = record
+        .menu_path
+        .iter()
+        .map(|m| (m.clone(), String::new()))
+        .collect();
+    let mut current = 0; // the path's menus are entered in order: a key's menu is at or after it
+    for d in &record.digits {
+        let Some(menu) = &d.menu else { continue };
+        if let Some(i) = (current..groups.len()).find(|&i| &groups[i].0 == menu) {
+            current = i;
+            groups[i].1.push_str(&d.key);
+        }
+    }
+    groups
 }
 
 /// Judges one replayed call.
@@ -198,7 +258,7 @@ pub fn judge(
         route,
         menu_path: record.map(|r| r.menu_path.clone()).unwrap_or_default(),
         server_digits: record
-            .map(|r| r.digits.iter().map(|(k, _)| k.clone()).collect())
+            .map(|r| r.digits.iter().map(|d| d.key.clone()).collect())
             .unwrap_or_default(),
         queue: record.and_then(|r| r.queue.clone()),
         agent: record.and_then(|r| r.agent.clone()),
@@ -325,12 +385,34 @@ mod tests {
         assert_eq!(
             r.failure.as_deref(),
             Some(
-                "call 1: expected europe.refunds, reached europe.orders — in menu main after key 1"
+                "call 1: expected europe.refunds, reached europe.orders — in menu main after key 1 \
+                 (path: main)"
             )
         );
         let ok = judge(1, "orig", &caller(), Some(&rec), Some("europe.orders"));
         assert_eq!(ok.verdict, Verdict::Pass);
         assert!(text(&ok)[1].ends_with("PASS (expected europe.orders)"));
+    }
+
+    #[test]
+    fn per_key_menus_name_the_key_that_led_out_of_a_menu() {
+        let rec = CallRecord::from_json(&serde_json::json!({
+            "call_id": "replay-1",
+            "route": "europe.orders",
+            "menu_path": ["main", "orders"],
+            "digits": [{"digit": "2", "method": "info", "at": "x", "menu": "main"},
+                       {"digit": "1", "method": "info", "at": "x", "menu": "orders"},
+                       {"digit": "4", "method": "info", "at": "x", "menu": "orders"}],
+        }))
+        .expect("record");
+        let r = judge(1, "orig", &caller(), Some(&rec), Some("europe.refunds"));
+        assert_eq!(
+            r.failure.as_deref(),
+            Some(
+                "call 1: expected europe.refunds, reached europe.orders — in menu orders after key 4 \
+                 (path: main 2 > orders 14)"
+            )
+        );
     }
 
     #[test]
