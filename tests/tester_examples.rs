@@ -30,8 +30,17 @@ struct Claim {
 }
 
 /// Runs `examples/sipp/{scenario}.xml` once against a server whose clock reads `at`, dialing the UK
-/// number, and returns the call's CDR after checking it against `claim`.
+/// number, and returns the call's CDR after checking it against `claim` (keys sent as RFC 4733 events).
 fn run_example(scenario: &str, at: &str, claim: Claim) -> Value {
+    run_example_at(scenario, at, "rfc4733", claim)
+}
+
+/// [`run_example`] in open hours for a scenario whose keys arrive by `method` (`rfc4733`, `info`).
+fn run_example_keys_by(scenario: &str, method: &str, claim: Claim) -> Value {
+    run_example_at(scenario, OPEN, method, claim)
+}
+
+fn run_example_at(scenario: &str, at: &str, method: &str, claim: Claim) -> Value {
     let server = Server::start(&root().join("ivr-menus"), &["--pretend-time", at]);
     let cid = sipp_call_id_args(scenario);
     let path = format!("examples/sipp/{scenario}.xml");
@@ -75,7 +84,7 @@ fn run_example(scenario: &str, at: &str, claim: Claim) -> Value {
     assert_eq!(cdr["variables"], claim.variables, "{ctx}");
     assert_eq!(cdr["end_reason"], claim.end_reason, "{ctx}");
     for d in cdr["digits"].as_array().into_iter().flatten() {
-        assert_eq!(d["method"], "rfc4733", "{ctx}");
+        assert_eq!(d["method"], method, "{ctx}");
     }
     if claim.route.is_some() {
         // No agent is logged in: the queue (and its overflow, if any) gave up on the caller.
@@ -173,6 +182,21 @@ fn refunds_with_the_order_number_typed_into_the_prompts() {
             {"queue": "english-line.refunds", "result": "overflow"},
         ]),
         "{cdr:#}"
+    );
+}
+
+#[test]
+fn refunds_with_keys_sent_as_sip_info() {
+    run_example_keys_by(
+        "caller_info_refunds",
+        "info",
+        Claim {
+            route: Some("europe.refunds"),
+            menu_path: &["main"],
+            digits: "212345678#",
+            variables: json!({"order_id": "12345678"}),
+            end_reason: ROUTED_END,
+        },
     );
 }
 
@@ -345,6 +369,7 @@ fn the_readme_lists_every_example_with_its_route() {
     for (scenario, outcome) in [
         ("caller_orders.xml", "europe.orders"),
         ("caller_uk_refunds.xml", "europe.refunds"),
+        ("caller_info_refunds.xml", "europe.refunds"),
         ("caller_seller_disputes.xml", "europe.seller-disputes"),
         ("caller_tech.xml", "europe.tech"),
         ("dtmf_2833_8888.xml", "europe.english"),
