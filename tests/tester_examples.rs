@@ -27,20 +27,13 @@ struct Claim {
     digits: &'static str,
     variables: Value,
     end_reason: &'static str,
+    /// How every key arrived: `rfc4733` or `info`.
+    keys_by: &'static str,
 }
 
 /// Runs `examples/sipp/{scenario}.xml` once against a server whose clock reads `at`, dialing the UK
-/// number, and returns the call's CDR after checking it against `claim` (keys sent as RFC 4733 events).
+/// number, and returns the call's CDR after checking it against `claim`.
 fn run_example(scenario: &str, at: &str, claim: Claim) -> Value {
-    run_example_at(scenario, at, "rfc4733", claim)
-}
-
-/// [`run_example`] in open hours for a scenario whose keys arrive by `method` (`rfc4733`, `info`).
-fn run_example_keys_by(scenario: &str, method: &str, claim: Claim) -> Value {
-    run_example_at(scenario, OPEN, method, claim)
-}
-
-fn run_example_at(scenario: &str, at: &str, method: &str, claim: Claim) -> Value {
     let server = Server::start(&root().join("ivr-menus"), &["--pretend-time", at]);
     let cid = sipp_call_id_args(scenario);
     let path = format!("examples/sipp/{scenario}.xml");
@@ -84,7 +77,7 @@ fn run_example_at(scenario: &str, at: &str, method: &str, claim: Claim) -> Value
     assert_eq!(cdr["variables"], claim.variables, "{ctx}");
     assert_eq!(cdr["end_reason"], claim.end_reason, "{ctx}");
     for d in cdr["digits"].as_array().into_iter().flatten() {
-        assert_eq!(d["method"], method, "{ctx}");
+        assert_eq!(d["method"], claim.keys_by, "{ctx}");
     }
     if claim.route.is_some() {
         // No agent is logged in: the queue (and its overflow, if any) gave up on the caller.
@@ -131,6 +124,9 @@ fn prompt(name: &str) -> Duration {
     Duration::from_secs_f64(f64::from(reader.duration()) / rate)
 }
 
+/// How the scenarios press keys (all but caller_info_refunds): RFC 4733 events.
+const KEYS_BY: &str = "rfc4733";
+
 /// Routed calls: helpline's BYE after the overflow's goodbye.
 const ROUTED_END: &str = "server-bye";
 
@@ -145,6 +141,7 @@ fn orders_with_the_order_number_after_its_prompt() {
             digits: "120261127#",
             variables: json!({"order_id": "20261127"}),
             end_reason: ROUTED_END,
+            keys_by: KEYS_BY,
         },
     );
     // The number was typed after enter-order-number had played out, not into it.
@@ -166,6 +163,7 @@ fn refunds_with_the_order_number_typed_into_the_prompts() {
             digits: "212345678#",
             variables: json!({"order_id": "12345678"}),
             end_reason: ROUTED_END,
+            keys_by: KEYS_BY,
         },
     );
     // Barge-in: 2 cut the greeting, the first digit cut enter-order-number.
@@ -187,15 +185,16 @@ fn refunds_with_the_order_number_typed_into_the_prompts() {
 
 #[test]
 fn refunds_with_keys_sent_as_sip_info() {
-    run_example_keys_by(
+    run_example(
         "caller_info_refunds",
-        "info",
+        OPEN,
         Claim {
             route: Some("europe.refunds"),
             menu_path: &["main"],
             digits: "212345678#",
             variables: json!({"order_id": "12345678"}),
             end_reason: ROUTED_END,
+            keys_by: "info",
         },
     );
 }
@@ -211,6 +210,7 @@ fn seller_disputes_during_the_greeting() {
             digits: "3",
             variables: json!({}),
             end_reason: ROUTED_END,
+            keys_by: KEYS_BY,
         },
     );
     assert!(key_at(&cdr, 0) < prompt("main-greeting"), "{cdr:#}");
@@ -227,6 +227,7 @@ fn tech_submenu_key_after_its_greeting() {
             digits: "41",
             variables: json!({"category": "app-and-website"}),
             end_reason: ROUTED_END,
+            keys_by: KEYS_BY,
         },
     );
     // 1 came after the sub-menu's greeting, within its 5 s first-key timeout.
@@ -249,6 +250,7 @@ fn extension_8888_reaches_the_english_team() {
             digits: "8888",
             variables: json!({}),
             end_reason: ROUTED_END,
+            keys_by: KEYS_BY,
         },
     );
 }
@@ -264,6 +266,7 @@ fn invalid_key_then_a_retry() {
             digits: "73",
             variables: json!({}),
             end_reason: ROUTED_END,
+            keys_by: KEYS_BY,
         },
     );
     // The retry came while the short greeting played, after invalid-option.
@@ -286,6 +289,7 @@ fn keys_typed_ahead_through_two_greetings() {
             digits: "42",
             variables: json!({"category": "account-and-login"}),
             end_reason: ROUTED_END,
+            keys_by: KEYS_BY,
         },
     );
     // 2 arrived in the first second of the tech greeting, and it was taken.
@@ -308,6 +312,7 @@ fn after_hours_closed_message_then_hang_up() {
             digits: "",
             variables: json!({}),
             end_reason: "server-bye",
+            keys_by: KEYS_BY,
         },
     );
     // closed, the menu's 2 s wait, goodbye — then the BYE (plus the first-prompt delay and scheduling).
@@ -330,6 +335,7 @@ fn no_key_at_all_hangs_up_after_three_timeouts() {
             digits: "",
             variables: json!({}),
             end_reason: "server-bye",
+            keys_by: KEYS_BY,
         },
     );
     // The greeting, then the short greeting twice, each followed by the 5 s first-key timeout, then
@@ -356,6 +362,7 @@ fn hold_and_resume_mid_menu_then_a_key() {
             digits: "3",
             variables: json!({}),
             end_reason: ROUTED_END,
+            keys_by: KEYS_BY,
         },
     );
 }
