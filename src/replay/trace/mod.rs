@@ -84,7 +84,5 @@ pub enum TraceError {
 /// Reads a whole trace: sniffs the format (pcap, pcapng, SIPp `-trace_msg` log), finds every call.
 pub fn read_trace(bytes: &[u8]) -> Result<Trace, TraceError> {
     // The readers land with the trace-reading work; until then nothing is recognised.
-    Err(TraceError::UnknownFormat(
-        bytes.iter().take(8).copied().collect(),
-    ))
+    Err(TraceError::UnknownFormat(bytes.iter().take(8).copied().collect()))
 }
