@@ -2,12 +2,13 @@
 //! exists, is small, and is listed once; every trace file there is listed; each entry's route names a
 //! region and department of the shipped menus (or is "" for a call that ends without one) and its `at`
 //! is an RFC 3339 time; tshark opens each capture and finds the INVITE to the shipped UK number, the
-//! whole dialog, and the caller's keys (RFC 4733 events or SIP INFO). It does not replay them
-//! (`helpline replay`'s tests do).
+//! whole dialog, and the caller's keys (RFC 4733 events or SIP INFO); helpline's own trace reader
+//! finds the same call, caller and keys. It does not replay them (`helpline replay`'s tests do).
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
+use helpline::replay::trace::{read_trace, PacketKind, TraceTransport};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -251,4 +252,74 @@ fn the_sipp_message_log_has_the_call_and_its_info_keys() {
         .map(str::trim)
         .collect();
     assert_eq!(keys, "212345678#");
+}
+
+/// The keys in RTP packets the caller sent (RFC 4733 payloads: a key per event whose end bit follows
+/// packets without it, as in [`rfc4733_keys`]) and in SIP INFO requests it sent.
+fn keys_read_by_helpline(file: &str) -> (String, String, TraceTransport) {
+    let bytes = std::fs::read(traces_dir().join(file)).expect("trace file");
+    let trace = read_trace(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+    assert_eq!(
+        trace.calls.len(),
+        1,
+        "{file}: {:?}",
+        trace.calls.iter().map(|c| &c.call_id).collect::<Vec<_>>()
+    );
+    let call = &trace.calls[0];
+    assert!(call.leg_of.is_none(), "{file}");
+    let (mut rtp, mut info) = (String::new(), String::new());
+    let mut ended = true;
+    for p in call
+        .packets
+        .iter()
+        .filter(|p| p.from.ip() == call.caller.ip())
+    {
+        match &p.kind {
+            // Event payloads (RFC 4733 2.3): event, E|R|volume, duration. The SIP side of a SIPp
+            // caller and its RTP playback share the IP, not the port.
+            PacketKind::Rtp(b) if b.len() >= 16 && b[1] & 0x7f == 101 && p.from != call.server => {
+                let end = b[13] & 0x80 != 0;
+                if end && !ended {
+                    rtp.push(match b[12] {
+                        d @ 0..=9 => char::from(b'0' + d),
+                        10 => '*',
+                        11 => '#',
+                        _ => '?',
+                    });
+                }
+                ended = end;
+            }
+            PacketKind::Sip(m) if m.starts_with(b"INFO ") && p.from == call.caller => {
+                let text = String::from_utf8_lossy(m);
+                info.extend(
+                    text.lines()
+                        .filter_map(|l| l.strip_prefix("Signal="))
+                        .flat_map(|v| v.trim().chars()),
+                );
+            }
+            _ => {}
+        }
+    }
+    (rtp, info, call.transport)
+}
+
+#[test]
+fn helplines_trace_reader_finds_the_caller_and_its_keys_in_each_trace() {
+    for e in expected().trace {
+        // The SIPp message log waits for the log reader (src/replay/trace/sipp_log.rs is a placeholder).
+        if !(e.file.ends_with(".pcap") || e.file.ends_with(".pcapng")) {
+            continue;
+        }
+        let (method, keys) = expected_keys(&e.file);
+        let (rtp, info, transport) = keys_read_by_helpline(&e.file);
+        let seen = if method == "info" { info } else { rtp };
+        assert_eq!(seen, keys, "{}: keys by {method}", e.file);
+        let tcp = e.file.contains("-tcp");
+        assert_eq!(
+            transport == TraceTransport::Tcp,
+            tcp,
+            "{}: {transport:?}",
+            e.file
+        );
+    }
 }
