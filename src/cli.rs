@@ -44,6 +44,10 @@ pub enum Command {
         /// overflow, timeout, announcement and agent change (created if missing).
         #[arg(long)]
         queue_log: Option<PathBuf>,
+        /// Write one pcap per call into this directory: its SIP (every leg), the caller's RTP and a
+        /// sample of ours (`trace = false` in the menus turns it off for a region or number).
+        #[arg(long, value_name = "DIR")]
+        trace_dir: Option<PathBuf>,
         /// Address to announce in SDP and Via (default: the listen address, or the address each caller
         /// dialed when listening on 0.0.0.0).
         #[arg(long)]
@@ -142,6 +146,7 @@ pub fn main() -> ExitCode {
             rtp_ports,
             cdr,
             queue_log,
+            trace_dir,
             advertise_ip,
             drain_secs,
             rtp_timeout_secs,
@@ -160,6 +165,7 @@ pub fn main() -> ExitCode {
                 rtp_ports,
                 cdr,
                 queue_log,
+                trace_dir,
                 advertise_ip,
                 drain: Duration::from_secs(drain_secs),
                 rtp_timeout: Duration::from_secs(rtp_timeout_secs),

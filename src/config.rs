@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub cdr: Option<PathBuf>,
     /// Where the queue event log is appended, one JSON line per record (default: off).
     pub queue_log: Option<PathBuf>,
+    /// Where each call's pcap is written, one file per call (`--trace-dir`; default: off).
+    pub trace_dir: Option<PathBuf>,
     /// SIP timer values T1/T2/T4 (RFC 3261 §17; defaults 500 ms / 4 s / 5 s).
     pub timers: TimerConfig,
     /// How long a shutdown waits for calls in progress before it ends them (default 30 s).
@@ -59,6 +61,7 @@ impl Default for ServerConfig {
             rtp_ports: (20000, 30000),
             cdr: None,
             queue_log: None,
+            trace_dir: None,
             timers: TimerConfig::default(),
             drain: Duration::from_secs(30),
             rtp_timeout: Duration::from_secs(30),

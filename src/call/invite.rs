@@ -76,6 +76,7 @@ impl Calls {
             tracing::debug!(code = reply.code(), why = ?reply.why(), "request refused");
             if request.method == Method::Invite && request.to().tag().is_none() {
                 let cdr = self.new_cdr(now, &request, &peer);
+                self.begin_capture(now, &cdr);
                 let local_tag = Tag::new(self.endpoint.new_tag());
                 self.reject_new(now, tx, IncomingCall::new(request, local_tag), reply, cdr);
             } else {
@@ -137,6 +138,13 @@ impl Calls {
         }
     }
 
+    /// A new call's capture begins, unless the menus say `trace = false` for its number or region.
+    fn begin_capture(&mut self, now: Instant, cdr: &Cdr) {
+        let traced = self.menus.traced(&cdr.dialed);
+        let call_id = CallId::from(cdr.call_id.as_str());
+        self.capture.begin(&self.cfg.wall, now, &call_id, traced);
+    }
+
     fn on_invite(&mut self, now: Instant, tx: TxId, request: Request, peer: Peer) {
         let call_id = CallId::from(request.call_id());
         if self.by_call_id.contains_key(&call_id) {
@@ -147,6 +155,10 @@ impl Calls {
             return;
         }
         let mut cdr = self.new_cdr(now, &request, &peer);
+        if FeatureCode::parse(&cdr.dialed).is_none() {
+            // A caller's call (an agent's star code is not a call to capture).
+            self.begin_capture(now, &cdr);
+        }
         let incoming = IncomingCall::new(request, Tag::new(self.endpoint.new_tag()));
         if self.draining {
             let reply = Reply::ServiceUnavailable {
@@ -364,7 +376,7 @@ impl Calls {
         cdr.end = self.cfg.wall.format(now);
         let response = incoming.reject(&reply);
         self.respond(now, tx, response);
-        self.cdrs.push_back(cdr);
+        self.push_cdr(now, cdr);
     }
 
     /// Decides to answer: the 200 is built and handed to the endpoint when the shell next polls for

@@ -24,6 +24,7 @@
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
 mod agent_leg;
 pub(crate) mod agents;
+pub mod capture;
 pub mod cdr;
 mod dialog_requests;
 mod feature_codes;
@@ -45,6 +46,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 
 pub use crate::media::MediaId;
+pub use capture::{CaptureEvent, CaptureId, CapturedSip};
 pub use cdr::{Cdr, CdrDigit, EndReason, QueueTried, TransferResult, WallClock, MAX_CDR_DIGITS};
 pub use ivr_call::{
     CallInput, CallOutput, CallTiming, IvrCall, CONNECTING_PROMPT, QUEUE_ANNOUNCE_PROMPTS,
@@ -94,6 +96,8 @@ pub struct CallsConfig {
     pub local: SocketAddr,
     /// The text of `Server:` on our responses and `User-Agent:` on our requests (no version).
     pub server_header: String,
+    /// Whether calls are captured (`serve --trace-dir`): then drain [`Calls::poll_capture`].
+    pub capture: bool,
 }
 
 impl CallsConfig {
@@ -111,6 +115,7 @@ impl CallsConfig {
             wall,
             local,
             server_header: "helpline".to_owned(),
+            capture: false,
         }
     }
 
@@ -205,6 +210,8 @@ pub struct Calls {
     cdrs: VecDeque<Cdr>,
     /// Queue log lines for the shell, once [`Calls::enable_queue_log`] was called.
     queue_log: Option<VecDeque<String>>,
+    /// What `--trace-dir` captures (inert when `cfg.capture` is off).
+    capture: capture::Captures,
 }
 
 impl Calls {
@@ -212,6 +219,7 @@ impl Calls {
     /// the first RTP port reproducible.
     pub fn new(cfg: CallsConfig, menus: Arc<MenuSet>, prompts: PromptStore, seed: u64) -> Calls {
         let mut endpoint = Endpoint::new(cfg.timers, cfg.local, seed);
+        let cfg_capture = cfg.capture;
         endpoint.set_server_header(&cfg.server_header);
         Calls {
             endpoint,
@@ -234,6 +242,7 @@ impl Calls {
             media_out: VecDeque::new(),
             cdrs: VecDeque::new(),
             queue_log: None,
+            capture: capture::Captures::new(cfg_capture),
         }
     }
 
@@ -242,13 +251,25 @@ impl Calls {
     /// One SIP message from the network (a UDP datagram or one framed TCP message); processes every
     /// event the endpoint reports for it.
     pub fn handle_sip(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        if !self.capture.enabled() {
+            self.endpoint.handle_message(now, peer, bytes);
+            self.drain_endpoint(now);
+            return;
+        }
+        self.capture.tick(now);
+        // Looked up before (the message may end its call) and after (it may start one).
+        let before = self.capture_of(bytes);
         self.endpoint.handle_message(now, peer, bytes);
         self.drain_endpoint(now);
+        if let Some(id) = before.or_else(|| self.capture_of(bytes)) {
+            self.capture.received(id, now, &peer, bytes);
+        }
     }
 
     /// One event from the media engine for session `id` — the caller's (to the IVR side) or the agent
     /// side's (an RTP timeout while bridged ends the call); stale ids (a call already gone) are ignored.
     pub fn handle_media(&mut self, now: Instant, id: MediaId, event: MediaEvent) {
+        self.capture.tick(now);
         let Some(&key) = self.by_media.get(&id) else {
             return;
         };
@@ -269,6 +290,7 @@ impl Calls {
     /// Fires what is due at `now` (transaction timers, ringing, IVR timers, binding expiry, wrap-ups);
     /// spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.capture.tick(now);
         self.endpoint.handle_timeout(now);
         self.drain_endpoint(now);
         self.agents_timeout(now);
@@ -292,12 +314,14 @@ impl Calls {
 
     /// Shutdown has begun: new INVITEs get `503` with `Retry-After`; calls in progress go on.
     pub fn handle_drain(&mut self, _now: Instant) {
+        self.capture.tick(_now);
         self.draining = true;
     }
 
     /// The drain time is over: every call is ended from our side — a ringing one with `480`, an
     /// answered one with BYE (once its ACK has come: a BYE never overtakes the ACK).
     pub fn handle_hangup_all(&mut self, now: Instant) {
+        self.capture.tick(now);
         self.draining = true;
         let mut keys: Vec<CallKey> = self.calls.keys().copied().collect();
         keys.sort();
@@ -310,6 +334,7 @@ impl Calls {
     /// Hot reload: calls that arrive from now on use `menus`; calls in progress keep theirs. Agents
     /// still declared stay registered and keep their presence; agents no longer declared are logged out.
     pub fn set_menus(&mut self, now: Instant, menus: Arc<MenuSet>) {
+        self.capture.tick(now);
         self.agents_reload(now, &menus);
         self.menus = menus;
         self.drain_endpoint(now);
@@ -318,6 +343,7 @@ impl Calls {
     /// Exit: every call still present gets its CDR (with the reason already recorded, e.g. the BYE that
     /// got no answer, else `server-bye`) and its media closed.
     pub fn finish_all(&mut self, now: Instant) {
+        self.capture.tick(now);
         let mut keys: Vec<CallKey> = self.calls.keys().copied().collect();
         keys.sort();
         for key in keys {
@@ -337,12 +363,33 @@ impl Calls {
         while let Some((at, key)) = self.answering.pop_front() {
             self.answer_now(at, key);
         }
-        self.endpoint.poll_transmit()
+        let t = self.endpoint.poll_transmit()?;
+        if let Some(id) = self.capture_of(&t.bytes) {
+            self.capture.sent(id, &t.to, &t.bytes);
+        }
+        Some(t)
     }
 
     /// The next command for the media engine.
     pub fn poll_media(&mut self) -> Option<MediaCommand> {
-        self.media_out.pop_front()
+        let command = self.media_out.pop_front()?;
+        if let MediaCommand::Open { id, port, .. } = &command {
+            let call = self.by_media.get(id).and_then(|k| self.calls.get(k));
+            // Every session of a call (its agent's, its transfer's) is on the caller's media address.
+            if let Some((capture, ip)) =
+                call.and_then(|c| Some((self.capture.of(&c.call_id)?, c.media.ip)))
+            {
+                self.capture.media(capture, *id, SocketAddr::new(ip, *port));
+            }
+        }
+        Some(command)
+    }
+
+    /// The next thing to capture (with [`CallsConfig::capture`] on): calls starting and ending, their
+    /// SIP and the media sessions whose RTP belongs to them. Drain it after `poll_transmit` and
+    /// `poll_media`, in order.
+    pub fn poll_capture(&mut self) -> Option<CaptureEvent> {
+        self.capture.poll()
     }
 
     /// The next finished call's record.
@@ -369,6 +416,7 @@ impl Calls {
             self.endpoint.poll_timeout(),
             self.agents.poll_timeout(),
             self.late.poll_timeout(),
+            self.capture.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -411,6 +459,29 @@ impl Calls {
     }
 
     // ── internals shared by the request handlers ──
+
+    /// The open capture a SIP message belongs to: its Call-ID's, or (a leg seen for the first time,
+    /// e.g. our INVITE to an agent) its call's, which the leg then joins.
+    fn capture_of(&mut self, bytes: &[u8]) -> Option<CaptureId> {
+        if !self.capture.enabled() {
+            return None;
+        }
+        let call_id = capture::sniff_call_id(bytes)?;
+        let cid = CallId::from(call_id);
+        if let Some(id) = self.capture.of(&cid) {
+            return Some(id);
+        }
+        let (key, _) = self.by_call_id.get(&cid)?;
+        let id = self.capture.of(&self.calls.get(key)?.call_id)?;
+        self.capture.join(id, call_id);
+        Some(id)
+    }
+
+    /// Records a finished call's CDR (every call has exactly one); its capture winds down.
+    fn push_cdr(&mut self, now: Instant, cdr: Cdr) {
+        self.capture.end(now, &cdr.call_id);
+        self.cdrs.push_back(cdr);
+    }
 
     fn drain_endpoint(&mut self, now: Instant) {
         while let Some(event) = self.endpoint.poll_event() {
@@ -712,7 +783,7 @@ impl Calls {
             cdr.talk_ms = Some(u64::try_from((now - at).as_millis()).unwrap_or(u64::MAX));
         }
         tracing::info!(call_id = %cdr.call_id, reason = ?cdr.end_reason, route = ?cdr.route, "call ended");
-        self.cdrs.push_back(cdr);
+        self.push_cdr(now, cdr);
     }
 }
 

@@ -127,6 +127,10 @@ pub(crate) struct Region {
     /// Per configured number: languages offered to its callers.
     pub number_languages: Vec<Vec<String>>,
     pub language_select_timeout: Duration,
+    /// Whether `serve --trace-dir` captures the region's calls (`trace`, default true) …
+    pub trace: bool,
+    /// … and per configured number, its own `trace` (the region's when it has none).
+    pub number_trace: Vec<bool>,
 }
 
 /// The immutable, compiled helpline menu configuration; shared by every call through an `Arc`.
@@ -182,6 +186,18 @@ impl MenuSet {
             (Some(&(r, n)), _) => Ok((r, Some(n))),
             (None, Some(r)) => Ok((r, None)),
             (None, None) => Err(Unrouted::UnknownNumber),
+        }
+    }
+
+    /// Whether `serve --trace-dir` captures a call to `dialed_user`: the number's `trace`, else its
+    /// region's, default true; a number no region serves (refused 404) is captured too.
+    pub fn traced(&self, dialed_user: &str) -> bool {
+        match self.resolve(dialed_user) {
+            Ok((r, n)) => self.regions.get(r).is_none_or(|region| {
+                n.and_then(|n| region.number_trace.get(n).copied())
+                    .unwrap_or(region.trace)
+            }),
+            Err(_) => true,
         }
     }
 
@@ -511,8 +527,11 @@ pub fn compile(
             None => Duration::from_secs(5),
         };
         let mut number_languages = Vec::new();
+        let trace = r.trace.unwrap_or(true);
+        let mut number_trace = Vec::new();
         for n in &r.numbers {
             let n = n.get_ref();
+            number_trace.push(n.trace.unwrap_or(trace));
             let langs = match &n.languages {
                 Some(ls) => {
                     for l in ls.get_ref() {
@@ -590,6 +609,8 @@ pub fn compile(
             special,
             number_languages,
             language_select_timeout,
+            trace,
+            number_trace,
         });
     }
     // A `language` action must name a language some region declares; in a region that does not speak
@@ -1566,6 +1587,37 @@ department = "orders"
             Ok(_) => Vec::new(),
             Err(d) => d.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn trace_is_per_number_over_per_region_and_must_be_a_boolean() {
+        let with = |region: &str, number: &str| {
+            let src = BASE.replace(
+                "closed_menu = \"main\"\n",
+                &format!("closed_menu = \"main\"\n{region}\n"),
+            );
+            let src = src.replace(
+                "number = \"0800 000 0001\"\n",
+                &format!("number = \"0800 000 0001\"\n{number}\n"),
+            );
+            compile(&[("t.toml".into(), src)], &AllPrompts)
+        };
+        let traced = |region: &str, number: &str| {
+            let (set, _) = with(region, number).expect("compiles");
+            (set.traced("08000000001"), set.traced("+448000000009"))
+        };
+        assert_eq!(traced("", ""), (true, true));
+        assert_eq!(traced("trace = false", ""), (false, true));
+        assert_eq!(traced("trace = false", "trace = true"), (true, true));
+        assert_eq!(traced("", "trace = false"), (false, true));
+        let d: Vec<String> = match with("", "trace = \"no\"") {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(ToString::to_string).collect(),
+        };
+        assert!(
+            d == ["t.toml:15:9: error: invalid type: string \"no\", expected a boolean"],
+            "{d:#?}"
+        );
     }
 
     #[test]

@@ -140,6 +140,8 @@ pub struct RegionModel {
     /// `[[regions.NAME.special]]`: windows that run another menu (checked before `hours`).
     #[serde(default)]
     pub special: Vec<Spanned<SpecialModel>>,
+    /// Whether `serve --trace-dir` captures this region's calls. Default true.
+    pub trace: Option<bool>,
 }
 
 /// `[[regions.NAME.numbers]]`.
@@ -152,6 +154,8 @@ pub struct NumberModel {
     pub number: Text,
     /// Languages offered to callers of this number (default: the region's); each must be a region language.
     pub languages: Option<Spanned<Vec<Text>>>,
+    /// Whether `serve --trace-dir` captures calls to this number. Default: the region's `trace`.
+    pub trace: Option<bool>,
 }
 
 /// `[[regions.NAME.hours]]`.

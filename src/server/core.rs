@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::call::{Calls, MediaCommand, MediaId};
+use crate::call::{Calls, CaptureEvent, CaptureId, MediaCommand, MediaId};
 use crate::ivr::MenuSet;
 use crate::media::session::MediaEvent;
+use crate::server::capture::{CaptureMsg, CaptureSink};
 use crate::server::media_engine::MediaHandle;
 use crate::sip::endpoint::{Peer, Transmit, Transport};
 use crate::transport::tcp::{TcpConnections, TcpInbound};
@@ -29,6 +30,10 @@ pub struct Core {
     /// The next local midnight: today's call counts (`fewest-calls`) start again then.
     new_day_at: Instant,
     queue_log_tx: Option<mpsc::UnboundedSender<String>>,
+    /// `--trace-dir`: the capture writer, and the ends it has not taken yet (a full channel), retried
+    /// on every flush so no capture file stays open for good.
+    capture: Option<CaptureSink>,
+    capture_ends: Vec<CaptureId>,
 }
 
 /// The instant of the next local midnight, from the system's wall clock and time zone (an hour
@@ -62,7 +67,15 @@ impl Core {
             cdr_tx,
             new_day_at: next_local_midnight(crate::clock::now()),
             queue_log_tx: None,
+            capture: None,
+            capture_ends: Vec::new(),
         }
+    }
+
+    /// Hands everything the registry says to capture to this writer (`serve --trace-dir`; the
+    /// registry must have `CallsConfig::capture` on).
+    pub fn set_capture(&mut self, sink: CaptureSink) {
+        self.capture = Some(sink);
     }
 
     /// Sends every queue log line to this writer (`serve --queue-log`; the registry must have
@@ -163,6 +176,10 @@ impl Core {
                     }
                 }
             }
+            while let Some(event) = self.calls.poll_capture() {
+                progressed = true;
+                self.capture(event);
+            }
             while let Some(line) = self.calls.poll_queue_log() {
                 progressed = true;
                 if let Some(tx) = &self.queue_log_tx {
@@ -171,6 +188,31 @@ impl Core {
             }
             if !progressed {
                 break;
+            }
+        }
+    }
+
+    /// Carries out one capture decision: copies go to the writer, a session's RTP is tapped.
+    fn capture(&mut self, event: CaptureEvent) {
+        let Some(sink) = &self.capture else {
+            return;
+        };
+        self.capture_ends
+            .retain(|&id| !sink.offer(CaptureMsg::End { id }));
+        match event {
+            CaptureEvent::Start { id, stem, .. } => {
+                sink.offer(CaptureMsg::Start { id, stem });
+            }
+            CaptureEvent::Sip(sip) => {
+                sink.offer(CaptureMsg::Sip(sip));
+            }
+            CaptureEvent::Media { id, media, local } => {
+                self.media.capture(media, id, local, sink.clone());
+            }
+            CaptureEvent::End { id } => {
+                if !sink.offer(CaptureMsg::End { id }) {
+                    self.capture_ends.push(id);
+                }
             }
         }
     }

@@ -25,7 +25,7 @@
 //!   a caller's jitter buffer. A tokio sleep 2 ms past the deadline stays armed as a safety net.
 //! * One small receive task per session socket: `recv_from` into a buffer allocated once with the task,
 //!   then `handle_rtp`; every session's events go, tagged with its [`MediaId`], into the one channel
-//!   given to [`MediaEngine::start`]. RTCP on port+1 is read and ignored.
+//!   given to [`MediaEngine::start`]. RTCP on port+1 is read and ignored (copied when captured).
 //!   Receiving never makes a session's next deadline earlier (it only pushes the RTP timeout back), so
 //!   receive tasks never need to wake the pacer; a deadline that moved later is found stale and
 //!   re-armed when it pops.
@@ -57,6 +57,15 @@
 //! 6.7–7.3 µs of media-thread CPU per relayed packet at 1,000 pairs (100,000 packets a second),
 //! 10.6–12.8 µs at 250 pairs (fewer packets per wake-up); the example's doc has the table.
 //!
+//! # Capture (`serve --trace-dir`)
+//!
+//! [`MediaHandle::capture`] gives a session a `Tap`: from then on every datagram its RTP and RTCP
+//! sockets receive is copied, and of what it sends the first [`PROMPT_SAMPLE_PACKETS`] of each prompt
+//! and of relayed audio, at most [`MAX_SENT_PACKETS_PER_CALL`] per call; every session of one call
+//! shares one budget of [`MAX_CALL_RTP_BYTES`], after which that call's media capture stops (counted).
+//! Copies go to the capture writer by `try_send` (a full channel drops the copy, never waits). A
+//! session without a tap pays one `RefCell` check per packet: no allocation, no lock.
+//!
 //! The signalling task talks to the engine only through a [`MediaHandle`] (`Send + Clone`), by message,
 //! fire-and-forget. Which port a session uses is decided by the call layer (`call::PortPool`); the engine
 //! binds what it is told and reports a port it cannot bind as [`MediaEvent::BindFailed`].
@@ -76,10 +85,15 @@ use tokio::io::Interest;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, LocalSet};
 
+pub use crate::call::CaptureId;
 use crate::media::bridge::Bridge;
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
 pub use crate::media::MediaId;
 use crate::prompts::Prompt;
+use crate::server::capture::{
+    CaptureMsg, CaptureSink, CapturedRtp, MAX_CALL_RTP_BYTES, MAX_SENT_PACKETS_PER_CALL,
+    PROMPT_SAMPLE_PACKETS,
+};
 
 /// Frames due within this much of the wake-up are sent in the same batch (see the module doc).
 pub const EARLY: Duration = Duration::from_micros(250);
@@ -292,6 +306,7 @@ enum Command {
     Close(MediaId),
     Bridge(MediaId, MediaId),
     Unbridge(MediaId),
+    Capture(MediaId, CaptureId, SocketAddr, CaptureSink),
 }
 
 /// Starts the media thread; see the module doc.
@@ -408,6 +423,12 @@ impl MediaHandle {
         let _ = self.tx.send(Command::Unbridge(id));
     }
 
+    /// Captures session `id` into capture `capture` (see the module doc); `local` is the session's
+    /// RTP address as announced (its socket may be bound to the wildcard). Ignored if not open.
+    pub fn capture(&self, id: MediaId, capture: CaptureId, local: SocketAddr, sink: CaptureSink) {
+        let _ = self.tx.send(Command::Capture(id, capture, local, sink));
+    }
+
     /// Send-time statistics over all sessions (for telemetry and the load benchmark).
     pub fn send_stats(&self) -> Arc<SendStats> {
         self.stats.clone()
@@ -432,6 +453,75 @@ struct Entry {
     /// The engine's send buffer (relayed packets are written there).
     send_buf: SendBuf,
     stats: Arc<SendStats>,
+    /// Set when the session's call is captured.
+    tap: RefCell<Option<Tap>>,
+}
+
+/// What one call may still capture, shared by its sessions.
+#[derive(Debug)]
+struct Budget {
+    bytes_left: Cell<u64>,
+    sent_left: Cell<u32>,
+    capped: Cell<bool>,
+}
+
+/// A captured session's copier.
+struct Tap {
+    id: CaptureId,
+    /// The session's RTP address as announced; RTCP is the next port.
+    local: SocketAddr,
+    sink: CaptureSink,
+    budget: Rc<Budget>,
+    /// Packets of the current prompt still to be sampled.
+    prompt_left: Cell<u32>,
+}
+
+impl Tap {
+    fn received(&self, at: Instant, from: SocketAddr, packet: &[u8]) {
+        self.copy(at, from, self.local, packet);
+    }
+
+    fn received_rtcp(&self, at: Instant, from: SocketAddr, packet: &[u8]) {
+        let local = SocketAddr::new(self.local.ip(), self.local.port().wrapping_add(1));
+        self.copy(at, from, local, packet);
+    }
+
+    /// A paced prompt packet: the first few of each prompt.
+    fn sent_prompt(&self, at: Instant, to: SocketAddr, packet: &[u8]) {
+        let left = self.prompt_left.get();
+        if left > 0 {
+            self.prompt_left.set(left - 1);
+            self.sent(at, to, packet);
+        }
+    }
+
+    /// Anything we send, under the call's budget of sent packets.
+    fn sent(&self, at: Instant, to: SocketAddr, packet: &[u8]) {
+        let left = self.budget.sent_left.get();
+        if left > 0 {
+            self.budget.sent_left.set(left - 1);
+            self.copy(at, self.local, to, packet);
+        }
+    }
+
+    fn copy(&self, at: Instant, from: SocketAddr, to: SocketAddr, packet: &[u8]) {
+        let n = packet.len() as u64;
+        let left = self.budget.bytes_left.get();
+        if left < n {
+            if !self.budget.capped.replace(true) {
+                self.sink.stats().capped();
+            }
+            return;
+        }
+        self.budget.bytes_left.set(left - n);
+        self.sink.offer(CaptureMsg::Rtp(CapturedRtp {
+            id: self.id,
+            at,
+            from,
+            to,
+            bytes: packet.to_vec(),
+        }));
+    }
 }
 
 /// Which leg of its [`Bridge`] a session is.
@@ -488,6 +578,9 @@ impl Entry {
         match peer.socket.get_ref().send_to(out, dst) {
             Ok(_) => {
                 self.stats.relayed.fetch_add(1, Ordering::Relaxed);
+                if let Some(tap) = peer.tap.borrow().as_ref() {
+                    tap.sent(now, dst, out);
+                }
             }
             Err(err) => {
                 tracing::trace!(%err, "relayed rtp packet dropped");
@@ -510,6 +603,8 @@ struct Engine {
     events: MediaEvents,
     stats: Arc<SendStats>,
     buf: SendBuf,
+    /// Each captured call's budget, while a session of it is open.
+    budgets: HashMap<CaptureId, std::rc::Weak<Budget>>,
 }
 
 impl Engine {
@@ -522,6 +617,7 @@ impl Engine {
             events,
             stats,
             buf: Rc::new(RefCell::new(Box::new([0u8; SEND_BUF]))),
+            budgets: HashMap::new(),
         }
     }
 
@@ -621,6 +717,11 @@ impl Engine {
             Command::Configure(id, cfg) => self.configure(now, id, &cfg),
             Command::Play(id, prompt) => {
                 if !self.refuse_play_if_bridged(id) {
+                    if let Some((_, e)) = self.entry(id) {
+                        if let Some(tap) = e.tap.borrow().as_ref() {
+                            tap.prompt_left.set(PROMPT_SAMPLE_PACKETS);
+                        }
+                    }
                     self.with_session(id, |s| s.play(now, prompt));
                 }
             }
@@ -635,7 +736,35 @@ impl Engine {
             }
             Command::Bridge(a, b) => self.bridge(now, a, b),
             Command::Unbridge(id) => self.unbridge(now, id),
+            Command::Capture(id, capture, local, sink) => self.tap(id, capture, local, sink),
         }
+    }
+
+    /// Starts copying session `id`'s packets into `capture` (one budget per call).
+    fn tap(&mut self, id: MediaId, capture: CaptureId, local: SocketAddr, sink: CaptureSink) {
+        let Some((_, e)) = self.entry(id) else {
+            return;
+        };
+        self.budgets.retain(|_, b| b.strong_count() > 0);
+        let budget = match self.budgets.get(&capture).and_then(std::rc::Weak::upgrade) {
+            Some(b) => b,
+            None => {
+                let b = Rc::new(Budget {
+                    bytes_left: Cell::new(MAX_CALL_RTP_BYTES),
+                    sent_left: Cell::new(MAX_SENT_PACKETS_PER_CALL),
+                    capped: Cell::new(false),
+                });
+                self.budgets.insert(capture, Rc::downgrade(&b));
+                b
+            }
+        };
+        *e.tap.borrow_mut() = Some(Tap {
+            id: capture,
+            local,
+            sink,
+            budget,
+            prompt_left: Cell::new(PROMPT_SAMPLE_PACKETS),
+        });
     }
 
     /// Applies a re-INVITE's media to the session, and to its bridge if it is in one.
@@ -799,6 +928,11 @@ impl Engine {
                     };
                     let result = e.socket.get_ref().send_to(packet, dst);
                     let sent = Instant::now();
+                    if result.is_ok() {
+                        if let Some(tap) = e.tap.borrow().as_ref() {
+                            tap.sent_prompt(sent, dst, packet);
+                        }
+                    }
                     match (result, s.last_sent_due()) {
                         (Ok(_), Some(due)) => self.stats.record(sent, due),
                         (Ok(_), None) => {}
@@ -859,6 +993,7 @@ impl Engine {
                 link: RefCell::new(None),
                 send_buf: self.buf.clone(),
                 stats: self.stats.clone(),
+                tap: RefCell::new(None),
             }
         });
         slot.entry = Some(entry.clone());
@@ -898,6 +1033,9 @@ async fn receive_rtp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>
         };
         let now = Instant::now();
         let Some(packet) = buf.get(..n) else { continue };
+        if let Some(tap) = strong.tap.borrow().as_ref() {
+            tap.received(now, src, packet);
+        }
         let mut session = strong.session.borrow_mut();
         let accepted = session.as_mut().is_some_and(|s| {
             let accepted = s.handle_rtp(now, src, packet);
@@ -924,9 +1062,13 @@ async fn receive_rtcp(socket: AsyncFd<UdpSocket>, entry: std::rc::Weak<Entry>) {
         let Some(strong) = entry.upgrade() else {
             return;
         };
+        let now = Instant::now();
+        if let (Some(tap), Some(packet)) = (strong.tap.borrow().as_ref(), buf.get(..n)) {
+            tap.received_rtcp(now, src, packet);
+        }
         let mut session = strong.session.borrow_mut();
         if let (Some(s), Some(packet)) = (session.as_mut(), buf.get(..n)) {
-            s.handle_rtcp(Instant::now(), src, packet);
+            s.handle_rtcp(now, src, packet);
         }
     }
 }

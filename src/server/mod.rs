@@ -1,6 +1,7 @@
 //! The tokio shell: binds the SIP sockets, starts the media engine, the CDR and queue-log writers and
-//! the menu reloader, and drives the signalling core until shutdown: read one input → one `handle_*` →
+//! the menu reloader, the capture writer (`--trace-dir`), and drives the signalling core until shutdown: read one input → one `handle_*` →
 //! carry out every output → sleep until the earliest timeout. Every call decision is made in the sans-IO `call` layer.
+pub mod capture;
 pub mod core;
 pub mod jsonl;
 pub mod media_engine;
@@ -43,6 +44,9 @@ pub enum ServeError {
     /// The media engine could not start.
     #[error("cannot start the media engine")]
     Media(#[source] std::io::Error),
+    /// The capture writer thread could not start.
+    #[error("cannot start the capture writer")]
+    Capture(#[source] std::io::Error),
 }
 
 /// Binds the SIP UDP socket (large receive buffer, per-datagram local addresses: see `transport::udp`).
@@ -138,18 +142,24 @@ pub async fn run(
     };
 
     let drain = cfg.drain;
-    let mut calls = Calls::new(
-        calls_config(&cfg, sip_local),
-        menus,
-        prompts,
-        crate::clock::seed(),
-    );
+    let calls_cfg = calls_config(&cfg, sip_local);
+    let capture = match &cfg.trace_dir {
+        Some(dir) => Some(
+            capture::CaptureWriter::start(dir.clone(), calls_cfg.wall)
+                .map_err(ServeError::Capture)?,
+        ),
+        None => None,
+    };
+    let mut calls = Calls::new(calls_cfg, menus, prompts, crate::clock::seed());
     if queue_log_tx.is_some() {
         calls.enable_queue_log();
     }
     let mut core = Core::new(calls, udp.clone(), conns, media.clone(), cdr_tx);
     if let Some(tx) = queue_log_tx {
         core.set_queue_log(tx);
+    }
+    if let Some(writer) = &capture {
+        core.set_capture(writer.sink());
     }
 
     tracing::info!("listening on udp:{local} tcp:{tcp_local}");
@@ -222,6 +232,10 @@ pub async fn run(
     }
     // The media thread ends when the last handle is dropped.
     drop(media);
+    if let Some(writer) = capture {
+        // Every capture file is complete before exit.
+        let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
+    }
     Ok(())
 }
 
@@ -242,6 +256,7 @@ fn calls_config(cfg: &ServerConfig, sip_local: SocketAddr) -> CallsConfig {
         local: sip_local,
         // `--server-header` sets this once the CLI carries it; the default names no version.
         server_header: cfg.server_header.clone(),
+        capture: cfg.trace_dir.is_some(),
     }
 }
 

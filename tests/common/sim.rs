@@ -47,8 +47,8 @@ use std::collections::HashMap;
 
 use helpline::agent::QueueName;
 use helpline::call::{
-    Calls, CallsConfig, Cdr, MediaId, WallClock, CONNECTING_PROMPT, QUEUE_ANNOUNCE_PROMPTS,
-    RINGBACK_TONE,
+    Calls, CallsConfig, CaptureEvent, Cdr, MediaId, WallClock, CONNECTING_PROMPT,
+    QUEUE_ANNOUNCE_PROMPTS, RINGBACK_TONE,
 };
 use helpline::ivr::{MenuSet, PromptCheck};
 use helpline::media::session::{DetectedDigit, DigitMethod, MediaEvent};
@@ -218,6 +218,7 @@ impl SimBuilder {
             cdrs: Vec::new(),
             undelivered: Vec::new(),
             transmits: Vec::new(),
+            captures: Vec::new(),
         }
     }
 }
@@ -248,6 +249,8 @@ pub struct SimNet {
     pub undelivered: Vec<(Instant, Transmit)>,
     /// Every transmit, with its time.
     pub transmits: Vec<(Instant, Peer, String)>,
+    /// Everything the call layer said to capture (`CallsConfig::capture`), in order.
+    pub captures: Vec<CaptureEvent>,
 }
 
 impl SimNet {
@@ -280,6 +283,7 @@ impl SimNet {
                 },
                 local,
                 server_header: "helpline".to_owned(),
+                capture: false,
             },
             seed: 7,
             queue_default: None,
@@ -451,6 +455,10 @@ impl SimNet {
             while let Some(cdr) = self.calls.poll_cdr() {
                 moved = true;
                 self.cdrs.push(cdr);
+            }
+            while let Some(event) = self.calls.poll_capture() {
+                moved = true;
+                self.captures.push(event);
             }
             while let Some((id, event)) = self.media.poll_event() {
                 moved = true;
