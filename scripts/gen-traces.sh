@@ -156,15 +156,18 @@ helpline_calls() {
         wait_for 10 grep -q "\"call_id\":\"$name-" "$dir/cdr.jsonl" || die "$name: no CDR"
         route=$(grep "\"call_id\":\"$name-" "$dir/cdr.jsonl" | jq -r '.route // ""')
         [ "$route" = "$(expected_route "$name")" ] || die "$name: reached '$route', expected '$(expected_route "$name")'"
-        # The pcap is complete once the call has ended (the CDR line is written after it).
-        local pcap
-        wait_for 10 compgen -G "$dir/trace/*-$name-*.pcap" || die "$name: no pcap in $dir/trace"
-        pcap=$(compgen -G "$dir/trace/*-$name-*.pcap" | head -1)
+    done
+    # helpline writes pcaps off the call path: they are complete once it has shut down (SIGTERM drains).
+    kill -TERM "$server"
+    wait "$server" || true
+    local pcap
+    for job in "$@"; do
+        name=${job##*:}
+        pcap=$(compgen -G "$dir/trace/*-$name-*.pcap" | head -1 || true)
+        [ -n "$pcap" ] || die "$name: no pcap in $dir/trace"
         cp "$pcap" "$OUT/$name.pcap"
         echo "wrote $OUT/$name.pcap ($(stat -c %s "$OUT/$name.pcap") bytes; from $(basename "$pcap"))"
     done
-    kill -TERM "$server"
-    wait "$server" || true
 }
 
 helpline_part() {
