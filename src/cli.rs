@@ -1,11 +1,12 @@
-//! Command line (clap): `serve`, `check`, `simulate`, `passwd`; the only place errors become exit codes.
+//! Command line (clap): `serve`, `check`, `simulate`, `passwd`, `replay`; the only place errors become
+//! exit codes.
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 
 use crate::config::{parse_port_range, ServerConfig};
 use crate::ivr::{Diagnostic, MenuSet, Severity};
@@ -79,6 +80,10 @@ pub enum Command {
         /// Text of the Server header on responses and User-Agent on requests (RFC 3261 §20.35, §20.41).
         #[arg(long, value_name = "TEXT", default_value = crate::sip::USER_AGENT)]
         server_header: String,
+        /// Serve `/metrics`, `/health/live`, `/health/ready` and `/calls/{call-id}` over HTTP at this
+        /// address (off by default; port 0 picks a free port).
+        #[arg(long, value_name = "IP:PORT")]
+        http: Option<SocketAddr>,
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
@@ -110,6 +115,47 @@ pub enum Command {
         #[arg(long, default_value = "prompts")]
         prompts: PathBuf,
     },
+    /// Replay the caller's side of every call of a SIP trace (pcap, pcapng, SIPp `-trace_msg` log)
+    /// against a running server or offline, and report where each call ended. Exit 1 if any call
+    /// failed, 2 on usage or read errors.
+    #[command(group(ArgGroup::new("mode").required(true).args(["target", "offline"])))]
+    Replay {
+        /// The trace file.
+        trace: PathBuf,
+        /// The server's SIP address (live replay).
+        #[arg(long, value_name = "IP:PORT")]
+        target: Option<SocketAddr>,
+        /// Replay in-process on a simulated clock against the menus in --config.
+        #[arg(long)]
+        offline: bool,
+        /// Live: read each call's route from the server's CDR file (same host).
+        #[arg(long, requires = "target", conflicts_with = "http")]
+        cdr: Option<PathBuf>,
+        /// Live: read each call's route from the server's `GET /calls/{call-id}` (`serve --http`).
+        #[arg(long, value_name = "IP:PORT", requires = "target")]
+        http: Option<SocketAddr>,
+        /// Live: our own address (default: loopback of the target's family).
+        #[arg(long, requires = "target")]
+        bind: Option<IpAddr>,
+        /// Offline: directory of the IVR menu files.
+        #[arg(long, requires = "offline")]
+        config: Option<PathBuf>,
+        /// Offline: directory of the prompts (their lengths time the menus).
+        #[arg(long, requires = "offline")]
+        prompts: Option<PathBuf>,
+        /// Offline: the wall-clock time of the calls (RFC 3339); default each call's captured start.
+        #[arg(long, requires = "offline", value_parser = parse_rfc3339)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Replay only call N (1-based, in the order of the trace's INVITEs).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        call: Option<u64>,
+        /// Fail every call that does not reach this route (`REGION.DEPARTMENT`).
+        #[arg(long, value_name = "ROUTE")]
+        expect_route: Option<String>,
+        /// One JSON object per call per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read an agent's password on stdin (one line) and print the `ha1` and `ha1_sha256` lines to paste
     /// into its `[agents.ID]` table.
     Passwd {
@@ -130,6 +176,44 @@ pub fn main() -> ExitCode {
     crate::telemetry::init();
     match cli.command {
         Command::Check { dir, prompts } => check(&dir, &prompts),
+        Command::Replay {
+            trace,
+            target,
+            offline,
+            cdr,
+            http,
+            bind,
+            config,
+            prompts,
+            at,
+            call,
+            expect_route,
+            json,
+        } => {
+            let mode = match (target, offline) {
+                (Some(target), false) => ReplayMode::Live(crate::replay::live::LiveSetup {
+                    target,
+                    bind,
+                    record: match (cdr, http) {
+                        (Some(p), _) => crate::replay::live::RecordSource::Cdr(p),
+                        (None, Some(a)) => crate::replay::live::RecordSource::Http(a),
+                        (None, None) => crate::replay::live::RecordSource::None,
+                    },
+                    seed: crate::clock::seed(),
+                }),
+                _ => ReplayMode::Offline {
+                    config: config.unwrap_or_else(|| PathBuf::from("ivr-menus")),
+                    prompts: prompts.unwrap_or_else(|| PathBuf::from("prompts")),
+                    at,
+                },
+            };
+            let opts = ReplayArgs {
+                only: call.map(|n| n as usize),
+                expect: expect_route,
+                json,
+            };
+            replay(&trace, mode, &opts)
+        }
         Command::Passwd { id, config, realm } => passwd(&id, config.as_deref(), realm.as_deref()),
         Command::Simulate {
             dialed,
@@ -157,6 +241,7 @@ pub fn main() -> ExitCode {
             no_watch,
             pretend_time,
             server_header,
+            http,
         } => {
             let mut cfg = ServerConfig {
                 menus_dir: config,
@@ -175,6 +260,7 @@ pub fn main() -> ExitCode {
                 watch_menus: !no_watch,
                 pretend_time,
                 server_header,
+                http,
                 ..ServerConfig::default()
             };
             cfg.timers.t1 = Duration::from_millis(t1_ms.max(1));
@@ -328,6 +414,118 @@ fn simulate(
         }
     }
     if result.ended_nowhere {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// How `helpline replay` runs, from its arguments.
+enum ReplayMode {
+    Live(crate::replay::live::LiveSetup),
+    Offline {
+        config: PathBuf,
+        prompts: PathBuf,
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+struct ReplayArgs {
+    only: Option<usize>,
+    expect: Option<String>,
+    json: bool,
+}
+
+fn replay(trace_path: &Path, mode: ReplayMode, args: &ReplayArgs) -> ExitCode {
+    let bytes = match std::fs::read(trace_path) {
+        Ok(b) => b,
+        Err(err) => {
+            eprintln!(
+                "helpline replay: cannot read {}: {err}",
+                trace_path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let trace = match crate::replay::trace::read_trace(&bytes) {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("helpline replay: {}: {err}", trace_path.display());
+            return ExitCode::from(2);
+        }
+    };
+    if trace.calls.is_empty() {
+        eprintln!(
+            "helpline replay: {}: no call (no INVITE) in the trace",
+            trace_path.display()
+        );
+        return ExitCode::from(2);
+    }
+    if let Some(n) = args.only.filter(|n| *n > trace.calls.len()) {
+        eprintln!(
+            "helpline replay: --call {n}: the trace has {} call(s)",
+            trace.calls.len()
+        );
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("helpline replay: cannot start the runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let expect = args.expect.as_deref();
+    let reports = match mode {
+        ReplayMode::Live(setup) => runtime.block_on(crate::replay::run(
+            &trace.calls,
+            args.only,
+            crate::replay::Mode::Live(&setup),
+            expect,
+        )),
+        ReplayMode::Offline {
+            config,
+            prompts,
+            at,
+        } => {
+            let Some((menus, prompts)) = load(&config, &prompts) else {
+                eprintln!("helpline replay: the menus or prompts have errors (see above)");
+                return ExitCode::from(2);
+            };
+            let setup = crate::replay::offline::OfflineSetup {
+                menus,
+                prompts,
+                wall: at.or(trace.start).unwrap_or_else(crate::clock::wall),
+                seed: crate::clock::seed(),
+            };
+            let mode = crate::replay::Mode::Offline {
+                setup: &setup,
+                at_given: at.is_some(),
+            };
+            runtime.block_on(crate::replay::run(&trace.calls, args.only, mode, expect))
+        }
+    };
+    let mut failed = false;
+    for r in &reports {
+        failed |= r.verdict == crate::replay::report::Verdict::Fail;
+        if args.json {
+            match serde_json::to_string(r) {
+                Ok(line) => println!("{line}"),
+                Err(err) => {
+                    eprintln!("helpline replay: cannot print the report: {err}");
+                    return ExitCode::from(2);
+                }
+            }
+        } else {
+            for line in crate::replay::report::text(r) {
+                println!("{line}");
+            }
+        }
+    }
+    if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -50,6 +50,8 @@ pub struct ServerConfig {
     /// The text of `Server` on every response and `User-Agent` on every request (default `helpline`,
     /// without a version).
     pub server_header: String,
+    /// Where `/metrics`, `/health/*` and `/calls/{call-id}` are served (default: off; port 0 picks one).
+    pub http: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             ring: Duration::ZERO,
             watch_menus: true,
             server_header: crate::sip::USER_AGENT.to_owned(),
+            http: None,
         }
     }
 }

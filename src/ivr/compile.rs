@@ -201,6 +201,18 @@ impl MenuSet {
         }
     }
 
+    /// The configured number (`+` and E.164 digits) `dialed_user` reaches, or `None` when no region
+    /// lists it (a caller of the default region included): a label set callers cannot grow.
+    pub fn configured_number(&self, dialed_user: &str) -> Option<String> {
+        let (region, Some(number)) = self.resolve(dialed_user).ok()? else {
+            return None;
+        };
+        self.e164
+            .iter()
+            .find(|(_, &(r, n))| r == region && n == number)
+            .map(|(digits, _)| format!("+{digits}"))
+    }
+
     /// Name of region `id`.
     pub fn region_name(&self, id: RegionId) -> &str {
         self.regions.get(id.0).map_or("", |r| r.name.as_str())

@@ -17,6 +17,9 @@ use crate::media::session::MediaEvent;
 use crate::server::capture::{CaptureMsg, CaptureSink};
 use crate::server::media_engine::MediaHandle;
 use crate::sip::endpoint::{Peer, Transmit, Transport};
+use crate::telemetry::http::Query;
+use crate::telemetry::metrics::CoreMetrics;
+use crate::telemetry::recent::{RecentCalls, RECENT_CALLS};
 use crate::transport::tcp::{TcpConnections, TcpInbound};
 use crate::transport::udp::SipUdpSocket;
 
@@ -34,6 +37,8 @@ pub struct Core {
     /// on every flush so no capture file stays open for good.
     capture: Option<CaptureSink>,
     capture_ends: Vec<CaptureId>,
+    /// Metrics and the recent calls' CDRs (`serve`), none in tests that build a bare core.
+    telemetry: Option<(CoreMetrics, RecentCalls)>,
 }
 
 /// The instant of the next local midnight, from the system's wall clock and time zone (an hour
@@ -69,6 +74,25 @@ impl Core {
             queue_log_tx: None,
             capture: None,
             capture_ends: Vec::new(),
+            telemetry: None,
+        }
+    }
+
+    /// Counts what passes through the core into `metrics` and keeps the recent calls' CDRs.
+    pub fn enable_telemetry(&mut self, metrics: CoreMetrics) {
+        self.telemetry = Some((metrics, RecentCalls::new(RECENT_CALLS)));
+    }
+
+    /// Answers an HTTP handler (see `telemetry::http`); a handler that gave up is not an error.
+    pub fn answer(&mut self, query: Query) {
+        match query {
+            Query::Snapshot(reply) => {
+                let _ = reply.send(crate::server::snapshot::of(&self.calls));
+            }
+            Query::Cdr(call_id, reply) => {
+                let line = self.telemetry.as_ref().and_then(|(_, r)| r.get(&call_id));
+                let _ = reply.send(line);
+            }
         }
     }
 
@@ -86,6 +110,9 @@ impl Core {
 
     /// A UDP datagram.
     pub async fn handle_udp(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        if let Some((m, _)) = &mut self.telemetry {
+            m.sip(now, true, bytes);
+        }
         self.calls.handle_sip(now, peer, bytes);
         self.flush(now).await;
     }
@@ -97,12 +124,22 @@ impl Core {
             addr: inbound.peer,
             local: inbound.local,
         };
+        if let Some((m, _)) = &mut self.telemetry {
+            m.sip(now, true, &inbound.bytes);
+        }
         self.calls.handle_sip(now, peer, &inbound.bytes);
         self.flush(now).await;
     }
 
     /// A media engine event.
     pub async fn handle_media(&mut self, now: Instant, id: MediaId, event: MediaEvent) {
+        if let Some((m, _)) = &mut self.telemetry {
+            match &event {
+                MediaEvent::FirstRtp { .. } => m.first_rtp(now, id),
+                MediaEvent::Digit(_) => m.key(now, id),
+                _ => {}
+            }
+        }
         self.calls.handle_media(now, id, event);
         self.flush(now).await;
     }
@@ -131,6 +168,9 @@ impl Core {
 
     /// New menus for new calls (and the agents declared in them).
     pub async fn set_menus(&mut self, now: Instant, menus: Arc<MenuSet>) {
+        if let Some((m, _)) = &mut self.telemetry {
+            m.set_menus(menus.clone());
+        }
         self.calls.set_menus(now, menus);
         self.flush(now).await;
     }
@@ -163,17 +203,31 @@ impl Core {
             }
             while let Some(t) = self.calls.poll_transmit() {
                 progressed = true;
+                if let Some((m, _)) = &mut self.telemetry {
+                    // The clock again: `now` is when the input arrived, this is when its answer leaves.
+                    m.sip(crate::clock::now(), false, &t.bytes);
+                }
                 self.send(t).await;
             }
             while let Some(cdr) = self.calls.poll_cdr() {
                 progressed = true;
-                if let Some(tx) = &self.cdr_tx {
-                    match serde_json::to_string(&cdr) {
-                        Ok(line) => {
-                            let _ = tx.send(line);
-                        }
-                        Err(err) => tracing::error!(%err, "cdr not serialisable"),
+                if self.cdr_tx.is_none() && self.telemetry.is_none() {
+                    continue;
+                }
+                let line = match serde_json::to_string(&cdr) {
+                    Ok(line) => line,
+                    Err(err) => {
+                        tracing::error!(%err, "cdr not serialisable");
+                        continue;
                     }
+                };
+                if let Some((m, recent)) = &mut self.telemetry {
+                    m.cdr(&cdr);
+                    // Exactly the line the --cdr file gets.
+                    recent.push(&cdr.call_id, Arc::from(line.as_str()));
+                }
+                if let Some(tx) = &self.cdr_tx {
+                    let _ = tx.send(line);
                 }
             }
             while let Some(event) = self.calls.poll_capture() {
@@ -218,6 +272,16 @@ impl Core {
     }
 
     fn carry_out(&mut self, now: Instant, command: MediaCommand) {
+        if let Some((m, _)) = &mut self.telemetry {
+            // As for SIP: measured up to when the command leaves, not when its input arrived.
+            let sent = crate::clock::now();
+            match &command {
+                MediaCommand::Play { id, .. } => m.action(sent, *id, true),
+                MediaCommand::Bridge { a, .. } => m.action(sent, *a, false),
+                MediaCommand::Close { id } => m.closed(*id),
+                _ => {}
+            }
+        }
         match command {
             MediaCommand::Open { id, port, cfg } => {
                 if let Err(err) = self.media.open(id, port, cfg) {

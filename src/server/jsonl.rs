@@ -2,14 +2,37 @@
 //! whole line per write, flushed at once. It does not decide what a line holds (`call`, `queue::log`).
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use crate::telemetry::http::FileHealth;
+use crate::telemetry::metrics::LineCounters;
+
+/// What a writer reports as it goes: the file's state (`/health/ready`) and lines written (`/metrics`).
+#[derive(Clone, Default)]
+pub struct Watched {
+    /// Open, failed or not yet.
+    pub health: Option<Arc<FileHealth>>,
+    /// Lines written and refused.
+    pub counters: Option<LineCounters>,
+}
 
 /// Starts a writer of `what` (e.g. "CDR", "queue log") lines: the file is created if missing and
 /// appended to. It ends, having written every line it was sent, when the last sender is dropped — which
 /// is how a clean shutdown loses no line. A file that cannot be opened gets its lines logged instead.
 pub fn start(path: PathBuf, what: &'static str) -> (mpsc::UnboundedSender<String>, JoinHandle<()>) {
+    start_watched(path, what, Watched::default())
+}
+
+/// [`start`], reporting to `watched`.
+pub fn start_watched(
+    path: PathBuf,
+    what: &'static str,
+    watched: Watched,
+) -> (mpsc::UnboundedSender<String>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let task = tokio::spawn(async move {
         let file = tokio::fs::OpenOptions::new()
@@ -20,6 +43,9 @@ pub fn start(path: PathBuf, what: &'static str) -> (mpsc::UnboundedSender<String
         let mut file = match file {
             Ok(f) => f,
             Err(err) => {
+                if let Some(h) = &watched.health {
+                    h.set_failed();
+                }
                 tracing::error!(path = %path.display(), %err, "cannot open the {what} file: its lines are logged instead");
                 while let Some(line) = rx.recv().await {
                     tracing::info!(%line, "{what}");
@@ -27,12 +53,31 @@ pub fn start(path: PathBuf, what: &'static str) -> (mpsc::UnboundedSender<String
                 return;
             }
         };
+        if let Some(h) = &watched.health {
+            h.set_ok();
+        }
         while let Some(mut line) = rx.recv().await {
             line.push('\n');
             // One write per line (the file is opened for appending) keeps every record whole for
             // readers tailing the file; flushed at once so a crash loses nothing already written.
-            if let Err(err) = file.write_all(line.as_bytes()).await {
-                tracing::error!(%err, "{what} write failed");
+            match file.write_all(line.as_bytes()).await {
+                Ok(()) => {
+                    if let Some(c) = &watched.counters {
+                        c.written.increment(1);
+                    }
+                    if let Some(h) = &watched.health {
+                        h.set_ok();
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(%err, "{what} write failed");
+                    if let Some(c) = &watched.counters {
+                        c.failed.increment(1);
+                    }
+                    if let Some(h) = &watched.health {
+                        h.set_failed();
+                    }
+                }
             }
             let _ = file.flush().await;
         }

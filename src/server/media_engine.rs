@@ -187,6 +187,11 @@ pub struct SendStats {
     send_errors: AtomicU64,
     max_late_ns: AtomicU64,
     max_early_ns: AtomicU64,
+    /// RTP datagrams read from every session's socket, and their bytes (for `/metrics`).
+    received: AtomicU64,
+    received_bytes: AtomicU64,
+    /// Bytes of every packet handed to the kernel (prompt packets and relayed ones).
+    sent_bytes: AtomicU64,
 }
 
 /// A copy of [`SendStats`] at one moment.
@@ -205,6 +210,12 @@ pub struct SendStatsSnapshot {
     pub max_late: Duration,
     /// Largest earliness seen.
     pub max_early: Duration,
+    /// RTP datagrams read from the sessions' sockets.
+    pub received: u64,
+    /// Their bytes (UDP payload).
+    pub received_bytes: u64,
+    /// Bytes of the packets in `packets` and `relayed` (UDP payload).
+    pub sent_bytes: u64,
     buckets: Vec<u64>,
 }
 
@@ -218,6 +229,9 @@ impl SendStats {
             send_errors: AtomicU64::new(0),
             max_late_ns: AtomicU64::new(0),
             max_early_ns: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            received_bytes: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
         }
     }
 
@@ -247,6 +261,9 @@ impl SendStats {
             &self.send_errors,
             &self.max_late_ns,
             &self.max_early_ns,
+            &self.received,
+            &self.received_bytes,
+            &self.sent_bytes,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -261,6 +278,9 @@ impl SendStats {
             send_errors: self.send_errors.load(Ordering::Relaxed),
             max_late: Duration::from_nanos(self.max_late_ns.load(Ordering::Relaxed)),
             max_early: Duration::from_nanos(self.max_early_ns.load(Ordering::Relaxed)),
+            received: self.received.load(Ordering::Relaxed),
+            received_bytes: self.received_bytes.load(Ordering::Relaxed),
+            sent_bytes: self.sent_bytes.load(Ordering::Relaxed),
             buckets: self
                 .buckets
                 .iter()
@@ -581,6 +601,9 @@ impl Entry {
                 if let Some(tap) = peer.tap.borrow().as_ref() {
                     tap.sent(now, dst, out);
                 }
+                self.stats
+                    .sent_bytes
+                    .fetch_add(out.len() as u64, Ordering::Relaxed);
             }
             Err(err) => {
                 tracing::trace!(%err, "relayed rtp packet dropped");
@@ -932,6 +955,9 @@ impl Engine {
                         if let Some(tap) = e.tap.borrow().as_ref() {
                             tap.sent_prompt(sent, dst, packet);
                         }
+                        self.stats
+                            .sent_bytes
+                            .fetch_add(packet.len() as u64, Ordering::Relaxed);
                     }
                     match (result, s.last_sent_due()) {
                         (Ok(_), Some(due)) => self.stats.record(sent, due),
@@ -1031,6 +1057,11 @@ async fn receive_rtp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>
         let Some(strong) = entry.upgrade() else {
             return;
         };
+        strong.stats.received.fetch_add(1, Ordering::Relaxed);
+        strong
+            .stats
+            .received_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
         let now = Instant::now();
         let Some(packet) = buf.get(..n) else { continue };
         if let Some(tap) = strong.tap.borrow().as_ref() {

@@ -6,8 +6,10 @@ pub mod core;
 pub mod jsonl;
 pub mod media_engine;
 pub mod reload;
+pub mod snapshot;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +23,9 @@ use crate::prompts::PromptStore;
 use crate::server::core::Core;
 use crate::server::media_engine::{MediaEngine, MediaEngineConfig};
 use crate::sip::endpoint::{Peer, Transport};
+use crate::telemetry::http as telemetry_http;
+use crate::telemetry::http::{FileHealth, HttpState, Query, Readiness, QUERY_QUEUE};
+use crate::telemetry::metrics::{CoreMetrics, Metrics};
 use crate::transport::tcp::{accept_loop, TcpConnections};
 use crate::transport::udp::SipUdpSocket;
 
@@ -88,7 +93,29 @@ pub async fn run(
     menus: Arc<MenuSet>,
     prompts: PromptStore,
 ) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::new());
+    let cdr_health = cfg.cdr.clone().map(|p| Arc::new(FileHealth::new(p)));
+    let ready = Arc::new(Readiness::new(cdr_health.clone()));
+    let (query_tx, mut query_rx) = mpsc::channel::<Query>(QUERY_QUEUE);
+    // Bound first, so that a load balancer sees "not ready" (not "refused") while the rest comes up.
+    let http_listener = match cfg.http {
+        Some(addr) => {
+            Some(
+                telemetry_http::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Bind {
+                        what: "http",
+                        addr,
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let http_local = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+
     let (udp, tcp) = bind(cfg.listen).await?;
+    ready.sip_bound.store(true, Ordering::Relaxed);
     let udp = Arc::new(udp);
     let local = udp.local_addr();
     let tcp_local = tcp.local_addr().unwrap_or(cfg.listen);
@@ -110,6 +137,17 @@ pub async fn run(
         media_tx,
     )
     .map_err(ServeError::Media)?;
+    ready.media_started.store(true, Ordering::Relaxed);
+    let http_task = http_listener.map(|listener| {
+        let state = HttpState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+            core: query_tx.clone(),
+            media: media.send_stats(),
+        };
+        tokio::spawn(telemetry_http::serve(listener, state))
+    });
+    let upkeep = tokio::spawn(upkeep(metrics.clone()));
 
     let (menus_tx, mut menus_rx) = watch::channel(menus.clone());
     tracing::info!(version = %menus_rx.borrow().version(), "menus live");
@@ -119,11 +157,16 @@ pub async fn run(
         prompts.clone(),
         menus_tx,
         cfg.watch_menus,
+        Some(metrics.reload_counters()),
     ));
 
     let (cdr_tx, cdr_task) = match &cfg.cdr {
         Some(path) => {
-            let (tx, task) = jsonl::start(path.clone(), "CDR");
+            let watched = jsonl::Watched {
+                health: cdr_health.clone(),
+                counters: Some(metrics.cdr_counters()),
+            };
+            let (tx, task) = jsonl::start_watched(path.clone(), "CDR", watched);
             (Some(tx), Some(task))
         }
         None => (None, None),
@@ -150,11 +193,13 @@ pub async fn run(
         ),
         None => None,
     };
-    let mut calls = Calls::new(calls_cfg, menus, prompts, crate::clock::seed());
+    let mut calls = Calls::new(calls_cfg, menus.clone(), prompts, crate::clock::seed());
     if queue_log_tx.is_some() {
         calls.enable_queue_log();
     }
     let mut core = Core::new(calls, udp.clone(), conns, media.clone(), cdr_tx);
+    core.enable_telemetry(CoreMetrics::new(metrics.clone(), menus_rx.borrow().clone()));
+    ready.menus_loaded.store(true, Ordering::Relaxed);
     if let Some(tx) = queue_log_tx {
         core.set_queue_log(tx);
     }
@@ -162,7 +207,14 @@ pub async fn run(
         core.set_capture(writer.sink());
     }
 
-    tracing::info!("listening on udp:{local} tcp:{tcp_local}");
+    if let Some(h) = &cdr_health {
+        // Opened by now (or failed): /health/ready is settled before the `listening on` line.
+        h.wait_settled(Duration::from_secs(2)).await;
+    }
+    match http_local {
+        Some(http) => tracing::info!("listening on udp:{local} tcp:{tcp_local} http:{http}"),
+        None => tracing::info!("listening on udp:{local} tcp:{tcp_local}"),
+    }
 
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt());
@@ -187,6 +239,7 @@ pub async fn run(
             Some((id, event)) = media_rx.recv() => {
                 core.handle_media(crate::clock::now(), id, event).await;
             }
+            Some(query) = query_rx.recv() => core.answer(query),
             Ok(()) = menus_rx.changed() => {
                 let menus = menus_rx.borrow_and_update().clone();
                 core.set_menus(crate::clock::now(), menus).await;
@@ -195,11 +248,13 @@ pub async fn run(
                 core.handle_timeout(crate::clock::now()).await;
             }
             _ = recv_signal(&mut terminate), if drain_deadline.is_none() => {
+                ready.draining.store(true, Ordering::Relaxed);
                 tracing::info!(calls = core.call_count(), "SIGTERM: refusing new calls, draining");
                 core.handle_drain(crate::clock::now()).await;
                 drain_deadline = Some(tokio::time::Instant::now() + drain);
             }
             _ = recv_signal(&mut interrupt), if drain_deadline.is_none() => {
+                ready.draining.store(true, Ordering::Relaxed);
                 tracing::info!(calls = core.call_count(), "SIGINT: refusing new calls, draining");
                 core.handle_drain(crate::clock::now()).await;
                 drain_deadline = Some(tokio::time::Instant::now() + drain);
@@ -219,6 +274,10 @@ pub async fn run(
     tracing::info!("shutting down");
     acceptor.abort();
     reloader.abort();
+    upkeep.abort();
+    if let Some(task) = http_task {
+        task.abort();
+    }
     // Calls whose BYE got no answer in time still get their CDR line.
     core.finish_all(crate::clock::now()).await;
     drop(core);
@@ -257,6 +316,16 @@ fn calls_config(cfg: &ServerConfig, sip_local: SocketAddr) -> CallsConfig {
         // `--server-header` sets this once the CLI carries it; the default names no version.
         server_header: cfg.server_header.clone(),
         capture: cfg.trace_dir.is_some(),
+    }
+}
+
+/// Moves histogram samples into their buckets every few seconds, scraped or not (bounded memory).
+async fn upkeep(metrics: Arc<Metrics>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        metrics.upkeep();
     }
 }
 

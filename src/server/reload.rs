@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::ivr::MenuSet;
 use crate::prompts::PromptStore;
+use crate::telemetry::metrics::ReloadCounters;
 
 /// What identifies the directory's content cheaply: every file's name, size and modification time.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
@@ -27,6 +28,32 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 
 /// Loads and validates the menus; on success they become live.
 pub fn reload_now(
+    menus_dir: &Path,
+    prompts: &PromptStore,
+    live: &watch::Sender<Arc<MenuSet>>,
+) -> bool {
+    reload_counted(menus_dir, prompts, live, None)
+}
+
+/// [`reload_now`], counting the outcome.
+pub fn reload_counted(
+    menus_dir: &Path,
+    prompts: &PromptStore,
+    live: &watch::Sender<Arc<MenuSet>>,
+    counters: Option<&ReloadCounters>,
+) -> bool {
+    let ok = reload_inner(menus_dir, prompts, live);
+    if let Some(c) = counters {
+        if ok {
+            c.ok.increment(1);
+        } else {
+            c.refused.increment(1);
+        }
+    }
+    ok
+}
+
+fn reload_inner(
     menus_dir: &Path,
     prompts: &PromptStore,
     live: &watch::Sender<Arc<MenuSet>>,
@@ -61,6 +88,7 @@ pub async fn run(
     prompts: PromptStore,
     live: watch::Sender<Arc<MenuSet>>,
     watch_dir: bool,
+    counters: Option<ReloadCounters>,
 ) {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut seen = fingerprint(&menus_dir);
@@ -85,6 +113,6 @@ pub async fn run(
             tracing::info!(dir = %menus_dir.display(), "menu directory changed: reloading");
         }
         seen = now;
-        reload_now(&menus_dir, &prompts, &live);
+        reload_counted(&menus_dir, &prompts, &live, counters.as_ref());
     }
 }

@@ -158,6 +158,15 @@ struct ClientEntry {
     request: Request,
 }
 
+/// Retransmissions counted since the endpoint was made (plain counters for the shell's `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retransmissions {
+    /// Requests a peer sent again that their transaction absorbed (RFC 3261 §17.2).
+    pub received: u64,
+    /// Messages our transactions' timers sent again (Timers A, E, G and the 2xx retransmission).
+    pub sent: u64,
+}
+
 /// The SIP endpoint (sans-IO).
 pub struct Endpoint {
     timers: TimerConfig,
@@ -175,6 +184,7 @@ pub struct Endpoint {
     /// The text of `Server` on our responses and `User-Agent` on our requests.
     server_header: String,
     rng: rand::rngs::SmallRng,
+    retransmissions: Retransmissions,
 }
 
 impl Endpoint {
@@ -196,6 +206,7 @@ impl Endpoint {
             local,
             server_header: crate::sip::USER_AGENT.to_owned(),
             rng: rand::rngs::SmallRng::seed_from_u64(seed),
+            retransmissions: Retransmissions::default(),
         }
     }
 
@@ -228,6 +239,11 @@ impl Endpoint {
     /// Number of live transactions (server + client), for metrics and tests.
     pub fn transaction_count(&self) -> usize {
         self.server.len() + self.client.len()
+    }
+
+    /// Retransmissions received and sent so far.
+    pub fn retransmissions(&self) -> Retransmissions {
+        self.retransmissions
     }
 
     fn id(&mut self) -> TxId {
@@ -405,6 +421,7 @@ impl Endpoint {
     }
 
     fn retransmitted(&mut self, now: Instant, id: TxId) {
+        self.retransmissions.received += 1;
         if let Some(entry) = self.server.get_mut(&id) {
             match &mut entry.tx {
                 ServerTx::Invite(tx) => tx.handle(now, ServerInviteInput::RequestRetransmit),
@@ -610,6 +627,13 @@ impl Endpoint {
 
     /// Fires every transaction timer that is due; spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Timers only ever send retransmissions (Timers B, D, F, H, I, J, K, L, M send nothing).
+        let queued = self.transmits.len();
+        self.handle_timers(now);
+        self.retransmissions.sent += (self.transmits.len().saturating_sub(queued)) as u64;
+    }
+
+    fn handle_timers(&mut self, now: Instant) {
         while let Some(&Reverse((at, id))) = self.wakeups.peek() {
             if at > now {
                 break;
@@ -925,6 +949,13 @@ Content-Length: 0\r\n\r\n";
         let again = transmits(&mut ep);
         assert_eq!(again.len(), 1);
         assert!(again[0].starts_with("SIP/2.0 100 Trying"));
+        assert_eq!(
+            ep.retransmissions(),
+            Retransmissions {
+                received: 1,
+                sent: 0
+            }
+        );
     }
 
     #[test]
@@ -949,6 +980,9 @@ Content-Length: 0\r\n\r\n";
             }
         }
         let ms: Vec<u128> = sent_at.iter().map(|d| d.as_millis()).collect();
+        // Every 2xx after the first was a timer's retransmission.
+        assert_eq!(ep.retransmissions().sent, sent_at.len() as u64 - 1);
+        assert_eq!(ep.retransmissions().received, 0);
         assert_eq!(ms[..6], [0, 500, 1500, 3500, 7500, 11500]);
         assert_eq!(no_ack_at, Some(Duration::from_secs(32)));
     }

@@ -1,4 +1,11 @@
-//! Logging setup for the binary (tracing + env filter); it does not decide what is logged.
+//! Observability: logging setup for the binary (tracing + env filter), the metrics every process
+//! exports (`metrics`), the HTTP endpoints (`http`), the recent calls' records (`recent`) and the
+//! glance at SIP messages the counters need (`peek`). It decides nothing about calls.
+pub mod http;
+pub mod metrics;
+pub mod peek;
+pub mod recent;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global tracing subscriber: `RUST_LOG` overrides the default `info` level.

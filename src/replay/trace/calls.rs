@@ -2,6 +2,13 @@
 //! the caller and server from its first INVITE, marks legs placed by another call's server, and assigns
 //! UDP datagrams to a call as RTP/RTCP by the audio addresses its SDP named. It does not parse anything
 //! below SIP and does not judge whether a call is well-formed.
+//!
+//! A datagram is a call's RTP when it goes to an audio address one side's SDP named (RTCP: that port + 1,
+//! or RTCP payload types under rtcp-mux), comes from an IP the other side used (its SIP or SDP address:
+//! SIPp's pcap playback keeps the IP but not always the port), and falls between that SDP's message and
+//! the call's end plus [`MEDIA_GRACE`] (open-ended while the trace shows no BYE, CANCEL or failure). When
+//! calls reuse the same media addresses (SIPp does), the call whose SDP named it most recently wins: calls
+//! one after another separate cleanly; calls overlapping on identical addresses cannot be told apart.
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -188,7 +195,9 @@ fn attribute_media(captured: &[Captured], drafts: &mut [Draft], offers: &[Offer]
                     &draft.ips.0
                 };
                 o.since <= c.ts
-                    && draft.ended.is_none_or(|e| c.ts <= e + MEDIA_GRACE)
+                    && draft
+                        .ended
+                        .is_none_or(|e| c.ts <= e.saturating_add(MEDIA_GRACE))
                     && senders.contains(&c.from.ip())
             })
             .max_by_key(|(o, _)| o.since);
@@ -245,12 +254,18 @@ fn finish(captured: &[Captured], mut draft: Draft) -> TraceCall {
 }
 
 /// A call whose INVITE came from the server address of a call that started earlier is that call's leg
-/// (helpline's own captures hold the agent legs it placed).
+/// (helpline's own captures hold the agent legs it placed). Over TCP the leg's connection comes from
+/// another port, so its INVITE's Via sent-by naming that server counts too.
 fn mark_legs(calls: &mut [TraceCall]) {
     for b in 1..calls.len() {
+        let via = match calls[b].packets.first().map(|p| &p.kind) {
+            Some(PacketKind::Sip(bytes)) => Message::parse(bytes).and_then(|m| m.via_sent_by()),
+            _ => None,
+        };
+        let placed_by = |a: &TraceCall| a.server == calls[b].caller || via == Some(a.server);
         let parent = (0..b)
             .rev()
-            .find(|&a| calls[a].server == calls[b].caller && calls[a].call_id != calls[b].call_id);
+            .find(|&a| calls[a].call_id != calls[b].call_id && placed_by(&calls[a]));
         calls[b].leg_of = parent.map(|a| calls[a].call_id.clone());
     }
 }

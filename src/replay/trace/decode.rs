@@ -1,6 +1,7 @@
 //! From captured frames to transport payloads: link layer, IP (reassembled), then UDP datagrams (SIP
 //! when their first line is, otherwise kept as candidate RTP/RTCP) and TCP streams (SIP messages framed
-//! by Content-Length). It does not group anything into calls.
+//! by Content-Length). UDP's 8-byte header is read here; IP and TCP headers by etherparse. It does not
+//! group anything into calls.
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -79,11 +80,7 @@ fn udp(ts: Duration, d: &Datagram) -> Option<Captured> {
     };
     let (from, to) = (SocketAddr::new(d.src, sport), SocketAddr::new(d.dst, dport));
     let payload = if sip::looks_like_sip(body) {
-        // One message per datagram: skip keep-alive CRLFs, drop bytes past Content-Length.
-        match sip::frame(body) {
-            sip::Framed::Message { skip, len } => Payload::Sip(body[skip..skip + len].to_vec()),
-            _ => Payload::Sip(body.to_vec()),
-        }
+        Payload::Sip(sip::datagram_message(body).to_vec())
     } else if body.iter().all(|b| b.is_ascii_whitespace()) {
         return None; // keep-alive
     } else {

@@ -88,6 +88,16 @@ struct Fragment {
     more: bool,
 }
 
+/// The IPv6 fragment header's fields (RFC 8200 4.5: bytes 2-3 are offset << 3 | M), read here because
+/// etherparse 0.16 reads the offset and M bits in the wrong places (etherparse issue #150, fixed in 0.20).
+/// None for an atomic fragment (offset 0, no more): that datagram is whole.
+fn ipv6_fragment(header: &[u8]) -> Option<Fragment> {
+    let word = u16::from_be_bytes([*header.get(2)?, *header.get(3)?]);
+    let id = u32::from_be_bytes(header.get(4..8)?.try_into().ok()?);
+    let (offset, more) = (usize::from(word & 0xfff8), word & 1 == 1);
+    (offset != 0 || more).then_some(Fragment { id, offset, more })
+}
+
 impl Reassembler {
     /// Handles one IP packet captured at `ts`: the datagram it completes (itself when not fragmented).
     pub(crate) fn handle<'a>(&mut self, ts: Duration, packet: &'a [u8]) -> Option<Datagram<'a>> {
@@ -109,13 +119,7 @@ impl Reassembler {
                 .clone()
                 .into_iter()
                 .find_map(|ext| match ext {
-                    Ipv6ExtensionSlice::Fragment(f) if f.is_fragmenting_payload() => {
-                        Some(Fragment {
-                            id: f.identification(),
-                            offset: usize::from(f.fragment_offset().value()) * 8,
-                            more: f.more_fragments(),
-                        })
-                    }
+                    Ipv6ExtensionSlice::Fragment(f) => ipv6_fragment(f.slice()),
                     _ => None,
                 }),
         };

@@ -2,9 +2,9 @@
 //! messages (both directions) and RTP, with capture times. It does not replay, rewrite or judge anything.
 //!
 //! The reading is pure (bytes in, calls out: no files, sockets or clock) and split by layer:
-//! [`container`] (pcap, pcapng) → [`link`] (Ethernet, SLL, SLL2, raw IP, BSD loopback) → [`ip`]
-//! (IPv4/IPv6, fragments) → [`decode`] (UDP; TCP via [`tcp`] stream reassembly) → [`calls`] (Call-ID,
-//! caller/server, RTP by SDP). SIPp `-trace_msg` logs enter at [`calls`] through [`sipp_log`]. A damaged
+//! `container` (pcap, pcapng) → `link` (Ethernet, SLL, SLL2, raw IP, BSD loopback) → `ip`
+//! (IPv4/IPv6, fragments) → `decode` (UDP; TCP via `tcp` stream reassembly) → `calls` (Call-ID,
+//! caller/server, RTP by the SDP's audio addresses while the call lives). SIPp `-trace_msg` logs enter at `calls` through `sipp_log`. A damaged
 //! packet is skipped; any input gives calls or an error, never a panic.
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -209,13 +209,29 @@ impl<'a> Message<'a> {
 }
 
 /// Where the header section ends: (length of the head without the blank line, start of the body).
+/// One pass that stops at the first blank line (CRLF CRLF, or bare LF LF from lenient writers), so
+/// framing a stream does not rescan a large body.
 fn head_end(bytes: &[u8]) -> Option<(usize, usize)> {
-    let crlf = find(bytes, b"\r\n\r\n").map(|i| (i, i + 4));
-    let lf = find(bytes, b"\n\n").map(|i| (i, i + 2));
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
+    let mut from = 0;
+    while let Some(i) = bytes[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| from + i)
+    {
+        // A line ends at i; the head ends when the next line is empty.
+        let line_end = if i > 0 && bytes[i - 1] == b'\r' {
+            i - 1
+        } else {
+            i
+        };
+        match bytes.get(i + 1) {
+            Some(b'\n') => return Some((line_end, i + 2)),
+            Some(b'\r') if bytes.get(i + 2) == Some(&b'\n') => return Some((line_end, i + 3)),
+            _ => {}
+        }
+        from = i + 1;
     }
+    None
 }
 
 pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -247,6 +263,20 @@ fn uri_addr(uri: &str) -> Option<SocketAddr> {
     let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     let hostport = rest.split([';', '?', '>']).next()?;
     host_port(hostport.trim(), default_port)
+}
+
+/// One datagram's message: keep-alive CRLFs before it skipped, bytes past its Content-Length dropped
+/// (RFC 3261 18.3); without a Content-Length the body runs to the end of the datagram.
+pub(crate) fn datagram_message(bytes: &[u8]) -> &[u8] {
+    let bytes = skip_crlf(bytes);
+    let Some((_, body_start)) = head_end(bytes) else {
+        return bytes;
+    };
+    let declared = Message::parse(&bytes[..body_start]).and_then(|m| m.content_length());
+    match declared {
+        Some(len) if body_start + len <= bytes.len() => &bytes[..body_start + len],
+        _ => bytes,
+    }
 }
 
 /// What the front of a stream buffer holds.
@@ -300,6 +330,27 @@ pub(crate) fn frame(buf: &[u8]) -> Framed {
     Framed::Message {
         skip,
         len: body_start + body_len,
+    }
+}
+
+/// Takes every whole message off the front of a stream buffer (keep-alives and non-SIP lines dropped),
+/// leaving an incomplete message in place.
+pub(crate) fn drain_messages(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        match frame(buf) {
+            Framed::Message { skip, len } => {
+                out.push(buf[skip..skip + len].to_vec());
+                buf.drain(..skip + len);
+            }
+            Framed::Incomplete { skip } => {
+                buf.drain(..skip);
+                return out;
+            }
+            Framed::Garbage(n) => {
+                buf.drain(..n.min(buf.len()));
+            }
+        }
     }
 }
 

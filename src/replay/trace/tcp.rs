@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::sip::{self, Framed};
+use super::sip;
 
 /// At most this many streams tracked; the least recently active is forgotten first.
 const MAX_STREAMS: usize = 4096;
@@ -176,22 +176,6 @@ impl Stream {
 
     /// The whole messages at the front of the buffer.
     fn drain(&mut self) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        loop {
-            match sip::frame(&self.buf) {
-                Framed::Message { skip, len } => {
-                    out.push(self.buf[skip..skip + len].to_vec());
-                    self.buf.drain(..skip + len);
-                }
-                Framed::Incomplete { skip } => {
-                    self.buf.drain(..skip);
-                    break;
-                }
-                Framed::Garbage(n) => {
-                    self.buf.drain(..n.min(self.buf.len()));
-                }
-            }
-        }
-        out
+        sip::drain_messages(&mut self.buf)
     }
 }

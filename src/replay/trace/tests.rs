@@ -12,6 +12,8 @@
 //! - udp_any_sll2.pcapng: `tshark -q -i any -y LINUX_SLL2 -f "$F" -w udp_any_sll2.pcapng` (SLL2, 276)
 //! - tcp_lo.pcapng: as udp_lo.pcapng, both SIPp with `-t t1` (SIP over TCP)
 //! - udp_v6.pcapng: as udp_lo.pcapng with `-i ::1` on both and the UAC calling `[::1]:25060`
+//! - udp_3calls.pcapng: as udp_lo.pcapng with `-m 3` on both and `-l 1` on the UAC: three calls in a row
+//!   on the same SIP and media ports
 //! - uac_messages.log / uas_messages.log: no capture; both SIPp with `-trace_msg -message_file F`.
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -164,3 +166,159 @@ fn sip_over_tcp_is_reassembled() {
     let trace = read_trace(&fixture("tcp_lo.pcapng")).expect("readable");
     assert_sipp_call(&trace, v4(), TraceTransport::Tcp);
 }
+
+#[test]
+fn calls_in_a_row_on_the_same_ports_keep_their_own_rtp() {
+    let trace = read_trace(&fixture("udp_3calls.pcapng")).expect("readable");
+    let ids: Vec<&str> = trace
+        .calls
+        .iter()
+        .map(|c| c.call_id.split('-').next().unwrap_or(""))
+        .collect();
+    assert_eq!(ids, ["1", "2", "3"], "SIPp numbers its calls");
+    let mut starts = Vec::new();
+    for call in &trace.calls {
+        assert_eq!(
+            (
+                call.caller.port(),
+                call.server.port(),
+                call.leg_of.as_deref()
+            ),
+            (25062, 25060, None)
+        );
+        assert_eq!(
+            sip_summary(call),
+            ["INVITE", "180", "200", "ACK", "BYE", "200"]
+        );
+        assert_eq!(
+            telephone_events(call).len(),
+            10,
+            "{}: its own key only",
+            call.call_id
+        );
+        assert!(rtp(call)
+            .iter()
+            .all(|p| p.at > Duration::from_millis(250) && p.at < Duration::from_secs(1)));
+        starts.push(call.start.expect("wall time"));
+    }
+    assert!(
+        starts
+            .windows(2)
+            .all(|w| w[1] - w[0] > chrono::Duration::milliseconds(1500)),
+        "one after another"
+    );
+}
+
+#[test]
+fn sipp_message_log_of_the_caller() {
+    let trace = read_trace(&fixture("uac_messages.log")).expect("a SIPp log");
+    assert_log_call(&trace, TraceTransport::Udp);
+}
+
+#[test]
+fn sipp_message_log_of_the_server_has_the_same_caller() {
+    let trace = read_trace(&fixture("uas_messages.log")).expect("a SIPp log");
+    assert_log_call(&trace, TraceTransport::Udp);
+}
+
+#[test]
+fn sipp_message_log_over_tcp() {
+    let trace = read_trace(&fixture("uac_tcp_messages.log")).expect("a SIPp log");
+    assert_log_call(&trace, TraceTransport::Tcp);
+}
+
+/// A SIPp log: the call's SIP with addresses from the messages, log times, no RTP.
+fn assert_log_call(trace: &Trace, transport: TraceTransport) {
+    assert_eq!(trace.calls.len(), 1);
+    let call = &trace.calls[0];
+    assert_eq!(
+        call.caller,
+        SocketAddr::new(v4(), 25062),
+        "the INVITE's Via"
+    );
+    assert_eq!(
+        call.server,
+        SocketAddr::new(v4(), 25060),
+        "the INVITE's Request-URI"
+    );
+    assert_eq!(call.transport, transport);
+    assert_eq!(
+        sip_summary(call),
+        ["INVITE", "180", "200", "ACK", "BYE", "200"]
+    );
+    assert!(
+        call.packets
+            .iter()
+            .all(|p| matches!(p.kind, PacketKind::Sip(_))),
+        "no RTP in a message log"
+    );
+    for p in &call.packets {
+        let PacketKind::Sip(bytes) = &p.kind else {
+            continue;
+        };
+        let from_caller =
+            bytes.starts_with(b"INVITE") || bytes.starts_with(b"ACK") || bytes.starts_with(b"BYE");
+        let (from, to) = if from_caller {
+            (call.caller, call.server)
+        } else {
+            (call.server, call.caller)
+        };
+        assert_eq!(
+            (p.from, p.to),
+            (from, to),
+            "direction of {:?}",
+            String::from_utf8_lossy(&bytes[..20])
+        );
+        let message = sip::Message::parse(bytes).expect("SIP");
+        assert_eq!(
+            message.content_length(),
+            Some(message.body.len()),
+            "the message is whole"
+        );
+    }
+    let bye = call
+        .packets
+        .iter()
+        .find(|p| matches!(&p.kind, PacketKind::Sip(b) if b.starts_with(b"BYE")))
+        .map(|p| p.at);
+    assert!(
+        bye.is_some_and(|t| t > Duration::from_millis(1500) && t < Duration::from_secs(5)),
+        "BYE at {bye:?}"
+    );
+    assert_eq!(
+        call.start
+            .map(|s| s.format("%Y-%m-%d").to_string())
+            .as_deref(),
+        Some("2026-12-01")
+    );
+}
+
+#[test]
+fn sipp_log_time_with_epoch_field_uses_the_epoch() {
+    let at = sipp_log::parse_time_for_test("2026-12-01\t16:31:25.329086\t1796142685.329086")
+        .expect("parses");
+    assert_eq!(at, Duration::new(1_796_142_685, 329_086_000));
+    let local = sipp_log::parse_time_for_test("2026-12-01 15:31:25.329086").expect("parses");
+    assert_eq!(
+        local,
+        Duration::new(1_796_139_085, 329_086_000),
+        "local time taken as UTC"
+    );
+}
+
+#[test]
+fn a_truncated_capture_keeps_the_packets_before_the_cut() {
+    let bytes = fixture("udp_lo.pcapng");
+    let all = read_trace(&bytes).expect("readable");
+    let cut = read_trace(&bytes[..bytes.len() - 200]).expect("the head still reads");
+    assert_eq!(cut.calls.len(), 1);
+    assert!(cut.calls[0].packets.len() < all.calls[0].packets.len());
+    assert_eq!(
+        sip_summary(&cut.calls[0])[..4],
+        ["INVITE", "180", "200", "ACK"]
+    );
+}
+
+mod soup;
+mod synth;
+mod synthetic;
