@@ -113,6 +113,10 @@ metrics_table! {
         "Callers waiting in each queue.";
     QUEUE_ESTIMATED_WAIT = "helpline_queue_estimated_wait_seconds", Gauge, ["queue"],
         "Each queue's estimated wait (mean of its recent answered waits; 0 when none).";
+    IVR_MENU_EVENTS = "helpline_ivr_menu_events_total", Counter, ["menu", "event"],
+        "Per menu: entered, invalid entries, timeouts, max_failures and max_timeouts exits, and callers who hung up there (hangup).";
+    IVR_MENU_KEYS = "helpline_ivr_menu_keys_total", Counter, ["menu", "key"],
+        "Per menu: keys (0-9, *, #) pressed while it waited for a choice.";
 }
 
 /// Buckets (seconds) of the latency histograms.
@@ -380,6 +384,9 @@ pub struct CoreMetrics {
     sip: HashMap<(bool, Kind, &'static str), Counter>,
     calls: HashMap<[String; 4], Counter>,
     dtmf: HashMap<&'static str, Counter>,
+    /// Per (menu, event or key): the menu names come from the menu files, so the set is closed.
+    menu_events: HashMap<(String, &'static str), Counter>,
+    menu_keys: HashMap<(String, char), Counter>,
     invite_answer: Histogram,
     first_prompt: Histogram,
     key_action: Histogram,
@@ -408,6 +415,8 @@ impl CoreMetrics {
             sip: HashMap::new(),
             calls: HashMap::new(),
             dtmf: HashMap::new(),
+            menu_events: HashMap::new(),
+            menu_keys: HashMap::new(),
             invites: HashMap::new(),
             first_rtp: HashMap::new(),
             keys: HashMap::new(),
@@ -554,6 +563,34 @@ impl CoreMetrics {
         }
         // An INVITE refused or cancelled before any final response went out: nothing left to measure.
         self.invites.remove(&cdr.call_id);
+    }
+
+    /// One IVR analytics event (see [`crate::ivr::MenuEventKind`]).
+    pub fn menu_event(&mut self, event: &crate::ivr::MenuEvent) {
+        use crate::ivr::MenuEventKind;
+        let metrics = &self.metrics;
+        if let MenuEventKind::Key(key) = event.kind {
+            // The engine only passes 0-9 * #; anything else would be a bug, not a caller's doing.
+            if !matches!(key, '0'..='9' | '*' | '#') {
+                return;
+            }
+            self.menu_keys
+                .entry((event.menu.clone(), key))
+                .or_insert_with(|| {
+                    let mut buf = [0u8; 4];
+                    let key: &str = key.encode_utf8(&mut buf);
+                    metrics.counter(IVR_MENU_KEYS, &[("menu", &event.menu), ("key", key)])
+                })
+                .increment(1);
+            return;
+        }
+        let name = event.kind.name();
+        self.menu_events
+            .entry((event.menu.clone(), name))
+            .or_insert_with(|| {
+                metrics.counter(IVR_MENU_EVENTS, &[("menu", &event.menu), ("event", name)])
+            })
+            .increment(1);
     }
 
     fn dtmf_key(&mut self, method: &'static str, n: u64) {
