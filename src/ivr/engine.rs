@@ -111,6 +111,16 @@ pub enum MenuEventKind {
 }
 
 impl MenuEventKind {
+    /// The names of every kind but `Key` (keys are counted per key, in their own metric).
+    pub const EVENT_NAMES: [&'static str; 6] = [
+        "entered",
+        "invalid",
+        "timeout",
+        "max_failures",
+        "max_timeouts",
+        "hangup",
+    ];
+
     /// The label value: `entered`, `key`, `invalid`, `timeout`, `max_failures`, `max_timeouts`,
     /// `hangup`.
     pub fn name(self) -> &'static str {

@@ -404,7 +404,7 @@ impl CoreMetrics {
     pub fn new(metrics: Arc<Metrics>, menus: Arc<MenuSet>) -> CoreMetrics {
         let menu_version = metrics.gauge(MENU_INFO, &[("version", menus.version())]);
         menu_version.set(1.0);
-        CoreMetrics {
+        let mut core = CoreMetrics {
             invite_answer: metrics.histogram(INVITE_ANSWER),
             first_prompt: metrics.histogram(FIRST_PROMPT),
             key_action: metrics.histogram(KEY_ACTION),
@@ -420,6 +420,23 @@ impl CoreMetrics {
             invites: HashMap::new(),
             first_rtp: HashMap::new(),
             keys: HashMap::new(),
+        };
+        core.register_menu_events();
+        core
+    }
+
+    /// Creates every menu's event counters at 0, so a dashboard shows a menu nobody left yet and
+    /// `rate()` sees the first event (the set is closed: names come from the menu files).
+    fn register_menu_events(&mut self) {
+        let metrics = &self.metrics;
+        for menu in self.menus.menu_names() {
+            for name in crate::ivr::MenuEventKind::EVENT_NAMES {
+                self.menu_events
+                    .entry((menu.to_owned(), name))
+                    .or_insert_with(|| {
+                        metrics.counter(IVR_MENU_EVENTS, &[("menu", menu), ("event", name)])
+                    });
+            }
         }
     }
 
@@ -433,6 +450,7 @@ impl CoreMetrics {
             self.menu_version.set(1.0);
         }
         self.menus = menus;
+        self.register_menu_events();
     }
 
     /// A SIP message received (`inbound`) or about to be sent.
