@@ -1,5 +1,5 @@
-//! Command line (clap): `serve`, `check`, `simulate`, `passwd`, `replay`; the only place errors become
-//! exit codes.
+//! Command line (clap): `serve`, `check`, `simulate`, `passwd`, `replay`, `report`; the only place
+//! errors become exit codes.
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -156,6 +156,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the IVR funnel of a CDR file: per region and per dialed number, how many calls reached a
+    /// route and where (menu, after how long, why) the others left. Bad lines are reported and skipped.
+    Report {
+        /// The CDR file (one JSON line per call, as `serve --cdr` writes it).
+        cdr: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read an agent's password on stdin (one line) and print the `ha1` and `ha1_sha256` lines to paste
     /// into its `[agents.ID]` table.
     Passwd {
@@ -214,6 +223,7 @@ pub fn main() -> ExitCode {
             };
             replay(&trace, mode, &opts)
         }
+        Command::Report { cdr, json } => report(&cdr, json),
         Command::Passwd { id, config, realm } => passwd(&id, config.as_deref(), realm.as_deref()),
         Command::Simulate {
             dialed,
@@ -370,6 +380,35 @@ fn passwd(id: &str, config: Option<&Path>, realm: Option<&str>) -> ExitCode {
     let sha = Ha1::compute(Algorithm::Sha256, id, &realm, password);
     println!("ha1 = \"{}\"", md5.as_hex());
     println!("ha1_sha256 = \"{}\"", sha.as_hex());
+    ExitCode::SUCCESS
+}
+
+/// `helpline report`: exit 1 when the file cannot be read, 0 otherwise (bad lines go to stderr).
+fn report(path: &Path, json: bool) -> ExitCode {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(err) => {
+            eprintln!("{}: {err}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    let name = path.display().to_string();
+    let (calls, errors) = crate::telemetry::report::parse(&name, &text);
+    for error in &errors {
+        eprintln!("{error}");
+    }
+    let report = crate::telemetry::report::report(&calls);
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(err) => {
+                eprintln!("cannot print the report: {err}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{report}");
+    }
     ExitCode::SUCCESS
 }
 

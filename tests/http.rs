@@ -178,6 +178,33 @@ fn metrics_parse_and_move_with_real_sipp_calls() {
     // PCMU 20 ms: 160 bytes of audio and a 12-byte header per packet.
     assert_eq!(bytes, out * 172.0, "{text}");
     assert_eq!(value(&after, "helpline_ready", &[]), 1.0);
+    // IVR analytics: each caller entered the welcome menu and chose 5 there; no one left it otherwise.
+    let menu = |event| [("menu", "welcome"), ("event", event)];
+    let events = "helpline_ivr_menu_events_total";
+    // The series exist at 0 before any call (the menus name them), so rate() sees the first one.
+    assert!(
+        before.samples.iter().any(|x| x.metric == events
+            && x.labels.get("menu") == Some("welcome")
+            && x.labels.get("event") == Some("hangup")),
+        "no zero series for the welcome menu before a call"
+    );
+    assert_eq!(value(&before, events, &menu("entered")), 0.0);
+    assert_eq!(value(&after, events, &menu("entered")), 2.0, "{text}");
+    for event in [
+        "invalid",
+        "timeout",
+        "max_failures",
+        "max_timeouts",
+        "hangup",
+    ] {
+        assert_eq!(value(&after, events, &menu(event)), 0.0, "{event}: {text}");
+    }
+    let key5 = [("menu", "welcome"), ("key", "5")];
+    assert_eq!(
+        value(&after, "helpline_ivr_menu_keys_total", &key5),
+        2.0,
+        "{text}"
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::call::cdr::{Cdr, CdrDigit, EndReason, WallClock};
 use crate::ivr::transfer::TRANSFER_FAILED_PROMPT;
-use crate::ivr::{IvrAction, IvrInput, IvrSession};
+use crate::ivr::{IvrAction, IvrInput, IvrSession, MenuEvent};
 use crate::media::dtmf::DigitMerger;
 use crate::media::session::{DetectedDigit, DigitMethod, MediaEvent};
 use crate::prompts::{Prompt, PromptStore};
@@ -635,6 +635,21 @@ impl IvrCall {
     /// The next output for the shell.
     pub fn poll_output(&mut self) -> Option<CallOutput> {
         self.outputs.pop_front()
+    }
+
+    /// The IVR's analytics events so far (see [`crate::ivr::MenuEventKind`]).
+    pub fn take_menu_events(&mut self) -> Vec<MenuEvent> {
+        std::iter::from_fn(|| self.ivr.poll_menu_event()).collect()
+    }
+
+    /// The call ends with the caller gone: the menu they were in, if any, records it.
+    pub fn caller_hung_up(&mut self) {
+        self.ivr.caller_hung_up();
+    }
+
+    /// Why the IVR side ended the call, if it did (the registry's reason applies otherwise).
+    pub fn own_end_reason(&self) -> Option<EndReason> {
+        self.cdr.end_reason
     }
 
     /// Prompt names the menus asked for that were not loaded (for the shell to log once).

@@ -208,6 +208,8 @@ pub struct Calls {
     answering: VecDeque<(Instant, CallKey)>,
     media_out: VecDeque<MediaCommand>,
     cdrs: VecDeque<Cdr>,
+    /// IVR analytics events of every call, in order, for the shell's per-menu counters.
+    menu_events: VecDeque<crate::ivr::MenuEvent>,
     /// Queue log lines for the shell, once [`Calls::enable_queue_log`] was called.
     queue_log: Option<VecDeque<String>>,
     /// What `--trace-dir` captures (inert when `cfg.capture` is off).
@@ -241,6 +243,7 @@ impl Calls {
             answering: VecDeque::new(),
             media_out: VecDeque::new(),
             cdrs: VecDeque::new(),
+            menu_events: VecDeque::new(),
             queue_log: None,
             capture: capture::Captures::new(cfg_capture),
         }
@@ -395,6 +398,12 @@ impl Calls {
     /// The next finished call's record.
     pub fn poll_cdr(&mut self) -> Option<Cdr> {
         self.cdrs.pop_front()
+    }
+
+    /// The next IVR analytics event (menu entered, key, invalid entry, timeout, max-failure or
+    /// max-timeout exit, caller hung up in the menu), in the order they happened.
+    pub fn poll_menu_event(&mut self) -> Option<crate::ivr::MenuEvent> {
+        self.menu_events.pop_front()
     }
 
     /// The earliest instant anything wants [`Calls::handle_timeout`]: the endpoint's transactions, any
@@ -690,6 +699,7 @@ impl Calls {
         for missing in call.ivr.take_missing_prompts() {
             tracing::warn!(prompt = %missing, "prompt not loaded: skipped");
         }
+        self.menu_events.extend(call.ivr.take_menu_events());
         self.schedule(key);
         if let Some((queue, priority)) = route {
             self.route_to_queue(now, key, &queue, priority);
@@ -771,6 +781,10 @@ impl Calls {
         self.ports.release(call.media.port);
         // The IVR side's own reason (rtp-timeout, server-bye after the menu) wins over the registry's.
         let reason = call.end_reason.unwrap_or(EndReason::Error);
+        if call.ivr.own_end_reason().unwrap_or(reason) == EndReason::CallerBye {
+            call.ivr.caller_hung_up();
+        }
+        self.menu_events.extend(call.ivr.take_menu_events());
         let answered = call.queued.as_ref().and_then(|q| q.answered.clone());
         let talk_end = call.queued.as_ref().and_then(|q| q.talk_end).unwrap_or(now);
         let mut cdr = call.ivr.finish(now, reason);

@@ -218,6 +218,11 @@ impl MenuSet {
         self.regions.get(id.0).map_or("", |r| r.name.as_str())
     }
 
+    /// Every menu's name (the closed set the per-menu analytics label with).
+    pub fn menu_names(&self) -> impl Iterator<Item = &str> {
+        self.menus.iter().map(|m| m.name.as_str())
+    }
+
     /// A content hash of the sources this set was compiled from (changes whenever any file changes).
     pub fn version(&self) -> &str {
         &self.version

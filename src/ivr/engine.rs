@@ -88,6 +88,67 @@ pub struct CallSummary {
     pub route: Option<String>,
 }
 
+/// What happened to a caller in a menu, for the per-menu analytics (the shell counts them; the engine
+/// only says what it saw). Every event names the menu, a name from the menu files, and keys are
+/// `0`–`9`, `*`, `#`: a closed set callers cannot grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MenuEventKind {
+    /// The caller entered the menu (first time or again).
+    Entered,
+    /// The caller pressed this key while the menu waited for a choice (keys typed into a `collect`
+    /// are not counted: they are order numbers, not choices).
+    Key(char),
+    /// An entry matched no option.
+    Invalid,
+    /// No key before the first-key timer.
+    Timeout,
+    /// Too many invalid entries: the menu's `on_max_failures` action ran.
+    MaxFailures,
+    /// Too many timeouts: the menu's `on_max_timeouts` action ran.
+    MaxTimeouts,
+    /// The caller hung up while in this menu.
+    HungUp,
+}
+
+impl MenuEventKind {
+    /// The names of every kind but `Key` (keys are counted per key, in their own metric).
+    pub const EVENT_NAMES: [&'static str; 6] = [
+        "entered",
+        "invalid",
+        "timeout",
+        "max_failures",
+        "max_timeouts",
+        "hangup",
+    ];
+
+    /// The label value: `entered`, `key`, `invalid`, `timeout`, `max_failures`, `max_timeouts`,
+    /// `hangup`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MenuEventKind::Entered => "entered",
+            MenuEventKind::Key(_) => "key",
+            MenuEventKind::Invalid => "invalid",
+            MenuEventKind::Timeout => "timeout",
+            MenuEventKind::MaxFailures => "max_failures",
+            MenuEventKind::MaxTimeouts => "max_timeouts",
+            MenuEventKind::HungUp => "hangup",
+        }
+    }
+}
+
+/// One analytics event: what happened, in which menu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuEvent {
+    /// The menu's name (as in `menu_path`).
+    pub menu: String,
+    /// What happened.
+    pub kind: MenuEventKind,
+}
+
+/// Analytics events kept per session before the call drains them; a caller mashing keys faster than
+/// the call drains cannot grow memory past this (older events are dropped).
+const MAX_MENU_EVENTS: usize = 256;
+
 /// Which timer is armed, for transcripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimerKind {
@@ -161,6 +222,7 @@ pub struct IvrSession {
     menu_path: Vec<String>,
     variables: BTreeMap<String, String>,
     route: Option<String>,
+    menu_events: VecDeque<MenuEvent>,
 }
 
 impl IvrSession {
@@ -223,6 +285,7 @@ impl IvrSession {
             menu_path: Vec::new(),
             variables: BTreeMap::new(),
             route: None,
+            menu_events: VecDeque::new(),
         })
     }
 
@@ -259,6 +322,7 @@ impl IvrSession {
             menu_path: Vec::new(),
             variables: BTreeMap::new(),
             route: None,
+            menu_events: VecDeque::new(),
         }
     }
 
@@ -291,6 +355,34 @@ impl IvrSession {
                 _ => {}
             },
         }
+    }
+
+    /// Next analytics event, in order (see [`MenuEventKind`]).
+    pub fn poll_menu_event(&mut self) -> Option<MenuEvent> {
+        self.menu_events.pop_front()
+    }
+
+    /// The caller hung up: if a menu was waiting on them, that menu records a [`MenuEventKind::HungUp`].
+    /// Once, at the end of the call; a session already routed, transferred or hung up records nothing.
+    pub fn caller_hung_up(&mut self) {
+        if matches!(
+            self.mode,
+            Mode::Menu | Mode::Collect { .. } | Mode::Playing { .. }
+        ) {
+            self.menu_event(MenuEventKind::HungUp);
+        }
+        self.mode = Mode::Ended;
+    }
+
+    fn menu_event(&mut self, kind: MenuEventKind) {
+        let Some(m) = self.set.menus.get(self.menu) else {
+            return;
+        };
+        if self.menu_events.len() >= MAX_MENU_EVENTS {
+            self.menu_events.pop_front();
+        }
+        let menu = m.name.clone();
+        self.menu_events.push_back(MenuEvent { menu, kind });
     }
 
     /// Next action for the call, in order.
@@ -408,6 +500,7 @@ impl IvrSession {
         if record {
             self.menu_path.push(m.name.clone());
         }
+        self.menu_event(MenuEventKind::Entered);
         let (greeting, barge) = (m.greeting.clone(), m.barge_in);
         self.play(&greeting, barge, now);
     }
@@ -496,6 +589,7 @@ impl IvrSession {
         let Some(m) = set.menus.get(self.menu) else {
             return self.end_hangup("no-menu");
         };
+        self.menu_event(MenuEventKind::Key(d));
         if Some(d) == m.terminator {
             // `#` ends a multi-digit entry: decide on what was typed so far.
             let found = m.keys.get(&self.buf).cloned();
@@ -527,7 +621,9 @@ impl IvrSession {
         let Some(m) = set.menus.get(self.menu) else {
             return self.end_hangup("no-menu");
         };
+        self.menu_event(MenuEventKind::Invalid);
         if self.failures >= m.max_failures {
+            self.menu_event(MenuEventKind::MaxFailures);
             let (exit, action) = (m.exit.clone(), m.on_max_failures.clone());
             self.leave(exit, action, now);
         } else {
@@ -559,10 +655,13 @@ impl IvrSession {
             }
             Mode::Menu => {
                 self.timeouts += 1;
-                let Some(m) = self.current() else {
+                self.menu_event(MenuEventKind::Timeout);
+                let set = Arc::clone(&self.set);
+                let Some(m) = set.menus.get(self.menu) else {
                     return self.end_hangup("no-menu");
                 };
                 if self.timeouts >= m.max_timeouts {
+                    self.menu_event(MenuEventKind::MaxTimeouts);
                     let (exit, action) = (m.exit.clone(), m.on_max_timeouts.clone());
                     self.leave(exit, action, now);
                 } else {

@@ -25,6 +25,8 @@ pub const CONNECTING_PROMPT: &str = "connecting";
 
 pub use compile::{compile, MenuSet, PromptCheck, RegionId, Unrouted, DEFAULT_REALM};
 pub use diag::{Diagnostic, Severity};
-pub use engine::{CallSummary, IvrAction, IvrInput, IvrSession, TimerKind};
+pub use engine::{
+    CallSummary, IvrAction, IvrInput, IvrSession, MenuEvent, MenuEventKind, TimerKind,
+};
 pub use settings::AgentSettings;
 pub use simulate::{simulate, SimEvent, SimulationResult};

@@ -230,6 +230,12 @@ impl Core {
                     let _ = tx.send(line);
                 }
             }
+            while let Some(event) = self.calls.poll_menu_event() {
+                progressed = true;
+                if let Some((m, _)) = &mut self.telemetry {
+                    m.menu_event(&event);
+                }
+            }
             while let Some(event) = self.calls.poll_capture() {
                 progressed = true;
                 self.capture(event);

@@ -113,6 +113,10 @@ metrics_table! {
         "Callers waiting in each queue.";
     QUEUE_ESTIMATED_WAIT = "helpline_queue_estimated_wait_seconds", Gauge, ["queue"],
         "Each queue's estimated wait (mean of its recent answered waits; 0 when none).";
+    IVR_MENU_EVENTS = "helpline_ivr_menu_events_total", Counter, ["menu", "event"],
+        "Per menu: entered, invalid entries, timeouts, max_failures and max_timeouts exits, and callers who hung up there (hangup).";
+    IVR_MENU_KEYS = "helpline_ivr_menu_keys_total", Counter, ["menu", "key"],
+        "Per menu: keys (0-9, *, #) pressed while it waited for a choice.";
 }
 
 /// Buckets (seconds) of the latency histograms.
@@ -380,6 +384,9 @@ pub struct CoreMetrics {
     sip: HashMap<(bool, Kind, &'static str), Counter>,
     calls: HashMap<[String; 4], Counter>,
     dtmf: HashMap<&'static str, Counter>,
+    /// Per (menu, event or key): the menu names come from the menu files, so the set is closed.
+    menu_events: HashMap<(String, &'static str), Counter>,
+    menu_keys: HashMap<(String, char), Counter>,
     invite_answer: Histogram,
     first_prompt: Histogram,
     key_action: Histogram,
@@ -397,7 +404,7 @@ impl CoreMetrics {
     pub fn new(metrics: Arc<Metrics>, menus: Arc<MenuSet>) -> CoreMetrics {
         let menu_version = metrics.gauge(MENU_INFO, &[("version", menus.version())]);
         menu_version.set(1.0);
-        CoreMetrics {
+        let mut core = CoreMetrics {
             invite_answer: metrics.histogram(INVITE_ANSWER),
             first_prompt: metrics.histogram(FIRST_PROMPT),
             key_action: metrics.histogram(KEY_ACTION),
@@ -408,9 +415,28 @@ impl CoreMetrics {
             sip: HashMap::new(),
             calls: HashMap::new(),
             dtmf: HashMap::new(),
+            menu_events: HashMap::new(),
+            menu_keys: HashMap::new(),
             invites: HashMap::new(),
             first_rtp: HashMap::new(),
             keys: HashMap::new(),
+        };
+        core.register_menu_events();
+        core
+    }
+
+    /// Creates every menu's event counters at 0, so a dashboard shows a menu nobody left yet and
+    /// `rate()` sees the first event (the set is closed: names come from the menu files).
+    fn register_menu_events(&mut self) {
+        let metrics = &self.metrics;
+        for menu in self.menus.menu_names() {
+            for name in crate::ivr::MenuEventKind::EVENT_NAMES {
+                self.menu_events
+                    .entry((menu.to_owned(), name))
+                    .or_insert_with(|| {
+                        metrics.counter(IVR_MENU_EVENTS, &[("menu", menu), ("event", name)])
+                    });
+            }
         }
     }
 
@@ -424,6 +450,7 @@ impl CoreMetrics {
             self.menu_version.set(1.0);
         }
         self.menus = menus;
+        self.register_menu_events();
     }
 
     /// A SIP message received (`inbound`) or about to be sent.
@@ -554,6 +581,34 @@ impl CoreMetrics {
         }
         // An INVITE refused or cancelled before any final response went out: nothing left to measure.
         self.invites.remove(&cdr.call_id);
+    }
+
+    /// One IVR analytics event (see [`crate::ivr::MenuEventKind`]).
+    pub fn menu_event(&mut self, event: &crate::ivr::MenuEvent) {
+        use crate::ivr::MenuEventKind;
+        let metrics = &self.metrics;
+        if let MenuEventKind::Key(key) = event.kind {
+            // The engine only passes 0-9 * #; anything else would be a bug, not a caller's doing.
+            if !matches!(key, '0'..='9' | '*' | '#') {
+                return;
+            }
+            self.menu_keys
+                .entry((event.menu.clone(), key))
+                .or_insert_with(|| {
+                    let mut buf = [0u8; 4];
+                    let key: &str = key.encode_utf8(&mut buf);
+                    metrics.counter(IVR_MENU_KEYS, &[("menu", &event.menu), ("key", key)])
+                })
+                .increment(1);
+            return;
+        }
+        let name = event.kind.name();
+        self.menu_events
+            .entry((event.menu.clone(), name))
+            .or_insert_with(|| {
+                metrics.counter(IVR_MENU_EVENTS, &[("menu", &event.menu), ("event", name)])
+            })
+            .increment(1);
     }
 
     fn dtmf_key(&mut self, method: &'static str, n: u64) {

@@ -1,10 +1,11 @@
 //! Observability: logging setup for the binary (tracing + env filter), the metrics every process
-//! exports (`metrics`), the HTTP endpoints (`http`), the recent calls' records (`recent`) and the
+//! exports (`metrics`), the HTTP endpoints (`http`), the recent calls' records (`recent`), the IVR funnel from a CDR file (`report`) and the
 //! glance at SIP messages the counters need (`peek`). It decides nothing about calls.
 pub mod http;
 pub mod metrics;
 pub mod peek;
 pub mod recent;
+pub mod report;
 
 use tracing_subscriber::EnvFilter;
 
