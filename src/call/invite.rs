@@ -77,7 +77,7 @@ impl Calls {
         if let Some(retry_after) = self.refusing {
             // A source banned in `503` mode: refused through the transaction (which absorbs its
             // retransmissions), no call, no CDR (a flood would fill the CDR file).
-            self.guard_stats.overload_refusals += 1;
+            self.guard_stats.banned_refusals += 1;
             let response = Reply::ServiceUnavailable { retry_after }.to_response(&request, None);
             self.respond(now, tx, response);
             return;
@@ -191,7 +191,7 @@ impl Calls {
             .count();
         if self.guard.over_call_cap(ip, current) {
             tracing::info!(source = %ip, current, "per-source call cap reached: 503");
-            self.guard_stats.overload_refusals += 1;
+            self.guard_stats.call_cap_refusals += 1;
             let reply = Reply::ServiceUnavailable {
                 retry_after: RETRY_AFTER_CALL_CAP,
             };

@@ -235,8 +235,10 @@ pub struct Calls {
 pub struct GuardStats {
     /// Sources banned.
     pub bans: u64,
-    /// Requests refused for overload: `503` to a banned source or over the per-source call cap.
-    pub overload_refusals: u64,
+    /// Requests from sources banned in `503` mode, answered `503`.
+    pub banned_refusals: u64,
+    /// New calls over the per-source call cap, answered `503`.
+    pub call_cap_refusals: u64,
     /// Requests from banned sources dropped silently.
     pub dropped: u64,
 }
