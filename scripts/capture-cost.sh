@@ -34,7 +34,7 @@ run() {
     if [ "$mode" = trace ]; then
         extra=(--trace-dir "$tmp/traces")
     fi
-    RUST_LOG=warn "$BIN" serve --config "$MENUS" --prompts prompts --listen 127.0.0.1:0 \
+    RUST_LOG=warn "$BIN" serve --config "$MENUS" --prompts prompts --listen 127.0.0.1:0 --allow 127.0.0.1/32 \
         --rtp-ports 30000-39999 --cdr "$tmp/cdr.jsonl" --pretend-time 2026-12-01T10:00:00Z \
         --no-watch "${extra[@]}" 2>"$tmp/server.log" &
     pid=$!

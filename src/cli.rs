@@ -23,6 +23,8 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of `Serve` (all of its flags) costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the server.
     Serve {
@@ -84,6 +86,23 @@ pub enum Command {
         /// address (off by default; port 0 picks a free port).
         #[arg(long, value_name = "IP:PORT")]
         http: Option<SocketAddr>,
+        /// Requests per second one source address may send of one method (INVITE, REGISTER, OPTIONS,
+        /// other) before it is banned; 0 turns rate limits off. A burst of twice this passes.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit_rate: u32,
+        /// How long a source over the rate is banned, seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        ban_secs: u64,
+        /// What a banned source gets: `silence` (dropped) or `503` (with Retry-After).
+        #[arg(long, value_name = "silence|503", default_value = "silence")]
+        banned_answer: crate::guard::BannedAnswer,
+        /// Addresses and CIDRs never limited, banned or capped (carriers, a proxy in front, test
+        /// harnesses), comma-separated: `127.0.0.1/32,10.0.0.0/8`.
+        #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
+        allow: Vec<crate::guard::Cidr>,
+        /// Most concurrent calls from one source address (beyond it: 503 + Retry-After); 0: no cap.
+        #[arg(long, value_name = "N", default_value_t = 500)]
+        max_calls_per_source: usize,
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
@@ -252,6 +271,11 @@ pub fn main() -> ExitCode {
             pretend_time,
             server_header,
             http,
+            limit_rate,
+            ban_secs,
+            banned_answer,
+            allow,
+            max_calls_per_source,
         } => {
             let mut cfg = ServerConfig {
                 menus_dir: config,
@@ -271,6 +295,15 @@ pub fn main() -> ExitCode {
                 pretend_time,
                 server_header,
                 http,
+                guard: crate::guard::GuardConfig {
+                    rate: limit_rate,
+                    burst: limit_rate.saturating_mul(2),
+                    ban: Duration::from_secs(ban_secs),
+                    banned_answer,
+                    allow,
+                    max_calls_per_source,
+                    ..crate::guard::GuardConfig::default()
+                },
                 ..ServerConfig::default()
             };
             cfg.timers.t1 = Duration::from_millis(t1_ms.max(1));

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub server_header: String,
     /// Where `/metrics`, `/health/*` and `/calls/{call-id}` are served (default: off; port 0 picks one).
     pub http: Option<SocketAddr>,
+    /// Per-source rate limits, bans, allow-list and call cap (`--limit-rate`, `--allow` …).
+    pub guard: crate::guard::GuardConfig,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +77,7 @@ impl Default for ServerConfig {
             watch_menus: true,
             server_header: crate::sip::USER_AGENT.to_owned(),
             http: None,
+            guard: crate::guard::GuardConfig::default(),
         }
     }
 }

@@ -64,6 +64,9 @@ pub mod ivr;
 // ── stage 5 · queue (sans-IO) ──
 pub mod queue;
 
+// ── per-source defences: rate limits, bans, auth throttling (sans-IO) ──
+pub mod guard;
+
 // ── stage 6 · agents: declarations, digest authentication, registrar, presence (sans-IO) ──
 pub mod agent;
 

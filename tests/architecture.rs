@@ -5,7 +5,7 @@
 use std::path::Path;
 
 const CORES: &[&str] = &[
-    "sip", "dialog", "sdp", "media", "call", "ivr", "queue", "agent",
+    "sip", "dialog", "sdp", "media", "call", "ivr", "queue", "agent", "guard",
 ];
 const BANNED: &[&str] = &[
     "tokio::",

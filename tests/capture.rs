@@ -191,7 +191,7 @@ fn a_tcp_call_is_written_as_tcp_segments_tshark_reads_as_sip() {
         "tcp.dstport",
         false,
     );
-    assert_eq!(invite, [port.clone()]);
+    assert_eq!(invite, std::slice::from_ref(&port));
     let bye = fields(&files[0], "tcp && sip.Method == BYE", "tcp.srcport", false);
     assert_eq!(bye, [port], "helpline's BYE");
     // Sequence numbers add up: tshark finds no gap or overlap in either direction.

@@ -145,11 +145,13 @@ fn call_labels_name_configured_numbers_and_count_the_rest_as_unknown() {
         digit: '2',
         method: "rfc4733",
         at: String::new(),
+        menu: None,
     });
     known.push_digit(CdrDigit {
         digit: '#',
         method: "info",
         at: String::new(),
+        menu: None,
     });
     m.cdr(&known);
     for n in 0..3 {

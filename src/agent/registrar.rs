@@ -14,6 +14,7 @@
 //! nonce gets `403`. Unknown usernames are checked against a dummy HA1, so they get exactly the answers
 //! (and cost) of a known agent with a wrong password.
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ use super::digest::{hex, Algorithm, Challenge, Credentials, Ha1};
 use super::directory::AgentDirectory;
 use super::store::{AgentStore, Binding, MemoryStore, NonceState};
 use super::AgentId;
+use crate::guard::{AuthConfig, AuthThrottle};
 
 /// Registrar settings.
 #[derive(Clone, Debug)]
@@ -48,6 +50,9 @@ pub struct RegistrarConfig {
     /// Most contacts per agent (default 8); a new one beyond it replaces the binding that expires
     /// first, so a phone that re-registers from a new port after each restart is never locked out.
     pub max_contacts: usize,
+    /// Brute-force throttling: failures per source and per (source, user) before that source is
+    /// refused (`403`, as for a wrong password) for a growing time.
+    pub auth: AuthConfig,
 }
 
 impl Default for RegistrarConfig {
@@ -60,6 +65,7 @@ impl Default for RegistrarConfig {
             max_expires: 3600,
             default_expires: 3600,
             max_contacts: 8,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -105,6 +111,10 @@ pub struct Registrar<S: AgentStore = MemoryStore> {
     /// Key of the dummy HA1 that unknown usernames are checked against.
     dummy_secret: String,
     events: VecDeque<AgentEvent>,
+    /// Failed digests per source and (source, user); see `crate::guard::auth`.
+    throttle: AuthThrottle,
+    /// Wrong digests and throttled attempts so far (for the metrics).
+    auth_failures: u64,
 }
 
 impl Registrar<MemoryStore> {
@@ -133,7 +143,10 @@ impl<S: AgentStore> Registrar<S> {
         }
         let mut rng = StdRng::from_seed(seed);
         let dummy_secret = hex(&rng.gen::<[u8; 16]>());
+        let throttle = AuthThrottle::new(config.auth.clone());
         Registrar {
+            throttle,
+            auth_failures: 0,
             config,
             directory,
             store,
@@ -178,7 +191,7 @@ impl<S: AgentStore> Registrar<S> {
     ) -> RegisterOutcome {
         self.store.forget_expired_nonces(now);
         let auth = if request.method == Method::Register {
-            self.authenticate(now, request)
+            self.authenticate(now, request, Some(source.addr.ip()))
         } else {
             Auth::Refuse(Reply::ServerInternalError {
                 why: format!("registrar handed a {}", request.method),
@@ -223,16 +236,22 @@ impl<S: AgentStore> Registrar<S> {
     /// tells unknown users from known ones no better.
     pub fn authorize(&mut self, now: Instant, request: &Request) -> Result<AgentId, Reply> {
         self.store.forget_expired_nonces(now);
-        match self.authenticate(now, request) {
+        match self.authenticate(now, request, None) {
             Auth::Challenge { stale } => Err(self.challenge(now, stale)),
             Auth::Refuse(reply) => Err(reply),
             Auth::Agent(id) => Ok(id),
         }
     }
 
+    /// Wrong digests and throttled attempts so far.
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures
+    }
+
     /// Expires bindings and nonces due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.store.forget_expired_nonces(now);
+        self.throttle.handle_timeout(now);
         for id in self.store.agents_due(now) {
             self.drop_expired(now, &id);
         }
@@ -298,7 +317,7 @@ impl<S: AgentStore> Registrar<S> {
 
     /// RFC 3261 §10.3 steps 3–4 (§22 for any request): who sent this. An unknown user, or a known one
     /// with a wrong digest, never gets `Auth::Agent`.
-    fn authenticate(&mut self, now: Instant, request: &Request) -> Auth {
+    fn authenticate(&mut self, now: Instant, request: &Request, source: Option<IpAddr>) -> Auth {
         let realm = self.directory.realm().to_owned();
         let mut found = None;
         for value in request.headers.get_all("Authorization") {
@@ -319,6 +338,13 @@ impl<S: AgentStore> Registrar<S> {
         let Some(c) = found else {
             return Auth::Challenge { stale: false };
         };
+        // A source that failed too often is refused before any digest is checked, with the answer a
+        // wrong password gets (so it cannot tell a lock-out from a miss, nor a user from another).
+        if let Some(ip) = source.filter(|ip| self.throttle.locked(now, *ip, &c.username)) {
+            self.auth_failures += 1;
+            tracing::info!(source = %ip, user = %c.username, "auth refused: source throttled");
+            return Auth::Refuse(Reply::Forbidden);
+        }
         if !self.config.algorithms.contains(&c.algorithm) {
             return Auth::Refuse(Reply::BadRequest {
                 why: format!("Bad Authorization: algorithm {} not offered", c.algorithm),
@@ -347,14 +373,31 @@ impl<S: AgentStore> Registrar<S> {
         let id = agent.map(|a| a.id.clone());
         match self.store.nonce_state(now, &c.nonce) {
             NonceState::Unknown => Auth::Challenge { stale: good },
-            NonceState::Live { .. } if !good => Auth::Refuse(Reply::Forbidden),
+            NonceState::Live { .. } if !good => {
+                self.auth_failures += 1;
+                let lockout = source.and_then(|ip| self.throttle.failure(now, ip, &c.username));
+                let src = source.map(|ip| ip.to_string()).unwrap_or_default();
+                tracing::info!(source = %src, user = %c.username, "auth failure: wrong digest");
+                if let Some(d) = lockout {
+                    tracing::warn!(source = %src, user = %c.username, secs = d.as_secs(),
+                        "auth throttled: too many failures from this source");
+                }
+                Auth::Refuse(Reply::Forbidden)
+            }
             NonceState::Live { .. } => {
                 if !self.store.advance_nonce(now, &c.nonce, c.nc_value()) {
                     // A replayed (or re-counted) response: right digest, spent nonce count.
                     return Auth::Challenge { stale: true };
                 }
                 match id {
-                    Some(id) => Auth::Agent(id),
+                    Some(id) => {
+                        if let Some(ip) = source {
+                            self.throttle.success(ip, &c.username);
+                        }
+                        let src = source.map(|ip| ip.to_string()).unwrap_or_default();
+                        tracing::info!(source = %src, user = %c.username, "auth success");
+                        Auth::Agent(id)
+                    }
                     // `good` needs a stored HA1, so an agent: unreachable, but refused all the same.
                     None => Auth::Refuse(Reply::Forbidden),
                 }

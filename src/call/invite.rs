@@ -12,7 +12,9 @@ use crate::call::feature_codes::FeatureCode;
 use crate::call::ivr_call::{CallInput, IvrCall};
 use crate::call::leg::{Leg, LegId, LegKind, UasLeg, UasState};
 use crate::call::state::{media_config_from, media_config_unanswered, sdp_body, Call, CallMedia};
-use crate::call::{CallKey, Calls, MediaCommand, RETRY_AFTER_DRAINING, RETRY_AFTER_NO_PORT};
+use crate::call::{
+    CallKey, Calls, MediaCommand, RETRY_AFTER_CALL_CAP, RETRY_AFTER_DRAINING, RETRY_AFTER_NO_PORT,
+};
 use crate::dialog::uas::{add_capabilities, IncomingCall};
 use crate::ivr::IvrSession;
 use crate::sdp::{self, MediaCaps, SdpOffer};
@@ -72,6 +74,14 @@ fn ip_literal(host: &str) -> Option<IpAddr> {
 
 impl Calls {
     pub(crate) fn on_request(&mut self, now: Instant, tx: TxId, request: Request, peer: Peer) {
+        if let Some(retry_after) = self.refusing {
+            // A source banned in `503` mode: refused through the transaction (which absorbs its
+            // retransmissions), no call, no CDR (a flood would fill the CDR file).
+            self.guard_stats.banned_refusals += 1;
+            let response = Reply::ServiceUnavailable { retry_after }.to_response(&request, None);
+            self.respond(now, tx, response);
+            return;
+        }
         if let Err(reply) = vet_request(&request) {
             tracing::debug!(code = reply.code(), why = ?reply.why(), "request refused");
             if request.method == Method::Invite && request.to().tag().is_none() {
@@ -171,6 +181,21 @@ impl Calls {
         // else is a caller dialling one of the helpline's numbers.
         if let Some(code) = FeatureCode::parse(&cdr.dialed) {
             return self.on_feature_code(now, tx, peer, incoming, code, cdr);
+        }
+        // One source may not hold more than its share of the calls (and so of the RTP ports).
+        let ip = peer.addr.ip();
+        let current = self
+            .calls
+            .values()
+            .filter(|c| c.caller().peer.addr.ip() == ip)
+            .count();
+        if self.guard.over_call_cap(ip, current) {
+            tracing::info!(source = %ip, current, "per-source call cap reached: 503");
+            self.guard_stats.call_cap_refusals += 1;
+            let reply = Reply::ServiceUnavailable {
+                retry_after: RETRY_AFTER_CALL_CAP,
+            };
+            return self.reject_new(now, tx, incoming, reply, cdr);
         }
         // RFC 3261 §17.2.1: 100 Trying at once, so the caller stops retransmitting.
         let trying = incoming.trying();

@@ -57,6 +57,7 @@ pub use ports::PortPool;
 
 use crate::agent::presence::Agents;
 use crate::agent::Registrar;
+use crate::guard::{Guard, GuardConfig, GuardEvent, Verdict};
 use crate::ivr::MenuSet;
 use crate::media::session::{MediaConfig, MediaEvent};
 use crate::prompts::{Prompt, PromptStore};
@@ -69,6 +70,10 @@ use state::Call;
 
 /// Seconds a caller is asked to wait (`Retry-After`) when helpline is draining for shutdown.
 pub const RETRY_AFTER_DRAINING: u32 = 30;
+/// How often the guard forgets idle sources.
+const GUARD_SWEEP: Duration = Duration::from_secs(10);
+/// Seconds a caller is asked to wait (`Retry-After`) when its source has too many calls.
+pub const RETRY_AFTER_CALL_CAP: u32 = 10;
 /// Seconds a caller is asked to wait (`Retry-After`) when no RTP port is free.
 pub const RETRY_AFTER_NO_PORT: u32 = 5;
 
@@ -98,6 +103,8 @@ pub struct CallsConfig {
     pub server_header: String,
     /// Whether calls are captured (`serve --trace-dir`): then drain [`Calls::poll_capture`].
     pub capture: bool,
+    /// Per-source rate limits, bans, allow-list and the per-source call cap (`serve --limit-rate` …).
+    pub guard: GuardConfig,
 }
 
 impl CallsConfig {
@@ -116,6 +123,7 @@ impl CallsConfig {
             local,
             server_header: "helpline".to_owned(),
             capture: false,
+            guard: GuardConfig::default(),
         }
     }
 
@@ -214,6 +222,27 @@ pub struct Calls {
     queue_log: Option<VecDeque<String>>,
     /// What `--trace-dir` captures (inert when `cfg.capture` is off).
     capture: capture::Captures,
+    /// Per-source limits and bans, consulted before the endpoint sees a request.
+    guard: Guard,
+    /// Set while the request being handled comes from a source banned in `503` mode.
+    refusing: Option<u32>,
+    /// When idle sources were last swept from the guard.
+    guard_swept: Option<Instant>,
+    /// What the guard did, for the metrics.
+    guard_stats: GuardStats,
+}
+
+/// What the per-source defences did so far (monotonic counters for the metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuardStats {
+    /// Sources banned.
+    pub bans: u64,
+    /// Requests from sources banned in `503` mode, answered `503`.
+    pub banned_refusals: u64,
+    /// New calls over the per-source call cap, answered `503`.
+    pub call_cap_refusals: u64,
+    /// Requests from banned sources dropped silently.
+    pub dropped: u64,
 }
 
 impl Calls {
@@ -222,6 +251,7 @@ impl Calls {
     pub fn new(cfg: CallsConfig, menus: Arc<MenuSet>, prompts: PromptStore, seed: u64) -> Calls {
         let mut endpoint = Endpoint::new(cfg.timers, cfg.local, seed);
         let cfg_capture = cfg.capture;
+        let guard_cfg = cfg.guard.clone();
         endpoint.set_server_header(&cfg.server_header);
         Calls {
             endpoint,
@@ -246,6 +276,10 @@ impl Calls {
             menu_events: VecDeque::new(),
             queue_log: None,
             capture: capture::Captures::new(cfg_capture),
+            guard: Guard::new(guard_cfg),
+            refusing: None,
+            guard_swept: None,
+            guard_stats: GuardStats::default(),
         }
     }
 
@@ -254,6 +288,24 @@ impl Calls {
     /// One SIP message from the network (a UDP datagram or one framed TCP message); processes every
     /// event the endpoint reports for it.
     pub fn handle_sip(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        // The guard sees every request before the endpoint does: a banned source costs no parse.
+        if let Some(method) = request_method(bytes) {
+            match self.guard.check(now, peer.addr.ip(), method) {
+                Verdict::Pass => {}
+                Verdict::Drop => {
+                    self.guard_stats.dropped += 1;
+                    self.drain_guard();
+                    return;
+                }
+                Verdict::Refuse { retry_after } => self.refusing = Some(retry_after),
+            }
+            self.drain_guard();
+        }
+        self.handle_sip_inner(now, peer, bytes);
+        self.refusing = None;
+    }
+
+    fn handle_sip_inner(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
         if !self.capture.enabled() {
             self.endpoint.handle_message(now, peer, bytes);
             self.drain_endpoint(now);
@@ -294,6 +346,15 @@ impl Calls {
     /// spurious calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.capture.tick(now);
+        if self
+            .guard_swept
+            .is_none_or(|at| now.saturating_duration_since(at) >= GUARD_SWEEP)
+        {
+            // Idle sources are forgotten now and then (not on every wake-up: the sweep is O(sources)).
+            self.guard_swept = Some(now);
+            self.guard.handle_timeout(now);
+            self.drain_guard();
+        }
         self.endpoint.handle_timeout(now);
         self.drain_endpoint(now);
         self.agents_timeout(now);
@@ -440,6 +501,30 @@ impl Calls {
     /// Whether new calls are refused (shutdown).
     pub fn is_draining(&self) -> bool {
         self.draining
+    }
+
+    /// What the per-source defences did so far, with the registrar's failed authentications.
+    pub fn guard_stats(&self) -> (GuardStats, u64) {
+        (self.guard_stats, self.agents.registrar.auth_failures())
+    }
+
+    /// Logs the guard's bans and expiries, once each.
+    fn drain_guard(&mut self) {
+        while let Some(event) = self.guard.poll_event() {
+            match event {
+                GuardEvent::Banned {
+                    source,
+                    reason,
+                    secs,
+                } => {
+                    self.guard_stats.bans += 1;
+                    tracing::warn!(%source, %reason, secs, "source banned");
+                }
+                GuardEvent::BanExpired { source } => {
+                    tracing::info!(%source, "ban expired");
+                }
+            }
+        }
     }
 
     /// The SIP endpoint (for metrics and tests: e.g. its live transaction count).
@@ -803,3 +888,13 @@ impl Calls {
 
 #[cfg(test)]
 mod tests;
+
+/// The method token of a request (`None` for a response, a keep-alive or junk): the guard's cheap look
+/// at a message before it is parsed.
+fn request_method(bytes: &[u8]) -> Option<&str> {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
+    let rest = &bytes[start..];
+    let end = rest.iter().take(32).position(|b| *b == b' ')?;
+    let method = std::str::from_utf8(&rest[..end]).ok()?;
+    (!method.starts_with("SIP/")).then_some(method)
+}

@@ -761,3 +761,43 @@ fn the_wakeup_heap_stays_bounded() {
     }
     assert!(net.calls.wakeups.len() <= 2 * net.calls.call_count() + 65);
 }
+
+#[test]
+fn a_source_over_its_call_cap_gets_503_with_retry_after_others_do_not() {
+    let mut net = Net::with(|c| c.guard.max_calls_per_source = 2);
+    net.send(udp_peer(), &invite("cap1", OFFER));
+    net.send(udp_peer(), &invite("cap2", OFFER));
+    net.take();
+    net.send(udp_peer(), &invite("cap3", OFFER));
+    let out = net.take();
+    assert_eq!(out.codes(), [503]);
+    assert_eq!(out.responses()[0].header("Retry-After"), Some("10"));
+    assert_eq!(net.calls.guard_stats().0.call_cap_refusals, 1);
+    // Another source is not capped.
+    let mut other = udp_peer();
+    other.addr = "192.0.2.99:5060".parse().expect("addr");
+    net.send(other, &invite("cap4", OFFER));
+    assert!(net.take().codes().contains(&200));
+}
+
+#[test]
+fn a_flooding_source_is_banned_silently_and_the_ban_expires() {
+    let mut net = Net::with(|c| {
+        c.guard.rate = 2;
+        c.guard.burst = 2;
+        c.guard.ban = Duration::from_secs(30);
+    });
+    for i in 0..5 {
+        net.send(udp_peer(), &invite(&format!("f{i}"), OFFER));
+    }
+    let out = net.take();
+    // Two calls answered, the other three never heard of (no answer, no CDR).
+    assert_eq!(out.codes().iter().filter(|c| **c == 200).count(), 2);
+    assert!(out.cdrs.is_empty());
+    let (stats, _) = net.calls.guard_stats();
+    assert_eq!((stats.bans, stats.dropped), (1, 3));
+    // After the ban a new INVITE is served again.
+    net.now += Duration::from_secs(31);
+    net.send(udp_peer(), &invite("after", OFFER));
+    assert!(net.take().codes().contains(&200));
+}

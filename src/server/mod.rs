@@ -316,6 +316,7 @@ fn calls_config(cfg: &ServerConfig, sip_local: SocketAddr) -> CallsConfig {
         // `--server-header` sets this once the CLI carries it; the default names no version.
         server_header: cfg.server_header.clone(),
         capture: cfg.trace_dir.is_some(),
+        guard: cfg.guard.clone(),
     }
 }
 

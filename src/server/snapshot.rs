@@ -61,6 +61,7 @@ pub fn of(calls: &Calls) -> CoreSnapshot {
         transactions: calls.endpoint().transaction_count(),
         ports_in_use: calls.ports_in_use(),
         retransmissions: calls.endpoint().retransmissions(),
+        guard: calls.guard_stats(),
         agents: agents.into_iter().collect(),
         queues: names
             .into_iter()

@@ -117,6 +117,12 @@ metrics_table! {
         "Per menu: entered, invalid entries, timeouts, max_failures and max_timeouts exits, and callers who hung up there (hangup).";
     IVR_MENU_KEYS = "helpline_ivr_menu_keys_total", Counter, ["menu", "key"],
         "Per menu: keys (0-9, *, #) pressed while it waited for a choice.";
+    BANS = "helpline_bans_total", Counter, [],
+        "Source addresses banned for exceeding a request rate (--limit-rate).";
+    AUTH_FAILURES = "helpline_auth_failures_total", Counter, [],
+        "Digest authentications refused: wrong digest, or a throttled source.";
+    OVERLOAD_REFUSALS = "helpline_overload_refusals_total", Counter, ["reason"],
+        "Requests refused or dropped by the per-source defences: banned (503), banned-silent (dropped), call-cap (503).";
 }
 
 /// Buckets (seconds) of the latency histograms.
@@ -267,6 +273,17 @@ impl Metrics {
             .absolute(retrans.received);
         self.counter(SIP_RETRANSMISSIONS, &[("direction", "out")])
             .absolute(retrans.sent);
+        let (guard, auth_failures) = core.guard;
+        self.counter(BANS, &[]).absolute(guard.bans);
+        self.counter(AUTH_FAILURES, &[]).absolute(auth_failures);
+        for (reason, n) in [
+            ("banned", guard.banned_refusals),
+            ("banned-silent", guard.dropped),
+            ("call-cap", guard.call_cap_refusals),
+        ] {
+            self.counter(OVERLOAD_REFUSALS, &[("reason", reason)])
+                .absolute(n);
+        }
         for ((status, state), n) in &core.agents {
             self.gauge(AGENTS, &[("status", status), ("state", state)])
                 .set(*n as f64);
@@ -368,6 +385,8 @@ pub struct CoreSnapshot {
     pub agents: Vec<((&'static str, &'static str), usize)>,
     /// Every queue the menus and agents name, and every queue with a caller.
     pub queues: Vec<QueueSnapshot>,
+    /// What the per-source defences did so far, and the registrar's failed authentications.
+    pub guard: (crate::call::GuardStats, u64),
 }
 
 /// Most in-flight measurements kept at once (INVITEs awaiting their answer, media sessions awaiting a

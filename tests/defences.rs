@@ -1,0 +1,307 @@
+//! Defences against the real `helpline` binary, attacker and legitimate users on separate loopback
+//! addresses: an INVITE flood from 127.0.0.1 (SIPp, 400 INVITEs at 200/s) gets that source banned while
+//! a SIPp caller from 127.0.0.2 completes its calls and is never banned; a REGISTER brute force (200
+//! wrong passwords from 127.0.0.1) gets that source throttled — even the right password is refused
+//! from there — while the right password from 127.0.0.3 registers the agent.
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    free_media_port, free_udp_port, menus_with_sample_agents, root, sipp, temp_dir, Server, SippRun,
+};
+
+const SIPP_TIMEOUT: Duration = Duration::from_secs(90);
+const LOG_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// SIPp from local address `ip` (`-i`), bounded by `timeout`; like `common::run_sipp`.
+fn sipp_from(ip: &str, server: &Server, scenario: &str, extra: &[&str]) -> SippRun {
+    let dir = temp_dir("sipp-defences");
+    let mut cmd = Command::new(sipp());
+    cmd.current_dir(&dir);
+    match scenario.strip_prefix("sn:") {
+        Some(name) => cmd.args(["-sn", name]),
+        None => cmd.args(["-sf", scenario]),
+    };
+    cmd.arg(server.addr.to_string())
+        .args(["-i", ip, "-p", &free_udp_port().to_string()])
+        .args(["-mp", &free_media_port().to_string()])
+        .args(["-nostdin", "-trace_err"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn sipp");
+    let deadline = Instant::now() + SIPP_TIMEOUT;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sipp {scenario} from {ip} did not finish within {SIPP_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut output = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut output);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut output);
+    }
+    SippRun { status, output }
+}
+
+/// A counter of SIPp's final screen (`Successful call`, `Failed call`).
+fn sipp_counter(run: &SippRun, label: &str) -> Option<u64> {
+    run.output
+        .lines()
+        .rev()
+        .filter(|l| l.trim_start().starts_with(label))
+        .find_map(|l| l.split('|').rev().find_map(|c| c.trim().parse().ok()))
+}
+
+fn banned_lines(server: &Server, ip: &str) -> usize {
+    server
+        .log_text()
+        .lines()
+        .map(common::strip_ansi)
+        .filter(|l| l.contains("source banned") && l.contains(&format!("source={ip}")))
+        .count()
+}
+
+#[test]
+fn an_invite_flood_bans_its_source_while_a_legitimate_caller_is_served() {
+    let menus = root().join("tests/data/menus/first-flow");
+    let server = Server::start(&menus, &["--limit-rate", "20", "--ban-secs", "120"]);
+    let flood_server = &server;
+    // The legitimate caller: 5 calls, one at a time, from 127.0.0.2, during the flood.
+    let (flood, legit) = std::thread::scope(|s| {
+        let flood = s.spawn(move || {
+            sipp_from(
+                "127.0.0.1",
+                flood_server,
+                "sn:uac",
+                &[
+                    "-m",
+                    "400",
+                    "-r",
+                    "200",
+                    "-l",
+                    "400",
+                    "-recv_timeout",
+                    "3000",
+                ],
+            )
+        });
+        // The flood has begun (its ban is logged) before the legitimate calls start.
+        let banned = flood_server.wait_log("source banned", LOG_TIMEOUT);
+        assert!(banned.is_some(), "{}", flood_server.log_text());
+        let legit = sipp_from(
+            "127.0.0.2",
+            flood_server,
+            "sn:uac",
+            &["-m", "5", "-l", "1", "-timeout", "60s", "-timeout_error"],
+        );
+        (flood.join().expect("flood thread"), legit)
+    });
+    assert!(
+        legit.status.success(),
+        "legitimate caller: sipp exited {:?}\n{}\n--- server ---\n{}",
+        legit.status.code(),
+        legit.output,
+        server.log_text()
+    );
+    assert_eq!(
+        sipp_counter(&legit, "Successful call"),
+        Some(5),
+        "{}",
+        legit.output
+    );
+    // The flood was cut off: most of its INVITEs went unanswered.
+    let flooded = sipp_counter(&flood, "Successful call").unwrap_or(0);
+    assert!(
+        flooded < 100,
+        "{flooded} flood calls succeeded\n{}",
+        flood.output
+    );
+    assert!(!flood.status.success(), "{}", flood.output);
+    // Banned once (not per packet), and the legitimate source never.
+    assert_eq!(
+        banned_lines(&server, "127.0.0.1"),
+        1,
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(
+        banned_lines(&server, "127.0.0.2"),
+        0,
+        "{}",
+        server.log_text()
+    );
+    // Every legitimate call has its CDR from 127.0.0.2 (the flood's answered calls, whose BYEs were
+    // dropped, are still up: their CDRs come only after the RTP timeout).
+    let cdrs = server.wait_cdrs(5, LOG_TIMEOUT);
+    let legit_cdrs: Vec<_> = cdrs
+        .iter()
+        .filter(|c| {
+            c["source"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("127.0.0.2:"))
+        })
+        .collect();
+    assert_eq!(legit_cdrs.len(), 5, "{cdrs:#?}");
+}
+
+#[test]
+fn a_banned_source_gets_503_with_retry_after_when_configured() {
+    let menus = root().join("tests/data/menus/first-flow");
+    let server = Server::start(
+        &menus,
+        &[
+            "--limit-rate",
+            "2",
+            "--ban-secs",
+            "60",
+            "--banned-answer",
+            "503",
+        ],
+    );
+    let mut ua = common::Ua::udp(server.addr);
+    let mut codes = Vec::new();
+    for i in 0..12 {
+        let branch = ua.branch();
+        let head = format!(
+            "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch}\r\n\
+             From: <sip:scan@127.0.0.1>;tag=t{i}\r\nTo: <sip:{addr}>\r\nCall-ID: scan-{i}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n",
+            addr = server.addr,
+            local = ua.local,
+        );
+        ua.send(&head, "");
+        let reply = ua
+            .recv(Duration::from_secs(5))
+            .expect("every OPTIONS is answered");
+        codes.push((reply.code(), reply.header("Retry-After")));
+    }
+    // The burst (twice the rate) passes, then the source is banned and told when to come back.
+    assert!(codes[..4].iter().all(|(c, _)| *c == Some(200)), "{codes:?}");
+    let last = codes.last().expect("twelve answers");
+    assert_eq!(last.0, Some(503), "{codes:?}");
+    let secs: u32 = last
+        .1
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&secs), "{codes:?}");
+    assert_eq!(
+        banned_lines(&server, "127.0.0.1"),
+        1,
+        "{}",
+        server.log_text()
+    );
+}
+
+#[test]
+fn a_register_brute_force_is_throttled_but_the_agent_registers_from_elsewhere() {
+    // Rate limits off: this is the registrar's own throttle.
+    let server = Server::start(
+        &menus_with_sample_agents(str::to_owned),
+        &["--limit-rate", "0"],
+    );
+    let scenario = root().join("examples/sipp/register_agent.xml");
+    let text = std::fs::read_to_string(&scenario).expect("the scenario");
+    assert!(text.contains("password=europe-refunds-1") && text.contains("response=\"200\""));
+    let dir = temp_dir("sipp-brute");
+    let wrong = dir.join("wrong.xml");
+    std::fs::write(
+        &wrong,
+        text.replace("password=europe-refunds-1", "password=guess")
+            .replace("response=\"200\"", "response=\"403\""),
+    )
+    .expect("write scenario");
+    let right_refused = dir.join("right_refused.xml");
+    std::fs::write(
+        &right_refused,
+        text.replace("response=\"200\"", "response=\"403\""),
+    )
+    .expect("write scenario");
+    let path = |p: &std::path::Path| p.display().to_string();
+
+    // 200 guesses from 127.0.0.1: each one is answered 403, as any wrong password is.
+    let guesses = sipp_from(
+        "127.0.0.1",
+        &server,
+        &path(&wrong),
+        &[
+            "-m",
+            "200",
+            "-r",
+            "50",
+            "-l",
+            "20",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ],
+    );
+    assert!(
+        guesses.status.success(),
+        "{}\n{}",
+        guesses.output,
+        server.log_text()
+    );
+    assert!(
+        server.wait_log("auth throttled", LOG_TIMEOUT).is_some(),
+        "{}",
+        server.log_text()
+    );
+    // From the guesser's address even the right password is refused now …
+    let from_attacker = sipp_from(
+        "127.0.0.1",
+        &server,
+        &path(&right_refused),
+        &["-m", "1", "-timeout", "30s", "-timeout_error"],
+    );
+    assert!(
+        from_attacker.status.success(),
+        "the right password from the throttled source was not refused:\n{}\n{}",
+        from_attacker.output,
+        server.log_text()
+    );
+    assert!(
+        !server.log_text().contains("agent logged in"),
+        "{}",
+        server.log_text()
+    );
+    // … but the agent is never locked out everywhere: from 127.0.0.3 the right password works.
+    let agent = sipp_from(
+        "127.0.0.3",
+        &server,
+        &path(&scenario),
+        &["-m", "1", "-timeout", "30s", "-timeout_error"],
+    );
+    assert!(
+        agent.status.success(),
+        "{}\n{}",
+        agent.output,
+        server.log_text()
+    );
+    let line = server.wait_log("agent logged in", LOG_TIMEOUT);
+    assert!(
+        line.is_some_and(|l| l.contains("agent=ana")),
+        "{}",
+        server.log_text()
+    );
+    // Failures are logged with source and user, never the password or the digest response.
+    let log = server.log_text();
+    assert!(log.contains("auth failure"), "{log}");
+    assert!(
+        !log.contains("guess") && !log.contains("europe-refunds-1"),
+        "{log}"
+    );
+}
