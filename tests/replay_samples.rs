@@ -106,10 +106,20 @@ fn http_addr(server: &common::Server) -> SocketAddr {
 
 #[test]
 fn every_sample_replays_offline_and_live_to_its_expected_route() {
+    let mut server_hung_up = 0;
     for sample in samples() {
         let calls = calls_of(&sample);
+        // A trace in which the server hung up is replayed the same way: the replay waits for the
+        // server's BYE instead of hanging up after the caller's last packet. (Where the traced caller
+        // hung up, either side may end the replay: helpline's no-agents overflow hangs up first.)
+        let script = helpline::replay::script::script(&calls[0]).expect("a caller's call");
+        let ended = (!script.hangs_up).then_some("server-hung-up");
         let off = offline(&sample, &calls);
         check(&sample, "offline", &off);
+        if let Some(ended) = ended {
+            assert_eq!(off.ended.as_deref(), Some(ended), "{} offline", sample.file);
+            server_hung_up += 1;
+        }
 
         let at = sample.at.to_rfc3339();
         let server = common::Server::start(
@@ -130,8 +140,13 @@ fn every_sample_replays_offline_and_live_to_its_expected_route() {
         ));
         let live = live.remove(0);
         check(&sample, "live", &live);
+        if let Some(ended) = ended {
+            assert_eq!(live.ended.as_deref(), Some(ended), "{} live", sample.file);
+        }
         // Live and offline agree on where the call went and what the server heard.
         assert_eq!(live.menu_path, off.menu_path, "{}", sample.file);
         assert_eq!(live.server_digits, off.server_digits, "{}", sample.file);
     }
+    // helpline-after-hours.pcap: the closed message, then helpline's BYE.
+    assert!(server_hung_up >= 1, "no sample in which the server hung up");
 }

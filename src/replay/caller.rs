@@ -455,7 +455,13 @@ impl ReplayCaller {
                 .unwrap_or(now);
             // Not before the call is answered: a call still ringing waits for its answer or the
             // deadline (an unanswered trace is cancelled there).
+            // A trace where the server hung up: wait for its BYE as long as it took there.
+            let server_bye = self
+                .script
+                .server_bye_after_ack
+                .and_then(|after| Some(self.anchor_time(Anchor::Ack)? + after));
             if self.phase == Phase::Established {
+                let last = server_bye.map_or(last, |bye| bye.max(last));
                 self.hangup_at = Some(last.max(now) + HANGUP_AFTER);
             }
         }

@@ -78,6 +78,9 @@ pub struct Script {
     pub event_pt: u8,
     /// Whether the caller ended the call itself (BYE or CANCEL).
     pub hangs_up: bool,
+    /// When the traced server hung up (its first BYE), from the ACK: a caller who did not hang up
+    /// waits that long (and a little more) for the server's BYE before hanging up itself.
+    pub server_bye_after_ack: Option<Duration>,
     /// Capture time of the trace's last packet of the call, from the INVITE.
     pub duration: Duration,
 }
@@ -197,12 +200,16 @@ pub fn script(call: &TraceCall) -> Result<Script, ScriptError> {
     // (capture time, action), anchors decided once the ACK's time is known.
     let mut timed: Vec<(Duration, Action)> = Vec::new();
     let mut hangs_up = false;
+    let mut server_bye_at: Option<Duration> = None;
     let mut event_pt = None;
     let mut rtp = Restamper::default();
     for p in &call.packets {
         match &p.kind {
             PacketKind::Sip(bytes) => {
                 if p.from != call.caller {
+                    if server_bye_at.is_none() && is_bye(call.transport, bytes) {
+                        server_bye_at = Some(p.at);
+                    }
                     continue;
                 }
                 let Some(SipMessage::Request(req)) = parse(call.transport, bytes) else {
@@ -306,8 +313,16 @@ pub fn script(call: &TraceCall) -> Result<Script, ScriptError> {
         steps,
         event_pt: event_pt.unwrap_or(DEFAULT_EVENT_PT),
         hangs_up,
+        server_bye_after_ack: server_bye_at
+            .zip(ack_at)
+            .map(|(bye, ack)| bye.saturating_sub(ack)),
         duration,
     })
+}
+
+/// Whether a captured message is a BYE request.
+fn is_bye(transport: TraceTransport, bytes: &[u8]) -> bool {
+    matches!(parse(transport, bytes), Some(SipMessage::Request(r)) if r.method == Method::Bye)
 }
 
 /// Samples at 8 kHz in `d`.
