@@ -65,6 +65,12 @@ fn sipp_counter(run: &SippRun, label: &str) -> Option<u64> {
         .find_map(|l| l.split('|').rev().find_map(|c| c.trim().parse().ok()))
 }
 
+/// The ban lines for `ip`, once the server has logged a first ban (its log is read as it comes).
+fn banned_lines_after_a_ban(server: &Server, ip: &str) -> usize {
+    server.wait_log("source banned", Duration::from_secs(10));
+    banned_lines(server, ip)
+}
+
 fn banned_lines(server: &Server, ip: &str) -> usize {
     server
         .log_text()
@@ -132,7 +138,7 @@ fn an_invite_flood_bans_its_source_while_a_legitimate_caller_is_served() {
     assert!(!flood.status.success(), "{}", flood.output);
     // Banned once (not per packet), and the legitimate source never.
     assert_eq!(
-        banned_lines(&server, "127.0.0.1"),
+        banned_lines_after_a_ban(&server, "127.0.0.1"),
         1,
         "{}",
         server.log_text()
@@ -199,7 +205,7 @@ fn a_banned_source_gets_503_with_retry_after_when_configured() {
         .expect("Retry-After");
     assert!((1..=60).contains(&secs), "{codes:?}");
     assert_eq!(
-        banned_lines(&server, "127.0.0.1"),
+        banned_lines_after_a_ban(&server, "127.0.0.1"),
         1,
         "{}",
         server.log_text()
