@@ -103,6 +103,22 @@ pub enum Command {
         /// Most concurrent calls from one source address (beyond it: 503 + Retry-After); 0: no cap.
         #[arg(long, value_name = "N", default_value_t = 500)]
         max_calls_per_source: usize,
+        /// Most TCP connections open at once; one beyond it is closed as soon as it is accepted.
+        #[arg(long, value_name = "N", default_value_t = 4096)]
+        tcp_max_connections: usize,
+        /// Most TCP connections open at once from one source address (allow-listed ones: no cap).
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        tcp_max_per_source: usize,
+        /// Seconds a TCP connection may stay idle (no message, no CRLF keep-alive) before it is closed,
+        /// unless a registration binding or a dialog rides on it.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        tcp_idle_secs: u64,
+        /// Seconds a new TCP connection has to send its first complete SIP message (slow loris).
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        tcp_first_message_secs: u64,
+        /// Largest SIP message accepted on a TCP connection, bytes; a larger one closes it.
+        #[arg(long, value_name = "BYTES", default_value_t = crate::transport::framing::MAX_MESSAGE_BYTES)]
+        max_message_bytes: usize,
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
@@ -276,6 +292,11 @@ pub fn main() -> ExitCode {
             banned_answer,
             allow,
             max_calls_per_source,
+            tcp_max_connections,
+            tcp_max_per_source,
+            tcp_idle_secs,
+            tcp_first_message_secs,
+            max_message_bytes,
         } => {
             let mut cfg = ServerConfig {
                 menus_dir: config,
@@ -303,6 +324,15 @@ pub fn main() -> ExitCode {
                     allow,
                     max_calls_per_source,
                     ..crate::guard::GuardConfig::default()
+                },
+                tcp: crate::transport::tcp_policy::TcpLimits {
+                    max_connections: tcp_max_connections,
+                    max_per_source: tcp_max_per_source,
+                    idle: Duration::from_secs(tcp_idle_secs),
+                    first_message: Duration::from_secs(tcp_first_message_secs),
+                    max_message_bytes,
+                    // The guard's allow-list is added when the server starts.
+                    allow: Vec::new(),
                 },
                 ..ServerConfig::default()
             };

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub http: Option<SocketAddr>,
     /// Per-source rate limits, bans, allow-list and call cap (`--limit-rate`, `--allow` …).
     pub guard: crate::guard::GuardConfig,
+    /// TCP connection caps, idle and first-message deadlines, message size (`--tcp-max-connections` …;
+    /// the guard's allow-list is exempt from the caps).
+    pub tcp: crate::transport::tcp_policy::TcpLimits,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             server_header: crate::sip::USER_AGENT.to_owned(),
             http: None,
             guard: crate::guard::GuardConfig::default(),
+            tcp: crate::transport::tcp_policy::TcpLimits::default(),
         }
     }
 }

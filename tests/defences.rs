@@ -5,7 +5,7 @@
 //! from there — while the right password from 127.0.0.3 registers the agent.
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -309,5 +309,130 @@ fn a_register_brute_force_is_throttled_but_the_agent_registers_from_elsewhere() 
     assert!(
         !log.contains("guess") && !log.contains("europe-refunds-1"),
         "{log}"
+    );
+}
+
+// ── TCP resource bounds ──
+
+/// A TCP connection to the server from local address `ip` (bound before connecting).
+fn tcp_from(ip: &str, server: &Server) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .expect("tcp socket");
+    let local: std::net::SocketAddr = format!("{ip}:0").parse().expect("address literal");
+    socket.bind(&local.into()).expect("bind a loopback address");
+    socket
+        .connect(&server.addr.into())
+        .expect("connect to the server");
+    socket.into()
+}
+
+/// Whether the server closed the connection within `within`: a read sees end of stream (or a reset).
+fn closed_by_server(mut stream: &std::net::TcpStream, within: Duration) -> bool {
+    stream
+        .set_read_timeout(Some(within))
+        .expect("read timeout");
+    let mut buf = [0u8; 512];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // a response; keep reading
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// 500 idle connections (ten addresses, 50 each, under the 64-per-source cap) are held open while a
+/// SIPp caller over TCP (`-t t1`) from 127.0.0.2 completes its calls; a 65th connection from one
+/// address is closed at once. The test process holds 565 descriptors and the server as many: both fit
+/// the usual soft `ulimit -n` of 1024 (this machine: 20000).
+#[test]
+fn five_hundred_idle_tcp_connections_do_not_stop_a_new_caller() {
+    let menus = root().join("tests/data/menus/first-flow");
+    let server = Server::start(&menus, &["--tcp-first-message-secs", "120"]);
+    let idle: Vec<std::net::TcpStream> = (0..500)
+        .map(|i| tcp_from(&format!("127.0.0.{}", 10 + i / 50), &server))
+        .collect();
+    let run = sipp_from(
+        "127.0.0.2",
+        &server,
+        "sn:uac",
+        &["-t", "t1", "-m", "3", "-l", "1", "-timeout", "30s", "-timeout_error"],
+    );
+    assert!(
+        run.status.success(),
+        "sipp exited {:?}\n{}\n--- server ---\n{}",
+        run.status.code(),
+        run.output,
+        server.log_text()
+    );
+    assert_eq!(sipp_counter(&run, "Successful call"), Some(3), "{}", run.output);
+    // The per-source cap: 64 from one address are kept, the 65th is closed at once.
+    let mut capped: Vec<std::net::TcpStream> =
+        (0..65).map(|_| tcp_from("127.0.0.30", &server)).collect();
+    let last = capped.pop().expect("65 connections");
+    assert!(closed_by_server(&last, Duration::from_secs(5)), "the 65th stays open");
+    assert!(
+        !closed_by_server(&capped[0], Duration::from_millis(200)),
+        "the first of the 64 was closed"
+    );
+    // Every idle connection is still open (the idle timeout is 300 s by default).
+    let closed = idle
+        .iter()
+        .filter(|s| closed_by_server(s, Duration::from_millis(1)))
+        .count();
+    assert_eq!(closed, 0, "{closed} of the 500 idle connections were closed");
+}
+
+/// A slow-loris sender (a byte every 100 ms, never finishing its headers) is cut off at the
+/// first-message deadline (1 s here), while a connection that sent a whole OPTIONS stays open.
+#[test]
+fn a_slow_loris_is_cut_off_at_the_first_message_deadline() {
+    let menus = root().join("tests/data/menus/first-flow");
+    let server = Server::start(&menus, &["--tcp-first-message-secs", "1"]);
+    let mut good = tcp_from("127.0.0.2", &server);
+    let options = format!(
+        "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK-loris-ok\r\n\
+         From: <sip:ok@127.0.0.2>;tag=ok\r\nTo: <sip:{addr}>\r\nCall-ID: loris-ok\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        addr = server.addr,
+        local = good.local_addr().expect("local address"),
+    );
+    good.write_all(options.as_bytes()).expect("send OPTIONS");
+    let mut loris = tcp_from("127.0.0.3", &server);
+    let started = Instant::now();
+    let head = b"OPTIONS sip:x SIP/2.0\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut cut_at = None;
+    for b in head.iter().cycle().take(100) {
+        if loris.write_all(std::slice::from_ref(b)).is_err() {
+            cut_at = Some(started.elapsed());
+            break;
+        }
+        if closed_by_server(&loris, Duration::from_millis(100)) {
+            cut_at = Some(started.elapsed());
+            break;
+        }
+    }
+    let cut_at = cut_at.expect("the slow sender was never cut off in 10 s");
+    assert!(
+        cut_at >= Duration::from_millis(900) && cut_at < Duration::from_secs(3),
+        "cut off after {cut_at:?}"
+    );
+    // The connection that sent a message is kept (and was answered).
+    let mut answer = vec![0u8; 2048];
+    good.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let n = good.read(&mut answer).expect("the OPTIONS is answered");
+    assert!(answer[..n].starts_with(b"SIP/2.0 200"), "{}", String::from_utf8_lossy(&answer[..n]));
+    assert!(!closed_by_server(&good, Duration::from_millis(300)));
+    assert!(
+        server.wait_log("tcp-first-message", LOG_TIMEOUT).is_some(),
+        "{}",
+        server.log_text()
     );
 }

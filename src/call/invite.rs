@@ -290,6 +290,7 @@ impl Calls {
             sdp_version: 1,
             session_id,
             bind_attempts: 1,
+            released: false,
         };
         first_sdp(offer.as_ref(), &mut media, self.cfg.rtp_timeout);
         let id = media.id;

@@ -552,6 +552,36 @@ impl Calls {
         self.ports.in_use()
     }
 
+    /// The TCP connections a registration binding or a call's leg rides on: the transport does not
+    /// close them as idle (see `transport::tcp_policy`). O(calls + bindings): asked only when some
+    /// connection has been idle for the idle timeout.
+    pub fn tcp_connections_in_use(&self) -> std::collections::HashSet<u64> {
+        use crate::agent::AgentStore;
+        use crate::sip::endpoint::Transport;
+        let mut out = std::collections::HashSet::new();
+        let mut add = |peer: &Peer| {
+            if let Transport::Tcp(conn) = peer.transport {
+                out.insert(conn);
+            }
+        };
+        for call in self.calls.values() {
+            for leg in &call.legs {
+                match &leg.kind {
+                    LegKind::Caller(uas) => add(&uas.peer),
+                    LegKind::Agent(uac) => add(&uac.peer),
+                    LegKind::Transfer(t) => add(&t.peer),
+                }
+            }
+        }
+        let store = self.agents.registrar.store();
+        for agent in store.agents() {
+            for binding in store.bindings(&agent) {
+                add(&binding.source);
+            }
+        }
+        out
+    }
+
     // ── internals shared by the request handlers ──
 
     /// The open capture a SIP message belongs to: its Call-ID's, or (a leg seen for the first time,
@@ -708,6 +738,33 @@ impl Calls {
             leg.bye_after_ack = false;
             self.send_bye(now, key);
         }
+        // Known dead: its ports go back now, not when the BYE's transaction ends (Timer F, 64·T1).
+        self.release_media(key);
+    }
+
+    /// A call known dead (no ACK for our 2xx, our BYE is out) closes its media sessions and returns
+    /// its RTP ports to the pool at once; only its signalling winds down. Idempotent.
+    pub(crate) fn release_media(&mut self, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let side = [
+            call.queued.as_mut().and_then(|q| q.media.take()),
+            call.transfer.as_mut().and_then(|t| t.media.take()),
+        ];
+        for media in side.into_iter().flatten() {
+            self.by_media.remove(&media.id);
+            self.media_out
+                .push_back(MediaCommand::Close { id: media.id });
+            self.ports.release(media.port);
+        }
+        if std::mem::replace(&mut call.media.released, true) {
+            return;
+        }
+        self.by_media.remove(&call.media.id);
+        self.media_out
+            .push_back(MediaCommand::Close { id: call.media.id });
+        self.ports.release(call.media.port);
     }
 
     /// Ends a call from our side: `480` before the answer, BYE after the ACK, and after the answer but
@@ -759,6 +816,8 @@ impl Calls {
         let tx = self.endpoint.send_request(now, peer, bye);
         leg.bye_tx = Some(tx);
         self.by_tx.insert(tx, (key, LegId::CALLER));
+        // Our BYE ends the call whatever its answer: the media is of no more use.
+        self.release_media(key);
     }
 
     /// Carries out the IVR side's outputs and re-arms the call's wake-up.
@@ -860,10 +919,12 @@ impl Calls {
                 .push_back(MediaCommand::Close { id: media.id });
             self.ports.release(media.port);
         }
-        self.by_media.remove(&call.media.id);
-        self.media_out
-            .push_back(MediaCommand::Close { id: call.media.id });
-        self.ports.release(call.media.port);
+        if !call.media.released {
+            self.by_media.remove(&call.media.id);
+            self.media_out
+                .push_back(MediaCommand::Close { id: call.media.id });
+            self.ports.release(call.media.port);
+        }
         // The IVR side's own reason (rtp-timeout, server-bye after the menu) wins over the registry's.
         let reason = call.end_reason.unwrap_or(EndReason::Error);
         if call.ivr.own_end_reason().unwrap_or(reason) == EndReason::CallerBye {

@@ -29,6 +29,9 @@ pub(crate) struct CallMedia {
     pub(crate) session_id: u64,
     /// Ports tried so far (a busy one is replaced while the SDP has not left yet).
     pub(crate) bind_attempts: u32,
+    /// The session is closed and its port back in the pool: the call is known dead (no ACK, our BYE
+    /// is out) and only its signalling winds down (see `Calls::release_media`).
+    pub(crate) released: bool,
 }
 
 /// One call.

@@ -187,6 +187,18 @@ impl Core {
         Some(calls.map_or(self.new_day_at, |at| at.min(self.new_day_at)))
     }
 
+    /// Closes the TCP connections the transport's policy finds expired: no first message in time, or
+    /// idle with no binding and no dialog on it (asked of the registry only when one is idle).
+    pub fn sweep_tcp(&mut self, now: Instant) {
+        let calls = &self.calls;
+        let mut in_use: Option<std::collections::HashSet<u64>> = None;
+        self.tcp.sweep(now, |conn| {
+            in_use
+                .get_or_insert_with(|| calls.tcp_connections_in_use())
+                .contains(&conn)
+        });
+    }
+
     /// Calls in progress.
     pub fn call_count(&self) -> usize {
         self.calls.call_count()

@@ -172,8 +172,11 @@ pub async fn run(
         None => (None, None),
     };
 
-    let conns = TcpConnections::default();
-    let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel();
+    let mut tcp_limits = cfg.tcp.clone();
+    tcp_limits.allow.extend(cfg.guard.allow.iter().cloned());
+    let conns = TcpConnections::new(tcp_limits, metrics.transport_stats());
+    // Bounded: a full queue answers a new INVITE `503` and drops the rest (see `transport::tcp`).
+    let (tcp_tx, mut tcp_rx) = mpsc::channel(crate::transport::tcp::INBOUND_QUEUE);
     let acceptor = tokio::spawn(accept_loop(tcp, tcp_tx, conns.clone()));
 
     let (queue_log_tx, queue_log_task) = match &cfg.queue_log {
@@ -219,6 +222,9 @@ pub async fn run(
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt());
     let mut buf = vec![0u8; 65_536];
+    // Twice a second: the TCP policy's deadlines are seconds long (`--tcp-first-message-secs` …).
+    let mut tcp_sweep = tokio::time::interval(Duration::from_millis(500));
+    tcp_sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut hangup_deadline: Option<tokio::time::Instant> = None;
     loop {
@@ -240,6 +246,7 @@ pub async fn run(
                 core.handle_media(crate::clock::now(), id, event).await;
             }
             Some(query) = query_rx.recv() => core.answer(query),
+            _ = tcp_sweep.tick() => core.sweep_tcp(crate::clock::now()),
             Ok(()) = menus_rx.changed() => {
                 let menus = menus_rx.borrow_and_update().clone();
                 core.set_menus(crate::clock::now(), menus).await;

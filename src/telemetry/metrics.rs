@@ -122,7 +122,7 @@ metrics_table! {
     AUTH_FAILURES = "helpline_auth_failures_total", Counter, [],
         "Digest authentications refused: wrong digest, or a throttled source.";
     OVERLOAD_REFUSALS = "helpline_overload_refusals_total", Counter, ["reason"],
-        "Requests refused or dropped by the per-source defences: banned (503), banned-silent (dropped), call-cap (503).";
+        "Requests refused or dropped by the defences: banned (503), banned-silent (dropped), call-cap (503), scanner (dropped), tcp-* (connections refused or closed: caps, first-message deadline, idle, unframeable or oversized, unread, accept errors), queue-full-503 and queue-full-dropped (the core's queue was full).";
 }
 
 /// Buckets (seconds) of the latency histograms.
@@ -142,6 +142,8 @@ const METADATA: Metadata<'static> = Metadata::new(
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// The transport's refusals and drops (TCP caps and deadlines, full queues), read at scrape time.
+    transport: Arc<crate::transport::TransportStats>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -181,7 +183,11 @@ impl Metrics {
         }
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        let metrics = Metrics { recorder, handle };
+        let metrics = Metrics {
+            recorder,
+            handle,
+            transport: Arc::default(),
+        };
         for def in ALL {
             let help = metrics::SharedString::const_str(def.help);
             let name = metrics::KeyName::from_const_str(def.name);
@@ -250,6 +256,11 @@ impl Metrics {
         self.handle.render()
     }
 
+    /// The transport's counters, for the accept loop and connection tasks to count into.
+    pub fn transport_stats(&self) -> Arc<crate::transport::TransportStats> {
+        self.transport.clone()
+    }
+
     /// Moves recorded histogram samples into their buckets; call every few seconds so samples do not
     /// pile up between scrapes (or without any).
     pub fn upkeep(&self) {
@@ -281,6 +292,10 @@ impl Metrics {
             ("banned-silent", guard.dropped),
             ("call-cap", guard.call_cap_refusals),
         ] {
+            self.counter(OVERLOAD_REFUSALS, &[("reason", reason)])
+                .absolute(n);
+        }
+        for (reason, n) in self.transport.snapshot() {
             self.counter(OVERLOAD_REFUSALS, &[("reason", reason)])
                 .absolute(n);
         }

@@ -37,6 +37,8 @@ pub struct StreamFramer {
     pending: Option<usize>,
     limit: usize,
     failed: Option<FramingError>,
+    /// Whether CRLF keep-alives were skipped since [`StreamFramer::take_keepalive`] was last asked.
+    keepalive: bool,
 }
 
 impl Default for StreamFramer {
@@ -60,6 +62,7 @@ impl StreamFramer {
             pending: None,
             limit,
             failed: None,
+            keepalive: false,
         }
     }
 
@@ -68,6 +71,13 @@ impl StreamFramer {
         if self.failed.is_none() {
             self.buf.extend_from_slice(bytes);
         }
+    }
+
+    /// Whether CRLF keep-alives (RFC 5626 §3.5.1) came between messages since the last call; the flag
+    /// is cleared. Only whole-message framing clears a connection's first-message deadline; this only
+    /// says the peer is alive.
+    pub fn take_keepalive(&mut self) -> bool {
+        std::mem::take(&mut self.keepalive)
     }
 
     /// Bytes buffered but not yet yielded.
@@ -97,6 +107,7 @@ impl StreamFramer {
             // Keep-alive CRLFs between messages are skipped, never part of a frame.
             while matches!(self.buf.get(self.start), Some(b'\r' | b'\n')) {
                 self.start += 1;
+                self.keepalive = true;
             }
             self.scanned = self.scanned.max(self.start);
             let Some(header_end) = self.find_header_end() else {
@@ -289,6 +300,18 @@ mod tests {
             }
         }
         assert!(refused);
+    }
+
+    #[test]
+    fn keepalives_are_reported_once() {
+        let mut f = StreamFramer::new();
+        f.push(b"\r\n\r\n");
+        assert_eq!(f.next_message(), Ok(None));
+        assert!(f.take_keepalive());
+        assert!(!f.take_keepalive());
+        f.push(&msg(1, ""));
+        assert_eq!(drain(&mut f).len(), 1);
+        assert!(!f.take_keepalive());
     }
 
     #[test]
