@@ -244,7 +244,13 @@ impl Calls {
             self.reject_new(now, tx, incoming, reply, cdr);
             return false;
         }
-        let Some(port) = self.ports.allocate(now) else {
+        // An empty pool first takes back the port of a call whose ACK is long overdue (see
+        // `reclaim_unacked`): junk INVITEs that never ACK cannot hold the range for 64·T1 each.
+        let port = self
+            .ports
+            .allocate(now)
+            .or_else(|| self.reclaim_unacked(now).then(|| self.ports.allocate(now))?);
+        let Some(port) = port else {
             tracing::warn!("no RTP port free");
             let reply = Reply::ServiceUnavailable {
                 retry_after: RETRY_AFTER_NO_PORT,
@@ -291,6 +297,7 @@ impl Calls {
             session_id,
             bind_attempts: 1,
             released: false,
+            answered_at: None,
         };
         first_sdp(offer.as_ref(), &mut media, self.cfg.rtp_timeout);
         let id = media.id;
@@ -427,6 +434,7 @@ impl Calls {
         let (dialog, ok) = incoming.answer(&leg.contact, sdp);
         leg.state = UasState::Accepted { dialog };
         let tx = leg.invite_tx;
+        call.media.answered_at = Some(now);
         call.ivr.handle(now, CallInput::Answered);
         self.respond(now, tx, ok);
         self.after_call(now, key);

@@ -76,6 +76,9 @@ const GUARD_SWEEP: Duration = Duration::from_secs(10);
 pub const RETRY_AFTER_CALL_CAP: u32 = 10;
 /// Seconds a caller is asked to wait (`Retry-After`) when no RTP port is free.
 pub const RETRY_AFTER_NO_PORT: u32 = 5;
+/// How many T1 a call answered but not ACKed keeps its RTP port when the pool runs out (8·T1 = 4 s by
+/// default: the 2xx has been sent five times by then, RFC 3261 §13.3.1.4).
+pub const UNACKED_GRACE_T1: u32 = 8;
 
 /// What the call layer needs to know about the server; the shell builds it once at start.
 #[derive(Clone, Debug)]
@@ -215,6 +218,9 @@ pub struct Calls {
     /// Answers decided and not yet handed to the endpoint (see `answer`), with the instant decided.
     answering: VecDeque<(Instant, CallKey)>,
     media_out: VecDeque<MediaCommand>,
+    /// Caller sessions closed early by [`Calls::release_media`] (their call still winding down): true
+    /// once their `Close` has been polled, after which any other command for them is dropped.
+    released_media: HashMap<MediaId, bool>,
     cdrs: VecDeque<Cdr>,
     /// IVR analytics events of every call, in order, for the shell's per-menu counters.
     menu_events: VecDeque<crate::ivr::MenuEvent>,
@@ -243,6 +249,8 @@ pub struct GuardStats {
     pub call_cap_refusals: u64,
     /// Requests from banned sources dropped silently.
     pub dropped: u64,
+    /// Calls whose ACK was overdue released to free an RTP port for a new call (empty pool).
+    pub unacked_reclaimed: u64,
 }
 
 impl Calls {
@@ -272,6 +280,7 @@ impl Calls {
             draining: false,
             answering: VecDeque::new(),
             media_out: VecDeque::new(),
+            released_media: HashMap::new(),
             cdrs: VecDeque::new(),
             menu_events: VecDeque::new(),
             queue_log: None,
@@ -436,7 +445,12 @@ impl Calls {
 
     /// The next command for the media engine.
     pub fn poll_media(&mut self) -> Option<MediaCommand> {
-        let command = self.media_out.pop_front()?;
+        let command = loop {
+            let command = self.media_out.pop_front()?;
+            if !self.after_early_close(&command) {
+                break command;
+            }
+        };
         if let MediaCommand::Open { id, port, .. } = &command {
             let call = self.by_media.get(id).and_then(|k| self.calls.get(k));
             // Every session of a call (its agent's, its transfer's) is on the caller's media address.
@@ -447,6 +461,29 @@ impl Calls {
             }
         }
         Some(command)
+    }
+
+    /// Whether `command` is for a session [`Calls::release_media`] closed and comes after its `Close`
+    /// (a hang-up's `Stop`, say): dropped, no engine sees a command for a closed session.
+    fn after_early_close(&mut self, command: &MediaCommand) -> bool {
+        let closed = |m: &HashMap<MediaId, bool>, id: &MediaId| m.get(id).copied().unwrap_or(false);
+        match command {
+            MediaCommand::Close { id } => match self.released_media.get_mut(id) {
+                Some(seen) if *seen => true,
+                Some(seen) => {
+                    *seen = true;
+                    false
+                }
+                None => false,
+            },
+            MediaCommand::Open { .. } => false,
+            MediaCommand::Configure { id, .. }
+            | MediaCommand::Play { id, .. }
+            | MediaCommand::Stop { id } => closed(&self.released_media, id),
+            MediaCommand::Bridge { a, b } => {
+                closed(&self.released_media, a) || closed(&self.released_media, b)
+            }
+        }
     }
 
     /// The next thing to capture (with [`CallsConfig::capture`] on): calls starting and ending, their
@@ -742,29 +779,49 @@ impl Calls {
         self.release_media(key);
     }
 
-    /// A call known dead (no ACK for our 2xx, our BYE is out) closes its media sessions and returns
-    /// its RTP ports to the pool at once; only its signalling winds down. Idempotent.
+    /// A call known dead (no ACK for our 2xx, our BYE is out) closes the caller's media session and
+    /// returns its RTP port to the pool at once; only its signalling winds down. (An agent's or a
+    /// transfer's session, which only a routed call has, still closes when the call is gone.)
+    /// Idempotent.
     pub(crate) fn release_media(&mut self, key: CallKey) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let side = [
-            call.queued.as_mut().and_then(|q| q.media.take()),
-            call.transfer.as_mut().and_then(|t| t.media.take()),
-        ];
-        for media in side.into_iter().flatten() {
-            self.by_media.remove(&media.id);
-            self.media_out
-                .push_back(MediaCommand::Close { id: media.id });
-            self.ports.release(media.port);
-        }
         if std::mem::replace(&mut call.media.released, true) {
             return;
         }
+        self.released_media.insert(call.media.id, false);
         self.by_media.remove(&call.media.id);
         self.media_out
             .push_back(MediaCommand::Close { id: call.media.id });
         self.ports.release(call.media.port);
+    }
+
+    /// The port pool is empty: the call answered longest ago whose ACK has not come within
+    /// [`UNACKED_GRACE_T1`]·T1 (the 2xx was retransmitted four times) is taken for dead — INVITEs from
+    /// forged sources never ACK — and its port returned; a BYE follows should its ACK still come.
+    /// Returns whether a port was freed. O(calls), only when the pool is empty.
+    pub(crate) fn reclaim_unacked(&mut self, now: Instant) -> bool {
+        let grace = self.cfg.timers.t1 * UNACKED_GRACE_T1;
+        let oldest = self
+            .calls
+            .iter()
+            .filter(|(_, c)| !c.media.released && matches!(c.caller().state, UasState::Accepted { .. }))
+            .filter_map(|(k, c)| Some((c.media.answered_at?, *k)))
+            .filter(|(at, _)| now.saturating_duration_since(*at) >= grace)
+            .min();
+        let Some((_, key)) = oldest else {
+            return false;
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        tracing::info!(call_id = %call.call_id, "no RTP port free: releasing a call whose ACK is overdue");
+        call.end_reason = Some(EndReason::NoAck);
+        call.caller_mut().bye_after_ack = true;
+        self.guard_stats.unacked_reclaimed += 1;
+        self.release_media(key);
+        true
     }
 
     /// Ends a call from our side: `480` before the answer, BYE after the ACK, and after the answer but
@@ -919,7 +976,10 @@ impl Calls {
                 .push_back(MediaCommand::Close { id: media.id });
             self.ports.release(media.port);
         }
-        if !call.media.released {
+        if call.media.released {
+            // Its Close was queued long ago; nothing more is sent for it once the call is gone.
+            self.released_media.remove(&call.media.id);
+        } else {
             self.by_media.remove(&call.media.id);
             self.media_out
                 .push_back(MediaCommand::Close { id: call.media.id });

@@ -32,6 +32,8 @@ pub(crate) struct CallMedia {
     /// The session is closed and its port back in the pool: the call is known dead (no ACK, our BYE
     /// is out) and only its signalling winds down (see `Calls::release_media`).
     pub(crate) released: bool,
+    /// When our 2xx went out (the ACK is awaited while the caller's leg is `Accepted`).
+    pub(crate) answered_at: Option<Instant>,
 }
 
 /// One call.

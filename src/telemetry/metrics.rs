@@ -122,7 +122,7 @@ metrics_table! {
     AUTH_FAILURES = "helpline_auth_failures_total", Counter, [],
         "Digest authentications refused: wrong digest, or a throttled source.";
     OVERLOAD_REFUSALS = "helpline_overload_refusals_total", Counter, ["reason"],
-        "Requests refused or dropped by the defences: banned (503), banned-silent (dropped), call-cap (503), scanner (dropped), tcp-* (connections refused or closed: caps, first-message deadline, idle, unframeable or oversized, unread, accept errors), queue-full-503 and queue-full-dropped (the core's queue was full).";
+        "Requests refused or dropped by the defences: banned (503), banned-silent (dropped), call-cap (503), no-ack-reclaimed (a call whose ACK was overdue gave up its RTP port), scanner (dropped), tcp-* (connections refused or closed: caps, first-message deadline, idle, unframeable or oversized, unread, accept errors), queue-full-503 and queue-full-dropped (the core's queue was full).";
 }
 
 /// Buckets (seconds) of the latency histograms.
@@ -291,6 +291,7 @@ impl Metrics {
             ("banned", guard.banned_refusals),
             ("banned-silent", guard.dropped),
             ("call-cap", guard.call_cap_refusals),
+            ("no-ack-reclaimed", guard.unacked_reclaimed),
         ] {
             self.counter(OVERLOAD_REFUSALS, &[("reason", reason)])
                 .absolute(n);
