@@ -119,6 +119,10 @@ pub enum Command {
         /// Largest SIP message accepted on a TCP connection, bytes; a larger one closes it.
         #[arg(long, value_name = "BYTES", default_value_t = crate::transport::framing::MAX_MESSAGE_BYTES)]
         max_message_bytes: usize,
+        /// Drop requests whose User-Agent names a known scanner (friendly-scanner, sipvicious, sipcli
+        /// …) without an answer. A weak signal: any scanner can send another User-Agent.
+        #[arg(long)]
+        drop_scanners: bool,
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
@@ -297,6 +301,7 @@ pub fn main() -> ExitCode {
             tcp_idle_secs,
             tcp_first_message_secs,
             max_message_bytes,
+            drop_scanners,
         } => {
             let mut cfg = ServerConfig {
                 menus_dir: config,
@@ -323,6 +328,7 @@ pub fn main() -> ExitCode {
                     banned_answer,
                     allow,
                     max_calls_per_source,
+                    drop_scanners,
                     ..crate::guard::GuardConfig::default()
                 },
                 tcp: crate::transport::tcp_policy::TcpLimits {

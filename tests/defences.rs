@@ -436,3 +436,84 @@ fn a_slow_loris_is_cut_off_at_the_first_message_deadline() {
         server.log_text()
     );
 }
+
+// ── sipvicious ──
+
+/// Runs a sipvicious tool (`svwar`, `svcrack`) against the server, bounded; its whole output.
+fn sipvicious(tool: &str, server: &Server, args: &[&str]) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .args(["--maximumtime", "2", "127.0.0.1", "-p", &server.addr.port().to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} (Debian package sipvicious, see scripts/test): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{tool} failed: {text}");
+    text
+}
+
+/// What sipvicious reports as found: the rows of its result table (`| ana | europe-refunds-1 |`), none
+/// when it says `found nothing`.
+fn sipvicious_found(output: &str) -> Vec<String> {
+    let rows: Vec<String> = output
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.contains("Extension"))
+        .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(rows.is_empty(), output.contains("found nothing"), "{output}");
+    rows
+}
+
+/// svwar enumerates extensions with REGISTER, INVITE and OPTIONS over a range and a dictionary holding
+/// the sample agents' real IDs: helpline answers every name alike, so it finds none.
+#[test]
+fn svwar_finds_no_extension() {
+    let server = Server::start(&menus_with_sample_agents(str::to_owned), &["--limit-rate", "0"]);
+    let dir = temp_dir("svwar");
+    let dict = dir.join("names.txt");
+    std::fs::write(&dict, "ana\nsam\nli.wei\nadmin\nbob\n1000\n").expect("write the dictionary");
+    let dict = dict.display().to_string();
+    for method in ["REGISTER", "INVITE", "OPTIONS"] {
+        let out = sipvicious("svwar", &server, &["-m", method, "-e", "100-120", "-d", &dict]);
+        assert_eq!(sipvicious_found(&out), Vec::<String>::new(), "{method}: {out}");
+    }
+}
+
+/// svcrack finds the sample agent's password when it is the first it tries (so the parse of its
+/// output is sound), but with eight wrong guesses first the source is throttled and the right password,
+/// last in the list, is never accepted: nothing found.
+#[test]
+fn svcrack_finds_no_password_once_the_source_is_throttled() {
+    let server = Server::start(&menus_with_sample_agents(str::to_owned), &["--limit-rate", "0"]);
+    let dir = temp_dir("svcrack");
+    let right = dir.join("right.txt");
+    std::fs::write(&right, "europe-refunds-1\n").expect("write the dictionary");
+    let found = sipvicious_found(&sipvicious(
+        "svcrack",
+        &server,
+        &["-u", "ana", "-d", &right.display().to_string()],
+    ));
+    assert_eq!(found, ["ana europe-refunds-1"]);
+    let guesses = dir.join("guesses.txt");
+    std::fs::write(
+        &guesses,
+        "password\n123456\nana\nsecret\nana123\neurope\nrefunds\nhelpline\neurope-refunds-1\n",
+    )
+    .expect("write the dictionary");
+    let out = sipvicious(
+        "svcrack",
+        &server,
+        &["-u", "ana", "-d", &guesses.display().to_string()],
+    );
+    assert_eq!(sipvicious_found(&out), Vec::<String>::new(), "{out}");
+    let throttled = server.wait_log("auth throttled", LOG_TIMEOUT);
+    assert!(
+        throttled.as_deref().is_some_and(|l| l.contains("source=127.0.0.1") && l.contains("user=ana")),
+        "{}",
+        server.log_text()
+    );
+}

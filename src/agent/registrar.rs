@@ -234,9 +234,17 @@ impl<S: AgentStore> Registrar<S> {
     /// identity trusted; From says nothing), `Err` the reply to send — a fresh `401` challenge, `403`
     /// for a wrong digest, `400` for unusable credentials — exactly as a REGISTER would get, so it
     /// tells unknown users from known ones no better.
-    pub fn authorize(&mut self, now: Instant, request: &Request) -> Result<AgentId, Reply> {
+    ///
+    /// Failures count against `source` in the same throttle as REGISTER's: a source guessing through
+    /// `*50` is locked out of REGISTER too, and the other way round.
+    pub fn authorize(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        source: IpAddr,
+    ) -> Result<AgentId, Reply> {
         self.store.forget_expired_nonces(now);
-        match self.authenticate(now, request, None) {
+        match self.authenticate(now, request, Some(source)) {
             Auth::Challenge { stale } => Err(self.challenge(now, stale)),
             Auth::Refuse(reply) => Err(reply),
             Auth::Agent(id) => Ok(id),

@@ -66,7 +66,11 @@ impl Calls {
     ) {
         // The same challenge, nonce and refusal as a REGISTER: an unknown user and a known one with a
         // wrong password cannot be told apart. Challenges are not recorded as calls (nor are REGISTERs).
-        let agent = match self.agents.registrar.authorize(now, incoming.invite()) {
+        let agent = match self
+            .agents
+            .registrar
+            .authorize(now, incoming.invite(), peer.addr.ip())
+        {
             Ok(agent) => agent,
             Err(reply) => {
                 if reply.code() != 401 {

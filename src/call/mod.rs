@@ -251,6 +251,8 @@ pub struct GuardStats {
     pub dropped: u64,
     /// Calls whose ACK was overdue released to free an RTP port for a new call (empty pool).
     pub unacked_reclaimed: u64,
+    /// Requests from a scanner's User-Agent dropped (`--drop-scanners`).
+    pub scanners: u64,
 }
 
 impl Calls {
@@ -299,6 +301,14 @@ impl Calls {
     pub fn handle_sip(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
         // The guard sees every request before the endpoint does: a banned source costs no parse.
         if let Some(method) = request_method(bytes) {
+            if self.cfg.guard.drop_scanners
+                && !self.cfg.guard.allowed(peer.addr.ip())
+                && crate::guard::scanner::is_scanner(bytes)
+            {
+                self.guard_stats.scanners += 1;
+                tracing::debug!(source = %peer.addr, method, "scanner User-Agent: dropped");
+                return;
+            }
             match self.guard.check(now, peer.addr.ip(), method) {
                 Verdict::Pass => {}
                 Verdict::Drop => {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 mod auth;
 mod cidr;
+pub mod scanner;
 pub use cidr::parse_list;
 
 pub use auth::{AuthConfig, AuthThrottle};
@@ -57,6 +58,9 @@ pub struct GuardConfig {
     pub max_calls_per_source: usize,
     /// Most sources tracked at once; beyond it the one seen least recently is forgotten.
     pub max_sources: usize,
+    /// Drop requests whose User-Agent names a known scanner ([`scanner::is_scanner`]) without a word
+    /// (`--drop-scanners`; off by default: a weak signal, any scanner can change its User-Agent).
+    pub drop_scanners: bool,
 }
 
 impl Default for GuardConfig {
@@ -71,6 +75,7 @@ impl Default for GuardConfig {
             allow: Vec::new(),
             max_calls_per_source: 500,
             max_sources: 10_000,
+            drop_scanners: false,
         }
     }
 }

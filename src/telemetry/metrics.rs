@@ -292,6 +292,7 @@ impl Metrics {
             ("banned-silent", guard.dropped),
             ("call-cap", guard.call_cap_refusals),
             ("no-ack-reclaimed", guard.unacked_reclaimed),
+            ("scanner", guard.scanners),
         ] {
             self.counter(OVERLOAD_REFUSALS, &[("reason", reason)])
                 .absolute(n);

@@ -930,3 +930,75 @@ fn every_answer_parses_with_an_independent_parser() {
         assert!(parsed.is_response());
     }
 }
+
+/// An INVITE to `*50` from `ip` with a digest for `password` on nonce `nonce` (or no credentials).
+fn feature_invite(user: &str, password: Option<(&str, &str)>, n: u32) -> Request {
+    let uri = "sip:*50@helpline.test";
+    let mut text = format!(
+        "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-fc-{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{user}@helpline.test>;tag=fc{n}\r\nTo: <{uri}>\r\n\
+         Call-ID: fc-{n}\r\nCSeq: 1 INVITE\r\n"
+    );
+    if let Some((password, nonce)) = password {
+        let ha1 = h("MD5", &format!("{user}:{REALM}:{password}"));
+        let ha2 = h("MD5", &format!("INVITE:{uri}"));
+        let cnonce = format!("fc-cn-{n}");
+        let response = h("MD5", &format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+        text.push_str(&format!(
+            "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{response}\", algorithm=MD5, cnonce=\"{cnonce}\", qop=auth, \
+             nc=00000001\r\n"
+        ));
+    }
+    text.push_str("Content-Length: 0\r\n\r\n");
+    match parse_datagram(text.as_bytes()) {
+        Ok(SipMessage::Request(r)) => r,
+        other => panic!("bad test request {other:?}\n{text}"),
+    }
+}
+
+/// The `*50` / `*51` feature codes are digest-authenticated through the same per-source throttle as
+/// REGISTER: after five wrong guesses for alice from one address, even her right password is refused
+/// there (on `*50` and on REGISTER alike), while it works from another address.
+#[test]
+fn feature_code_guesses_are_throttled_like_registers() {
+    let t0 = Instant::now();
+    let mut reg = registrar();
+    let attacker: IpAddr = "192.0.2.66".parse().unwrap();
+    let agent_phone: IpAddr = "192.0.2.7".parse().unwrap();
+    let mut n = 0;
+    let mut try_code = |reg: &mut Registrar, password: &str, from: IpAddr| {
+        n += 1;
+        let challenge = match reg.authorize(t0, &feature_invite("alice", None, n), from) {
+            Err(r @ Reply::Unauthorized { .. }) => r.to_response(&feature_invite("alice", None, n), None),
+            other => panic!("expected a challenge, got {other:?}"),
+        };
+        let nonce = nonce_for(&challenge, "MD5");
+        reg.authorize(t0, &feature_invite("alice", Some((password, &nonce)), n), from)
+    };
+    for guess in 0..5 {
+        let got = try_code(&mut reg, &format!("guess-{guess}"), attacker);
+        assert_eq!(got.map_err(|r| r.code()), Err(403), "guess {guess}");
+    }
+    assert_eq!(reg.auth_failures(), 5);
+    let got = try_code(&mut reg, "alice-pw", attacker);
+    assert_eq!(got.map_err(|r| r.code()), Err(403), "the right password from the guessing source");
+    // REGISTER shares the throttle: the attacker's address is locked out there too.
+    let mut phone = Phone::new("alice", "fc-reg", 5090);
+    let first = reg.handle_register(t0, &phone.request(&[]), &peer_at(attacker, 5090));
+    let nonce = nonce_for(&first.response, "MD5");
+    let line = authorization("MD5", "alice", "alice-pw", &nonce, 1, &phone.next_cnonce());
+    let r = reg.handle_register(t0, &phone.request(&[line]), &peer_at(attacker, 5090));
+    assert_eq!(r.response.code, 403, "{}", r.response);
+    // Alice's own phone, elsewhere, is not locked out.
+    let got = try_code(&mut reg, "alice-pw", agent_phone);
+    assert_eq!(got.map_err(|r| r.code()), Ok(id("alice")));
+}
+
+fn peer_at(ip: IpAddr, port: u16) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: std::net::SocketAddr::new(ip, port),
+        local: ([127, 0, 0, 1], 5060).into(),
+    }
+}
