@@ -332,15 +332,18 @@ fn tcp_from(ip: &str, server: &Server) -> std::net::TcpStream {
 
 /// Whether the server closed the connection within `within`: a read sees end of stream (or a reset).
 fn closed_by_server(mut stream: &std::net::TcpStream, within: Duration) -> bool {
-    stream
-        .set_read_timeout(Some(within))
-        .expect("read timeout");
+    stream.set_read_timeout(Some(within)).expect("read timeout");
     let mut buf = [0u8; 512];
     loop {
         match stream.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue, // a response; keep reading
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return false
             }
             Err(_) => return true,
@@ -363,7 +366,17 @@ fn five_hundred_idle_tcp_connections_do_not_stop_a_new_caller() {
         "127.0.0.2",
         &server,
         "sn:uac",
-        &["-t", "t1", "-m", "3", "-l", "1", "-timeout", "30s", "-timeout_error"],
+        &[
+            "-t",
+            "t1",
+            "-m",
+            "3",
+            "-l",
+            "1",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+        ],
     );
     assert!(
         run.status.success(),
@@ -372,12 +385,20 @@ fn five_hundred_idle_tcp_connections_do_not_stop_a_new_caller() {
         run.output,
         server.log_text()
     );
-    assert_eq!(sipp_counter(&run, "Successful call"), Some(3), "{}", run.output);
+    assert_eq!(
+        sipp_counter(&run, "Successful call"),
+        Some(3),
+        "{}",
+        run.output
+    );
     // The per-source cap: 64 from one address are kept, the 65th is closed at once.
     let mut capped: Vec<std::net::TcpStream> =
         (0..65).map(|_| tcp_from("127.0.0.30", &server)).collect();
     let last = capped.pop().expect("65 connections");
-    assert!(closed_by_server(&last, Duration::from_secs(5)), "the 65th stays open");
+    assert!(
+        closed_by_server(&last, Duration::from_secs(5)),
+        "the 65th stays open"
+    );
     assert!(
         !closed_by_server(&capped[0], Duration::from_millis(200)),
         "the first of the 64 was closed"
@@ -387,7 +408,10 @@ fn five_hundred_idle_tcp_connections_do_not_stop_a_new_caller() {
         .iter()
         .filter(|s| closed_by_server(s, Duration::from_millis(1)))
         .count();
-    assert_eq!(closed, 0, "{closed} of the 500 idle connections were closed");
+    assert_eq!(
+        closed, 0,
+        "{closed} of the 500 idle connections were closed"
+    );
 }
 
 /// A slow-loris sender (a byte every 100 ms, never finishing its headers) is cut off at the
@@ -426,12 +450,84 @@ fn a_slow_loris_is_cut_off_at_the_first_message_deadline() {
     );
     // The connection that sent a message is kept (and was answered).
     let mut answer = vec![0u8; 2048];
-    good.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    good.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let n = good.read(&mut answer).expect("the OPTIONS is answered");
-    assert!(answer[..n].starts_with(b"SIP/2.0 200"), "{}", String::from_utf8_lossy(&answer[..n]));
+    assert!(
+        answer[..n].starts_with(b"SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
     assert!(!closed_by_server(&good, Duration::from_millis(300)));
     assert!(
         server.wait_log("tcp-first-message", LOG_TIMEOUT).is_some(),
+        "{}",
+        server.log_text()
+    );
+}
+
+/// Sends an OPTIONS on `stream` and reads its `200`.
+fn options_answered(mut stream: &std::net::TcpStream, server: &Server, tag: &str) {
+    let options = format!(
+        "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK-{tag}\r\n\
+         From: <sip:{tag}@127.0.0.1>;tag={tag}\r\nTo: <sip:{addr}>\r\nCall-ID: {tag}\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        addr = server.addr,
+        local = stream.local_addr().expect("local address"),
+    );
+    stream.write_all(options.as_bytes()).expect("send OPTIONS");
+    let mut answer = vec![0u8; 2048];
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let n = stream.read(&mut answer).expect("the OPTIONS is answered");
+    assert!(
+        answer[..n].starts_with(b"SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+}
+
+/// With `--tcp-idle-secs 1`: a connection that sent one OPTIONS and then nothing is closed; one that
+/// sends CRLF keep-alives (RFC 5626) every 300 ms, and one carrying a call in progress but silent, are
+/// kept — the call's BYE still goes through on its connection after 2.5 s.
+#[test]
+fn an_idle_tcp_connection_is_closed_unless_keepalives_or_a_call_keep_it() {
+    let menus = root().join("tests/data/menus/first-flow");
+    let server = Server::start(&menus, &["--tcp-idle-secs", "1"]);
+    let idle = tcp_from("127.0.0.2", &server);
+    options_answered(&idle, &server, "idle");
+    let mut alive = tcp_from("127.0.0.3", &server);
+    options_answered(&alive, &server, "alive");
+    let mut ua = common::Ua::tcp(server.addr);
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
+    let offer = common::sdp_offer(
+        rtp.local_addr().expect("rtp addr").port(),
+        "0",
+        "a=rtpmap:0 PCMU/8000\r\n",
+    );
+    let mut call = ua.invite("08000000001", &offer);
+    let ok = ua.expect_response(200, Duration::from_secs(5));
+    call.to_tag = ok.to_tag().expect("a to-tag");
+    ua.ack(&call, "");
+    let started = Instant::now();
+    // The keep-alives are the behaviour under test: one every 300 ms for 2.5 s.
+    while started.elapsed() < Duration::from_millis(2500) {
+        alive.write_all(b"\r\n\r\n").expect("keep-alive");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        closed_by_server(&idle, Duration::from_millis(10)),
+        "the idle connection is still open"
+    );
+    assert!(
+        !closed_by_server(&alive, Duration::from_millis(10)),
+        "keep-alives did not keep it"
+    );
+    ua.in_dialog(&mut call, "BYE", "", "");
+    ua.expect_response(200, Duration::from_secs(5));
+    assert!(
+        server.wait_log("tcp-idle", LOG_TIMEOUT).is_some(),
         "{}",
         server.log_text()
     );
@@ -443,7 +539,13 @@ fn a_slow_loris_is_cut_off_at_the_first_message_deadline() {
 fn sipvicious(tool: &str, server: &Server, args: &[&str]) -> String {
     let out = Command::new(tool)
         .args(args)
-        .args(["--maximumtime", "2", "127.0.0.1", "-p", &server.addr.port().to_string()])
+        .args([
+            "--maximumtime",
+            "2",
+            "127.0.0.1",
+            "-p",
+            &server.addr.port().to_string(),
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("{tool} (Debian package sipvicious, see scripts/test): {e}"));
@@ -462,9 +564,19 @@ fn sipvicious_found(output: &str) -> Vec<String> {
     let rows: Vec<String> = output
         .lines()
         .filter(|l| l.starts_with('|') && !l.contains("Extension"))
-        .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" "))
+        .map(|l| {
+            l.split('|')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect();
-    assert_eq!(rows.is_empty(), output.contains("found nothing"), "{output}");
+    assert_eq!(
+        rows.is_empty(),
+        output.contains("found nothing"),
+        "{output}"
+    );
     rows
 }
 
@@ -472,14 +584,25 @@ fn sipvicious_found(output: &str) -> Vec<String> {
 /// the sample agents' real IDs: helpline answers every name alike, so it finds none.
 #[test]
 fn svwar_finds_no_extension() {
-    let server = Server::start(&menus_with_sample_agents(str::to_owned), &["--limit-rate", "0"]);
+    let server = Server::start(
+        &menus_with_sample_agents(str::to_owned),
+        &["--limit-rate", "0"],
+    );
     let dir = temp_dir("svwar");
     let dict = dir.join("names.txt");
     std::fs::write(&dict, "ana\nsam\nli.wei\nadmin\nbob\n1000\n").expect("write the dictionary");
     let dict = dict.display().to_string();
     for method in ["REGISTER", "INVITE", "OPTIONS"] {
-        let out = sipvicious("svwar", &server, &["-m", method, "-e", "100-120", "-d", &dict]);
-        assert_eq!(sipvicious_found(&out), Vec::<String>::new(), "{method}: {out}");
+        let out = sipvicious(
+            "svwar",
+            &server,
+            &["-m", method, "-e", "100-120", "-d", &dict],
+        );
+        assert_eq!(
+            sipvicious_found(&out),
+            Vec::<String>::new(),
+            "{method}: {out}"
+        );
     }
 }
 
@@ -488,7 +611,10 @@ fn svwar_finds_no_extension() {
 /// last in the list, is never accepted: nothing found.
 #[test]
 fn svcrack_finds_no_password_once_the_source_is_throttled() {
-    let server = Server::start(&menus_with_sample_agents(str::to_owned), &["--limit-rate", "0"]);
+    let server = Server::start(
+        &menus_with_sample_agents(str::to_owned),
+        &["--limit-rate", "0"],
+    );
     let dir = temp_dir("svcrack");
     let right = dir.join("right.txt");
     std::fs::write(&right, "europe-refunds-1\n").expect("write the dictionary");
@@ -512,7 +638,9 @@ fn svcrack_finds_no_password_once_the_source_is_throttled() {
     assert_eq!(sipvicious_found(&out), Vec::<String>::new(), "{out}");
     let throttled = server.wait_log("auth throttled", LOG_TIMEOUT);
     assert!(
-        throttled.as_deref().is_some_and(|l| l.contains("source=127.0.0.1") && l.contains("user=ana")),
+        throttled
+            .as_deref()
+            .is_some_and(|l| l.contains("source=127.0.0.1") && l.contains("user=ana")),
         "{}",
         server.log_text()
     );

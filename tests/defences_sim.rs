@@ -23,7 +23,11 @@ fn a_cancelled_call_returns_its_port_at_once() {
     net.phone(p).cancel(c);
     net.drive();
     assert_eq!(net.phone(p).codes_to(c, "INVITE"), [100, 180, 487]);
-    assert_eq!(net.calls.ports_in_use(), 0, "the port is back the instant the 487 leaves");
+    assert_eq!(
+        net.calls.ports_in_use(),
+        0,
+        "the port is back the instant the 487 leaves"
+    );
 }
 
 #[test]
@@ -37,11 +41,19 @@ fn an_unacked_answer_returns_its_port_at_timer_h_not_after_the_bye() {
     net.drive();
     assert_eq!(net.phone(p).codes_to(c, "INVITE"), [100, 200]);
     net.advance(Duration::from_millis(31_900));
-    assert_eq!(net.calls.ports_in_use(), 1, "held while the ACK may still come");
+    assert_eq!(
+        net.calls.ports_in_use(),
+        1,
+        "held while the ACK may still come"
+    );
     net.advance(ms(100));
     // 64·T1 after the 200: no ACK, our BYE is out and unanswered, the port is already free.
     assert_eq!(net.phone(p).requests(c, "BYE").len(), 1);
-    assert_eq!(net.calls.call_count(), 1, "the BYE is still waiting for its answer");
+    assert_eq!(
+        net.calls.call_count(),
+        1,
+        "the BYE is still waiting for its answer"
+    );
     assert_eq!(net.calls.ports_in_use(), 0);
     // The BYE's transaction ends 64·T1 later; no second release, no command for the closed session.
     net.advance(Duration::from_secs(33));
@@ -189,7 +201,11 @@ fn no_request_from_a_caller_chooses_where_helpline_calls_out_to() {
     let far = net.udp_phone(TRANSFER_TO);
     net.phone(far).answer_invites = common::sim::AnswerMode::Answer {
         ring: ms(500),
-        sdp: common::sim::sdp("127.0.0.1:43000".parse().expect("literal"), "0 101", "a=sendrecv"),
+        sdp: common::sim::sdp(
+            "127.0.0.1:43000".parse().expect("literal"),
+            "0 101",
+            "a=sendrecv",
+        ),
     };
     let p = net.udp_phone("192.0.2.60:5060");
 
@@ -218,7 +234,10 @@ fn no_request_from_a_caller_chooses_where_helpline_calls_out_to() {
     let refer = net.phone(p).in_dialog(c, "REFER", &refer_to, "");
     net.drive();
     let answer = net.phone(p).response_to(c, "REFER", refer).map(|r| r.code);
-    assert!(answer.is_some_and(|code| code >= 400), "REFER answered {answer:?}");
+    assert!(
+        answer.is_some_and(|code| code >= 400),
+        "REFER answered {answer:?}"
+    );
 
     // 3. A re-INVITE naming the premium line as Contact, with transfer headers.
     let offer = net.offer(p);
@@ -226,16 +245,23 @@ fn no_request_from_a_caller_chooses_where_helpline_calls_out_to() {
     net.phone(p).in_dialog(c, "INVITE", &extra, &offer);
     net.advance(ms(200));
 
-    // 4. The premium number's digits typed into the menu, then the transfer key.
-    let m = net.media_id(p, c);
-    for key in "00882355555555#".chars() {
-        net.key(m, key);
-        net.advance(ms(100));
-    }
-    net.advance(Duration::from_secs(3));
+    // 4. The menus' transfer key, after all that: the call goes to the menus' URI.
     let m = net.media_id(p, c);
     net.key(m, '7');
     net.advance(Duration::from_secs(2));
+
+    // 5. Another caller types the premium number's digits into the menus.
+    let offer = net.offer(p);
+    let c2 = net.phone(p).invite(GB, Some(&offer));
+    net.drive();
+    net.phone(p).ack(c2, None);
+    net.advance(ms(300));
+    let m2 = net.media_id(p, c2);
+    for key in "00882355555555#".chars() {
+        net.key(m2, key);
+        net.advance(ms(100));
+    }
+    net.advance(Duration::from_secs(20));
 
     let invites: Vec<(String, String)> = net
         .transmits
@@ -246,7 +272,12 @@ fn no_request_from_a_caller_chooses_where_helpline_calls_out_to() {
             (to.addr.to_string(), line)
         })
         .collect();
-    assert!(!invites.is_empty(), "the menus' transfer placed no call");
+    assert_eq!(
+        invites.len(),
+        1,
+        "{invites:?}\n{}",
+        net.phone(p).transcript()
+    );
     for (to, line) in &invites {
         assert_eq!(to, TRANSFER_TO, "{line}");
         assert_eq!(line, &format!("INVITE {TRANSFER_URI} SIP/2.0"));
@@ -256,6 +287,9 @@ fn no_request_from_a_caller_chooses_where_helpline_calls_out_to() {
         .iter()
         .filter(|(_, to, text)| to.addr.to_string() == PREMIUM && !text.starts_with("SIP/2.0 "))
         .collect();
-    assert!(to_premium.is_empty(), "requests sent to the premium line: {to_premium:?}");
+    assert!(
+        to_premium.is_empty(),
+        "requests sent to the premium line: {to_premium:?}"
+    );
     assert!(net.phones[premium.0].calls.is_empty());
 }

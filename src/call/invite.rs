@@ -246,10 +246,10 @@ impl Calls {
         }
         // An empty pool first takes back the port of a call whose ACK is long overdue (see
         // `reclaim_unacked`): junk INVITEs that never ACK cannot hold the range for 64·T1 each.
-        let port = self
-            .ports
-            .allocate(now)
-            .or_else(|| self.reclaim_unacked(now).then(|| self.ports.allocate(now))?);
+        let port = self.ports.allocate(now).or_else(|| {
+            self.reclaim_unacked(now)
+                .then(|| self.ports.allocate(now))?
+        });
         let Some(port) = port else {
             tracing::warn!("no RTP port free");
             let reply = Reply::ServiceUnavailable {

@@ -816,7 +816,9 @@ impl Calls {
         let oldest = self
             .calls
             .iter()
-            .filter(|(_, c)| !c.media.released && matches!(c.caller().state, UasState::Accepted { .. }))
+            .filter(|(_, c)| {
+                !c.media.released && matches!(c.caller().state, UasState::Accepted { .. })
+            })
             .filter_map(|(k, c)| Some((c.media.answered_at?, *k)))
             .filter(|(at, _)| now.saturating_duration_since(*at) >= grace)
             .min();

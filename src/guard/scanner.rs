@@ -32,7 +32,10 @@ pub fn is_scanner(bytes: &[u8]) -> bool {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        if !line[..colon].trim_ascii().eq_ignore_ascii_case(b"user-agent") {
+        if !line[..colon]
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"user-agent")
+        {
             continue;
         }
         let value = line[colon + 1..].to_ascii_lowercase();

@@ -121,7 +121,10 @@ impl TcpConnections {
         };
         if full {
             tracing::debug!(conn, "tcp write queue full: closing the connection");
-            self.inner.stats.write_queue_full.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .stats
+                .write_queue_full
+                .fetch_add(1, Ordering::Relaxed);
             self.close(conn);
         }
         false
@@ -176,7 +179,11 @@ pub async fn accept_loop(
                     }
                     Some(d) => (d * 2).min(ACCEPT_BACKOFF.1),
                 };
-                conns.inner.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                conns
+                    .inner
+                    .stats
+                    .accept_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 backoff = Some(wait);
                 tokio::time::sleep(wait).await;
                 continue;
@@ -267,7 +274,11 @@ impl Reading {
                         // A stream that cannot be framed (or a message over the size limit) cannot be
                         // resynchronised: close it.
                         tracing::debug!(peer = %self.peer, %err, "closing tcp connection");
-                        self.conns.inner.stats.unframeable.fetch_add(1, Ordering::Relaxed);
+                        self.conns
+                            .inner
+                            .stats
+                            .unframeable
+                            .fetch_add(1, Ordering::Relaxed);
                         break 'read;
                     }
                 }
@@ -345,7 +356,8 @@ mod tests {
             .replace("INVITE sip", "BYE sip")
             .replace("1 INVITE", "2 BYE");
         assert_eq!(overload_answer(bye.as_bytes()), None);
-        let reinvite = String::from_utf8_lossy(invite).replace("To: <sip:1@192.0.2.1>", "To: <sip:1@192.0.2.1>;tag=x");
+        let reinvite = String::from_utf8_lossy(invite)
+            .replace("To: <sip:1@192.0.2.1>", "To: <sip:1@192.0.2.1>;tag=x");
         assert_eq!(overload_answer(reinvite.as_bytes()), None);
         assert_eq!(overload_answer(b"garbage"), None);
     }

@@ -165,7 +165,11 @@ impl ConnTable {
     /// The connections to close at `now`, with the reason. `in_use` says whether a registration binding
     /// or a dialog rides on a connection; one that does is not idle (its idle clock restarts).
     /// Removes them from the table.
-    pub fn expired(&mut self, now: Instant, mut in_use: impl FnMut(u64) -> bool) -> Vec<(u64, Closed)> {
+    pub fn expired(
+        &mut self,
+        now: Instant,
+        mut in_use: impl FnMut(u64) -> bool,
+    ) -> Vec<(u64, Closed)> {
         let idle = self.limits.idle;
         let mut out = Vec::new();
         for (&id, c) in &mut self.conns {

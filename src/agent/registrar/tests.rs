@@ -943,7 +943,10 @@ fn feature_invite(user: &str, password: Option<(&str, &str)>, n: u32) -> Request
         let ha1 = h("MD5", &format!("{user}:{REALM}:{password}"));
         let ha2 = h("MD5", &format!("INVITE:{uri}"));
         let cnonce = format!("fc-cn-{n}");
-        let response = h("MD5", &format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+        let response = h(
+            "MD5",
+            &format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"),
+        );
         text.push_str(&format!(
             "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", \
              uri=\"{uri}\", response=\"{response}\", algorithm=MD5, cnonce=\"{cnonce}\", qop=auth, \
@@ -970,11 +973,17 @@ fn feature_code_guesses_are_throttled_like_registers() {
     let mut try_code = |reg: &mut Registrar, password: &str, from: IpAddr| {
         n += 1;
         let challenge = match reg.authorize(t0, &feature_invite("alice", None, n), from) {
-            Err(r @ Reply::Unauthorized { .. }) => r.to_response(&feature_invite("alice", None, n), None),
+            Err(r @ Reply::Unauthorized { .. }) => {
+                r.to_response(&feature_invite("alice", None, n), None)
+            }
             other => panic!("expected a challenge, got {other:?}"),
         };
         let nonce = nonce_for(&challenge, "MD5");
-        reg.authorize(t0, &feature_invite("alice", Some((password, &nonce)), n), from)
+        reg.authorize(
+            t0,
+            &feature_invite("alice", Some((password, &nonce)), n),
+            from,
+        )
     };
     for guess in 0..5 {
         let got = try_code(&mut reg, &format!("guess-{guess}"), attacker);
@@ -982,7 +991,11 @@ fn feature_code_guesses_are_throttled_like_registers() {
     }
     assert_eq!(reg.auth_failures(), 5);
     let got = try_code(&mut reg, "alice-pw", attacker);
-    assert_eq!(got.map_err(|r| r.code()), Err(403), "the right password from the guessing source");
+    assert_eq!(
+        got.map_err(|r| r.code()),
+        Err(403),
+        "the right password from the guessing source"
+    );
     // REGISTER shares the throttle: the attacker's address is locked out there too.
     let mut phone = Phone::new("alice", "fc-reg", 5090);
     let first = reg.handle_register(t0, &phone.request(&[]), &peer_at(attacker, 5090));
