@@ -549,7 +549,13 @@ fn sipvicious(tool: &str, server: &Server, args: &[&str]) -> String {
         // Its own local port each run: helpline retransmits the 404s of an INVITE scan (svwar never
         // ACKs them), which would reach the next run on a shared port. `-x`: no search for our address.
         .args(["-P", &free_udp_port().to_string(), "-x", "127.0.0.1"])
-        .args(["--maximumtime", "1", "127.0.0.1", "-p", &server.addr.port().to_string()])
+        .args([
+            "--maximumtime",
+            "1",
+            "127.0.0.1",
+            "-p",
+            &server.addr.port().to_string(),
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("{tool} (Debian package sipvicious, see scripts/test): {e}"));
