@@ -439,8 +439,13 @@ fn cut_back(file: &mut File, done: usize, err: io::Error) -> io::Result<()> {
         let cut = file
             .metadata()
             .and_then(|m| file.set_len(m.len().saturating_sub(done as u64)));
-        if let Err(cut_err) = cut {
-            tracing::error!(%cut_err, bytes = done, "a part-written record could not be cut off the file");
+        match cut {
+            Ok(()) => {
+                tracing::warn!(%err, bytes = done, "a part-written record was cut off the file: it waits whole in the spool")
+            }
+            Err(cut_err) => {
+                tracing::error!(%cut_err, bytes = done, "a part-written record could not be cut off the file")
+            }
         }
     }
     Err(err)
