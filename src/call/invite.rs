@@ -428,6 +428,9 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
+        // Polled from the shell, outside any event of the call: its span here too.
+        let span = call.span.clone();
+        let _in_call = span.enter();
         let sdp = call.media.local_sdp.clone();
         let leg = call.caller_mut();
         let state = std::mem::replace(&mut leg.state, UasState::Terminated);

@@ -420,6 +420,8 @@ impl Calls {
         let mut keys: Vec<CallKey> = self.calls.keys().copied().collect();
         keys.sort();
         for key in keys {
+            let span = self.span_of(key);
+            let _in_call = span.enter();
             self.hangup(now, key, EndReason::ServerBye);
         }
         self.drain_endpoint(now);
@@ -441,6 +443,8 @@ impl Calls {
         let mut keys: Vec<CallKey> = self.calls.keys().copied().collect();
         keys.sort();
         for key in keys {
+            let span = self.span_of(key);
+            let _in_call = span.enter();
             if let Some(call) = self.calls.get_mut(&key) {
                 call.end_reason.get_or_insert(EndReason::ServerBye);
             }

@@ -441,7 +441,8 @@ fn cut_back(file: &mut File, done: usize, err: io::Error) -> io::Result<()> {
             .and_then(|m| file.set_len(m.len().saturating_sub(done as u64)));
         match cut {
             Ok(()) => {
-                tracing::warn!(%err, bytes = done, "a part-written record was cut off the file: it waits whole in the spool")
+                // Once per retry while the disk is full: debug, the failure itself is logged once.
+                tracing::debug!(%err, bytes = done, "a part-written record was cut off the file: it waits whole in the spool")
             }
             Err(cut_err) => {
                 tracing::error!(%cut_err, bytes = done, "a part-written record could not be cut off the file")
