@@ -37,7 +37,11 @@ pub fn wall_at(at: Instant) -> DateTime<Utc> {
                 wall - shift(instant - at)
             }
         }
-        None => Utc::now() - chrono::Duration::from_std(Instant::now().saturating_duration_since(at)).unwrap_or_default(),
+        None => {
+            Utc::now()
+                - chrono::Duration::from_std(Instant::now().saturating_duration_since(at))
+                    .unwrap_or_default()
+        }
     }
 }
 

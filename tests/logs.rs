@@ -50,7 +50,8 @@ fn json_lines(server: &Server) -> Vec<serde_json::Value> {
                 .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
             parse_time(&v["time"]);
             assert!(
-                ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&v["level"].as_str().unwrap_or("")),
+                ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+                    .contains(&v["level"].as_str().unwrap_or("")),
                 "{line}"
             );
             assert!(v["message"].is_string(), "{line}");
@@ -94,7 +95,9 @@ fn json_logs_are_one_object_per_line_and_a_calls_lines_carry_its_call_id() {
     );
     assert!(
         lines.iter().any(|v| v["call_id"].is_null()
-            && v["message"].as_str().is_some_and(|m| m.starts_with("listening on udp:"))),
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("listening on udp:"))),
         "lines of no call carry call_id null"
     );
 }
@@ -107,7 +110,10 @@ fn piped_text_logs_have_no_colour_escapes_and_name_the_calls_span() {
         .wait_log("call ended", WAIT)
         .unwrap_or_else(|| panic!("no call ended line:\n{}", server.log_text()));
     let text = server.log_text();
-    assert!(!text.contains('\u{1b}'), "escape codes in a piped log:\n{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in a piped log:\n{text}"
+    );
     assert!(
         line.contains(&format!("call{{call_id={call_id}}}")),
         "{line}"
@@ -141,7 +147,10 @@ fn with_pretend_time_the_log_and_the_cdr_carry_the_same_clock() {
         "the log runs on the pretended clock: {logged}"
     );
     let gap = (logged - recorded).num_milliseconds().abs();
-    assert!(gap < 1000, "log {logged} vs CDR end {recorded}: {gap} ms apart");
+    assert!(
+        gap < 1000,
+        "log {logged} vs CDR end {recorded}: {gap} ms apart"
+    );
     // Every line of the run is on the pretended clock, the first included.
     let first = parse_time(&lines[0]["time"]);
     assert!(first.to_rfc3339().starts_with("2031-05-06"), "{}", lines[0]);

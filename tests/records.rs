@@ -226,7 +226,7 @@ fn cdr_on_a_full_filesystem_waits_in_the_spool_and_lands_whole_and_in_order() {
     assert!(!written.is_empty(), "some records fitted in the free page");
     // Unless the records ended exactly at the page's end, the refused one went in part first.
     let used = std::fs::metadata(&cdr).expect("the CDR").len();
-    if used % 4096 != 0 {
+    if !used.is_multiple_of(4096) {
         assert!(
             server
                 .wait_log("a part-written record was cut off the file", WAIT)
@@ -243,7 +243,12 @@ fn cdr_on_a_full_filesystem_waits_in_the_spool_and_lands_whole_and_in_order() {
         wait_until("the record spooled", || {
             lines(&cdr).len() + spooled(http) == n
         });
-        assert_eq!(get(http, "/health/ready").0, 200, "{} spooled", spooled(http));
+        assert_eq!(
+            get(http, "/health/ready").0,
+            200,
+            "{} spooled",
+            spooled(http)
+        );
     }
     made.push(call(&server, &rtp));
     wait_until("readiness to fail past half the spool", || {
@@ -251,12 +256,18 @@ fn cdr_on_a_full_filesystem_waits_in_the_spool_and_lands_whole_and_in_order() {
     });
     let (_, why) = get(http, "/health/ready");
     assert!(why.contains("5 records wait in the spool"), "{why}");
-    assert_eq!(call_ids(&cdr), written, "nothing more written, nothing torn");
+    assert_eq!(
+        call_ids(&cdr),
+        written,
+        "nothing more written, nothing torn"
+    );
 
     // Space again: the next record is a retry; everything lands, in call order, once each.
     std::fs::remove_file(&filler).expect("remove the filler");
     made.push(call(&server, &rtp));
-    wait_until("every record in the file", || lines(&cdr).len() >= made.len());
+    wait_until("every record in the file", || {
+        lines(&cdr).len() >= made.len()
+    });
     assert_eq!(call_ids(&cdr), made);
     assert_eq!(spooled(http), 0);
     assert_eq!(get(http, "/health/ready").0, 200);
@@ -293,8 +304,15 @@ fn renamed_by_logrotate_and_sigusr1_every_record_is_in_one_of_the_two_files() {
     assert_eq!(old, made[..2], "the rotated file keeps what it had");
     let mut all = old.clone();
     all.extend(new.iter().cloned());
-    assert_eq!(all, made, "every record once, in order, across the two files");
-    assert_eq!(new[new.len() - 2..], made[3..], "after SIGUSR1: the new file");
+    assert_eq!(
+        all, made,
+        "every record once, in order, across the two files"
+    );
+    assert_eq!(
+        new[new.len() - 2..],
+        made[3..],
+        "after SIGUSR1: the new file"
+    );
 }
 
 #[test]
@@ -341,10 +359,56 @@ fn a_full_spool_refuses_new_calls_with_503_and_a_shutdown_writes_every_record() 
     let status = server.wait_exit(WAIT).expect("the server exits");
     assert_eq!(status.code(), Some(0), "{}", server.log_text());
     assert_eq!(call_ids(&moved), made[..1]);
-    assert_eq!(call_ids(&cdr), made[1..], "every accepted call's record, in order");
+    assert_eq!(
+        call_ids(&cdr),
+        made[1..],
+        "every accepted call's record, in order"
+    );
     assert!(
         !server.log_text().contains("record not written"),
         "{}",
         server.log_text()
+    );
+}
+
+#[test]
+fn the_shipped_logrotate_snippet_renames_the_service_cdr_and_signals_usr1() {
+    let root = common::root();
+    let snippet = std::fs::read_to_string(root.join("deploy/logrotate/helpline"))
+        .expect("deploy/logrotate/helpline");
+    let unit =
+        std::fs::read_to_string(root.join("deploy/helpline.service")).expect("the systemd unit");
+    // The directives, comments left out.
+    let directives: Vec<&str> = snippet
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let cdr = unit
+        .split_whitespace()
+        .skip_while(|w| *w != "--cdr")
+        .nth(1)
+        .expect("the unit passes --cdr");
+    assert!(
+        directives[0].split_whitespace().any(|p| p == cdr),
+        "the snippet rotates the unit's CDR {cdr}: {}",
+        directives[0]
+    );
+    assert!(
+        !directives.contains(&"copytruncate"),
+        "copytruncate loses records"
+    );
+    assert!(
+        directives.contains(&"nocreate"),
+        "helpline creates the new file"
+    );
+    let post = directives
+        .iter()
+        .skip_while(|d| **d != "postrotate")
+        .nth(1)
+        .expect("a postrotate script");
+    assert!(
+        post.contains("-s USR1") && post.contains("helpline.service"),
+        "postrotate sends SIGUSR1 (SIGHUP reloads the menus): {post}"
     );
 }

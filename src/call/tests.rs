@@ -555,7 +555,10 @@ fn full_records_refuse_new_calls_without_a_record_and_calls_in_progress_go_on() 
     let out = net.take();
     assert_eq!(out.codes(), [503]);
     assert_eq!(out.responses()[0].header("Retry-After"), Some("30"));
-    assert!(out.cdrs.is_empty(), "a refused call adds no record to a full spool");
+    assert!(
+        out.cdrs.is_empty(),
+        "a refused call adds no record to a full spool"
+    );
     assert!(out.media.is_empty());
     assert_eq!(net.calls.records_full_refusals(), 1);
     // The call in progress still ends with its record.

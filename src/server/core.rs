@@ -138,11 +138,17 @@ impl Core {
     /// Tells the call layer whether the record spools are full, before it sees a SIP message (an INVITE
     /// is refused then: its record could not be kept). Two atomic loads per message.
     fn check_records(&mut self) {
-        let full = self.cdr_tx.iter().chain(&self.queue_log_tx).any(LineSender::is_full);
+        let full = self
+            .cdr_tx
+            .iter()
+            .chain(&self.queue_log_tx)
+            .any(LineSender::is_full);
         if full != self.records_full {
             self.records_full = full;
             if full {
-                tracing::error!("record spool full: new calls get 503 until the files take writes again");
+                tracing::error!(
+                    "record spool full: new calls get 503 until the files take writes again"
+                );
             } else {
                 tracing::warn!("record spool below its limit again: new calls are accepted");
             }

@@ -153,7 +153,10 @@ impl Writer {
             failing: None,
         };
         let thread = std::thread::Builder::new()
-            .name(format!("helpline-{}", what.replace(' ', "-").to_lowercase()))
+            .name(format!(
+                "helpline-{}",
+                what.replace(' ', "-").to_lowercase()
+            ))
             .spawn(move || file.run(rx))?;
         Ok(Writer {
             tx,
@@ -537,7 +540,10 @@ mod tests {
         tx.send("b".into());
         drop(tx);
         w.finish();
-        assert_eq!(std::fs::read_to_string(dir.join("out.jsonl.1")).expect("old"), "a\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("out.jsonl.1")).expect("old"),
+            "a\n"
+        );
         assert_eq!(std::fs::read_to_string(&path).expect("new"), "b\n");
     }
 

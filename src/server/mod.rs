@@ -108,7 +108,11 @@ pub async fn run(
         .queue_log
         .clone()
         .map(|p| Arc::new(FileHealth::new(p, "queue log", spool)));
-    let files = cdr_health.iter().chain(&queue_log_health).cloned().collect();
+    let files = cdr_health
+        .iter()
+        .chain(&queue_log_health)
+        .cloned()
+        .collect();
     let ready = Arc::new(Readiness::new(files));
     let (query_tx, mut query_rx) = mpsc::channel::<Query>(QUERY_QUEUE);
     // Bound first, so that a load balancer sees "not ready" (not "refused") while the rest comes up.
