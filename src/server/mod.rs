@@ -1,5 +1,6 @@
 //! The tokio shell: binds the SIP sockets, starts the media engine, the CDR and queue-log writers and
-//! the menu reloader, the capture writer (`--trace-dir`), and drives the signalling core until shutdown: read one input → one `handle_*` →
+//! the menu reloader, the capture writer (`--trace-dir`), reopens the record files on SIGUSR1 (logrotate),
+//! and drives the signalling core until shutdown: read one input → one `handle_*` →
 //! carry out every output → sleep until the earliest timeout. Every call decision is made in the sans-IO `call` layer.
 pub mod capture;
 pub mod core;
