@@ -47,6 +47,21 @@ pub enum Command {
         /// overflow, timeout, announcement and agent change (created if missing).
         #[arg(long)]
         queue_log: Option<PathBuf>,
+        /// Records the CDR and the queue log writer each keep in memory while their file refuses
+        /// writes (disk full, file removed, permission): retried in order, never dropped. Past half
+        /// of it `/health/ready` answers 503; when it is full new calls get 503 (calls in progress
+        /// still add theirs).
+        #[arg(long, value_name = "N", default_value_t = crate::server::jsonl::DEFAULT_SPOOL as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        cdr_spool: u64,
+        /// When CDR and queue log records are forced to disk: `never` (the kernel decides), `line`
+        /// (fdatasync after every record) or `interval` (within a second of a write).
+        #[arg(long, value_name = "never|line|interval", default_value = "interval")]
+        cdr_fsync: crate::server::jsonl::FsyncPolicy,
+        /// Log lines as `text` or as `json` (one object per line: time, level, call_id, message,
+        /// fields); stamped with the server's clock, as the CDR is.
+        #[arg(long, value_name = "text|json", default_value = "text")]
+        log_format: crate::telemetry::LogFormat,
         /// Write one pcap per call into this directory: its SIP (every leg), the caller's RTP and a
         /// sample of ours (`trace = false` in the menus turns it off for a region or number).
         #[arg(long, value_name = "DIR")]
@@ -221,7 +236,18 @@ pub enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init();
+    if let Command::Serve {
+        log_format,
+        pretend_time,
+        ..
+    } = &cli.command
+    {
+        // The server's clock first: the log lines are stamped with it, as the CDRs are.
+        crate::clock::start(*pretend_time);
+        crate::telemetry::init_with(*log_format);
+    } else {
+        crate::telemetry::init();
+    }
     match cli.command {
         Command::Check { dir, prompts } => check(&dir, &prompts),
         Command::Replay {
@@ -279,6 +305,9 @@ pub fn main() -> ExitCode {
             rtp_ports,
             cdr,
             queue_log,
+            cdr_spool,
+            cdr_fsync,
+            log_format,
             trace_dir,
             advertise_ip,
             drain_secs,
@@ -310,6 +339,9 @@ pub fn main() -> ExitCode {
                 rtp_ports,
                 cdr,
                 queue_log,
+                cdr_spool: usize::try_from(cdr_spool).unwrap_or(usize::MAX),
+                cdr_fsync,
+                log_format,
                 trace_dir,
                 advertise_ip,
                 drain: Duration::from_secs(drain_secs),

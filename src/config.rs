@@ -24,6 +24,13 @@ pub struct ServerConfig {
     pub cdr: Option<PathBuf>,
     /// Where the queue event log is appended, one JSON line per record (default: off).
     pub queue_log: Option<PathBuf>,
+    /// Records the CDR and the queue log writer each keep in memory while their file refuses writes
+    /// (default 10000); at this many new calls get `503`, past half `/health/ready` fails.
+    pub cdr_spool: usize,
+    /// When CDR and queue log records are forced to disk (default `interval`: within a second).
+    pub cdr_fsync: crate::server::jsonl::FsyncPolicy,
+    /// Log lines as text or as one JSON object per line (default text).
+    pub log_format: crate::telemetry::LogFormat,
     /// Where each call's pcap is written, one file per call (`--trace-dir`; default: off).
     pub trace_dir: Option<PathBuf>,
     /// SIP timer values T1/T2/T4 (RFC 3261 §17; defaults 500 ms / 4 s / 5 s).
@@ -68,6 +75,9 @@ impl Default for ServerConfig {
             rtp_ports: (20000, 30000),
             cdr: None,
             queue_log: None,
+            cdr_spool: crate::server::jsonl::DEFAULT_SPOOL,
+            cdr_fsync: crate::server::jsonl::FsyncPolicy::default(),
+            log_format: crate::telemetry::LogFormat::default(),
             trace_dir: None,
             timers: TimerConfig::default(),
             drain: Duration::from_secs(30),

@@ -164,6 +164,17 @@ impl Calls {
             self.respond(now, tx, response);
             return;
         }
+        if self.records_full {
+            // No record could be kept: refused before it is a call (no CDR, no capture).
+            self.records_full_refusals += 1;
+            tracing::warn!(%call_id, "call records cannot be written (spool full): 503");
+            let incoming = IncomingCall::new(request, Tag::new(self.endpoint.new_tag()));
+            let response = incoming.reject(&Reply::ServiceUnavailable {
+                retry_after: super::RETRY_AFTER_RECORDS_FULL,
+            });
+            self.respond(now, tx, response);
+            return;
+        }
         let mut cdr = self.new_cdr(now, &request, &peer);
         if FeatureCode::parse(&cdr.dialed).is_none() {
             // A caller's call (an agent's star code is not a call to capture).
@@ -331,6 +342,7 @@ impl Calls {
             bye_tx: None,
         };
         let call = Call {
+            span: super::call_span(call_id.as_str()),
             call_id: call_id.clone(),
             legs: vec![Leg {
                 id: LegId::CALLER,
@@ -424,6 +436,9 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
+        // Polled from the shell, outside any event of the call: its span here too.
+        let span = call.span.clone();
+        let _in_call = span.enter();
         let sdp = call.media.local_sdp.clone();
         let leg = call.caller_mut();
         let state = std::mem::replace(&mut leg.state, UasState::Terminated);

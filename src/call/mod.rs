@@ -79,6 +79,15 @@ pub const RETRY_AFTER_NO_PORT: u32 = 5;
 /// How many T1 a call answered but not ACKed keeps its RTP port when the pool runs out (8·T1 = 4 s by
 /// default: the 2xx has been sent five times by then, RFC 3261 §13.3.1.4).
 pub const UNACKED_GRACE_T1: u32 = 8;
+/// The span a call's log lines carry: `call{call_id=…}` (the caller's Call-ID). Created once per call
+/// (and once per request of no call); entering it allocates nothing. With no subscriber (tests, the
+/// offline replay) it is inert.
+pub(crate) fn call_span(call_id: &str) -> tracing::Span {
+    tracing::info_span!("call", call_id = %call_id)
+}
+
+/// Seconds a caller is asked to wait (`Retry-After`) when call records cannot be kept (spool full).
+pub const RETRY_AFTER_RECORDS_FULL: u32 = 30;
 
 /// What the call layer needs to know about the server; the shell builds it once at start.
 #[derive(Clone, Debug)]
@@ -215,6 +224,10 @@ pub struct Calls {
     next_key: u64,
     next_media: u64,
     draining: bool,
+    /// The shell's record spools are full (see [`Calls::set_records_full`]): new calls are refused.
+    records_full: bool,
+    /// New calls refused because the records were full.
+    records_full_refusals: u64,
     /// Answers decided and not yet handed to the endpoint (see `answer`), with the instant decided.
     answering: VecDeque<(Instant, CallKey)>,
     media_out: VecDeque<MediaCommand>,
@@ -280,6 +293,8 @@ impl Calls {
             next_key: 1,
             next_media: 1,
             draining: false,
+            records_full: false,
+            records_full_refusals: 0,
             answering: VecDeque::new(),
             media_out: VecDeque::new(),
             released_media: HashMap::new(),
@@ -347,6 +362,8 @@ impl Calls {
         let Some(&key) = self.by_media.get(&id) else {
             return;
         };
+        let span = self.span_of(key);
+        let _in_call = span.enter();
         if let MediaEvent::BindFailed { port } = event {
             self.on_bind_failed(now, key, port);
         } else if let Some(call) = self.calls.get_mut(&key) {
@@ -401,6 +418,19 @@ impl Calls {
         self.draining = true;
     }
 
+    /// The shell's record files (CDR, queue log) refuse writes and their spools are full (`true`), or
+    /// take records again (`false`). While full, every new INVITE gets `503` with `Retry-After` and
+    /// leaves no CDR, so that no record of a call is ever dropped; calls in progress go on (their
+    /// records still go to the spool, which holds them beyond its limit).
+    pub fn set_records_full(&mut self, full: bool) {
+        self.records_full = full;
+    }
+
+    /// New calls refused so far because the records were full.
+    pub fn records_full_refusals(&self) -> u64 {
+        self.records_full_refusals
+    }
+
     /// The drain time is over: every call is ended from our side — a ringing one with `480`, an
     /// answered one with BYE (once its ACK has come: a BYE never overtakes the ACK).
     pub fn handle_hangup_all(&mut self, now: Instant) {
@@ -409,6 +439,8 @@ impl Calls {
         let mut keys: Vec<CallKey> = self.calls.keys().copied().collect();
         keys.sort();
         for key in keys {
+            let span = self.span_of(key);
+            let _in_call = span.enter();
             self.hangup(now, key, EndReason::ServerBye);
         }
         self.drain_endpoint(now);
@@ -430,6 +462,8 @@ impl Calls {
         let mut keys: Vec<CallKey> = self.calls.keys().copied().collect();
         keys.sort();
         for key in keys {
+            let span = self.span_of(key);
+            let _in_call = span.enter();
             if let Some(call) = self.calls.get_mut(&key) {
                 call.end_reason.get_or_insert(EndReason::ServerBye);
             }
@@ -660,7 +694,39 @@ impl Calls {
         }
     }
 
+    /// Handles one endpoint event inside its call's span (see [`call_span`]).
     fn on_sip_event(&mut self, now: Instant, event: SipEvent) {
+        let span = self.span_of_event(&event);
+        let _in_call = span.enter();
+        self.on_call_event(now, event);
+    }
+
+    /// The span of the call an event belongs to: found by transaction or Call-ID; a request of no
+    /// call (a new INVITE, an OPTIONS) gets a span of its own Call-ID; an event of no call, none.
+    fn span_of_event(&self, event: &SipEvent) -> tracing::Span {
+        let by_tx = |tx: &TxId| self.by_tx.get(tx).map(|&(key, _)| key);
+        let key = match event {
+            SipEvent::Request { request, .. } | SipEvent::Ack { request, .. } => {
+                let call_id = CallId::from(request.call_id());
+                match self.by_call_id.get(&call_id) {
+                    Some(&(key, _)) => Some(key),
+                    None => return call_span(request.call_id()),
+                }
+            }
+            SipEvent::Cancelled { invite_tx } | SipEvent::NoAck { invite_tx } => by_tx(invite_tx),
+            SipEvent::Response { tx, .. } | SipEvent::ClientTimeout { tx } => by_tx(tx),
+        };
+        key.map_or_else(tracing::Span::none, |key| self.span_of(key))
+    }
+
+    /// The span of a call (none when it is gone).
+    fn span_of(&self, key: CallKey) -> tracing::Span {
+        self.calls
+            .get(&key)
+            .map_or_else(tracing::Span::none, |c| c.span.clone())
+    }
+
+    fn on_call_event(&mut self, now: Instant, event: SipEvent) {
         match event {
             SipEvent::Request { tx, request, peer } => self.on_request(now, tx, request, peer),
             SipEvent::Ack { request, .. } => self.on_ack(now, &request),
@@ -748,6 +814,8 @@ impl Calls {
     }
 
     fn call_timeout(&mut self, now: Instant, key: CallKey) {
+        let span = self.span_of(key);
+        let _in_call = span.enter();
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };

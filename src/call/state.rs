@@ -52,6 +52,9 @@ pub(crate) struct Call {
     pub(crate) queued: Option<QueuedCall>,
     /// The far side of a menu `transfer`, once the IVR asked for one.
     pub(crate) transfer: Option<TransferSide>,
+    /// `call{call_id=…}`: entered whenever the registry handles something of this call, so every log
+    /// line about it (its agent and transfer legs' included) carries the caller's Call-ID.
+    pub(crate) span: tracing::Span,
 }
 
 /// A transferred call's far side: its leg, media session and timing.

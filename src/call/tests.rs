@@ -545,6 +545,35 @@ fn drain_refuses_new_calls_with_retry_after() {
 }
 
 #[test]
+fn full_records_refuse_new_calls_without_a_record_and_calls_in_progress_go_on() {
+    let mut net = Net::new();
+    let tag = answered(&mut net, "r1");
+    net.send(udp_peer(), &ack("r1", &tag));
+    net.take();
+    net.calls.set_records_full(true);
+    net.send(udp_peer(), &invite("r2", OFFER));
+    let out = net.take();
+    assert_eq!(out.codes(), [503]);
+    assert_eq!(out.responses()[0].header("Retry-After"), Some("30"));
+    assert!(
+        out.cdrs.is_empty(),
+        "a refused call adds no record to a full spool"
+    );
+    assert!(out.media.is_empty());
+    assert_eq!(net.calls.records_full_refusals(), 1);
+    // The call in progress still ends with its record.
+    net.send(udp_peer(), &in_dialog("BYE", "r1", &tag, 2, "", ""));
+    let out = net.take();
+    assert_eq!(out.codes(), [200]);
+    assert_eq!(out.cdrs.len(), 1);
+    // Room again: new calls are answered.
+    net.calls.set_records_full(false);
+    net.send(udp_peer(), &invite("r3", OFFER));
+    assert_eq!(net.take().codes(), [100, 200]);
+    assert_eq!(net.calls.records_full_refusals(), 1);
+}
+
+#[test]
 fn cdr_digits_are_bounded() {
     let mut net = Net::new();
     let tag = answered(&mut net, "b1");

@@ -9,12 +9,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-
 use crate::call::{Calls, CaptureEvent, CaptureId, MediaCommand, MediaId};
 use crate::ivr::MenuSet;
 use crate::media::session::MediaEvent;
 use crate::server::capture::{CaptureMsg, CaptureSink};
+use crate::server::jsonl::LineSender;
 use crate::server::media_engine::MediaHandle;
 use crate::sip::endpoint::{Peer, Transmit, Transport};
 use crate::telemetry::http::Query;
@@ -29,10 +28,12 @@ pub struct Core {
     udp: Arc<SipUdpSocket>,
     tcp: TcpConnections,
     media: MediaHandle,
-    cdr_tx: Option<mpsc::UnboundedSender<String>>,
+    cdr_tx: Option<LineSender>,
     /// The next local midnight: today's call counts (`fewest-calls`) start again then.
     new_day_at: Instant,
-    queue_log_tx: Option<mpsc::UnboundedSender<String>>,
+    queue_log_tx: Option<LineSender>,
+    /// The record files' spools were full at the last look (see [`Core::check_records`]).
+    records_full: bool,
     /// `--trace-dir`: the capture writer, and the ends it has not taken yet (a full channel), retried
     /// on every flush so no capture file stays open for good.
     capture: Option<CaptureSink>,
@@ -62,7 +63,7 @@ impl Core {
         udp: Arc<SipUdpSocket>,
         tcp: TcpConnections,
         media: MediaHandle,
-        cdr_tx: Option<mpsc::UnboundedSender<String>>,
+        cdr_tx: Option<LineSender>,
     ) -> Core {
         Core {
             calls,
@@ -72,6 +73,7 @@ impl Core {
             cdr_tx,
             new_day_at: next_local_midnight(crate::clock::now()),
             queue_log_tx: None,
+            records_full: false,
             capture: None,
             capture_ends: Vec::new(),
             telemetry: None,
@@ -104,7 +106,7 @@ impl Core {
 
     /// Sends every queue log line to this writer (`serve --queue-log`; the registry must have
     /// `Calls::enable_queue_log` on).
-    pub fn set_queue_log(&mut self, tx: mpsc::UnboundedSender<String>) {
+    pub fn set_queue_log(&mut self, tx: LineSender) {
         self.queue_log_tx = Some(tx);
     }
 
@@ -113,6 +115,7 @@ impl Core {
         if let Some((m, _)) = &mut self.telemetry {
             m.sip(now, true, bytes);
         }
+        self.check_records();
         self.calls.handle_sip(now, peer, bytes);
         self.flush(now).await;
     }
@@ -127,8 +130,30 @@ impl Core {
         if let Some((m, _)) = &mut self.telemetry {
             m.sip(now, true, &inbound.bytes);
         }
+        self.check_records();
         self.calls.handle_sip(now, peer, &inbound.bytes);
         self.flush(now).await;
+    }
+
+    /// Tells the call layer whether the record spools are full, before it sees a SIP message (an INVITE
+    /// is refused then: its record could not be kept). Two atomic loads per message.
+    fn check_records(&mut self) {
+        let full = self
+            .cdr_tx
+            .iter()
+            .chain(&self.queue_log_tx)
+            .any(LineSender::is_full);
+        if full != self.records_full {
+            self.records_full = full;
+            if full {
+                tracing::error!(
+                    "record spool full: new calls get 503 until the files take writes again"
+                );
+            } else {
+                tracing::warn!("record spool below its limit again: new calls are accepted");
+            }
+            self.calls.set_records_full(full);
+        }
     }
 
     /// A media engine event.
@@ -239,7 +264,7 @@ impl Core {
                     recent.push(&cdr.call_id, Arc::from(line.as_str()));
                 }
                 if let Some(tx) = &self.cdr_tx {
-                    let _ = tx.send(line);
+                    tx.send(line);
                 }
             }
             while let Some(event) = self.calls.poll_menu_event() {
@@ -255,7 +280,7 @@ impl Core {
             while let Some(line) = self.calls.poll_queue_log() {
                 progressed = true;
                 if let Some(tx) = &self.queue_log_tx {
-                    let _ = tx.send(line);
+                    tx.send(line);
                 }
             }
             if !progressed {

@@ -1,5 +1,6 @@
 //! The tokio shell: binds the SIP sockets, starts the media engine, the CDR and queue-log writers and
-//! the menu reloader, the capture writer (`--trace-dir`), and drives the signalling core until shutdown: read one input → one `handle_*` →
+//! the menu reloader, the capture writer (`--trace-dir`), reopens the record files on SIGUSR1 (logrotate),
+//! and drives the signalling core until shutdown: read one input → one `handle_*` →
 //! carry out every output → sleep until the earliest timeout. Every call decision is made in the sans-IO `call` layer.
 pub mod capture;
 pub mod core;
@@ -52,6 +53,9 @@ pub enum ServeError {
     /// The capture writer thread could not start.
     #[error("cannot start the capture writer")]
     Capture(#[source] std::io::Error),
+    /// A CDR or queue log writer thread could not start.
+    #[error("cannot start a record writer")]
+    Writer(#[source] std::io::Error),
 }
 
 /// Binds the SIP UDP socket (large receive buffer, per-datagram local addresses: see `transport::udp`).
@@ -93,9 +97,24 @@ pub async fn run(
     menus: Arc<MenuSet>,
     prompts: PromptStore,
 ) -> Result<(), ServeError> {
+    // A no-op when `cli` has fixed it already (before logging started).
+    crate::clock::start(cfg.pretend_time);
     let metrics = Arc::new(Metrics::new());
-    let cdr_health = cfg.cdr.clone().map(|p| Arc::new(FileHealth::new(p)));
-    let ready = Arc::new(Readiness::new(cdr_health.clone()));
+    let spool = cfg.cdr_spool;
+    let cdr_health = cfg
+        .cdr
+        .clone()
+        .map(|p| Arc::new(FileHealth::new(p, "cdr", spool)));
+    let queue_log_health = cfg
+        .queue_log
+        .clone()
+        .map(|p| Arc::new(FileHealth::new(p, "queue log", spool)));
+    let files = cdr_health
+        .iter()
+        .chain(&queue_log_health)
+        .cloned()
+        .collect();
+    let ready = Arc::new(Readiness::new(files));
     let (query_tx, mut query_rx) = mpsc::channel::<Query>(QUERY_QUEUE);
     // Bound first, so that a load balancer sees "not ready" (not "refused") while the rest comes up.
     let http_listener = match cfg.http {
@@ -160,16 +179,24 @@ pub async fn run(
         Some(metrics.reload_counters()),
     ));
 
-    let (cdr_tx, cdr_task) = match &cfg.cdr {
-        Some(path) => {
-            let watched = jsonl::Watched {
-                health: cdr_health.clone(),
-                counters: Some(metrics.cdr_counters()),
-            };
-            let (tx, task) = jsonl::start_watched(path.clone(), "CDR", watched);
-            (Some(tx), Some(task))
-        }
-        None => (None, None),
+    let options = jsonl::WriterOptions {
+        spool,
+        fsync: cfg.cdr_fsync,
+        ..jsonl::WriterOptions::default()
+    };
+    let cdr_writer = match &cdr_health {
+        Some(health) => Some(
+            jsonl::Writer::start(health.clone(), "CDR", options, Some(metrics.cdr_counters()))
+                .map_err(ServeError::Writer)?,
+        ),
+        None => None,
+    };
+    let queue_log_writer = match &queue_log_health {
+        Some(health) => Some(
+            jsonl::Writer::start(health.clone(), "queue log", options, None)
+                .map_err(ServeError::Writer)?,
+        ),
+        None => None,
     };
 
     let mut tcp_limits = cfg.tcp.clone();
@@ -178,14 +205,6 @@ pub async fn run(
     // Bounded: a full queue answers a new INVITE `503` and drops the rest (see `transport::tcp`).
     let (tcp_tx, mut tcp_rx) = mpsc::channel(crate::transport::tcp::INBOUND_QUEUE);
     let acceptor = tokio::spawn(accept_loop(tcp, tcp_tx, conns.clone()));
-
-    let (queue_log_tx, queue_log_task) = match &cfg.queue_log {
-        Some(path) => {
-            let (tx, task) = jsonl::start(path.clone(), "queue log");
-            (Some(tx), Some(task))
-        }
-        None => (None, None),
-    };
 
     let drain = cfg.drain;
     let calls_cfg = calls_config(&cfg, sip_local);
@@ -197,20 +216,21 @@ pub async fn run(
         None => None,
     };
     let mut calls = Calls::new(calls_cfg, menus.clone(), prompts, crate::clock::seed());
-    if queue_log_tx.is_some() {
+    if queue_log_writer.is_some() {
         calls.enable_queue_log();
     }
+    let cdr_tx = cdr_writer.as_ref().map(jsonl::Writer::sender);
     let mut core = Core::new(calls, udp.clone(), conns, media.clone(), cdr_tx);
     core.enable_telemetry(CoreMetrics::new(metrics.clone(), menus_rx.borrow().clone()));
     ready.menus_loaded.store(true, Ordering::Relaxed);
-    if let Some(tx) = queue_log_tx {
-        core.set_queue_log(tx);
+    if let Some(writer) = &queue_log_writer {
+        core.set_queue_log(writer.sender());
     }
     if let Some(writer) = &capture {
         core.set_capture(writer.sink());
     }
 
-    if let Some(h) = &cdr_health {
+    for h in cdr_health.iter().chain(&queue_log_health) {
         // Opened by now (or failed): /health/ready is settled before the `listening on` line.
         h.wait_settled(Duration::from_secs(2)).await;
     }
@@ -221,6 +241,7 @@ pub async fn run(
 
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt());
+    let mut reopen = signal(tokio::signal::unix::SignalKind::user_defined1());
     let mut buf = vec![0u8; 65_536];
     // Twice a second: the TCP policy's deadlines are seconds long (`--tcp-first-message-secs` …).
     let mut tcp_sweep = tokio::time::interval(Duration::from_millis(500));
@@ -266,6 +287,13 @@ pub async fn run(
                 core.handle_drain(crate::clock::now()).await;
                 drain_deadline = Some(tokio::time::Instant::now() + drain);
             }
+            _ = recv_signal(&mut reopen) => {
+                // logrotate renamed the files (deploy/logrotate/helpline): new records go to new ones.
+                tracing::info!("SIGUSR1: reopening the record files");
+                for writer in cdr_writer.iter().chain(&queue_log_writer) {
+                    writer.reopen();
+                }
+            }
             _ = sleep_opt(drain_deadline), if hangup_deadline.is_none() => {
                 tracing::info!(calls = core.call_count(), "drain time over: hanging up");
                 core.handle_hangup_all(crate::clock::now()).await;
@@ -288,13 +316,10 @@ pub async fn run(
     // Calls whose BYE got no answer in time still get their CDR line.
     core.finish_all(crate::clock::now()).await;
     drop(core);
-    if let Some(task) = cdr_task {
-        // Every CDR line is written before exit: the writer ends when the last sender is gone.
-        let _ = task.await;
-    }
-    if let Some(task) = queue_log_task {
-        // Likewise every queue log line.
-        let _ = task.await;
+    // Every CDR and queue log record is written (or, if the file still refuses, logged) before exit:
+    // each writer ends once the core's senders are gone.
+    for writer in cdr_writer.into_iter().chain(queue_log_writer) {
+        let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
     }
     // The media thread ends when the last handle is dropped.
     drop(media);
@@ -309,7 +334,8 @@ pub async fn run(
 /// layer maps every instant onto it (`--pretend-time` shifts it).
 fn calls_config(cfg: &ServerConfig, sip_local: SocketAddr) -> CallsConfig {
     let instant = crate::clock::now();
-    let wall = cfg.pretend_time.unwrap_or_else(crate::clock::wall);
+    // The server's clock (`--pretend-time` included), the one the log lines are stamped with.
+    let wall = crate::clock::wall_at(instant);
     CallsConfig {
         timers: cfg.timers,
         rtp_ports: cfg.rtp_ports,

@@ -4,7 +4,7 @@
 //! It decides nothing about calls and writes no files.
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,12 +34,22 @@ pub enum Query {
     Cdr(String, oneshot::Sender<Option<Arc<str>>>),
 }
 
-/// The state of a file a JSON-lines writer appends to.
+/// The state of a file a JSON-lines writer appends to (`server::jsonl`), shared by the writer, the
+/// signalling core (is the spool full?) and `/health/ready`: whether it is open, and how many records
+/// wait in the writer's spool.
 #[derive(Debug)]
 pub struct FileHealth {
     /// The file.
     pub path: PathBuf,
+    /// What it holds, as readiness reports it ("cdr", "queue log").
+    what: &'static str,
     state: AtomicU8,
+    /// The writer has had the file open at least once (a failure after that is what the spool is for).
+    ever_open: AtomicBool,
+    /// Records handed to the writer and not yet in the file: the spool.
+    pending: AtomicUsize,
+    /// The spool's size: at this many records new calls are refused, past half of it readiness fails.
+    limit: usize,
     /// Woken when the writer first reports (opened or failed).
     settled: tokio::sync::Notify,
 }
@@ -49,17 +59,22 @@ const OPEN: u8 = 1;
 const FAILED: u8 = 2;
 
 impl FileHealth {
-    /// A file not opened yet.
-    pub fn new(path: PathBuf) -> FileHealth {
+    /// A file not opened yet, whose writer spools up to `limit` records (at least 1).
+    pub fn new(path: PathBuf, what: &'static str, limit: usize) -> FileHealth {
         FileHealth {
             path,
+            what,
             state: AtomicU8::new(OPENING),
+            ever_open: AtomicBool::new(false),
+            pending: AtomicUsize::new(0),
+            limit: limit.max(1),
             settled: tokio::sync::Notify::new(),
         }
     }
 
     /// The writer has it open and its last write worked.
     pub fn set_ok(&self) {
+        self.ever_open.store(true, Ordering::Relaxed);
         self.state.store(OPEN, Ordering::Relaxed);
         self.settled.notify_one();
     }
@@ -68,6 +83,34 @@ impl FileHealth {
     pub fn set_failed(&self) {
         self.state.store(FAILED, Ordering::Relaxed);
         self.settled.notify_one();
+    }
+
+    /// One more record handed to the writer.
+    pub fn add_pending(&self) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One record is in the file (or, at exit, given up and logged).
+    pub fn remove_pending(&self) {
+        // Saturating: never below zero even if a caller miscounts.
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Records handed to the writer and not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// The spool's size.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The spool holds its limit: new calls must be refused so that no record is ever dropped.
+    pub fn is_full(&self) -> bool {
+        self.pending() >= self.limit
     }
 
     /// Waits (at most `limit`) until the writer has tried to open the file, so that readiness is
@@ -84,22 +127,34 @@ impl FileHealth {
         }
     }
 
-    /// Why the file is not writable, if it is not: the writer's own state, then (the writer thinks all
-    /// is well) a test open for appending — without creating it: a deleted file means the writer's
-    /// lines go nowhere any more.
+    /// Why the file is not writable, if it is not: never opened yet, a spool past half its size, then
+    /// (the writer thinks all is well) a test open for appending — without creating it: a deleted
+    /// file takes no lines until the writer's next record recreates it.
+    ///
+    /// A write that failed with records still few in the spool is not a reason: they are kept and
+    /// retried; a dispatcher is told to send calls elsewhere only once half the spool is used.
     async fn problem(&self) -> Option<String> {
-        let path = self.path.display();
+        let (path, what) = (self.path.display(), self.what);
+        let pending = self.pending();
+        if pending > self.limit / 2 {
+            return Some(format!(
+                "{what} file {path} not writable: {pending} records wait in the spool (limit {})",
+                self.limit
+            ));
+        }
         match self.state.load(Ordering::Relaxed) {
-            OPENING => return Some(format!("cdr file {path} not open yet")),
-            FAILED => return Some(format!("cdr file {path} not writable")),
+            OPENING => return Some(format!("{what} file {path} not open yet")),
+            FAILED if !self.ever_open.load(Ordering::Relaxed) => {
+                return Some(format!("{what} file {path} not writable"))
+            }
             _ => {}
         }
         let mut options = tokio::fs::OpenOptions::new();
         options.append(true);
         match tokio::time::timeout(CDR_CHECK_TIMEOUT, options.open(&self.path)).await {
             Ok(Ok(_)) => None,
-            Ok(Err(err)) => Some(format!("cdr file {path} not writable: {err}")),
-            Err(_) => Some(format!("cdr file {path} did not open within 1 s")),
+            Ok(Err(err)) => Some(format!("{what} file {path} not writable: {err}")),
+            Err(_) => Some(format!("{what} file {path} did not open within 1 s")),
         }
     }
 }
@@ -115,15 +170,15 @@ pub struct Readiness {
     pub menus_loaded: AtomicBool,
     /// SIGTERM/SIGINT came: calls finish, new ones are refused.
     pub draining: AtomicBool,
-    /// The `--cdr` file, when there is one.
-    pub cdr: Option<Arc<FileHealth>>,
+    /// The record files (`--cdr`, `--queue-log`) there are.
+    pub files: Vec<Arc<FileHealth>>,
 }
 
 impl Readiness {
-    /// Nothing up yet; `cdr` is the CDR file's state when `--cdr` is given.
-    pub fn new(cdr: Option<Arc<FileHealth>>) -> Readiness {
+    /// Nothing up yet; `files` are the record files' states (`--cdr`, `--queue-log`).
+    pub fn new(files: Vec<Arc<FileHealth>>) -> Readiness {
         Readiness {
-            cdr,
+            files,
             ..Readiness::default()
         }
     }
@@ -143,8 +198,8 @@ impl Readiness {
         if self.draining.load(Ordering::Relaxed) {
             out.push("draining: shutting down, calls in progress finish".to_owned());
         }
-        if let Some(cdr) = &self.cdr {
-            out.extend(cdr.problem().await);
+        for file in &self.files {
+            out.extend(file.problem().await);
         }
         out
     }

@@ -104,9 +104,9 @@ metrics_table! {
     CDR_WRITTEN = "helpline_cdr_records_written_total", Counter, [],
         "CDR lines written to the --cdr file.";
     CDR_WRITE_ERRORS = "helpline_cdr_write_errors_total", Counter, [],
-        "CDR lines the --cdr file refused.";
+        "Writes (and opens) the --cdr file refused; each refused record waits in the spool and is retried.";
     CDR_SPOOLED = "helpline_cdr_spooled_records", Gauge, [],
-        "CDR records waiting in the spool (0: no spool yet, lines are written at once).";
+        "CDR records accepted and not yet in the --cdr file (the spool; it grows while the file refuses writes).";
     AGENTS = "helpline_agents", Gauge, ["status", "state"],
         "Declared agents, by status (logged-out, available, on-break) and state (idle, offered, in-call, wrap-up).";
     QUEUE_WAITING = "helpline_queue_waiting_calls", Gauge, ["queue"],
@@ -122,7 +122,7 @@ metrics_table! {
     AUTH_FAILURES = "helpline_auth_failures_total", Counter, [],
         "Digest authentications refused: wrong digest, or a throttled source.";
     OVERLOAD_REFUSALS = "helpline_overload_refusals_total", Counter, ["reason"],
-        "Requests refused or dropped by the defences: banned (503), banned-silent (dropped), call-cap (503), no-ack-reclaimed (a call whose ACK was overdue gave up its RTP port), scanner (dropped), tcp-* (connections refused or closed: caps, first-message deadline, idle, unframeable or oversized, unread, accept errors), queue-full-503 and queue-full-dropped (the core's queue was full).";
+        "Requests refused or dropped by the defences: banned (503), banned-silent (dropped), call-cap (503), no-ack-reclaimed (a call whose ACK was overdue gave up its RTP port), scanner (dropped), tcp-* (connections refused or closed: caps, first-message deadline, idle, unframeable or oversized, unread, accept errors), queue-full-503 and queue-full-dropped (the core's queue was full); records-full (503: new calls refused because the record spools were full).";
 }
 
 /// Buckets (seconds) of the latency histograms.
@@ -293,6 +293,7 @@ impl Metrics {
             ("call-cap", guard.call_cap_refusals),
             ("no-ack-reclaimed", guard.unacked_reclaimed),
             ("scanner", guard.scanners),
+            ("records-full", core.records_full_refusals),
         ] {
             self.counter(OVERLOAD_REFUSALS, &[("reason", reason)])
                 .absolute(n);
@@ -354,6 +355,7 @@ impl Metrics {
         LineCounters {
             written: self.counter(CDR_WRITTEN, &[]),
             failed: self.counter(CDR_WRITE_ERRORS, &[]),
+            spooled: self.gauge(CDR_SPOOLED, &[]),
         }
     }
 }
@@ -374,6 +376,8 @@ pub struct LineCounters {
     pub written: Counter,
     /// Refused by the file.
     pub failed: Counter,
+    /// Records waiting to be written.
+    pub spooled: Gauge,
 }
 
 /// One queue at the moment of a snapshot.
@@ -404,6 +408,8 @@ pub struct CoreSnapshot {
     pub queues: Vec<QueueSnapshot>,
     /// What the per-source defences did so far, and the registrar's failed authentications.
     pub guard: (crate::call::GuardStats, u64),
+    /// New calls refused because the record spools were full.
+    pub records_full_refusals: u64,
 }
 
 /// Most in-flight measurements kept at once (INVITEs awaiting their answer, media sessions awaiting a

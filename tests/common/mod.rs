@@ -851,8 +851,17 @@ impl Server {
 impl Server {
     /// Starts `helpline serve` like [`Server::start`] but listening on `listen` (e.g. `[::1]:0`).
     pub fn start_on(listen: &str, menus: &Path, extra: &[&str]) -> Server {
-        let dir = temp_dir("server");
-        let cdr = dir.join("cdr.jsonl");
+        let cdr = temp_dir("server").join("cdr.jsonl");
+        Server::start_full(listen, menus, &cdr, extra)
+    }
+
+    /// Starts `helpline serve` like [`Server::start`] with its CDR at `cdr`.
+    pub fn start_with_cdr(menus: &Path, cdr: &Path, extra: &[&str]) -> Server {
+        Server::start_full("127.0.0.1:0", menus, cdr, extra)
+    }
+
+    fn start_full(listen: &str, menus: &Path, cdr: &Path, extra: &[&str]) -> Server {
+        let cdr = cdr.to_path_buf();
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--config".into(),
