@@ -135,13 +135,8 @@ impl Phone {
 
 fn start() -> (MediaHandle, Events) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let engine = MediaEngine::start(
-        MediaEngineConfig {
-            bind_ip: "127.0.0.1".parse().unwrap(),
-        },
-        tx,
-    )
-    .unwrap();
+    let engine =
+        MediaEngine::start(MediaEngineConfig::new("127.0.0.1".parse().unwrap()), tx).unwrap();
     (engine, rx)
 }
 

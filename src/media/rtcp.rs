@@ -643,6 +643,12 @@ impl Rtcp {
         self.next_report
     }
 
+    /// A report was due but had nowhere to go: the next one is scheduled as if it had been sent.
+    pub fn skip(&mut self, now: Instant) {
+        let next = self.randomised(self.interval);
+        self.next_report = Some(now + next);
+    }
+
     /// Whether a report is due at `now`.
     pub fn due(&self, now: Instant) -> bool {
         self.next_report.is_some_and(|t| t <= now)
