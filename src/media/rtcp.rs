@@ -35,6 +35,9 @@ const MAX_DROPOUT: u16 = 3000;
 const MAX_MISORDER: u16 = 100;
 const RTP_SEQ_MOD: u32 = 1 << 16;
 
+/// How far below zero (1/65536 s: 1 ms) a computed round trip may be and still count, as zero.
+const RTT_TOLERANCE: i32 = 66;
+
 /// Length of the CNAME we send (hex digits of 64 random bits, RFC 7022 §4.2: a per-session random
 /// CNAME that says nothing about the host).
 pub const CNAME_LEN: usize = 16;
@@ -741,13 +744,13 @@ impl Rtcp {
                 jitter: b.jitter,
             });
             if b.lsr != 0 {
-                // RFC 3550 §6.4.1: RTT = A − LSR − DLSR, in 1/65536 s; a negative one (the peer's
-                // numbers are off) is ignored.
-                let rtt = ntp.short(now).wrapping_sub(b.lsr).wrapping_sub(b.dlsr);
-                if (rtt as i32) >= 0 {
-                    self.rtt = Some(Duration::from_nanos(
-                        u64::from(rtt) * 1_000_000_000 / 65_536,
-                    ));
+                // RFC 3550 §6.4.1: RTT = A − LSR − DLSR, in 1/65536 s. Slightly negative is zero (our
+                // SR may be stamped up to the media engine's early-send window ahead of its sending,
+                // and DLSR is rounded); more negative means the peer's numbers are off: ignored.
+                let rtt = ntp.short(now).wrapping_sub(b.lsr).wrapping_sub(b.dlsr) as i32;
+                if rtt >= -RTT_TOLERANCE {
+                    let units = u64::from(rtt.max(0).unsigned_abs());
+                    self.rtt = Some(Duration::from_nanos(units * 1_000_000_000 / 65_536));
                 }
             }
         }
