@@ -1123,7 +1123,16 @@ fn rtcp_reports_go_to_the_latched_source_port_plus_one_and_the_peers_come_back_a
     let interval = Duration::from_millis(1000);
     let mut s = MediaSession::with_rtcp_interval(t0, config(Law::Ulaw, 0), interval);
     let mut buf = [0u8; 1500];
-    assert_eq!(s.poll_rtcp_timeout(), None, "no report before media");
+    let unanswered = MediaConfig {
+        remote: None,
+        ..config(Law::Ulaw, 0)
+    };
+    let silent = MediaSession::with_rtcp_interval(t0, unanswered, interval);
+    assert_eq!(
+        silent.poll_rtcp_timeout(),
+        None,
+        "no report before a remote is known"
+    );
     let mut seq = 0u16;
     let mut now = t0;
     let mut ssrc = None;

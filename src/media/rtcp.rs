@@ -11,7 +11,8 @@
 //! struct happens: no allocation, no lock. Simplifications, each harmless with two participants:
 //! no probation on a new source (A.1's `MIN_SEQUENTIAL`: the first packet starts the statistics), no
 //! timer reconsideration (§6.3.6) and no e−3/2 compensation; the interval is the configured one
-//! (RFC 3550's 5 s by default) times a random factor in [0.5, 1.5), the first report after half of it.
+//! (RFC 3550's 5 s by default) times a random factor in [0.5, 1.5), the first report after half of it
+//! from [`Rtcp::start`] (the session knows its peer) or the first RTP packet either way.
 //! A compound packet that does not begin with SR or RR (A.2), or whose lengths do not add up, is
 //! counted as malformed and ignored whole (reduced-size RTCP, RFC 5506, is not negotiated).
 
@@ -598,8 +599,9 @@ impl Rtcp {
         base.mul_f64(self.rng.gen_range(0.5..1.5))
     }
 
-    /// Media has started (a packet either way): the first report is scheduled if none is.
-    fn start(&mut self, now: Instant) {
+    /// The session has begun (a remote to report to, or a packet either way): the first report is
+    /// scheduled if none is.
+    pub fn start(&mut self, now: Instant) {
         if self.next_report.is_none() {
             let first = self.randomised(self.interval / 2);
             self.next_report = Some(now + first);

@@ -57,8 +57,8 @@
 //!
 //! * Every RTP packet in (accepted) and out (prompts; relayed audio through
 //!   [`MediaSession::on_relayed`]) updates the [`Rtcp`] statistics: plain arithmetic, no allocation.
-//! * From the first packet either way, a report (SR while we send, else RR; SDES CNAME) is due every
-//!   interval, randomised ([`rtcp`](crate::media::rtcp)); [`MediaSession::poll_rtcp`] writes it and
+//! * From the moment the session knows its peer (a remote in its configuration), a report (SR while we
+//!   send, else RR; SDES CNAME) is due every interval, randomised ([`rtcp`](crate::media::rtcp)); [`MediaSession::poll_rtcp`] writes it and
 //!   [`MediaSession::bye`] writes the last one with a BYE when the session closes. It goes to the
 //!   source the peer's RTCP came from, else to the RTP destination's port + 1; with no remote
 //!   (`c=0.0.0.0`) nothing is sent (RFC 3264 §8.4), on `a=sendonly`/`a=inactive` hold reports go on.
@@ -342,8 +342,12 @@ impl MediaSession {
     /// A session whose RTCP reports go out every `interval` (randomised, see [`rtcp`]).
     pub fn with_rtcp_interval(now: Instant, cfg: MediaConfig, interval: Duration) -> Self {
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
+        let mut rtcp = Rtcp::new(now, interval, cfg.seed);
+        if cfg.remote.is_some() {
+            rtcp.start(now);
+        }
         MediaSession {
-            rtcp: Rtcp::new(now, interval, cfg.seed),
+            rtcp,
             rtcp_peer: None,
             ssrc: rng.gen(),
             next_seq: rng.gen(),
@@ -385,6 +389,11 @@ impl MediaSession {
         };
         self.rx_base = now;
         self.reorder = ReorderWindow::new();
+        if self.cfg.remote.is_some() {
+            // Scheduled here, not at the first packet: a receive task cannot re-arm the engine's
+            // timer, and a bridged leg plays nothing that would.
+            self.rtcp.start(now);
+        }
         if was_paused && !self.paused() {
             self.resume(now);
         }
