@@ -7,7 +7,8 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::{rtp_packet, sdp_offer, Server, Ua};
@@ -190,7 +191,7 @@ fn our_sr(theirs: &Sr, highest_seq: u32) -> Vec<u8> {
 fn rtcp_reports_reach_a_test_caller_and_its_reports_show_up_in_the_cdr() {
     let server = Server::start(
         &common::root().join("tests/data/menus/first-flow"),
-        &["--rtcp-interval-ms", "200"],
+        &["--rtcp-interval-ms", "200", "--http", "127.0.0.1:0"],
     );
     let (rtp, rtcp) = bind_pair();
     let port = rtp.local_addr().expect("addr").port();
@@ -297,4 +298,63 @@ fn rtcp_reports_reach_a_test_caller_and_its_reports_show_up_in_the_cdr() {
         (Some(1), Some(0)),
         "{leg}"
     );
+    assert_metrics(&server);
+}
+
+/// `/metrics` after the call: the loss both ways is exactly the CDR's, and jitter was observed both
+/// ways (the counters move before the CDR is written: both come from the same RTCP statistics).
+fn assert_metrics(server: &Server) {
+    let line = server
+        .wait_log("listening on udp:", WAIT)
+        .expect("the listening line");
+    let http: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http:"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no http: in {line:?}"));
+    let mut stream = TcpStream::connect(http).expect("connect to /metrics");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read");
+    let (_, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text");
+    let sample = |name: &str, dir: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("direction") == Some(dir))
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| panic!("no {name}{{direction={dir}}} in\n{body}"))
+    };
+    use prometheus_parse::Value;
+    for (dir, lost) in [("in", 2.0), ("out", 7.0)] {
+        match sample("helpline_rtp_lost_packets_total", dir) {
+            Value::Counter(v) => assert_eq!(v, lost, "lost {dir}"),
+            other => panic!("lost {dir}: {other:?}"),
+        }
+        match sample("helpline_rtp_jitter_seconds", dir) {
+            Value::Histogram(buckets) => {
+                let all = buckets
+                    .iter()
+                    .find(|b| b.less_than.is_infinite())
+                    .map_or(0.0, |b| b.count);
+                assert!(all >= 1.0, "jitter {dir} observed: {buckets:?}");
+                if dir == "out" {
+                    // The caller reported 20 ms: no observation below 0.01 s.
+                    let below = buckets
+                        .iter()
+                        .find(|b| b.less_than == 0.01)
+                        .map_or(0.0, |b| b.count);
+                    assert_eq!(below, 0.0, "{buckets:?}");
+                }
+            }
+            other => panic!("jitter {dir}: {other:?}"),
+        }
+    }
 }

@@ -532,6 +532,11 @@ pub struct RtcpStats {
     pub reports_received: u32,
     /// Datagrams on the RTCP port we ignored as malformed.
     pub malformed: u32,
+    /// Of `lost`, how much is new since the previous snapshot [`Rtcp::snapshot`] took (0 when it went
+    /// down: duplicates, a restarted stream); for counters that must not count a loss twice.
+    pub new_lost: u64,
+    /// Likewise for the peer's cumulative loss of our stream.
+    pub new_remote_lost: u64,
 }
 
 /// One session's RTCP state (see the module doc).
@@ -558,6 +563,9 @@ pub struct Rtcp {
     reports_sent: u32,
     reports_received: u32,
     malformed: u32,
+    /// The highest `lost` and remote loss a snapshot has handed out.
+    counted_lost: i64,
+    counted_remote_lost: i64,
 }
 
 impl Rtcp {
@@ -587,6 +595,8 @@ impl Rtcp {
             reports_sent: 0,
             reports_received: 0,
             malformed: 0,
+            counted_lost: 0,
+            counted_remote_lost: 0,
         }
     }
 
@@ -782,7 +792,24 @@ impl Rtcp {
             reports_sent: self.reports_sent,
             reports_received: self.reports_received,
             malformed: self.malformed,
+            new_lost: 0,
+            new_remote_lost: 0,
         }
+    }
+
+    /// The statistics now, with the loss that is new since the previous snapshot (see
+    /// [`RtcpStats::new_lost`]).
+    pub fn snapshot(&mut self, cause: ReportCause, ssrc: u32) -> RtcpStats {
+        let mut s = self.stats(cause, ssrc);
+        let remote = s.remote.map_or(0, |r| i64::from(r.cumulative_lost));
+        let fresh = |now: i64, counted: &mut i64| {
+            let new = now.saturating_sub(*counted).max(0) as u64;
+            *counted = (*counted).max(now);
+            new
+        };
+        s.new_lost = fresh(s.lost, &mut self.counted_lost);
+        s.new_remote_lost = fresh(remote, &mut self.counted_remote_lost);
+        s
     }
 }
 

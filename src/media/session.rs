@@ -493,7 +493,7 @@ impl MediaSession {
         }
         if self.rtcp.handle(now, ntp, self.ssrc, packet).is_ok() {
             self.rtcp_peer = Some(src);
-            let stats = self.rtcp.stats(ReportCause::Received, self.ssrc);
+            let stats = self.rtcp.snapshot(ReportCause::Received, self.ssrc);
             self.events.push_back(MediaEvent::Rtcp(stats));
         }
     }
@@ -524,7 +524,7 @@ impl MediaSession {
             return None;
         };
         let n = self.rtcp.write_report(now, ntp, self.ssrc, false, buf)?;
-        let stats = self.rtcp.stats(ReportCause::Sent, self.ssrc);
+        let stats = self.rtcp.snapshot(ReportCause::Sent, self.ssrc);
         self.events.push_back(MediaEvent::Rtcp(stats));
         Some((dst, n))
     }

@@ -431,8 +431,6 @@ pub struct CoreMetrics {
     first_rtp: HashMap<MediaId, Option<Instant>>,
     /// Per media session: the last key not yet followed by an action.
     keys: HashMap<MediaId, Instant>,
-    /// Per media session: the cumulative loss (in, out) already counted from its RTCP statistics.
-    rtcp_lost: HashMap<MediaId, (i64, i64)>,
     /// `helpline_rtp_lost_packets_total` and `helpline_rtp_jitter_seconds`, in and out.
     lost_in: Counter,
     lost_out: Counter,
@@ -450,7 +448,6 @@ impl CoreMetrics {
             lost_out: metrics.counter(RTP_LOST, &[("direction", "out")]),
             jitter_in: metrics.histogram_with(RTP_JITTER, &[("direction", "in")]),
             jitter_out: metrics.histogram_with(RTP_JITTER, &[("direction", "out")]),
-            rtcp_lost: HashMap::new(),
             invite_answer: metrics.histogram(INVITE_ANSWER),
             first_prompt: metrics.histogram(FIRST_PROMPT),
             key_action: metrics.histogram(KEY_ACTION),
@@ -584,30 +581,16 @@ impl CoreMetrics {
     pub fn closed(&mut self, id: MediaId) {
         self.first_rtp.remove(&id);
         self.keys.remove(&id);
-        self.rtcp_lost.remove(&id);
     }
 
-    /// Session `id`'s RTCP statistics after a report sent or received: the loss counters move by what
-    /// is new since its previous statistics (a cumulative count that went down, through duplicates or
-    /// a restarted stream, moves nothing), and the jitter that is fresh is observed.
-    pub fn rtcp(&mut self, id: MediaId, s: &crate::media::rtcp::RtcpStats) {
+    /// A media session's RTCP statistics after a report sent or received: the loss counters move by
+    /// what the session says is new (so a late event cannot count a loss twice), and the jitter that is
+    /// fresh is observed.
+    pub fn rtcp(&mut self, s: &crate::media::rtcp::RtcpStats) {
         use crate::media::rtcp::{ReportCause, CLOCK_RATE};
         let seconds = |units: u32| f64::from(units) / CLOCK_RATE as f64;
-        let lost_out = s.remote.map_or(0, |r| i64::from(r.cumulative_lost));
-        let room = self.rtcp_lost.len() < MAX_PENDING;
-        let (seen_in, seen_out) = match self.rtcp_lost.get_mut(&id) {
-            Some(seen) => seen,
-            None if room => self.rtcp_lost.entry(id).or_insert((0, 0)),
-            None => return,
-        };
-        if s.lost > *seen_in {
-            self.lost_in.increment((s.lost - *seen_in) as u64);
-            *seen_in = s.lost;
-        }
-        if lost_out > *seen_out {
-            self.lost_out.increment((lost_out - *seen_out) as u64);
-            *seen_out = lost_out;
-        }
+        self.lost_in.increment(s.new_lost);
+        self.lost_out.increment(s.new_remote_lost);
         match (s.cause, s.remote) {
             (ReportCause::Sent, _) if s.packets_received > 0 => {
                 self.jitter_in.record(seconds(s.jitter));

@@ -404,3 +404,23 @@ proptest::proptest! {
         let _ = us.handle(t0, &ntp(t0), OURS, &v);
     }
 }
+
+#[test]
+fn snapshots_hand_out_each_loss_once() {
+    let t0 = Instant::now();
+    let mut r = Rtcp::new(t0, DEFAULT_INTERVAL, 1);
+    feed(&mut r, t0, [1, 2, 5]);
+    let s = r.snapshot(ReportCause::Sent, OURS);
+    assert_eq!((s.lost, s.new_lost), (2, 2));
+    assert_eq!(
+        r.snapshot(ReportCause::Sent, OURS).new_lost,
+        0,
+        "nothing new"
+    );
+    // A late packet brings the cumulative count down: nothing new until it passes 2 again.
+    feed(&mut r, t0, [3]);
+    assert_eq!(r.snapshot(ReportCause::Sent, OURS).new_lost, 0);
+    feed(&mut r, t0, [8]);
+    let s = r.snapshot(ReportCause::Sent, OURS);
+    assert_eq!((s.lost, s.new_lost), (3, 1));
+}
