@@ -134,9 +134,7 @@ fn main() -> std::io::Result<()> {
     let n = args.pairs;
     let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = MediaEngine::start(
-        MediaEngineConfig {
-            bind_ip: "127.0.0.1".parse().expect("literal address"),
-        },
+        MediaEngineConfig::new("127.0.0.1".parse().expect("literal address")),
         events,
     )?;
     let span = u16::try_from(n * 4 + 64).unwrap_or(u16::MAX);

@@ -65,9 +65,7 @@ fn main() -> std::io::Result<()> {
     let span = u16::try_from(n * 2 + 64).unwrap_or(u16::MAX);
     let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = MediaEngine::start(
-        MediaEngineConfig {
-            bind_ip: "127.0.0.1".parse().expect("literal address"),
-        },
+        MediaEngineConfig::new("127.0.0.1".parse().expect("literal address")),
         events,
     )?;
     // Ports are chosen as the call layer chooses them; the engine binds what it is told.

@@ -82,6 +82,10 @@ pub enum Command {
         /// Milliseconds to wait for the caller's first RTP after the ACK before the first prompt starts.
         #[arg(long, default_value_t = 300)]
         first_prompt_delay_ms: u64,
+        /// Milliseconds between RTCP reports on each call leg, before RFC 3550's randomisation to
+        /// 0.5–1.5 times it (the first report comes after half of it).
+        #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..))]
+        rtcp_interval_ms: u64,
         /// Seconds a caller may stay in the menus before helpline hangs up.
         #[arg(long, default_value_t = 900)]
         max_ivr_secs: u64,
@@ -314,6 +318,7 @@ pub fn main() -> ExitCode {
             rtp_timeout_secs,
             ring_ms,
             first_prompt_delay_ms,
+            rtcp_interval_ms,
             max_ivr_secs,
             t1_ms,
             no_watch,
@@ -348,6 +353,7 @@ pub fn main() -> ExitCode {
                 rtp_timeout: Duration::from_secs(rtp_timeout_secs),
                 ring: Duration::from_millis(ring_ms),
                 first_prompt_delay: Duration::from_millis(first_prompt_delay_ms),
+                rtcp_interval: Duration::from_millis(rtcp_interval_ms),
                 max_ivr: Duration::from_secs(max_ivr_secs),
                 watch_menus: !no_watch,
                 pretend_time,

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     /// The first prompt starts at the caller's first RTP packet after the ACK, or after this delay
     /// when the caller sends no RTP (default 300 ms), so its first words are not lost.
     pub first_prompt_delay: Duration,
+    /// RTCP report interval on each call leg before randomisation (default 5 s, RFC 3550 §6.2).
+    pub rtcp_interval: Duration,
     /// The address announced in SDP and Via when listening on the unspecified address (default: the
     /// address each caller sent its INVITE to).
     pub advertise_ip: Option<std::net::IpAddr>,
@@ -83,6 +85,7 @@ impl Default for ServerConfig {
             drain: Duration::from_secs(30),
             rtp_timeout: Duration::from_secs(30),
             first_prompt_delay: Duration::from_millis(300),
+            rtcp_interval: crate::media::rtcp::DEFAULT_INTERVAL,
             max_ivr: Duration::from_secs(15 * 60),
             advertise_ip: None,
             pretend_time: None,

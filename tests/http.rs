@@ -390,7 +390,7 @@ fn every_metric_the_deploy_files_query_is_exported() {
     let panels = dashboard["panels"].as_array().expect("panels").len();
     assert!(exprs.len() >= panels, "every panel has a query");
 
-    let rules: serde_yaml::Value = serde_yaml::from_str(
+    let rules: serde_norway::Value = serde_norway::from_str(
         &std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).expect("the rules"),
     )
     .expect("the rules are YAML");
@@ -409,7 +409,7 @@ fn every_metric_the_deploy_files_query_is_exported() {
     ] {
         assert!(alerts.contains(a), "alert {a} missing: {alerts:?}");
     }
-    let scrape_cfg: serde_yaml::Value = serde_yaml::from_str(
+    let scrape_cfg: serde_norway::Value = serde_norway::from_str(
         &std::fs::read_to_string(root.join("deploy/prometheus/prometheus.yml")).expect("config"),
     )
     .expect("the scrape config is YAML");

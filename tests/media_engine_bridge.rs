@@ -135,13 +135,8 @@ impl Phone {
 
 fn start() -> (MediaHandle, Events) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let engine = MediaEngine::start(
-        MediaEngineConfig {
-            bind_ip: "127.0.0.1".parse().unwrap(),
-        },
-        tx,
-    )
-    .unwrap();
+    let engine =
+        MediaEngine::start(MediaEngineConfig::new("127.0.0.1".parse().unwrap()), tx).unwrap();
     (engine, rx)
 }
 
@@ -472,5 +467,75 @@ fn rtp_timeout_still_fires_per_session_while_bridged() {
         // Its packets crossed the bridge the whole time.
         let (h, _, _) = c.agent.recv().await;
         assert_eq!(h.payload_type, 8);
+    });
+}
+
+/// Bridged legs report RTCP too: the agent's leg counts the relayed packets as its own sent ones
+/// (its SR's packet count), the caller's leg the packets it received.
+#[test]
+fn bridged_legs_report_rtcp_with_relayed_packets_counted() {
+    runtime().block_on(async {
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let engine = MediaEngine::start(
+            MediaEngineConfig {
+                rtcp_interval: Duration::from_millis(100),
+                ..MediaEngineConfig::new("127.0.0.1".parse().unwrap())
+            },
+            tx,
+        )
+        .unwrap();
+        let mut caller = Phone::new(0x0CA1_1E55).await;
+        let mut agent = Phone::new(0x0A6E_0007).await;
+        caller.engine_port = free_pair();
+        engine
+            .open(
+                CALLER,
+                caller.engine_port,
+                cfg(Law::Ulaw, 0, 101, caller.addr(), 11),
+            )
+            .unwrap();
+        agent.engine_port = free_pair();
+        engine
+            .open(
+                AGENT,
+                agent.engine_port,
+                cfg(Law::Ulaw, 0, 101, agent.addr(), 22),
+            )
+            .unwrap();
+        engine.bridge(CALLER, AGENT);
+        // The agent phone sends first, so its leg has latched and the relay has a destination.
+        agent.audio(0, &ulaw_speech(1)).await;
+        let _ = caller.recv().await;
+        for k in 0..10 {
+            caller.audio(0, &ulaw_speech(k)).await;
+            let _ = agent.recv().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let quiet = Instant::now();
+        let stats = |id: MediaId, ev: &(MediaId, MediaEvent)| match ev {
+            (i, MediaEvent::Rtcp(s)) if *i == id => Some(*s),
+            _ => None,
+        };
+        // A report taken after the last packet (the interval is 100 ms, randomised).
+        let (ev, _) = wait_for(&mut events, |e| {
+            stats(AGENT, e).is_some_and(|s| s.packets_sent >= 10) && Instant::now() > quiet
+        })
+        .await;
+        let agent_side = stats(AGENT, &ev).unwrap();
+        assert_eq!(
+            agent_side.packets_sent, 10,
+            "relayed toward the agent: {agent_side:?}"
+        );
+        assert_eq!(agent_side.packets_received, 1);
+        let (ev, _) = wait_for(&mut events, |e| {
+            stats(CALLER, e).is_some_and(|s| s.packets_received >= 10)
+        })
+        .await;
+        let caller_side = stats(CALLER, &ev).unwrap();
+        assert_eq!((caller_side.packets_received, caller_side.lost), (10, 0));
+        assert_eq!(
+            caller_side.packets_sent, 1,
+            "the agent's one packet, relayed"
+        );
     });
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use helpline::media::codec::Law;
+use helpline::media::rtcp::{NtpClock, ReportCause};
 use helpline::media::rtp;
 use helpline::media::session::{MediaConfig, MediaEvent, MediaSession, ReorderWindow, FRAME};
 use helpline::prompts::Prompt;
@@ -13,6 +14,10 @@ use helpline::prompts::Prompt;
 const SDP_REMOTE: &str = "198.51.100.7:4000";
 const NAT_SOURCE: &str = "203.0.113.9:61000";
 const THIRD_PARTY: &str = "192.0.2.66:5004";
+
+fn ntp(t0: Instant) -> NtpClock {
+    NtpClock::from_unix(t0, Duration::from_secs(1_800_000_000))
+}
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -487,20 +492,26 @@ fn third_party_packets_do_not_keep_the_call_alive() {
 }
 
 #[test]
-fn rtcp_is_accepted_and_ignored() {
+fn rtcp_from_a_stranger_is_counted_and_never_latches() {
     let t0 = Instant::now();
+    let clock = ntp(t0);
     let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
     // A receiver report (PT 201), on the RTCP port and multiplexed on the RTP port.
     let rr = [
         0x81, 0xc9, 0x00, 0x07, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0,
     ];
-    s.handle_rtcp(t0, addr(THIRD_PARTY), &rr);
+    s.handle_rtcp(t0, &clock, addr(THIRD_PARTY), &rr);
     assert!(
         !s.handle_rtp(t0, addr(THIRD_PARTY), &rr),
         "RTCP is not accepted"
     );
     assert_eq!(s.poll_event(), None, "no latch on RTCP");
+    assert_eq!(
+        s.rtcp_stats(ReportCause::Received).malformed,
+        1,
+        "a stranger's report is ignored"
+    );
     s.handle_rtp(t0, addr(NAT_SOURCE), &audio_packet(1, 0));
     assert_eq!(
         s.poll_event(),
@@ -600,7 +611,7 @@ fn garbage_never_panics() {
                 *b = [0u8, 8, 101, 13, 0x80 | 101][len % 5];
             }
             s.handle_rtp(t0, src, &p);
-            s.handle_rtcp(t0, src, &p);
+            s.handle_rtcp(t0, &ntp(t0), src, &p);
         }
     }
     // Audio payloads of odd sizes (0, 1, 161, 1000 bytes) and wrapped sequence numbers.
@@ -1102,5 +1113,96 @@ fn rtp_timeout_still_runs_while_held_sendonly() {
         evs,
         [(Duration::from_secs(30), MediaEvent::RtpTimeout)],
         "a silent held caller still times out (the call decides); the menu does not finish"
+    );
+}
+
+#[test]
+fn rtcp_reports_go_to_the_latched_source_port_plus_one_and_the_peers_come_back_as_events() {
+    let t0 = Instant::now();
+    let clock = ntp(t0);
+    let interval = Duration::from_millis(1000);
+    let mut s = MediaSession::with_rtcp_interval(t0, config(Law::Ulaw, 0), interval);
+    let mut buf = [0u8; 1500];
+    let unanswered = MediaConfig {
+        remote: None,
+        ..config(Law::Ulaw, 0)
+    };
+    let silent = MediaSession::with_rtcp_interval(t0, unanswered, interval);
+    assert_eq!(
+        silent.poll_rtcp_timeout(),
+        None,
+        "no report before a remote is known"
+    );
+    let mut seq = 0u16;
+    let mut now = t0;
+    let mut ssrc = None;
+    s.play(now, prompt("welcome", 200));
+    let mut report = None;
+    // 20 ms pacing both ways until the first report.
+    while report.is_none() {
+        s.handle_rtp(now, addr(NAT_SOURCE), &audio_packet(seq, 0));
+        seq += 1;
+        while let Some((_, n)) = s.poll_transmit(now, &mut buf) {
+            ssrc = Some(u32::from_be_bytes(buf[8..12].try_into().unwrap()));
+            assert!(n > 12);
+        }
+        if let Some((dst, n)) = s.poll_rtcp(now, &clock, &mut buf) {
+            report = Some((now, dst, buf[..n].to_vec()));
+        }
+        now += FRAME;
+    }
+    let (at, dst, packet) = report.unwrap();
+    let first = at - t0;
+    assert!(
+        first >= interval / 4 && first <= interval * 3 / 4,
+        "{first:?}"
+    );
+    let nat = addr(NAT_SOURCE);
+    assert_eq!(
+        dst,
+        SocketAddr::new(nat.ip(), nat.port() + 1),
+        "RTP source's port + 1"
+    );
+    assert_eq!(packet[1], 200, "an SR while prompts play");
+    assert_eq!(
+        Some(u32::from_be_bytes(packet[4..8].try_into().unwrap())),
+        ssrc
+    );
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    let stats = events
+        .iter()
+        .find_map(|e| match e {
+            MediaEvent::Rtcp(st) => Some(*st),
+            _ => None,
+        })
+        .expect("an Rtcp event for the report sent");
+    assert_eq!(stats.cause, ReportCause::Sent);
+    assert_eq!(stats.packets_received, u64::from(seq));
+    assert_eq!((stats.lost, stats.reports_sent), (0, 1));
+
+    // The peer's RR from another port of its IP: read, and its source becomes our RTCP destination.
+    let peer_rtcp = SocketAddr::new(nat.ip(), 61_555);
+    let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 9];
+    rr.extend_from_slice(&ssrc.unwrap().to_be_bytes());
+    rr.extend_from_slice(&[64, 0, 0, 3, 0, 0, 0, 9, 0, 0, 0, 40, 0, 0, 0, 0, 0, 0, 0, 0]);
+    s.handle_rtcp(now, &clock, peer_rtcp, &rr);
+    let Some(MediaEvent::Rtcp(got)) = s.poll_event() else {
+        panic!("an Rtcp event for the report received");
+    };
+    assert_eq!(got.cause, ReportCause::Received);
+    let remote = got.remote.expect("their view of our stream");
+    assert_eq!(
+        (remote.fraction_lost, remote.cumulative_lost, remote.jitter),
+        (64, 3, 40)
+    );
+    let next = s.poll_rtcp_timeout().expect("scheduled");
+    let (dst, _) = s.poll_rtcp(next, &clock, &mut buf).expect("due");
+    assert_eq!(dst, peer_rtcp, "symmetric RTCP");
+    // Closing: the last report carries a BYE.
+    let (_, n) = s.bye(next, &clock, &mut buf).expect("a bye");
+    assert!(
+        buf[..n].windows(2).any(|w| w == [0x81, 203]),
+        "{:02x?}",
+        &buf[..n]
     );
 }

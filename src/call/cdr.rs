@@ -131,6 +131,70 @@ pub struct Cdr {
     pub transfer_result: Option<TransferResult>,
     /// The far end's final response code to our transfer INVITE (e.g. 200, 486, 503), if one came.
     pub transfer_status: Option<u16>,
+    /// Per media leg (the caller's, an agent's, a transfer's far end), RTCP's view of its audio, as of
+    /// the last report sent or received on it; left out when no leg had media.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rtcp: Vec<CdrRtcp>,
+}
+
+/// Which leg of a call a [`CdrRtcp`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RtcpLeg {
+    /// The caller's leg.
+    Caller,
+    /// The agent side (every agent leg of a routed call shares one media session).
+    Agent,
+    /// The far end of a menu `transfer`.
+    Transfer,
+}
+
+/// One leg's audio quality from RTCP (RFC 3550 §6.4), as written in the CDR's `rtcp`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CdrRtcp {
+    /// The leg.
+    pub leg: RtcpLeg,
+    /// RTP packets helpline sent on it (prompts and relayed audio).
+    pub packets_sent: u64,
+    /// RTP packets helpline accepted from the far end.
+    pub packets_received: u64,
+    /// The far end's packets that never arrived (RFC 3550 A.3; negative when duplicated).
+    pub lost: i64,
+    /// Interarrival jitter of the far end's RTP as helpline measured it (RFC 3550 A.8), ms.
+    pub jitter_ms: f64,
+    /// Our packets the far end reports lost (its last report block about our stream).
+    pub remote_lost: Option<i64>,
+    /// The jitter of our RTP as the far end reports it, ms.
+    pub remote_jitter_ms: Option<f64>,
+    /// Round trip from the far end's LSR/DLSR echo of our sender report, ms (0.1 ms resolution).
+    pub rtt_ms: Option<f64>,
+    /// RTCP compound packets helpline sent on the leg.
+    pub reports_sent: u32,
+    /// Valid RTCP compound packets received from the far end.
+    pub reports_received: u32,
+    /// RTCP datagrams ignored: malformed, or from an address that is not the far end's.
+    pub reports_malformed: u32,
+}
+
+impl CdrRtcp {
+    /// The CDR's view of one leg's statistics.
+    pub fn new(leg: RtcpLeg, s: &crate::media::rtcp::RtcpStats) -> CdrRtcp {
+        // Timestamp units of the 8 kHz clock: 8 per millisecond.
+        let ms = |units: u32| f64::from(units) / 8.0;
+        CdrRtcp {
+            leg,
+            packets_sent: s.packets_sent,
+            packets_received: s.packets_received,
+            lost: s.lost,
+            jitter_ms: ms(s.jitter),
+            remote_lost: s.remote.map(|r| i64::from(r.cumulative_lost)),
+            remote_jitter_ms: s.remote.map(|r| ms(r.jitter)),
+            rtt_ms: s.rtt.map(|d| (d.as_secs_f64() * 10_000.0).round() / 10.0),
+            reports_sent: s.reports_sent,
+            reports_received: s.reports_received,
+            reports_malformed: s.malformed,
+        }
+    }
 }
 
 impl Cdr {

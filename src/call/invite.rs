@@ -354,6 +354,7 @@ impl Calls {
             scheduled: None,
             queued: None,
             transfer: None,
+            rtcp: Vec::new(),
         };
         self.calls.insert(key, call);
         self.by_call_id.insert(call_id, (key, LegId::CALLER));

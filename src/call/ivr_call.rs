@@ -250,8 +250,9 @@ impl IvrCall {
                     self.next_prompt_if_idle();
                 }
             }
-            // The registry handles the engine's own report; it never reaches here.
-            MediaEvent::BindFailed { .. } => {}
+            // The registry handles the engine's own report and the RTCP statistics; they never
+            // reach here.
+            MediaEvent::BindFailed { .. } | MediaEvent::Rtcp(_) => {}
             MediaEvent::RtpTimeout => {
                 // Silence on RTP alone does not end a call whose caller still talks SIP (e.g. on hold).
                 if now.saturating_duration_since(self.last_sip_activity) >= self.rtp_timeout

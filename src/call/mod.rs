@@ -47,7 +47,10 @@ use rand::SeedableRng;
 
 pub use crate::media::MediaId;
 pub use capture::{CaptureEvent, CaptureId, CapturedSip};
-pub use cdr::{Cdr, CdrDigit, EndReason, QueueTried, TransferResult, WallClock, MAX_CDR_DIGITS};
+pub use cdr::{
+    Cdr, CdrDigit, CdrRtcp, EndReason, QueueTried, RtcpLeg, TransferResult, WallClock,
+    MAX_CDR_DIGITS,
+};
 pub use ivr_call::{
     CallInput, CallOutput, CallTiming, IvrCall, CONNECTING_PROMPT, QUEUE_ANNOUNCE_PROMPTS,
     RINGBACK_TONE,
@@ -366,6 +369,10 @@ impl Calls {
         let _in_call = span.enter();
         if let MediaEvent::BindFailed { port } = event {
             self.on_bind_failed(now, key, port);
+        } else if let MediaEvent::Rtcp(stats) = event {
+            if let Some(call) = self.calls.get_mut(&key) {
+                call.record_rtcp(id, stats);
+            }
         } else if let Some(call) = self.calls.get_mut(&key) {
             if call.media.id == id {
                 call.ivr.handle(now, CallInput::Media(event));
@@ -1074,6 +1081,11 @@ impl Calls {
         let answered = call.queued.as_ref().and_then(|q| q.answered.clone());
         let talk_end = call.queued.as_ref().and_then(|q| q.talk_end).unwrap_or(now);
         let mut cdr = call.ivr.finish(now, reason);
+        cdr.rtcp = call
+            .rtcp
+            .iter()
+            .map(|(_, leg, stats)| CdrRtcp::new(*leg, stats))
+            .collect();
         if let Some((agent, at)) = answered {
             cdr.agent = Some(agent.to_string());
             let talk = talk_end.saturating_duration_since(at);

@@ -3,10 +3,11 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::call::cdr::EndReason;
+use crate::call::cdr::{EndReason, RtcpLeg};
 use crate::call::ivr_call::IvrCall;
 use crate::call::leg::{Leg, LegId, LegKind, TransferLeg, UacLeg, UasLeg};
 use crate::media::codec::Law;
+use crate::media::rtcp::RtcpStats;
 use crate::media::session::MediaConfig;
 use crate::media::MediaId;
 use crate::sdp::{self, SdpOffer, SessionDescription};
@@ -55,6 +56,8 @@ pub(crate) struct Call {
     /// `call{call_id=…}`: entered whenever the registry handles something of this call, so every log
     /// line about it (its agent and transfer legs' included) carries the caller's Call-ID.
     pub(crate) span: tracing::Span,
+    /// The last RTCP statistics of each of the call's media sessions, in the order they first came.
+    pub(crate) rtcp: Vec<(MediaId, RtcpLeg, RtcpStats)>,
 }
 
 /// A transferred call's far side: its leg, media session and timing.
@@ -105,6 +108,25 @@ pub(crate) struct AgentMedia {
 }
 
 impl Call {
+    /// Keeps `stats` as the latest of session `id` (the caller's, the agent side's or the transfer's;
+    /// a session the call no longer names is ignored).
+    pub(crate) fn record_rtcp(&mut self, id: MediaId, stats: RtcpStats) {
+        let side = |m: Option<&AgentMedia>| m.is_some_and(|m| m.id == id);
+        let leg = if self.media.id == id {
+            RtcpLeg::Caller
+        } else if side(self.queued.as_ref().and_then(|q| q.media.as_ref())) {
+            RtcpLeg::Agent
+        } else if side(self.transfer.as_ref().and_then(|t| t.media.as_ref())) {
+            RtcpLeg::Transfer
+        } else {
+            return;
+        };
+        match self.rtcp.iter_mut().find(|(m, _, _)| *m == id) {
+            Some(entry) => entry.2 = stats,
+            None => self.rtcp.push((id, leg, stats)),
+        }
+    }
+
     pub(crate) fn caller(&self) -> &UasLeg {
         match &self.legs[0].kind {
             LegKind::Caller(uas) => uas,

@@ -6,7 +6,7 @@
 //! one call. It does not receive or send datagrams, check where a packet came from (the driver hands
 //! it only packets from the in leg's latched source, after `MediaSession::handle_rtp` has seen them for
 //! latching and DTMF), pick the destination (the out leg's `MediaSession::destination`), mix,
-//! resample, buffer for jitter, or relay RTCP (helpline sends none).
+//! resample, buffer for jitter, or relay RTCP (each leg's session sends and reads its own reports).
 //!
 //! # What the receiver on the out leg sees
 //!

@@ -7,6 +7,7 @@
 pub mod bridge;
 pub mod codec;
 pub mod dtmf;
+pub mod rtcp;
 pub mod rtp;
 pub mod session;
 

@@ -52,6 +52,19 @@
 //!   [`MediaEvent::RtpTimeout`] once per period (again after another silent period); the call decides
 //!   whether SIP activity keeps the call alive. A pause for `a=sendonly`/`a=inactive` hold does not
 //!   stop it (the call decides what silence on hold means); with no remote (`c=0.0.0.0`) it is off.
+//!
+//! # RTCP (RFC 3550 §6, on the RTP port + 1)
+//!
+//! * Every RTP packet in (accepted) and out (prompts; relayed audio through
+//!   [`MediaSession::on_relayed`]) updates the [`Rtcp`] statistics: plain arithmetic, no allocation.
+//! * From the moment the session knows its peer (a remote in its configuration), a report (SR while we
+//!   send, else RR; SDES CNAME) is due every interval, randomised ([`rtcp`](crate::media::rtcp)); [`MediaSession::poll_rtcp`] writes it and
+//!   [`MediaSession::bye`] writes the last one with a BYE when the session closes. It goes to the
+//!   source the peer's RTCP came from, else to the RTP destination's port + 1; with no remote
+//!   (`c=0.0.0.0`) nothing is sent (RFC 3264 §8.4), on `a=sendonly`/`a=inactive` hold reports go on.
+//! * [`MediaSession::handle_rtcp`] reads the peer's compound packets from the latched source's or the
+//!   SDP's IP (others are counted as malformed, as are packets that do not parse).
+//! * Each report sent or valid one received emits [`MediaEvent::Rtcp`] with the statistics so far.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -65,6 +78,7 @@ use crate::media::codec::Law;
 use crate::media::dtmf::inband::InbandDetector;
 use crate::media::dtmf::rfc4733::Rfc4733Detector;
 pub use crate::media::dtmf::{DetectedDigit, DigitMethod};
+use crate::media::rtcp::{self, NtpClock, ReportCause, Rtcp, RtcpStats};
 use crate::media::rtp::{self, RtpContinuation, RtpHeader};
 use crate::prompts::{Prompt, FRAME_SAMPLES};
 
@@ -129,6 +143,8 @@ pub enum MediaEvent {
         /// The RTP port that could not be bound.
         port: u16,
     },
+    /// An RTCP report was sent or received: the leg's statistics so far (for the CDR and metrics).
+    Rtcp(RtcpStats),
 }
 
 #[derive(Debug)]
@@ -312,13 +328,27 @@ pub struct MediaSession {
     seen_telephone_event: bool,
     inband: InbandDetector,
     reorder: ReorderWindow,
+    rtcp: Rtcp,
+    /// Where the peer's RTCP comes from (symmetric RTCP); reports go there once known.
+    rtcp_peer: Option<SocketAddr>,
 }
 
 impl MediaSession {
-    /// A session with nothing playing and nothing received yet.
+    /// A session with nothing playing and nothing received yet, reporting RTCP every 5 s.
     pub fn new(now: Instant, cfg: MediaConfig) -> Self {
+        Self::with_rtcp_interval(now, cfg, rtcp::DEFAULT_INTERVAL)
+    }
+
+    /// A session whose RTCP reports go out every `interval` (randomised, see [`rtcp`]).
+    pub fn with_rtcp_interval(now: Instant, cfg: MediaConfig, interval: Duration) -> Self {
         let mut rng = SmallRng::seed_from_u64(cfg.seed);
+        let mut rtcp = Rtcp::new(now, interval, cfg.seed);
+        if cfg.remote.is_some() {
+            rtcp.start(now);
+        }
         MediaSession {
+            rtcp,
+            rtcp_peer: None,
             ssrc: rng.gen(),
             next_seq: rng.gen(),
             initial_ts: rng.gen(),
@@ -350,6 +380,7 @@ impl MediaSession {
         let was_paused = self.paused();
         if cfg.remote != self.cfg.remote {
             self.latched = None;
+            self.rtcp_peer = None;
         }
         self.relatch = true;
         self.cfg = MediaConfig {
@@ -358,6 +389,11 @@ impl MediaSession {
         };
         self.rx_base = now;
         self.reorder = ReorderWindow::new();
+        if self.cfg.remote.is_some() {
+            // Scheduled here, not at the first packet: a receive task cannot re-arm the engine's
+            // timer, and a bridged leg plays nothing that would.
+            self.rtcp.start(now);
+        }
         if was_paused && !self.paused() {
             self.resume(now);
         }
@@ -413,6 +449,7 @@ impl MediaSession {
             }
         }
         self.rx_base = now;
+        self.rtcp.on_rtp_received(now, &header, is_audio);
         if is_dtmf {
             self.seen_telephone_event = true;
             if let Some(digit) = self.rfc4733.handle(now, header.timestamp, payload) {
@@ -445,9 +482,78 @@ impl MediaSession {
         true
     }
 
-    /// Accepts a datagram from the RTCP port and ignores it: helpline neither needs the caller's
-    /// reports nor sends its own (RTP keeps flowing, and the RTP timeout covers liveness).
-    pub fn handle_rtcp(&mut self, _now: Instant, _src: SocketAddr, _packet: &[u8]) {}
+    /// Handles one datagram from the RTCP port (module doc): a valid compound from the peer's IP
+    /// updates what it reports about our stream and emits [`MediaEvent::Rtcp`]; anything else is
+    /// counted as malformed. `ntp` maps `now` to wall time (for the round trip).
+    pub fn handle_rtcp(&mut self, now: Instant, ntp: &NtpClock, src: SocketAddr, packet: &[u8]) {
+        let ip = Some(src.ip());
+        if ip != self.latched.map(|a| a.ip()) && ip != self.cfg.remote.map(|a| a.ip()) {
+            self.rtcp.count_ignored();
+            return;
+        }
+        if self.rtcp.handle(now, ntp, self.ssrc, packet).is_ok() {
+            self.rtcp_peer = Some(src);
+            let stats = self.rtcp.snapshot(ReportCause::Received, self.ssrc);
+            self.events.push_back(MediaEvent::Rtcp(stats));
+        }
+    }
+
+    /// Where our RTCP goes: the peer's RTCP source, else the RTP destination's port + 1; nowhere
+    /// without a remote (`c=0.0.0.0`).
+    fn rtcp_destination(&self) -> Option<SocketAddr> {
+        self.cfg.remote?;
+        self.rtcp_peer.or_else(|| {
+            let rtp = self.latched.or(self.cfg.remote)?;
+            Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
+        })
+    }
+
+    /// Writes the RTCP report due at `now` into `buf` and returns its destination and length; `None`
+    /// when none is due (call until `None`). Emits [`MediaEvent::Rtcp`] for a report written.
+    pub fn poll_rtcp(
+        &mut self,
+        now: Instant,
+        ntp: &NtpClock,
+        buf: &mut [u8],
+    ) -> Option<(SocketAddr, usize)> {
+        if !self.rtcp.due(now) {
+            return None;
+        }
+        let Some(dst) = self.rtcp_destination() else {
+            self.rtcp.skip(now);
+            return None;
+        };
+        let n = self.rtcp.write_report(now, ntp, self.ssrc, false, buf)?;
+        let stats = self.rtcp.snapshot(ReportCause::Sent, self.ssrc);
+        self.events.push_back(MediaEvent::Rtcp(stats));
+        Some((dst, n))
+    }
+
+    /// The session is closing: the last report, with a BYE (RFC 3550 §6.6), if media ever flowed.
+    pub fn bye(
+        &mut self,
+        now: Instant,
+        ntp: &NtpClock,
+        buf: &mut [u8],
+    ) -> Option<(SocketAddr, usize)> {
+        self.rtcp.poll_timeout()?;
+        let dst = self.rtcp_destination()?;
+        let n = self.rtcp.write_report(now, ntp, self.ssrc, true, buf)?;
+        Some((dst, n))
+    }
+
+    /// A relayed packet (already rewritten into this leg's stream) left this leg's socket at `now`:
+    /// counted as ours for the sender report.
+    pub fn on_relayed(&mut self, now: Instant, packet: &[u8]) {
+        if let Ok((h, payload)) = rtp::parse(packet) {
+            self.rtcp.on_rtp_sent(now, h.timestamp, payload.len());
+        }
+    }
+
+    /// The RTCP statistics now.
+    pub fn rtcp_stats(&self, cause: ReportCause) -> RtcpStats {
+        self.rtcp.stats(cause, self.ssrc)
+    }
 
     /// Advances timers: RTP timeout and end of the current prompt. Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -517,6 +623,7 @@ impl MediaSession {
                 ssrc: self.ssrc,
             };
             let n = rtp::write(buf, &header, payload).ok()?;
+            self.rtcp.on_rtp_sent(due, ts, payload.len());
             self.next_seq = self.next_seq.wrapping_add(1);
             self.marker_pending = false;
             self.last_sent_due = Some(due);
@@ -570,6 +677,13 @@ impl MediaSession {
     /// Next queued event for the call.
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
         self.events.pop_front()
+    }
+
+    /// When the next RTCP report is due ([`MediaSession::poll_rtcp`]); a driver wakes at the earlier
+    /// of this and [`MediaSession::poll_timeout`]. Kept apart so that a driver of RTP alone (the
+    /// session tests, the load examples) never sees a deadline it does not serve.
+    pub fn poll_rtcp_timeout(&self) -> Option<Instant> {
+        self.rtcp.poll_timeout()
     }
 
     /// When `handle_timeout`/`poll_transmit` next have work: the next frame, the end of the prompt or

@@ -162,6 +162,7 @@ impl Core {
             match &event {
                 MediaEvent::FirstRtp { .. } => m.first_rtp(now, id),
                 MediaEvent::Digit(_) => m.key(now, id),
+                MediaEvent::Rtcp(stats) => m.rtcp(stats),
                 _ => {}
             }
         }

@@ -25,7 +25,10 @@
 //!   a caller's jitter buffer. A tokio sleep 2 ms past the deadline stays armed as a safety net.
 //! * One small receive task per session socket: `recv_from` into a buffer allocated once with the task,
 //!   then `handle_rtp`; every session's events go, tagged with its [`MediaId`], into the one channel
-//!   given to [`MediaEngine::start`]. RTCP on port+1 is read and ignored (copied when captured).
+//!   given to [`MediaEngine::start`]. RTCP on port+1 is read by a task of its own and handed to the
+//!   session (`MediaSession::handle_rtcp`; copied when captured); the session's reports are due from the
+//!   same heap (`MediaSession::poll_rtcp_timeout`) and leave from the RTCP socket, and a session closed
+//!   sends its last report with a BYE.
 //!   Receiving never makes a session's next deadline earlier (it only pushes the RTP timeout back), so
 //!   receive tasks never need to wake the pacer; a deadline that moved later is found stale and
 //!   re-armed when it pops.
@@ -87,6 +90,7 @@ use tokio::task::{JoinHandle, LocalSet};
 
 pub use crate::call::CaptureId;
 use crate::media::bridge::Bridge;
+use crate::media::rtcp::NtpClock;
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
 pub use crate::media::MediaId;
 use crate::prompts::Prompt;
@@ -153,11 +157,23 @@ type SendBuf = Rc<RefCell<Box<[u8; SEND_BUF]>>>;
 /// delay packets by more than a few microseconds.
 const COMMAND_BATCH: usize = 64;
 
-/// Where the engine binds its media sockets.
+/// Where the engine binds its media sockets, and how often sessions report RTCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaEngineConfig {
     /// Local address for every RTP/RTCP socket.
     pub bind_ip: IpAddr,
+    /// RTCP report interval before randomisation (`serve --rtcp-interval-ms`; RFC 3550's 5 s).
+    pub rtcp_interval: Duration,
+}
+
+impl MediaEngineConfig {
+    /// Sockets on `bind_ip`, RTCP every 5 s.
+    pub fn new(bind_ip: IpAddr) -> MediaEngineConfig {
+        MediaEngineConfig {
+            bind_ip,
+            rtcp_interval: crate::media::rtcp::DEFAULT_INTERVAL,
+        }
+    }
 }
 
 /// Where a session lives in the engine's slab; stale ones (after `close`) are ignored.
@@ -356,7 +372,8 @@ impl MediaEngine {
                 };
                 let _ = ready_tx.send(Ok(()));
                 let local = LocalSet::new();
-                local.block_on(&rt, Engine::new(events, thread_stats).run(rx));
+                let engine = Engine::new(events, thread_stats, cfg.rtcp_interval);
+                local.block_on(&rt, engine.run(rx));
             })?;
         ready_rx
             .recv()
@@ -463,6 +480,10 @@ struct Entry {
     /// streams), and `try_send_to` refuses to send until the reactor has seen the socket writable
     /// once, which dropped the first packet of a session opened and played within one reactor turn.
     socket: Rc<AsyncFd<UdpSocket>>,
+    /// The RTCP socket (port + 1), read by its own task; reports are sent from it directly.
+    rtcp_socket: Rc<AsyncFd<UdpSocket>>,
+    /// Wall time for the sessions' RTCP (the engine's one clock mapping).
+    ntp: NtpClock,
     id: MediaId,
     events: MediaEvents,
     /// Deadline this session is armed for in the heap; other heap entries for it are stale.
@@ -502,8 +523,16 @@ impl Tap {
     }
 
     fn received_rtcp(&self, at: Instant, from: SocketAddr, packet: &[u8]) {
-        let local = SocketAddr::new(self.local.ip(), self.local.port().wrapping_add(1));
-        self.copy(at, from, local, packet);
+        self.copy(at, from, self.local_rtcp(), packet);
+    }
+
+    /// A report we sent (few: every few seconds), outside the budget of sent packets.
+    fn sent_rtcp(&self, at: Instant, to: SocketAddr, packet: &[u8]) {
+        self.copy(at, self.local_rtcp(), to, packet);
+    }
+
+    fn local_rtcp(&self) -> SocketAddr {
+        SocketAddr::new(self.local.ip(), self.local.port().wrapping_add(1))
     }
 
     /// A paced prompt packet: the first few of each prompt.
@@ -562,6 +591,18 @@ struct Link {
 }
 
 impl Entry {
+    /// Sends one RTCP compound from this session's RTCP socket (a full buffer drops it, as for RTP).
+    fn send_rtcp(&self, now: Instant, dst: SocketAddr, packet: &[u8]) {
+        match self.rtcp_socket.get_ref().send_to(packet, dst) {
+            Ok(_) => {
+                if let Some(tap) = self.tap.borrow().as_ref() {
+                    tap.sent_rtcp(now, dst, packet);
+                }
+            }
+            Err(err) => tracing::trace!(%err, "rtcp report dropped"),
+        }
+    }
+
     fn forward_events(&self, session: &mut MediaSession) {
         while let Some(e) = session.poll_event() {
             // A call that has gone away no longer needs its events.
@@ -598,6 +639,10 @@ impl Entry {
         match peer.socket.get_ref().send_to(out, dst) {
             Ok(_) => {
                 self.stats.relayed.fetch_add(1, Ordering::Relaxed);
+                if let Some(s) = peer.session.borrow_mut().as_mut() {
+                    // The other leg's sender report counts what we relayed into its stream.
+                    s.on_relayed(now, out);
+                }
                 if let Some(tap) = peer.tap.borrow().as_ref() {
                     tap.sent(now, dst, out);
                 }
@@ -628,11 +673,19 @@ struct Engine {
     buf: SendBuf,
     /// Each captured call's budget, while a session of it is open.
     budgets: HashMap<CaptureId, std::rc::Weak<Budget>>,
+    rtcp_interval: Duration,
+    /// Instants to wall time, read once at start (RTCP sender reports).
+    ntp: NtpClock,
 }
 
 impl Engine {
-    fn new(events: MediaEvents, stats: Arc<SendStats>) -> Self {
+    fn new(events: MediaEvents, stats: Arc<SendStats>, rtcp_interval: Duration) -> Self {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Engine {
+            rtcp_interval,
+            ntp: NtpClock::from_unix(Instant::now(), unix),
             slots: Vec::new(),
             free: Vec::new(),
             heap: BinaryHeap::new(),
@@ -751,6 +804,7 @@ impl Engine {
             Command::Stop(id) => self.with_session(id, |s| s.stop_playout(now)),
             Command::Close(id) => {
                 self.unbridge(now, id);
+                self.send_bye(now, id);
                 if let Some(slot) = self.ids.remove(&id) {
                     if self.slot_entry(slot).is_some() {
                         self.remove(slot.index as usize);
@@ -807,7 +861,13 @@ impl Engine {
                     }
                 }
             }
-            None => *s = Some(MediaSession::new(now, cfg.clone())),
+            None => {
+                *s = Some(MediaSession::with_rtcp_interval(
+                    now,
+                    cfg.clone(),
+                    self.rtcp_interval,
+                ))
+            }
         }
         drop(s);
         self.arm(slot, &e);
@@ -913,13 +973,30 @@ impl Engine {
         self.arm(slot, &e);
     }
 
-    /// Puts the session's next deadline in the heap unless it is already armed for exactly that.
+    /// A closing session's last RTCP report, with its BYE.
+    fn send_bye(&mut self, now: Instant, id: MediaId) {
+        let Some((_, e)) = self.entry(id) else {
+            return;
+        };
+        let mut session = e.session.borrow_mut();
+        let Some(s) = session.as_mut() else { return };
+        let mut buf = self.buf.borrow_mut();
+        if let Some((dst, n)) = s.bye(now, &self.ntp, &mut buf[..]) {
+            if let Some(packet) = buf.get(..n) {
+                e.send_rtcp(now, dst, packet);
+            }
+        }
+    }
+
+    /// Puts the session's next deadline (RTP or RTCP) in the heap unless it is already armed for
+    /// exactly that.
     fn arm(&mut self, id: SlotId, e: &Entry) {
-        let next = e
-            .session
-            .borrow()
-            .as_ref()
-            .and_then(MediaSession::poll_timeout);
+        let next = e.session.borrow().as_ref().and_then(|s| {
+            match (s.poll_timeout(), s.poll_rtcp_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        });
         if next != e.scheduled.get() {
             e.scheduled.set(next);
             if let Some(t) = next {
@@ -968,6 +1045,11 @@ impl Engine {
                         }
                     }
                 }
+                while let Some((dst, n)) = s.poll_rtcp(horizon, &self.ntp, &mut buf[..]) {
+                    if let Some(packet) = buf.get(..n) {
+                        e.send_rtcp(horizon, dst, packet);
+                    }
+                }
                 e.forward_events(s);
             }
             self.arm(id, &e);
@@ -987,7 +1069,7 @@ impl Engine {
             return Ok(()); // a repeated command for a live session
         }
         let rtp = Rc::new(register_readable(rtp)?);
-        let rtcp = register_readable(rtcp)?;
+        let rtcp = Rc::new(register_readable(rtcp)?);
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -1008,10 +1090,16 @@ impl Engine {
         let events = self.events.clone();
         let entry = Rc::new_cyclic(|weak: &std::rc::Weak<Entry>| {
             let rtp_task = tokio::task::spawn_local(receive_rtp(rtp.clone(), weak.clone()));
-            let rtcp_task = tokio::task::spawn_local(receive_rtcp(rtcp, weak.clone()));
+            let rtcp_task = tokio::task::spawn_local(receive_rtcp(rtcp.clone(), weak.clone()));
             Entry {
-                session: RefCell::new(Some(MediaSession::new(now, cfg))),
+                session: RefCell::new(Some(MediaSession::with_rtcp_interval(
+                    now,
+                    cfg,
+                    self.rtcp_interval,
+                ))),
                 socket: rtp,
+                rtcp_socket: rtcp,
+                ntp: self.ntp,
                 id,
                 events,
                 scheduled: Cell::new(None),
@@ -1081,8 +1169,8 @@ async fn receive_rtp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>
     }
 }
 
-/// Reads and discards the RTCP socket so the caller's reports do not pile up in the kernel.
-async fn receive_rtcp(socket: AsyncFd<UdpSocket>, entry: std::rc::Weak<Entry>) {
+/// Reads the RTCP socket until the session is closed and hands each datagram to the session.
+async fn receive_rtcp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>) {
     let mut buf = vec![0u8; RECV_BUF];
     loop {
         let (n, src) = match recv(&socket, &mut buf).await {
@@ -1099,7 +1187,8 @@ async fn receive_rtcp(socket: AsyncFd<UdpSocket>, entry: std::rc::Weak<Entry>) {
         }
         let mut session = strong.session.borrow_mut();
         if let (Some(s), Some(packet)) = (session.as_mut(), buf.get(..n)) {
-            s.handle_rtcp(now, src, packet);
+            s.handle_rtcp(now, &strong.ntp, src, packet);
+            strong.forward_events(s);
         }
     }
 }
@@ -1181,13 +1270,8 @@ mod tests {
 
     fn start() -> (MediaHandle, mpsc::UnboundedReceiver<(MediaId, MediaEvent)>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let engine = MediaEngine::start(
-            MediaEngineConfig {
-                bind_ip: "127.0.0.1".parse().unwrap(),
-            },
-            tx,
-        )
-        .unwrap();
+        let engine =
+            MediaEngine::start(MediaEngineConfig::new("127.0.0.1".parse().unwrap()), tx).unwrap();
         (engine, rx)
     }
 

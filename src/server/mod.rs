@@ -152,6 +152,7 @@ pub async fn run(
     let media = MediaEngine::start(
         MediaEngineConfig {
             bind_ip: local.ip(),
+            rtcp_interval: cfg.rtcp_interval,
         },
         media_tx,
     )

@@ -80,7 +80,9 @@ metrics_table! {
     RTP_SEND_ERRORS = "helpline_rtp_send_errors_total", Counter, [],
         "RTP packets the kernel refused (dropped).";
     RTP_LOST = "helpline_rtp_lost_packets_total", Counter, ["direction"],
-        "RTP packets lost, from RTCP reports (0 until RTCP is built).";
+        "RTP packets lost: callers' and agents' packets that never reached helpline (in, counted by helpline) and helpline's that never reached them (out, from their RTCP reports).";
+    RTP_JITTER = "helpline_rtp_jitter_seconds", Histogram, ["direction"],
+        "Interarrival jitter (RFC 3550 A.8) of each leg: of the far end's RTP as helpline measures it (in, at each report helpline sends) and of helpline's as the far end reports it (out, at each report received).";
     RTP_PORTS = "helpline_rtp_ports_in_use", Gauge, [],
         "RTP port pairs handed out to calls.";
     DTMF_KEYS = "helpline_dtmf_keys_total", Counter, ["method"],
@@ -129,6 +131,10 @@ metrics_table! {
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+/// Buckets (seconds) of the RTP jitter (a G.711 frame is 0.02).
+const JITTER_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5,
+];
 /// Buckets (seconds) of the queue wait.
 const QUEUE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0];
 
@@ -172,10 +178,10 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut builder = PrometheusBuilder::new();
         for def in ALL.iter().filter(|d| d.kind == MetricKind::Histogram) {
-            let buckets = if def.name == QUEUE_WAIT {
-                QUEUE_BUCKETS
-            } else {
-                LATENCY_BUCKETS
+            let buckets = match def.name {
+                QUEUE_WAIT => QUEUE_BUCKETS,
+                RTP_JITTER => JITTER_BUCKETS,
+                _ => LATENCY_BUCKETS,
             };
             builder = builder
                 .set_buckets_for_metric(Matcher::Full(def.name.to_owned()), buckets)
@@ -232,6 +238,9 @@ impl Metrics {
         for name in [INVITE_ANSWER, FIRST_PROMPT, KEY_ACTION, QUEUE_WAIT] {
             let _ = metrics.histogram(name);
         }
+        for dir in ["in", "out"] {
+            let _ = metrics.histogram_with(RTP_JITTER, &[("direction", dir)]);
+        }
         metrics
     }
 
@@ -248,7 +257,13 @@ impl Metrics {
 
     /// The (unlabelled) histogram `name`.
     pub fn histogram(&self, name: &'static str) -> Histogram {
-        self.recorder.register_histogram(&key(name, &[]), &METADATA)
+        self.histogram_with(name, &[])
+    }
+
+    /// The histogram `name{labels}`.
+    pub fn histogram_with(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
+        self.recorder
+            .register_histogram(&key(name, labels), &METADATA)
     }
 
     /// The Prometheus text of every value.
@@ -439,6 +454,11 @@ pub struct CoreMetrics {
     first_rtp: HashMap<MediaId, Option<Instant>>,
     /// Per media session: the last key not yet followed by an action.
     keys: HashMap<MediaId, Instant>,
+    /// `helpline_rtp_lost_packets_total` and `helpline_rtp_jitter_seconds`, in and out.
+    lost_in: Counter,
+    lost_out: Counter,
+    jitter_in: Histogram,
+    jitter_out: Histogram,
 }
 
 impl CoreMetrics {
@@ -447,6 +467,10 @@ impl CoreMetrics {
         let menu_version = metrics.gauge(MENU_INFO, &[("version", menus.version())]);
         menu_version.set(1.0);
         let mut core = CoreMetrics {
+            lost_in: metrics.counter(RTP_LOST, &[("direction", "in")]),
+            lost_out: metrics.counter(RTP_LOST, &[("direction", "out")]),
+            jitter_in: metrics.histogram_with(RTP_JITTER, &[("direction", "in")]),
+            jitter_out: metrics.histogram_with(RTP_JITTER, &[("direction", "out")]),
             invite_answer: metrics.histogram(INVITE_ANSWER),
             first_prompt: metrics.histogram(FIRST_PROMPT),
             key_action: metrics.histogram(KEY_ACTION),
@@ -580,6 +604,23 @@ impl CoreMetrics {
     pub fn closed(&mut self, id: MediaId) {
         self.first_rtp.remove(&id);
         self.keys.remove(&id);
+    }
+
+    /// A media session's RTCP statistics after a report sent or received: the loss counters move by
+    /// what the session says is new (so a late event cannot count a loss twice), and the jitter that is
+    /// fresh is observed.
+    pub fn rtcp(&mut self, s: &crate::media::rtcp::RtcpStats) {
+        use crate::media::rtcp::{ReportCause, CLOCK_RATE};
+        let seconds = |units: u32| f64::from(units) / CLOCK_RATE as f64;
+        self.lost_in.increment(s.new_lost);
+        self.lost_out.increment(s.new_remote_lost);
+        match (s.cause, s.remote) {
+            (ReportCause::Sent, _) if s.packets_received > 0 => {
+                self.jitter_in.record(seconds(s.jitter));
+            }
+            (ReportCause::Received, Some(r)) => self.jitter_out.record(seconds(r.jitter)),
+            _ => {}
+        }
     }
 
     /// A finished call's record.
