@@ -103,6 +103,9 @@ pub enum Command {
         /// Most concurrent calls from one source address (beyond it: 503 + Retry-After); 0: no cap.
         #[arg(long, value_name = "N", default_value_t = 500)]
         max_calls_per_source: usize,
+        /// The supervisor view's service level: the share of callers answered within this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 20)]
+        service_level_secs: u64,
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
@@ -186,9 +189,16 @@ pub enum Command {
     },
     /// Read an agent's password on stdin (one line) and print the `ha1` and `ha1_sha256` lines to paste
     /// into its `[agents.ID]` table.
+    ///
+    /// With `--supervisor NAME`: read a supervisor's password and print the `password_hash` line (an
+    /// Argon2id PHC string) to paste into its `[supervisors.NAME]` table.
     Passwd {
         /// The agent ID (the SIP user its phone registers).
-        id: String,
+        #[arg(required_unless_present = "supervisor", conflicts_with = "supervisor")]
+        id: Option<String>,
+        /// A supervisor of the web view instead of an agent.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["config", "realm"])]
+        supervisor: Option<String>,
         /// Directory of the IVR menu files whose `[routing] realm` to use (default: ivr-menus).
         #[arg(long, conflicts_with = "realm")]
         config: Option<PathBuf>,
@@ -243,7 +253,16 @@ pub fn main() -> ExitCode {
             replay(&trace, mode, &opts)
         }
         Command::Report { cdr, json } => report(&cdr, json),
-        Command::Passwd { id, config, realm } => passwd(&id, config.as_deref(), realm.as_deref()),
+        Command::Passwd {
+            id,
+            supervisor,
+            config,
+            realm,
+        } => match (id, supervisor) {
+            (_, Some(name)) => passwd_supervisor(&name),
+            (Some(id), None) => passwd(&id, config.as_deref(), realm.as_deref()),
+            (None, None) => unreachable!("clap requires an ID or --supervisor"),
+        },
         Command::Simulate {
             dialed,
             at,
@@ -276,6 +295,7 @@ pub fn main() -> ExitCode {
             banned_answer,
             allow,
             max_calls_per_source,
+            service_level_secs,
         } => {
             let mut cfg = ServerConfig {
                 menus_dir: config,
@@ -304,6 +324,7 @@ pub fn main() -> ExitCode {
                     max_calls_per_source,
                     ..crate::guard::GuardConfig::default()
                 },
+                service_level: Duration::from_secs(service_level_secs),
                 ..ServerConfig::default()
             };
             cfg.timers.t1 = Duration::from_millis(t1_ms.max(1));
@@ -368,10 +389,53 @@ fn check(dir: &Path, prompts: &Path) -> ExitCode {
     }
 }
 
+/// Reads one line (a password) from stdin, prompting on a terminal; `None` (reported) when it cannot
+/// be read or is empty.
+fn read_password(prompt: &str) -> Option<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("{prompt}: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    if let Err(err) = stdin.lock().read_line(&mut line) {
+        eprintln!("helpline passwd: cannot read the password: {err}");
+        return None;
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("helpline passwd: empty password");
+        return None;
+    }
+    Some(password.to_owned())
+}
+
+/// `helpline passwd --supervisor NAME`: an Argon2id hash with a random salt; only the hash is kept.
+fn passwd_supervisor(name: &str) -> ExitCode {
+    if !crate::ivr::supervisors::is_valid_supervisor_name(name) {
+        eprintln!("helpline passwd: invalid supervisor name `{name}`: use 1 to 64 letters, digits and . _ -");
+        return ExitCode::from(2);
+    }
+    let Some(password) = read_password(&format!("password for supervisor {name}")) else {
+        return ExitCode::from(2);
+    };
+    match crate::telemetry::supervisor::auth::hash_password(&password) {
+        Ok(hash) => {
+            println!("password_hash = \"{hash}\"");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("helpline passwd: cannot hash the password: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// `helpline passwd`: the password never reaches the configuration, only its two HA1s do.
 fn passwd(id: &str, config: Option<&Path>, realm: Option<&str>) -> ExitCode {
     use crate::agent::{digest, is_valid_agent_id, Algorithm, Ha1};
-    use std::io::{BufRead, IsTerminal, Write};
 
     if !is_valid_agent_id(id) {
         eprintln!(
@@ -393,22 +457,10 @@ fn passwd(id: &str, config: Option<&Path>, realm: Option<&str>) -> ExitCode {
         eprintln!("helpline passwd: invalid realm `{realm}`");
         return ExitCode::from(2);
     }
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("password for {id} (realm {realm}): ");
-        let _ = std::io::stderr().flush();
-    }
-    let mut line = String::new();
-    if let Err(err) = stdin.lock().read_line(&mut line) {
-        eprintln!("helpline passwd: cannot read the password: {err}");
+    let Some(password) = read_password(&format!("password for {id} (realm {realm})")) else {
         return ExitCode::from(2);
-    }
-    let password = line.strip_suffix('\n').unwrap_or(&line);
-    let password = password.strip_suffix('\r').unwrap_or(password);
-    if password.is_empty() {
-        eprintln!("helpline passwd: empty password");
-        return ExitCode::from(2);
-    }
+    };
+    let password = password.as_str();
     let md5 = Ha1::compute(Algorithm::Md5, id, &realm, password);
     let sha = Ha1::compute(Algorithm::Sha256, id, &realm, password);
     println!("ha1 = \"{}\"", md5.as_hex());

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub http: Option<SocketAddr>,
     /// Per-source rate limits, bans, allow-list and call cap (`--limit-rate`, `--allow` …).
     pub guard: crate::guard::GuardConfig,
+    /// The supervisor view's service level: callers answered within this count as answered in time
+    /// (`--service-level-secs`, default 20 s).
+    pub service_level: Duration,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             server_header: crate::sip::USER_AGENT.to_owned(),
             http: None,
             guard: crate::guard::GuardConfig::default(),
+            service_level: crate::call::DEFAULT_SERVICE_LEVEL,
         }
     }
 }

@@ -324,6 +324,7 @@ impl Calls {
         };
         let call = Call {
             call_id: call_id.clone(),
+            started: now,
             legs: vec![Leg {
                 id: LegId::CALLER,
                 kind: LegKind::Caller(caller),

@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod peek;
 pub mod recent;
 pub mod report;
+pub mod supervisor;
 
 use tracing_subscriber::EnvFilter;
 
