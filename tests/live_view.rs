@@ -37,13 +37,21 @@ fn agent<'a>(view: &'a LiveView, id: &str) -> &'a LiveAgent {
 #[test]
 fn a_waiting_caller_then_the_answer_as_the_supervisor_sees_them() {
     let mut net = SimNet::with_menus(sample_agent_menus()).build();
-    let ana = agent_phone(&mut net, "127.0.0.1:41000", ANA, answers_after(secs(5), "127.0.0.1:41000"));
+    let ana = agent_phone(
+        &mut net,
+        "127.0.0.1:41000",
+        ANA,
+        answers_after(secs(5), "127.0.0.1:41000"),
+    );
     let before = net.calls.live_view(net.now);
     assert_eq!(agent(&before, "ana").status, AgentStatus::Available);
     assert_eq!(agent(&before, "ana").name, "Ana Moreau");
     assert!(queue(&before, REFUNDS).waiting.is_empty());
     assert_eq!(queue(&before, REFUNDS).service_level, None);
-    assert!(before.regions.iter().any(|r| r.name == "europe" && r.time_zone == "Europe/Paris"));
+    assert!(before
+        .regions
+        .iter()
+        .any(|r| r.name == "europe" && r.time_zone == "Europe/Paris"));
 
     let (_p, _c) = refunds_caller(&mut net, "127.0.0.1:40000");
     let routed = net.now;
@@ -63,7 +71,11 @@ fn a_waiting_caller_then_the_answer_as_the_supervisor_sees_them() {
     assert_eq!(a.state, AgentState::Offered);
     assert_eq!(a.since_ms, Some(3000));
     assert_eq!(a.caller.as_deref(), Some(w.call_id.as_str()));
-    let call = view.calls.iter().find(|c| c.call_id == w.call_id).expect("the call");
+    let call = view
+        .calls
+        .iter()
+        .find(|c| c.call_id == w.call_id)
+        .expect("the call");
     assert_eq!(call.place, format!("queue:{REFUNDS}"));
     assert_eq!(call.region, "europe");
 
@@ -82,14 +94,22 @@ fn a_waiting_caller_then_the_answer_as_the_supervisor_sees_them() {
     assert_eq!(call.place, "agent:ana");
     assert_eq!(call.order.as_deref(), Some("123456"));
     let json = serde_json::to_value(&view).expect("serialises");
-    assert_eq!(json["calls"][0]["where"], "agent:ana", "the interface name is `where`");
+    assert_eq!(
+        json["calls"][0]["where"], "agent:ana",
+        "the interface name is `where`"
+    );
     assert_eq!(json["agents"][0]["status"], "available");
 }
 
 #[test]
 fn a_supervisor_break_keeps_the_next_caller_from_the_agent_and_back_lets_them_through() {
     let mut net = SimNet::with_menus(sample_agent_menus()).build();
-    let ana = agent_phone(&mut net, "127.0.0.1:41000", ANA, answers_after(secs(1), "127.0.0.1:41000"));
+    let ana = agent_phone(
+        &mut net,
+        "127.0.0.1:41000",
+        ANA,
+        answers_after(secs(1), "127.0.0.1:41000"),
+    );
     let now = net.now;
     net.calls
         .handle_supervisor(now, SupervisorCommand::Break(AgentId::from("ana")))
@@ -109,11 +129,15 @@ fn a_supervisor_break_keeps_the_next_caller_from_the_agent_and_back_lets_them_th
         .handle_supervisor(now, SupervisorCommand::Back(AgentId::from("ana")))
         .expect("ana is logged in");
     assert_eq!(
-        net.calls.handle_supervisor(now, SupervisorCommand::Break(AgentId::from("nobody"))),
+        net.calls
+            .handle_supervisor(now, SupervisorCommand::Break(AgentId::from("nobody"))),
         Err(AgentError::UnknownAgent(AgentId::from("nobody")))
     );
     net.drive();
-    assert_eq!(agent(&net.calls.live_view(net.now), "ana").status, AgentStatus::Available);
+    assert_eq!(
+        agent(&net.calls.live_view(net.now), "ana").status,
+        AgentStatus::Available
+    );
     // The next caller reaches her.
     let _ = refunds_caller(&mut net, "127.0.0.1:40002");
     net.advance(secs(2));

@@ -23,7 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_media_port, free_udp_port, menus_with_sample_agents, run_sipp, sipp, temp_dir, Server, SippRun};
+use common::{
+    free_media_port, free_udp_port, menus_with_sample_agents, run_sipp, sipp, temp_dir, Server,
+    SippRun,
+};
 use fantoccini::{Client, ClientBuilder, Locator};
 use md5::Md5;
 use serde_json::Value;
@@ -59,7 +62,11 @@ fn supervisor_hash_line(name: &str, password: &str) -> String {
         .write_all(format!("{password}\n").as_bytes())
         .expect("write the password");
     let out = child.wait_with_output().expect("helpline passwd runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("utf-8");
     let line = text.trim().to_owned();
     assert!(line.starts_with("password_hash = \"$argon2id$"), "{line}");
@@ -151,7 +158,10 @@ fn login(addr: SocketAddr) -> (String, String) {
         .find(|(k, _)| k == "set-cookie")
         .map(|(_, v)| v.clone())
         .expect("a session cookie");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let pair = cookie.split(';').next().expect("name=value").to_owned();
     let (status, _, page) = http(addr, "GET", "/", &[("Cookie", &pair)], "");
     assert_eq!(status, 200);
@@ -169,7 +179,10 @@ fn check_nothing_without_login(addr: SocketAddr) {
     let (status, _, body) = http(addr, "GET", "/", &[], "");
     assert_eq!(status, 200);
     assert!(body.contains("action=\"/login\""), "{body}");
-    assert!(!body.contains("agents-table") && !body.contains("csrf-token"), "{body}");
+    assert!(
+        !body.contains("agents-table") && !body.contains("csrf-token"),
+        "{body}"
+    );
     for path in ["/api/live", "/events", "/app.js"] {
         let (status, _, body) = http(addr, "GET", path, &[], "");
         assert_eq!(status, 401, "{path}: {body}");
@@ -180,7 +193,10 @@ fn check_nothing_without_login(addr: SocketAddr) {
         assert_eq!(status, 401, "{path}");
     }
     // A forged cookie is no session either.
-    let forged = ("Cookie", "helpline_session=00000000000000000000000000000000");
+    let forged = (
+        "Cookie",
+        "helpline_session=00000000000000000000000000000000",
+    );
     let (status, _, _) = http(addr, "GET", "/api/live", &[forged], "");
     assert_eq!(status, 401);
     let ctype = ("Content-Type", "application/x-www-form-urlencoded");
@@ -320,7 +336,12 @@ fn caller(server: &Server, prefix: &str) -> std::thread::JoinHandle<SippRun> {
     let addr = server.addr;
     let cid = format!("{prefix}-%u-%p@%s");
     std::thread::spawn(move || {
-        run_sipp(addr, CALLER, &["-s", CHINA, "-m", "1", "-cid_str", &cid], SIPP_TIMEOUT)
+        run_sipp(
+            addr,
+            CALLER,
+            &["-s", CHINA, "-m", "1", "-cid_str", &cid],
+            SIPP_TIMEOUT,
+        )
     })
 }
 
@@ -339,7 +360,11 @@ fn cdr_with_prefix(server: &Server, n: usize, prefix: &str) -> Value {
     server
         .wait_cdrs(n, Duration::from_secs(10))
         .into_iter()
-        .find(|c| c["call_id"].as_str().is_some_and(|id| id.starts_with(prefix)))
+        .find(|c| {
+            c["call_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(prefix))
+        })
         .unwrap_or_else(|| panic!("no CDR for {prefix}:\n{}", server.log_text()))
 }
 
@@ -360,7 +385,9 @@ async fn a_supervisor_watches_the_china_disputes_line_and_puts_an_agent_on_break
     let base = format!("http://{addr}");
     c.goto(&format!("{base}/")).await.expect("open the view");
     // Without a session the browser gets the login form and nothing else.
-    c.find(Locator::Css("form#login")).await.expect("the login form");
+    c.find(Locator::Css("form#login"))
+        .await
+        .expect("the login form");
     assert!(c.find(Locator::Css("#agents-table")).await.is_err());
     c.find(Locator::Id("user"))
         .await
@@ -380,48 +407,104 @@ async fn a_supervisor_watches_the_china_disputes_line_and_puts_an_agent_on_break
         .click()
         .await
         .expect("log in");
-    wait_for(&c, "//span[@id='connection' and .='live']", "the live stream").await;
+    wait_for(
+        &c,
+        "//span[@id='connection' and .='live']",
+        "the live stream",
+    )
+    .await;
 
     // A caller reaches the disputes line while nobody is logged in: they wait, and the page shows it.
     let caller1 = caller(&server, "sv1");
     let waiting = format!("//div[@data-queue='{QUEUE}']//tr[starts-with(@data-call-id, 'sv1-')]");
     wait_for(&c, &waiting, "the first caller waiting").await;
-    let text = wait_for(&c, &format!("//div[@data-queue='{QUEUE}']//dd[@data-field='waiting-count']"), "the count").await;
+    let text = wait_for(
+        &c,
+        &format!("//div[@data-queue='{QUEUE}']//dd[@data-field='waiting-count']"),
+        "the count",
+    )
+    .await;
     assert_eq!(text, "1");
 
     // wang logs in and takes the call: the page shows him talking to that caller.
     let _wang = SippAgent::start(&server, "wang", 1500);
-    wait_for(&c, &agent_row("wang", "caller", "sv1-"), "wang talking to the first caller").await;
+    wait_for(
+        &c,
+        &agent_row("wang", "caller", "sv1-"),
+        "wang talking to the first caller",
+    )
+    .await;
     wait_for(&c, &agent_row("wang", "state", "in call"), "wang in call").await;
     wait_for(&c, "//table[@id='calls-table']//tr[starts-with(@data-call-id, 'sv1-')]/td[@data-where='agent:wang']", "the call with wang").await;
 
     // The supervisor puts wang on break from the page.
-    c.find(Locator::Css("button[data-agent='wang'][data-action='break']"))
-        .await
-        .expect("wang's Break button")
-        .click()
-        .await
-        .expect("click Break");
-    wait_for(&c, &agent_row("wang", "status", "on break"), "wang on break").await;
-    assert_sipp_ok(caller1.join().expect("caller thread"), "first caller", &server);
+    c.find(Locator::Css(
+        "button[data-agent='wang'][data-action='break']",
+    ))
+    .await
+    .expect("wang's Break button")
+    .click()
+    .await
+    .expect("click Break");
+    wait_for(
+        &c,
+        &agent_row("wang", "status", "on break"),
+        "wang on break",
+    )
+    .await;
+    assert_sipp_ok(
+        caller1.join().expect("caller thread"),
+        "first caller",
+        &server,
+    );
     assert_eq!(cdr_with_prefix(&server, 1, "sv1-")["agent"], "wang");
-    wait_for(&c, &agent_row("wang", "state", "idle"), "wang idle (on break)").await;
+    wait_for(
+        &c,
+        &agent_row("wang", "state", "idle"),
+        "wang idle (on break)",
+    )
+    .await;
 
     // zhao logs in; the next caller goes to zhao although wang is first in the top-down order and idle.
     let _zhao = SippAgent::start(&server, "zhao", 4000);
-    wait_for(&c, &agent_row("zhao", "status", "available"), "zhao available").await;
+    wait_for(
+        &c,
+        &agent_row("zhao", "status", "available"),
+        "zhao available",
+    )
+    .await;
     let caller2 = caller(&server, "sv2");
-    wait_for(&c, &agent_row("zhao", "caller", "sv2-"), "zhao talking to the second caller").await;
-    wait_for(&c, &agent_row("wang", "status", "on break"), "wang still on break").await;
-    wait_for(&c, &agent_row("wang", "caller", "–"), "wang without a caller").await;
+    wait_for(
+        &c,
+        &agent_row("zhao", "caller", "sv2-"),
+        "zhao talking to the second caller",
+    )
+    .await;
+    wait_for(
+        &c,
+        &agent_row("wang", "status", "on break"),
+        "wang still on break",
+    )
+    .await;
+    wait_for(
+        &c,
+        &agent_row("wang", "caller", "–"),
+        "wang without a caller",
+    )
+    .await;
     wait_for(&c, "//div[@data-funnel='china']", "the china funnel").await;
     let shot = c.screenshot().await.expect("a screenshot");
     std::fs::create_dir_all(common::root().join("docs")).expect("docs/");
-    std::fs::write(common::root().join("docs/supervisor.png"), shot).expect("write docs/supervisor.png");
+    std::fs::write(common::root().join("docs/supervisor.png"), shot)
+        .expect("write docs/supervisor.png");
     let _ = c.close().await;
     drop(driver);
 
-    assert_sipp_ok(caller2.join().expect("caller thread"), "second caller", &server);
+    assert_sipp_ok(
+        caller2.join().expect("caller thread"),
+        "second caller",
+        &server,
+    );
     assert_eq!(cdr_with_prefix(&server, 2, "sv2-")["agent"], "zhao");
     check_api_and_csrf(addr);
     check_throttle(addr);
@@ -462,24 +545,54 @@ fn check_api_and_csrf(addr: SocketAddr) {
     assert!(w["state"].is_string() && w["since_ms"].is_u64(), "{w}");
     assert!(page["calls"].is_array());
     for call in page["calls"].as_array().expect("calls") {
-        assert!(call["call_id"].is_string() && call["where"].is_string() && call["since_ms"].is_u64());
+        assert!(
+            call["call_id"].is_string() && call["where"].is_string() && call["since_ms"].is_u64()
+        );
     }
 
     let back = "/api/agents/wang/back";
-    let (status, _, _) = http(addr, "POST", back, &[("Cookie", &cookie), ("X-CSRF-Token", "0123")], "");
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        back,
+        &[("Cookie", &cookie), ("X-CSRF-Token", "0123")],
+        "",
+    );
     assert_eq!(status, 403, "a wrong CSRF token");
     let (status, _, _) = http(addr, "POST", back, &[("Cookie", &cookie)], "");
     assert_eq!(status, 403, "no CSRF token");
-    assert_eq!(wang(&live(&cookie))["status"], "on-break", "nothing changed");
-    let (status, _, _) = http(addr, "POST", back, &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)], "");
+    assert_eq!(
+        wang(&live(&cookie))["status"],
+        "on-break",
+        "nothing changed"
+    );
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        back,
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+        "",
+    );
     assert_eq!(status, 204, "the session's own token");
     assert_eq!(wang(&live(&cookie))["status"], "available");
 
     let ctype = ("Content-Type", "application/x-www-form-urlencoded");
-    let (status, _, _) = http(addr, "POST", "/logout", &[("Cookie", &cookie), ctype], "csrf=nope");
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        "/logout",
+        &[("Cookie", &cookie), ctype],
+        "csrf=nope",
+    );
     assert_eq!(status, 403, "logout needs the token too");
     let body = format!("csrf={csrf}");
-    let (status, _, _) = http(addr, "POST", "/logout", &[("Cookie", &cookie), ctype], &body);
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        "/logout",
+        &[("Cookie", &cookie), ctype],
+        &body,
+    );
     assert_eq!(status, 303);
     let (status, _, _) = http(addr, "GET", "/api/live", &[("Cookie", &cookie)], "");
     assert_eq!(status, 401, "logged out");
@@ -492,7 +605,13 @@ fn check_throttle(addr: SocketAddr) {
         let (status, _, _) = http(addr, "POST", "/login", &[ctype], &form(SUPERVISOR, "guess"));
         assert_eq!(status, 401);
     }
-    let (status, headers, _) = http(addr, "POST", "/login", &[ctype], &form(SUPERVISOR, SUPERVISOR_PASSWORD));
+    let (status, headers, _) = http(
+        addr,
+        "POST",
+        "/login",
+        &[ctype],
+        &form(SUPERVISOR, SUPERVISOR_PASSWORD),
+    );
     assert_eq!(status, 429);
     assert!(headers.iter().any(|(k, _)| k == "retry-after"));
     assert!(!headers.iter().any(|(k, _)| k == "set-cookie"));

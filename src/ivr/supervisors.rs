@@ -72,3 +72,90 @@ pub(super) fn compile_supervisors(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    //! `[supervisors.*]` in the shipped menus plus one test file: what compiles, and every mistake at its
+    //! line and column.
+    use std::path::PathBuf;
+
+    use crate::ivr::{compile, PromptCheck, Severity};
+
+    struct AllPrompts;
+    impl PromptCheck for AllPrompts {
+        fn check(&self, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// A well-formed Argon2id PHC string, shaped as `helpline passwd --supervisor` prints them.
+    const HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3o5x5jC1tzKfQXx3j1y7bGrmzTDk2H3d8L1GJmz3T1M";
+
+    fn shipped_plus(extra: &str) -> Vec<(PathBuf, String)> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ivr-menus");
+        let mut files: Vec<(PathBuf, String)> = std::fs::read_dir(&dir)
+            .expect("ivr-menus/")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).expect("a menu file");
+                (p, text)
+            })
+            .collect();
+        files.sort();
+        files.push((PathBuf::from("zz-supervisors.toml"), extra.to_owned()));
+        files
+    }
+
+    #[test]
+    fn a_supervisor_with_an_argon2_hash_compiles() {
+        assert!(super::is_argon2_phc(HASH));
+        let text = format!("[supervisors.mei]\npassword_hash = \"{HASH}\"\n");
+        let (set, _) = compile(&shipped_plus(&text), &AllPrompts).expect("compiles");
+        assert_eq!(set.supervisor_hash("mei"), Some(HASH));
+        assert_eq!(set.supervisor_hash("raj"), None);
+    }
+
+    #[test]
+    fn bad_names_hashes_duplicates_and_unknown_keys_are_reported_at_their_place() {
+        let text = format!(
+            "[supervisors.\"bad name\"]\npassword_hash = \"{HASH}\"\n\
+             \n[supervisors.raj]\npassword_hash = \"5f4dcc3b5aa765d61d8327deb882cf99\"\n\
+             \n[supervisors.ok]\npassword_hash = \"{HASH}\"\n"
+        );
+        let errors = compile(&shipped_plus(&text), &AllPrompts).expect_err("refused");
+        let mine: Vec<(usize, usize, &str)> = errors
+            .iter()
+            .filter(|d| d.file == PathBuf::from("zz-supervisors.toml"))
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| (d.line, d.col, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            mine,
+            [
+                (1, 14, "invalid supervisor name `bad name`"),
+                (5, 17, "password_hash is not an Argon2 PHC string"),
+            ],
+            "{errors:#?}"
+        );
+        let unknown = "[supervisors.mei]\npassword = \"x\"\n";
+        let errors = compile(&shipped_plus(unknown), &AllPrompts).expect_err("refused");
+        assert!(
+            errors
+                .iter()
+                .any(|d| d.line == 2 && d.message.contains("unknown field `password`")),
+            "{errors:#?}"
+        );
+        let twice = format!("[supervisors.mei]\npassword_hash = \"{HASH}\"\n");
+        let mut files = shipped_plus(&twice);
+        files.push((PathBuf::from("zz-more.toml"), twice.clone()));
+        let errors = compile(&files, &AllPrompts).expect_err("refused");
+        assert!(
+            errors
+                .iter()
+                .any(|d| d.message == "supervisor `mei` is defined twice"),
+            "{errors:#?}"
+        );
+    }
+}

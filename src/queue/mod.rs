@@ -539,7 +539,10 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
 
     /// Every queue that has a line now (callers waiting or being offered), by name.
     pub fn lines(&self) -> impl Iterator<Item = &QueueName> {
-        self.lines.iter().filter(|(_, l)| !l.is_empty()).map(|(q, _)| q)
+        self.lines
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(q, _)| q)
     }
 
     /// Callers waiting in `queue`.

@@ -72,13 +72,7 @@ impl LivePublisher {
         let funnel = match &self.funnel {
             Some(f) => f.clone(),
             None => {
-                let (list, _) = self.calls.as_slices();
-                let f = if self.calls.as_slices().1.is_empty() {
-                    report::report(list).regions
-                } else {
-                    let all: Vec<FunnelCall> = self.calls.iter().cloned().collect();
-                    report::report(&all).regions
-                };
+                let f = report::report(self.calls.make_contiguous()).regions;
                 self.funnel = Some(f.clone());
                 f
             }
