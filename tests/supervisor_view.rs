@@ -492,6 +492,7 @@ async fn a_supervisor_watches_the_china_disputes_line_and_puts_an_agent_on_break
         "wang without a caller",
     )
     .await;
+    wait_for(&c, &agent_row("zhao", "state", "in call"), "zhao in call").await;
     wait_for(&c, "//div[@data-funnel='china']", "the china funnel").await;
     let shot = c.screenshot().await.expect("a screenshot");
     std::fs::create_dir_all(common::root().join("docs")).expect("docs/");
