@@ -127,7 +127,7 @@ mod tests {
         let errors = compile(&shipped_plus(&text), &AllPrompts).expect_err("refused");
         let mine: Vec<(usize, usize, &str)> = errors
             .iter()
-            .filter(|d| d.file == PathBuf::from("zz-supervisors.toml"))
+            .filter(|d| d.file == std::path::Path::new("zz-supervisors.toml"))
             .filter(|d| d.severity == Severity::Error)
             .map(|d| (d.line, d.col, d.message.as_str()))
             .collect();
