@@ -142,6 +142,9 @@ pub enum Command {
         /// …) without an answer. A weak signal: any scanner can send another User-Agent.
         #[arg(long)]
         drop_scanners: bool,
+        /// The supervisor view's service level: the share of callers answered within this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 20)]
+        service_level_secs: u64,
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
@@ -225,9 +228,16 @@ pub enum Command {
     },
     /// Read an agent's password on stdin (one line) and print the `ha1` and `ha1_sha256` lines to paste
     /// into its `[agents.ID]` table.
+    ///
+    /// With `--supervisor NAME`: read a supervisor's password and print the `password_hash` line (an
+    /// Argon2id PHC string) to paste into its `[supervisors.NAME]` table.
     Passwd {
         /// The agent ID (the SIP user its phone registers).
-        id: String,
+        #[arg(required_unless_present = "supervisor", conflicts_with = "supervisor")]
+        id: Option<String>,
+        /// A supervisor of the web view instead of an agent.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["config", "realm"])]
+        supervisor: Option<String>,
         /// Directory of the IVR menu files whose `[routing] realm` to use (default: ivr-menus).
         #[arg(long, conflicts_with = "realm")]
         config: Option<PathBuf>,
@@ -293,7 +303,16 @@ pub fn main() -> ExitCode {
             replay(&trace, mode, &opts)
         }
         Command::Report { cdr, json } => report(&cdr, json),
-        Command::Passwd { id, config, realm } => passwd(&id, config.as_deref(), realm.as_deref()),
+        Command::Passwd {
+            id,
+            supervisor,
+            config,
+            realm,
+        } => match (id, supervisor) {
+            (_, Some(name)) => passwd_supervisor(&name),
+            (Some(id), None) => passwd(&id, config.as_deref(), realm.as_deref()),
+            (None, None) => unreachable!("clap requires an ID or --supervisor"),
+        },
         Command::Simulate {
             dialed,
             at,
@@ -336,6 +355,7 @@ pub fn main() -> ExitCode {
             tcp_first_message_secs,
             max_message_bytes,
             drop_scanners,
+            service_level_secs,
         } => {
             let mut cfg = ServerConfig {
                 menus_dir: config,
@@ -378,6 +398,7 @@ pub fn main() -> ExitCode {
                     // The guard's allow-list is added when the server starts.
                     allow: Vec::new(),
                 },
+                service_level: Duration::from_secs(service_level_secs),
                 ..ServerConfig::default()
             };
             cfg.timers.t1 = Duration::from_millis(t1_ms.max(1));
@@ -442,10 +463,53 @@ fn check(dir: &Path, prompts: &Path) -> ExitCode {
     }
 }
 
+/// Reads one line (a password) from stdin, prompting on a terminal; `None` (reported) when it cannot
+/// be read or is empty.
+fn read_password(prompt: &str) -> Option<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("{prompt}: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    if let Err(err) = stdin.lock().read_line(&mut line) {
+        eprintln!("helpline passwd: cannot read the password: {err}");
+        return None;
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("helpline passwd: empty password");
+        return None;
+    }
+    Some(password.to_owned())
+}
+
+/// `helpline passwd --supervisor NAME`: an Argon2id hash with a random salt; only the hash is kept.
+fn passwd_supervisor(name: &str) -> ExitCode {
+    if !crate::ivr::supervisors::is_valid_supervisor_name(name) {
+        eprintln!("helpline passwd: invalid supervisor name `{name}`: use 1 to 64 letters, digits and . _ -");
+        return ExitCode::from(2);
+    }
+    let Some(password) = read_password(&format!("password for supervisor {name}")) else {
+        return ExitCode::from(2);
+    };
+    match crate::telemetry::supervisor::auth::hash_password(&password) {
+        Ok(hash) => {
+            println!("password_hash = \"{hash}\"");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("helpline passwd: cannot hash the password: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// `helpline passwd`: the password never reaches the configuration, only its two HA1s do.
 fn passwd(id: &str, config: Option<&Path>, realm: Option<&str>) -> ExitCode {
     use crate::agent::{digest, is_valid_agent_id, Algorithm, Ha1};
-    use std::io::{BufRead, IsTerminal, Write};
 
     if !is_valid_agent_id(id) {
         eprintln!(
@@ -467,22 +531,10 @@ fn passwd(id: &str, config: Option<&Path>, realm: Option<&str>) -> ExitCode {
         eprintln!("helpline passwd: invalid realm `{realm}`");
         return ExitCode::from(2);
     }
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("password for {id} (realm {realm}): ");
-        let _ = std::io::stderr().flush();
-    }
-    let mut line = String::new();
-    if let Err(err) = stdin.lock().read_line(&mut line) {
-        eprintln!("helpline passwd: cannot read the password: {err}");
+    let Some(password) = read_password(&format!("password for {id} (realm {realm})")) else {
         return ExitCode::from(2);
-    }
-    let password = line.strip_suffix('\n').unwrap_or(&line);
-    let password = password.strip_suffix('\r').unwrap_or(password);
-    if password.is_empty() {
-        eprintln!("helpline passwd: empty password");
-        return ExitCode::from(2);
-    }
+    };
+    let password = password.as_str();
     let md5 = Ha1::compute(Algorithm::Md5, id, &realm, password);
     let sha = Ha1::compute(Algorithm::Sha256, id, &realm, password);
     println!("ha1 = \"{}\"", md5.as_hex());

@@ -66,6 +66,9 @@ pub struct ServerConfig {
     /// TCP connection caps, idle and first-message deadlines, message size (`--tcp-max-connections` …;
     /// the guard's allow-list is exempt from the caps).
     pub tcp: crate::transport::tcp_policy::TcpLimits,
+    /// The supervisor view's service level: callers answered within this count as answered in time
+    /// (`--service-level-secs`, default 20 s).
+    pub service_level: Duration,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +98,7 @@ impl Default for ServerConfig {
             http: None,
             guard: crate::guard::GuardConfig::default(),
             tcp: crate::transport::tcp_policy::TcpLimits::default(),
+            service_level: crate::call::DEFAULT_SERVICE_LEVEL,
         }
     }
 }

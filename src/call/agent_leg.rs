@@ -137,6 +137,7 @@ impl Calls {
     pub(crate) fn run_queues(&mut self, now: Instant) {
         loop {
             while let Some(event) = self.agents.presence.poll_event() {
+                self.live.agent_event(now, &event);
                 let crate::call::agents::AgentSide {
                     presence, queues, ..
                 } = &mut self.agents;
@@ -180,6 +181,7 @@ impl Calls {
     /// A caller out of the line: the CDR learns how (and `queues_tried` one more queue); agents still
     /// ringing are cancelled; an overflow or timeout moves the caller on.
     fn on_left_queue(&mut self, now: Instant, exit: QueueExit<CallKey>) {
+        self.live.left(&exit);
         let Some(call) = self.calls.get_mut(&exit.call) else {
             return;
         };

@@ -174,6 +174,7 @@ impl Calls {
     pub fn handle_new_day(&mut self, now: Instant) {
         tracing::debug!(?now, "new day: agents' call counts reset");
         self.agents.presence.start_new_day();
+        self.live.new_day();
     }
 
     /// Every queue's settings: `default` for a queue without its own. Waiting callers keep their

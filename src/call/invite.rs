@@ -344,6 +344,7 @@ impl Calls {
         let call = Call {
             span: super::call_span(call_id.as_str()),
             call_id: call_id.clone(),
+            started: now,
             legs: vec![Leg {
                 id: LegId::CALLER,
                 kind: LegKind::Caller(caller),

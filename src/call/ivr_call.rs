@@ -380,6 +380,16 @@ impl IvrCall {
         self.finish_after_prompts();
     }
 
+    /// Region, language, menus, variables and route so far (the supervisor view).
+    pub fn summary(&self) -> crate::ivr::CallSummary {
+        self.ivr.summary()
+    }
+
+    /// The menu waiting for the caller's choice now, if any.
+    pub fn choosing_in(&self) -> Option<&str> {
+        self.ivr.choosing_in()
+    }
+
     /// The caller's region, for the `X-Helpline-Region` header of a transfer.
     pub fn region(&self) -> String {
         self.ivr.summary().region

@@ -32,6 +32,7 @@ mod invite;
 pub mod ivr_call;
 mod late_legs;
 pub mod leg;
+pub mod live;
 pub mod ports;
 mod state;
 mod transfer;
@@ -56,6 +57,7 @@ pub use ivr_call::{
     RINGBACK_TONE,
 };
 pub use leg::{Leg, LegId, LegKind, UasLeg, UasState};
+pub use live::{LiveView, SupervisorCommand, DEFAULT_SERVICE_LEVEL};
 pub use ports::PortPool;
 
 use crate::agent::presence::Agents;
@@ -252,6 +254,8 @@ pub struct Calls {
     guard_swept: Option<Instant>,
     /// What the guard did, for the metrics.
     guard_stats: GuardStats,
+    /// Today's per-queue counts and agents' state times, for [`Calls::live_view`].
+    live: live::LiveStats,
 }
 
 /// What the per-source defences did so far (monotonic counters for the metrics).
@@ -309,6 +313,7 @@ impl Calls {
             refusing: None,
             guard_swept: None,
             guard_stats: GuardStats::default(),
+            live: live::LiveStats::default(),
         }
     }
 

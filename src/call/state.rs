@@ -41,6 +41,8 @@ pub(crate) struct CallMedia {
 pub(crate) struct Call {
     /// The caller leg's Call-ID.
     pub(crate) call_id: CallId,
+    /// When the INVITE was accepted (the supervisor view's "for how long").
+    pub(crate) started: Instant,
     /// `legs[0]` is the caller's.
     pub(crate) legs: Vec<Leg>,
     pub(crate) media: CallMedia,

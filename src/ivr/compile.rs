@@ -147,6 +147,8 @@ pub struct MenuSet {
     agents: BTreeMap<AgentId, AgentConfig>,
     /// Agent IDs in the order the files declare them (file, then position).
     agent_order: Vec<AgentId>,
+    /// `[supervisors.NAME]`: name → Argon2 PHC string of their password.
+    supervisors: BTreeMap<String, String>,
     settings: AgentSettings,
     queues: super::queues::QueueConfigs,
 }
@@ -263,6 +265,11 @@ impl MenuSet {
     /// (over the defaults) for the queues that have one, as `Queues::set_configs` takes them.
     pub fn queue_configs(&self) -> (QueueConfig, HashMap<QueueName, QueueConfig>) {
         self.queues.clone()
+    }
+
+    /// The Argon2 PHC string of supervisor `name`'s password (`[supervisors.NAME]`).
+    pub fn supervisor_hash(&self, name: &str) -> Option<&str> {
+        self.supervisors.get(name).map(String::as_str)
     }
 
     /// The registrar's, presence's and queues' settings (`[routing]`, `[queue_defaults]`).
@@ -664,6 +671,7 @@ pub fn compile(
     };
     let (agents, agent_order) = super::agents::compile_agents(&mut cx, &parsed, &known);
     let settings = super::settings::compile_settings(&mut cx, &parsed, routing);
+    let supervisors = super::supervisors::compile_supervisors(&mut cx, &parsed);
 
     let default_region = routing.and_then(|(file, r)| {
         let d = r.get_ref().default_region.as_ref()?;
@@ -893,6 +901,7 @@ pub fn compile(
         realm,
         agents,
         agent_order,
+        supervisors,
         settings,
         queues,
     };

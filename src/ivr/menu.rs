@@ -40,6 +40,17 @@ pub struct MenuFile {
     /// `[queues."REGION.DEPARTMENT"]`: one queue's settings over `[queue_defaults]`; names are global.
     #[serde(default)]
     pub queues: BTreeMap<Text, Spanned<QueueModel>>,
+    /// `[supervisors.NAME]`: who may log in to the supervisor web view; names are global.
+    #[serde(default)]
+    pub supervisors: BTreeMap<Text, Spanned<SupervisorModel>>,
+}
+
+/// `[supervisors.NAME]`: a person who may log in to the supervisor web view (`serve --http`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorModel {
+    /// The Argon2 PHC string of their password (`helpline passwd --supervisor NAME` prints it).
+    pub password_hash: Text,
 }
 
 /// `[queue_defaults]`: the same keys as a queue's table.

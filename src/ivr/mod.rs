@@ -17,6 +17,7 @@ pub mod number;
 pub mod queues;
 pub mod settings;
 pub mod simulate;
+pub mod supervisors;
 pub mod transfer;
 
 /// The prompt a routed caller hears as they are put in the queue ("Please hold while we connect you to

@@ -260,6 +260,19 @@ pub struct Join {
     pub priority: i32,
 }
 
+/// One caller in a line, as [`Queues::line`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineEntry<'a, C> {
+    /// The caller's call.
+    pub call: &'a C,
+    /// When they joined this queue.
+    pub enqueued_at: Instant,
+    /// Their language.
+    pub language: &'a str,
+    /// The agents whose phones ring for them.
+    pub ringing: Vec<&'a AgentId>,
+}
+
 /// A queue operation that does not fit the present lines; nothing changed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
@@ -503,6 +516,33 @@ impl<C: Clone + Eq + Hash + fmt::Debug> Queues<C> {
         let member = self.members.get(call)?;
         let line = self.lines.get(&member.queue)?;
         line.iter().position(|c| c == call).map(|i| i + 1)
+    }
+
+    /// `queue`'s line in order, for a live view: each caller with when they joined, their language and
+    /// the agents ringing for them (empty while they wait).
+    pub fn line(&self, queue: &QueueName) -> Vec<LineEntry<'_, C>> {
+        let Some(line) = self.lines.get(queue) else {
+            return Vec::new();
+        };
+        line.iter()
+            .filter_map(|call| {
+                let m = self.members.get(call)?;
+                Some(LineEntry {
+                    call,
+                    enqueued_at: m.enqueued_at,
+                    language: &m.language,
+                    ringing: m.trying.iter().map(|t| &t.agent).collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every queue that has a line now (callers waiting or being offered), by name.
+    pub fn lines(&self) -> impl Iterator<Item = &QueueName> {
+        self.lines
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(q, _)| q)
     }
 
     /// Callers waiting in `queue`.

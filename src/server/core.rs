@@ -14,6 +14,7 @@ use crate::ivr::MenuSet;
 use crate::media::session::MediaEvent;
 use crate::server::capture::{CaptureMsg, CaptureSink};
 use crate::server::jsonl::LineSender;
+use crate::server::live::LivePublisher;
 use crate::server::media_engine::MediaHandle;
 use crate::sip::endpoint::{Peer, Transmit, Transport};
 use crate::telemetry::http::Query;
@@ -40,6 +41,8 @@ pub struct Core {
     capture_ends: Vec<CaptureId>,
     /// Metrics and the recent calls' CDRs (`serve`), none in tests that build a bare core.
     telemetry: Option<(CoreMetrics, RecentCalls)>,
+    /// The supervisor view's page (`serve --http`).
+    live: Option<LivePublisher>,
 }
 
 /// The instant of the next local midnight, from the system's wall clock and time zone (an hour
@@ -77,6 +80,7 @@ impl Core {
             capture: None,
             capture_ends: Vec::new(),
             telemetry: None,
+            live: None,
         }
     }
 
@@ -85,9 +89,36 @@ impl Core {
         self.telemetry = Some((metrics, RecentCalls::new(RECENT_CALLS)));
     }
 
+    /// Publishes the supervisor view's page through this publisher.
+    pub fn enable_live(&mut self, live: LivePublisher) {
+        self.live = Some(live);
+    }
+
+    /// The publishing tick (every `live::PUBLISH_EVERY`): a page if something changed and someone watches.
+    pub fn tick_live(&mut self, now: Instant) {
+        if let Some(live) = &mut self.live {
+            live.tick(&self.calls, now);
+        }
+    }
+
     /// Answers an HTTP handler (see `telemetry::http`); a handler that gave up is not an error.
-    pub fn answer(&mut self, query: Query) {
+    pub async fn answer(&mut self, now: Instant, query: Query) {
         match query {
+            Query::Live(reply) => {
+                let page = match &mut self.live {
+                    Some(live) => live.page(&self.calls, now),
+                    None => Arc::new(crate::telemetry::supervisor::LivePage {
+                        view: self.calls.live_view(now),
+                        funnel: Default::default(),
+                    }),
+                };
+                let _ = reply.send(page);
+            }
+            Query::Supervisor(command, reply) => {
+                let result = self.calls.handle_supervisor(now, command);
+                let _ = reply.send(result);
+                self.flush(now).await;
+            }
             Query::Snapshot(reply) => {
                 let _ = reply.send(crate::server::snapshot::of(&self.calls));
             }
@@ -174,6 +205,9 @@ impl Core {
     pub async fn handle_timeout(&mut self, now: Instant) {
         if now >= self.new_day_at {
             self.calls.handle_new_day(now);
+            if let Some(live) = &mut self.live {
+                live.new_day();
+            }
             self.new_day_at = next_local_midnight(now);
         }
         self.calls.handle_timeout(now);
@@ -233,6 +267,9 @@ impl Core {
     /// Carries out every output the last input produced. Media commands go first: a port is bound
     /// (or found busy and reported back, so the call moves to another) before the SDP naming it leaves.
     async fn flush(&mut self, now: Instant) {
+        if let Some(live) = &mut self.live {
+            live.touch();
+        }
         loop {
             let mut progressed = false;
             while let Some(command) = self.calls.poll_media() {
@@ -263,6 +300,9 @@ impl Core {
                     m.cdr(&cdr);
                     // Exactly the line the --cdr file gets.
                     recent.push(&cdr.call_id, Arc::from(line.as_str()));
+                }
+                if let Some(live) = &mut self.live {
+                    live.cdr(&line);
                 }
                 if let Some(tx) = &self.cdr_tx {
                     tx.send(line);

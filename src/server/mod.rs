@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod core;
 pub mod jsonl;
+pub mod live;
 pub mod media_engine;
 pub mod reload;
 pub mod snapshot;
@@ -27,6 +28,7 @@ use crate::sip::endpoint::{Peer, Transport};
 use crate::telemetry::http as telemetry_http;
 use crate::telemetry::http::{FileHealth, HttpState, Query, Readiness, QUERY_QUEUE};
 use crate::telemetry::metrics::{CoreMetrics, Metrics};
+use crate::telemetry::supervisor::{LivePage, Supervision};
 use crate::transport::tcp::{accept_loop, TcpConnections};
 use crate::transport::udp::SipUdpSocket;
 
@@ -158,18 +160,21 @@ pub async fn run(
     )
     .map_err(ServeError::Media)?;
     ready.media_started.store(true, Ordering::Relaxed);
+    let upkeep = tokio::spawn(upkeep(metrics.clone()));
+
+    let (menus_tx, mut menus_rx) = watch::channel(menus.clone());
+    let (live_tx, live_rx) = watch::channel(Arc::new(LivePage::default()));
+    let live_on = http_listener.is_some();
     let http_task = http_listener.map(|listener| {
         let state = HttpState {
             metrics: metrics.clone(),
             ready: ready.clone(),
             core: query_tx.clone(),
             media: media.send_stats(),
+            supervision: Arc::new(Supervision::new(menus_rx.clone(), live_rx)),
         };
         tokio::spawn(telemetry_http::serve(listener, state))
     });
-    let upkeep = tokio::spawn(upkeep(metrics.clone()));
-
-    let (menus_tx, mut menus_rx) = watch::channel(menus.clone());
     tracing::info!(version = %menus_rx.borrow().version(), "menus live");
     let reloader = tokio::spawn(reload::run(
         cfg.menus_dir.clone(),
@@ -217,12 +222,18 @@ pub async fn run(
         None => None,
     };
     let mut calls = Calls::new(calls_cfg, menus.clone(), prompts, crate::clock::seed());
+    calls.set_service_level(cfg.service_level);
     if queue_log_writer.is_some() {
         calls.enable_queue_log();
     }
     let cdr_tx = cdr_writer.as_ref().map(jsonl::Writer::sender);
     let mut core = Core::new(calls, udp.clone(), conns, media.clone(), cdr_tx);
     core.enable_telemetry(CoreMetrics::new(metrics.clone(), menus_rx.borrow().clone()));
+    if live_on {
+        core.enable_live(live::LivePublisher::new(live_tx));
+    }
+    let mut live_tick = tokio::time::interval(live::PUBLISH_EVERY);
+    live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ready.menus_loaded.store(true, Ordering::Relaxed);
     if let Some(writer) = &queue_log_writer {
         core.set_queue_log(writer.sender());
@@ -267,8 +278,9 @@ pub async fn run(
             Some((id, event)) = media_rx.recv() => {
                 core.handle_media(crate::clock::now(), id, event).await;
             }
-            Some(query) = query_rx.recv() => core.answer(query),
+            Some(query) = query_rx.recv() => core.answer(crate::clock::now(), query).await,
             _ = tcp_sweep.tick() => core.sweep_tcp(crate::clock::now()),
+            _ = live_tick.tick(), if live_on => core.tick_live(crate::clock::now()),
             Ok(()) = menus_rx.changed() => {
                 let menus = menus_rx.borrow_and_update().clone();
                 core.set_menus(crate::clock::now(), menus).await;

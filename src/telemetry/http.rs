@@ -1,5 +1,5 @@
-//! `serve --http`: `/metrics`, `/health/live`, `/health/ready` and `GET /calls/{call-id}` (axum, on
-//! the server's runtime). Handlers read atomics and the metrics recorder, or ask the signalling core
+//! `serve --http`: `/metrics`, `/health/live`, `/health/ready`, `GET /calls/{call-id}` and the
+//! supervisor view (`supervisor`: `/`, `/api/live`, `/events`, …) (axum, on the server's runtime). Handlers read atomics and the metrics recorder, or ask the signalling core
 //! through a bounded channel with a timeout; they never hold anything the core needs per message.
 //! It decides nothing about calls and writes no files.
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use crate::server::media_engine::SendStats;
 use crate::telemetry::metrics::{CoreSnapshot, Metrics};
 
 /// How long a handler waits for the core (queue + answer) before giving up with 503.
-const CORE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CORE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the readiness check's write test of the CDR file may take.
 const CDR_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Queries that may wait for the core at once; more get 503 at once.
@@ -32,6 +32,13 @@ pub enum Query {
     Snapshot(oneshot::Sender<CoreSnapshot>),
     /// The CDR line of a recent finished call, by SIP Call-ID.
     Cdr(String, oneshot::Sender<Option<Arc<str>>>),
+    /// The supervisor view's page now.
+    Live(oneshot::Sender<Arc<crate::telemetry::supervisor::LivePage>>),
+    /// A supervisor's break or back for an agent, and whether presence took it.
+    Supervisor(
+        crate::call::SupervisorCommand,
+        oneshot::Sender<Result<(), crate::agent::presence::AgentError>>,
+    ),
 }
 
 /// The state of a file a JSON-lines writer appends to (`server::jsonl`), shared by the writer, the
@@ -216,6 +223,8 @@ pub struct HttpState {
     pub core: mpsc::Sender<Query>,
     /// The media engine's counters.
     pub media: Arc<SendStats>,
+    /// The supervisor view's sessions and snapshot channel.
+    pub supervision: Arc<crate::telemetry::supervisor::Supervision>,
 }
 
 /// The routes.
@@ -225,12 +234,15 @@ pub fn router(state: HttpState) -> Router {
         .route("/health/live", get(|| async { "live\n" }))
         .route("/health/ready", get(ready))
         .route("/calls/{call_id}", get(call))
+        .merge(crate::telemetry::supervisor::routes())
         .with_state(state)
 }
 
 /// Serves `router` on `listener` until the task is aborted.
 pub async fn serve(listener: tokio::net::TcpListener, state: HttpState) {
-    if let Err(err) = axum::serve(listener, router(state)).await {
+    // The peer's address: the supervisor login throttle counts failures per source.
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(err) = axum::serve(listener, app).await {
         tracing::error!(%err, "http server stopped");
     }
 }

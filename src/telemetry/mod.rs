@@ -8,5 +8,6 @@ pub mod metrics;
 pub mod peek;
 pub mod recent;
 pub mod report;
+pub mod supervisor;
 
 pub use logs::{init, init_with, LogFormat};
