@@ -103,6 +103,19 @@ pub enum Command {
         /// Most concurrent calls from one source address (beyond it: 503 + Retry-After); 0: no cap.
         #[arg(long, value_name = "N", default_value_t = 500)]
         max_calls_per_source: usize,
+        /// Most calls in progress at once, from all sources; the next INVITE gets the overload answer
+        /// (`503` + `Retry-After: 5` by default). 0: no limit. The default fits the default RTP range.
+        #[arg(long, value_name = "N", default_value_t = crate::call::admission::DEFAULT_MAX_CALLS)]
+        max_calls: usize,
+        /// Most new calls per second, from all sources (a token bucket; a burst of a tenth of a
+        /// second's calls, at least 10, passes); the excess gets the overload answer (`503` +
+        /// `Retry-After: 1` by default). 0: no limit.
+        #[arg(long, value_name = "N", default_value_t = crate::call::admission::DEFAULT_MAX_CPS)]
+        max_cps: u32,
+        /// What an INVITE over `--max-calls` or `--max-cps` gets: `503` (with Retry-After; a proxy
+        /// tries elsewhere) or `486` (busy, nothing retries).
+        #[arg(long, value_name = "503|486", default_value = "503")]
+        overload_answer: crate::call::OverloadAnswer,
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
@@ -276,6 +289,9 @@ pub fn main() -> ExitCode {
             banned_answer,
             allow,
             max_calls_per_source,
+            max_calls,
+            max_cps,
+            overload_answer,
         } => {
             let mut cfg = ServerConfig {
                 menus_dir: config,
@@ -303,6 +319,10 @@ pub fn main() -> ExitCode {
                     allow,
                     max_calls_per_source,
                     ..crate::guard::GuardConfig::default()
+                },
+                admission: crate::call::AdmissionConfig {
+                    answer: overload_answer,
+                    ..crate::call::AdmissionConfig::new(max_calls, max_cps)
                 },
                 ..ServerConfig::default()
             };

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub http: Option<SocketAddr>,
     /// Per-source rate limits, bans, allow-list and call cap (`--limit-rate`, `--allow` …).
     pub guard: crate::guard::GuardConfig,
+    /// Server-wide limits: calls in progress, new calls per second, and what the excess gets
+    /// (`--max-calls`, `--max-cps`, `--overload-answer`).
+    pub admission: crate::call::AdmissionConfig,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             server_header: crate::sip::USER_AGENT.to_owned(),
             http: None,
             guard: crate::guard::GuardConfig::default(),
+            admission: crate::call::AdmissionConfig::default(),
         }
     }
 }

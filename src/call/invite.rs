@@ -13,6 +13,7 @@ use crate::call::ivr_call::{CallInput, IvrCall};
 use crate::call::leg::{Leg, LegId, LegKind, UasLeg, UasState};
 use crate::call::state::{media_config_from, media_config_unanswered, sdp_body, Call, CallMedia};
 use crate::call::{
+    admission::OverloadAnswer,
     CallKey, Calls, MediaCommand, RETRY_AFTER_CALL_CAP, RETRY_AFTER_DRAINING, RETRY_AFTER_NO_PORT,
 };
 use crate::dialog::uas::{add_capabilities, IncomingCall};
@@ -181,6 +182,17 @@ impl Calls {
         // else is a caller dialling one of the helpline's numbers.
         if let Some(code) = FeatureCode::parse(&cdr.dialed) {
             return self.on_feature_code(now, tx, peer, incoming, code, cdr);
+        }
+        // The server as a whole: calls in progress and new calls per second (G8: refuse fast, count).
+        if let Err(why) = self.admission.admit(now, self.calls.len()) {
+            tracing::debug!(%call_id, ?why, "overload: new call refused");
+            let reply = match self.admission.config().answer {
+                OverloadAnswer::ServiceUnavailable => Reply::ServiceUnavailable {
+                    retry_after: why.retry_after(),
+                },
+                OverloadAnswer::Busy => Reply::Busy,
+            };
+            return self.reject_new(now, tx, incoming, reply, cdr);
         }
         // One source may not hold more than its share of the calls (and so of the RTP ports).
         let ip = peer.addr.ip();

@@ -22,6 +22,7 @@
 //! has ended lives on until its far end is done with it (`late_legs`).
 //!
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
+pub mod admission;
 mod agent_leg;
 pub(crate) mod agents;
 pub mod capture;
@@ -46,6 +47,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 
 pub use crate::media::MediaId;
+pub use admission::{Admission, AdmissionConfig, AdmissionStats, OverloadAnswer, Refusal};
 pub use capture::{CaptureEvent, CaptureId, CapturedSip};
 pub use cdr::{Cdr, CdrDigit, EndReason, QueueTried, TransferResult, WallClock, MAX_CDR_DIGITS};
 pub use ivr_call::{
@@ -105,6 +107,8 @@ pub struct CallsConfig {
     pub capture: bool,
     /// Per-source rate limits, bans, allow-list and the per-source call cap (`serve --limit-rate` …).
     pub guard: GuardConfig,
+    /// Server-wide limits on calls in progress and new calls per second (`serve --max-calls` …).
+    pub admission: AdmissionConfig,
 }
 
 impl CallsConfig {
@@ -124,6 +128,7 @@ impl CallsConfig {
             server_header: "helpline".to_owned(),
             capture: false,
             guard: GuardConfig::default(),
+            admission: AdmissionConfig::default(),
         }
     }
 
@@ -230,6 +235,8 @@ pub struct Calls {
     guard_swept: Option<Instant>,
     /// What the guard did, for the metrics.
     guard_stats: GuardStats,
+    /// The server-wide call and call-rate limits.
+    admission: Admission,
 }
 
 /// What the per-source defences did so far (monotonic counters for the metrics).
@@ -252,6 +259,7 @@ impl Calls {
         let mut endpoint = Endpoint::new(cfg.timers, cfg.local, seed);
         let cfg_capture = cfg.capture;
         let guard_cfg = cfg.guard.clone();
+        let admission = Admission::new(cfg.admission);
         endpoint.set_server_header(&cfg.server_header);
         Calls {
             endpoint,
@@ -280,6 +288,7 @@ impl Calls {
             refusing: None,
             guard_swept: None,
             guard_stats: GuardStats::default(),
+            admission,
         }
     }
 
@@ -506,6 +515,11 @@ impl Calls {
     /// What the per-source defences did so far, with the registrar's failed authentications.
     pub fn guard_stats(&self) -> (GuardStats, u64) {
         (self.guard_stats, self.agents.registrar.auth_failures())
+    }
+
+    /// How many new calls the server-wide limits refused so far.
+    pub fn admission_stats(&self) -> AdmissionStats {
+        self.admission.stats()
     }
 
     /// Logs the guard's bans and expiries, once each.

@@ -62,6 +62,7 @@ pub fn of(calls: &Calls) -> CoreSnapshot {
         ports_in_use: calls.ports_in_use(),
         retransmissions: calls.endpoint().retransmissions(),
         guard: calls.guard_stats(),
+        admission: calls.admission_stats(),
         agents: agents.into_iter().collect(),
         queues: names
             .into_iter()

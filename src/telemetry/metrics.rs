@@ -122,12 +122,15 @@ metrics_table! {
     AUTH_FAILURES = "helpline_auth_failures_total", Counter, [],
         "Digest authentications refused: wrong digest, or a throttled source.";
     OVERLOAD_REFUSALS = "helpline_overload_refusals_total", Counter, ["reason"],
-        "Requests refused or dropped by the per-source defences: banned (503), banned-silent (dropped), call-cap (503).";
+        "Requests refused or dropped: by the per-source defences banned (503), banned-silent (dropped), call-cap (503); by the server-wide limits max-calls and max-cps (503 or 486).";
 }
 
 /// Buckets (seconds) of the latency histograms.
+/// Fine at the low end (100 µs steps up to a millisecond, then 2, 5, 10, 20, 50 ms), since the
+/// performance targets are p99 ≤ 2 ms (INVITE → 200) and ≤ 5 ms (first prompt, key → action).
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 /// Buckets (seconds) of the queue wait.
 const QUEUE_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0];
@@ -280,6 +283,8 @@ impl Metrics {
             ("banned", guard.banned_refusals),
             ("banned-silent", guard.dropped),
             ("call-cap", guard.call_cap_refusals),
+            ("max-calls", core.admission.max_calls),
+            ("max-cps", core.admission.max_cps),
         ] {
             self.counter(OVERLOAD_REFUSALS, &[("reason", reason)])
                 .absolute(n);
@@ -387,6 +392,8 @@ pub struct CoreSnapshot {
     pub queues: Vec<QueueSnapshot>,
     /// What the per-source defences did so far, and the registrar's failed authentications.
     pub guard: (crate::call::GuardStats, u64),
+    /// What the server-wide limits (`--max-calls`, `--max-cps`) refused so far.
+    pub admission: crate::call::AdmissionStats,
 }
 
 /// Most in-flight measurements kept at once (INVITEs awaiting their answer, media sessions awaiting a
