@@ -196,11 +196,9 @@ impl Calls {
         }
         // One source may not hold more than its share of the calls (and so of the RTP ports).
         let ip = peer.addr.ip();
-        let current = self
-            .calls
-            .values()
-            .filter(|c| c.caller().peer.addr.ip() == ip)
-            .count();
+        // Kept as a count per source: counting the calls here was a walk over every call per INVITE
+        // (a quarter of the CPU at 1,500 calls/s, perf).
+        let current = self.sources.count(ip);
         if self.guard.over_call_cap(ip, current) {
             tracing::info!(source = %ip, current, "per-source call cap reached: 503");
             self.guard_stats.call_cap_refusals += 1;
@@ -347,6 +345,7 @@ impl Calls {
             queued: None,
             transfer: None,
         };
+        self.sources.add(key, call.caller().peer.addr.ip());
         self.calls.insert(key, call);
         self.by_call_id.insert(call_id, (key, LegId::CALLER));
         self.by_tx.insert(tx, (key, LegId::CALLER));

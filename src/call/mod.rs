@@ -237,6 +237,38 @@ pub struct Calls {
     guard_stats: GuardStats,
     /// The server-wide call and call-rate limits.
     admission: Admission,
+    /// Calls in progress per source address (the per-source call cap).
+    sources: SourceCounts,
+}
+
+/// Calls in progress per source address, kept as calls come and go so the per-source cap costs one
+/// lookup per INVITE. The address is the one the INVITE came from, remembered per call.
+#[derive(Debug, Default)]
+struct SourceCounts {
+    counts: HashMap<IpAddr, usize>,
+    of: HashMap<CallKey, IpAddr>,
+}
+
+impl SourceCounts {
+    fn add(&mut self, key: CallKey, ip: IpAddr) {
+        if self.of.insert(key, ip).is_none() {
+            *self.counts.entry(ip).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, key: CallKey) {
+        let Some(ip) = self.of.remove(&key) else { return };
+        if let Some(n) = self.counts.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&ip);
+            }
+        }
+    }
+
+    fn count(&self, ip: IpAddr) -> usize {
+        self.counts.get(&ip).copied().unwrap_or(0)
+    }
 }
 
 /// What the per-source defences did so far (monotonic counters for the metrics).
@@ -289,6 +321,7 @@ impl Calls {
             guard_swept: None,
             guard_stats: GuardStats::default(),
             admission,
+            sources: SourceCounts::default(),
         }
     }
 
@@ -840,6 +873,7 @@ impl Calls {
         let Some(mut call) = self.calls.remove(&key) else {
             return;
         };
+        self.sources.remove(key);
         self.by_call_id.remove(&call.call_id);
         for leg in std::mem::take(&mut call.legs) {
             let (invite_tx, bye_tx) = match &leg.kind {

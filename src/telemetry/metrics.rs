@@ -88,9 +88,9 @@ metrics_table! {
     INVITE_ANSWER = "helpline_invite_answer_seconds", Histogram, [],
         "From an INVITE received to the 200 sent for it.";
     FIRST_PROMPT = "helpline_first_prompt_seconds", Histogram, [],
-        "From the caller's first RTP packet to the first prompt handed to the media engine.";
+        "From the caller's first RTP packet (as the signalling core learns of it) to the first prompt handed to the media engine.";
     KEY_ACTION = "helpline_key_action_seconds", Histogram, [],
-        "From a caller's last RTP/inband key to the next prompt or bridge for that call.";
+        "From the first RTP packet of a caller's last RFC 4733 or in-band key (its arrival on the media thread) to the next prompt, prompt stop or bridge for that call.";
     QUEUE_WAIT = "helpline_queue_wait_seconds", Histogram, [],
         "Time callers spent in a queue (answered or not), counted at call end.";
     MEDIA_LATENESS = "helpline_media_send_lateness_seconds", Gauge, ["quantile"],
