@@ -79,7 +79,10 @@ fn calls_over_max_cps_get_503_until_the_bucket_refills() {
         .iter()
         .map(|(p, c)| net.phone(*p).codes_to(*c, "INVITE"))
         .collect();
-    assert_eq!(codes, [vec![100, 200], vec![100, 200], vec![100, 200], vec![503]]);
+    assert_eq!(
+        codes,
+        [vec![100, 200], vec![100, 200], vec![100, 200], vec![503]]
+    );
     let (p, c) = first[3];
     assert_eq!(
         net.phone(p).responses_to(c, "INVITE")[0].header("Retry-After"),

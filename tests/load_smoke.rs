@@ -19,7 +19,15 @@ fn smoke_run_completes_and_prints_its_report() {
     let text = String::from_utf8_lossy(&out).to_string();
     let report = result.unwrap_or_else(|e| panic!("the harness failed: {e}\n{text}"));
     assert!(text.contains("LOAD REPORT COMPLETE"), "{text}");
-    for stage in ["G1 ", "G5 ", "G1c", "G8 ", "kamailio-stateless", "kamailio-stateful", "G4 "] {
+    for stage in [
+        "G1 ",
+        "G5 ",
+        "G1c",
+        "G8 ",
+        "kamailio-stateless",
+        "kamailio-stateful",
+        "G4 ",
+    ] {
         assert!(
             report.summary.iter().any(|l| l.starts_with(stage)),
             "no summary line for {stage}:\n{text}"

@@ -115,7 +115,10 @@ pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
         sinks.push(sock);
     }
-    let addrs: Vec<SocketAddr> = sinks.iter().map(UdpSocket::local_addr).collect::<Result<_, _>>()?;
+    let addrs: Vec<SocketAddr> = sinks
+        .iter()
+        .map(UdpSocket::local_addr)
+        .collect::<Result<_, _>>()?;
     let stop = Arc::new(AtomicBool::new(false));
     // 0: warm-up, 1: measuring, 2: done (packets are echoed, not counted).
     let measuring = Arc::new(AtomicU8::new(0));
@@ -133,14 +136,18 @@ pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
         .map(|i| ((i as f64 * 2.0 * std::f64::consts::PI * 440.0 / 8000.0).sin() * 8000.0) as i16)
         .collect();
     let prompt = Arc::new(Prompt::from_samples("en", "load-tone", &pcm));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let stats = engine.send_stats();
     let (ids, cpu) = rt.block_on(async {
         tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
             let now = Instant::now();
-            let Some(port) = ports.allocate(now) else { break };
+            let Some(port) = ports.allocate(now) else {
+                break;
+            };
             let id = MediaId(i as u64);
             let cfg = MediaConfig {
                 law: Law::Ulaw,
@@ -160,7 +167,10 @@ pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
         // Phases spread over one frame, as calls arriving at random times would be.
         let t0 = tokio::time::Instant::now();
         for (i, &id) in ids.iter().enumerate() {
-            tokio::time::sleep_until(t0 + Duration::from_micros((20_000 * i / ids.len().max(1)) as u64)).await;
+            tokio::time::sleep_until(
+                t0 + Duration::from_micros((20_000 * i / ids.len().max(1)) as u64),
+            )
+            .await;
             engine.play(id, prompt.clone());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -169,7 +179,9 @@ pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
         let cpu0 = thread_cpu("helpline-media");
         tokio::time::sleep(Duration::from_secs(secs)).await;
         measuring.store(2, Ordering::Relaxed);
-        let cpu = cpu0.zip(thread_cpu("helpline-media")).map(|(a, b)| (b - a) / secs as f64);
+        let cpu = cpu0
+            .zip(thread_cpu("helpline-media"))
+            .map(|(a, b)| (b - a) / secs as f64);
         (ids, cpu)
     });
     let snap = stats.snapshot();
@@ -241,7 +253,11 @@ fn summarise(
         engine_received: snap.received,
         dev: [q(0.5), q(0.99), q(0.999)],
         worst_p99: Duration::from_micros(worst as u64 * 100),
-        send_late: [snap.quantile(0.5), snap.quantile(0.99), snap.quantile(0.999)],
+        send_late: [
+            snap.quantile(0.5),
+            snap.quantile(0.99),
+            snap.quantile(0.999),
+        ],
         send_errors: snap.send_errors,
         media_cpu,
     }
@@ -258,7 +274,9 @@ fn receive(sock: &UdpSocket, stop: &AtomicBool, measuring: &AtomicU8) -> Part {
     let mut buf = [0u8; 2048];
     let mut echo = [0u8; 172];
     while !stop.load(Ordering::Relaxed) {
-        let Ok((len, from)) = sock.recv_from(&mut buf) else { continue };
+        let Ok((len, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
         let at = Instant::now();
         if len < 12 || buf[0] >> 6 != 2 {
             continue;

@@ -187,7 +187,13 @@ mod tests {
         assert_eq!(a.admit(t0, 2), Ok(()));
         assert_eq!(a.admit(t0, 3), Err(Refusal::MaxCalls));
         assert_eq!(a.admit(t0, 2), Ok(()));
-        assert_eq!(a.stats(), AdmissionStats { max_calls: 1, max_cps: 0 });
+        assert_eq!(
+            a.stats(),
+            AdmissionStats {
+                max_calls: 1,
+                max_cps: 0
+            }
+        );
     }
 
     #[test]
@@ -199,9 +205,15 @@ mod tests {
             assert_eq!(a.admit(t0, 0), Ok(()));
         }
         assert_eq!(a.admit(t0, 0), Err(Refusal::MaxCps));
-        assert_eq!(a.admit(t0 + Duration::from_millis(9), 0), Err(Refusal::MaxCps));
+        assert_eq!(
+            a.admit(t0 + Duration::from_millis(9), 0),
+            Err(Refusal::MaxCps)
+        );
         assert_eq!(a.admit(t0 + Duration::from_millis(10), 0), Ok(()));
-        assert_eq!(a.admit(t0 + Duration::from_millis(11), 0), Err(Refusal::MaxCps));
+        assert_eq!(
+            a.admit(t0 + Duration::from_millis(11), 0),
+            Err(Refusal::MaxCps)
+        );
         // A quiet second refills the bucket to its depth, no further.
         let t1 = t0 + Duration::from_secs(2);
         let admitted = (0..10).filter(|_| a.admit(t1, 0).is_ok()).count();

@@ -13,8 +13,8 @@ use crate::call::ivr_call::{CallInput, IvrCall};
 use crate::call::leg::{Leg, LegId, LegKind, UasLeg, UasState};
 use crate::call::state::{media_config_from, media_config_unanswered, sdp_body, Call, CallMedia};
 use crate::call::{
-    admission::OverloadAnswer,
-    CallKey, Calls, MediaCommand, RETRY_AFTER_CALL_CAP, RETRY_AFTER_DRAINING, RETRY_AFTER_NO_PORT,
+    admission::OverloadAnswer, CallKey, Calls, MediaCommand, RETRY_AFTER_CALL_CAP,
+    RETRY_AFTER_DRAINING, RETRY_AFTER_NO_PORT,
 };
 use crate::dialog::uas::{add_capabilities, IncomingCall};
 use crate::ivr::IvrSession;

@@ -257,7 +257,9 @@ impl SourceCounts {
     }
 
     fn remove(&mut self, key: CallKey) {
-        let Some(ip) = self.of.remove(&key) else { return };
+        let Some(ip) = self.of.remove(&key) else {
+            return;
+        };
         if let Some(n) = self.counts.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {

@@ -1,5 +1,6 @@
-//! Appends JSON lines to a file for the CDR writer (`--cdr`) and the queue log (`--queue-log`): one
-//! whole line per write, flushed at once. It does not decide what a line holds (`call`, `queue::log`).
+//! Appends JSON lines to a file for the CDR writer (`--cdr`) and the queue log (`--queue-log`): whole
+//! lines per write (every line waiting, up to 64 KB), flushed at once. It does not decide what a line
+//! holds (`call`, `queue::log`).
 use std::path::PathBuf;
 
 use std::sync::Arc;
@@ -19,6 +20,9 @@ pub struct Watched {
     /// Lines written and refused.
     pub counters: Option<LineCounters>,
 }
+
+/// Bytes of lines gathered into one write at most.
+const MAX_BATCH: usize = 64 * 1024;
 
 /// Starts a writer of `what` (e.g. "CDR", "queue log") lines: the file is created if missing and
 /// appended to. It ends, having written every line it was sent, when the last sender is dropped — which
@@ -56,14 +60,26 @@ pub fn start_watched(
         if let Some(h) = &watched.health {
             h.set_ok();
         }
-        while let Some(mut line) = rx.recv().await {
-            line.push('\n');
-            // One write per line (the file is opened for appending) keeps every record whole for
-            // readers tailing the file; flushed at once so a crash loses nothing already written.
-            match file.write_all(line.as_bytes()).await {
+        let mut batch = String::new();
+        while let Some(line) = rx.recv().await {
+            // Every line already waiting goes in the same write: a write (and a flush) per line cost a
+            // blocking-pool hand-off each, a fifth of the server's CPU at 1,500 calls/s (perf). Whole
+            // lines only, so readers tailing the file still never see half a record.
+            batch.clear();
+            batch.push_str(&line);
+            batch.push('\n');
+            let mut lines = 1u64;
+            while batch.len() < MAX_BATCH {
+                let Ok(line) = rx.try_recv() else { break };
+                batch.push_str(&line);
+                batch.push('\n');
+                lines += 1;
+            }
+            // Flushed at once so a crash loses nothing already written.
+            match file.write_all(batch.as_bytes()).await {
                 Ok(()) => {
                     if let Some(c) = &watched.counters {
-                        c.written.increment(1);
+                        c.written.increment(lines);
                     }
                     if let Some(h) = &watched.health {
                         h.set_ok();
@@ -72,7 +88,7 @@ pub fn start_watched(
                 Err(err) => {
                     tracing::error!(%err, "{what} write failed");
                     if let Some(c) = &watched.counters {
-                        c.failed.increment(1);
+                        c.failed.increment(lines);
                     }
                     if let Some(h) = &watched.health {
                         h.set_failed();
