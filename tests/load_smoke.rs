@@ -19,6 +19,10 @@ fn smoke_run_completes_and_prints_its_report() {
     let text = String::from_utf8_lossy(&out).to_string();
     let report = result.unwrap_or_else(|e| panic!("the harness failed: {e}\n{text}"));
     assert!(text.contains("LOAD REPORT COMPLETE"), "{text}");
+    assert!(
+        !report.summary.iter().any(|l| l.contains("stage failed")),
+        "{text}"
+    );
     for stage in [
         "G1 ",
         "G5 ",
