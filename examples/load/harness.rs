@@ -108,17 +108,25 @@ pub fn run(args: &Args, bin: &Path, repo: &Path, out: Out) -> Result<Report, Str
             repo,
             plan: &plan,
         };
-        if !skip("g1") {
-            g1(&ctx, out, &mut report)?;
-        }
-        if !skip("g5") {
-            g5(&ctx, out, &mut report)?;
-        }
-        if !skip("g1c") {
-            g1c(&ctx, args, out, &mut report)?;
-        }
-        if !skip("g8") {
-            g8(&ctx, out, &mut report)?;
+        type Stage = fn(&Ctx, &Args, Out, &mut Report) -> Result<(), String>;
+        let stages: [(&str, Stage); 4] = [
+            ("g1", |c, _, o, r| g1(c, o, r)),
+            ("g5", |c, _, o, r| g5(c, o, r)),
+            ("g1c", g1c),
+            ("g8", |c, _, o, r| g8(c, o, r)),
+        ];
+        for (name, stage) in stages {
+            if skip(name) {
+                continue;
+            }
+            // A stage that cannot run is reported and the run goes on to the others.
+            if let Err(e) = stage(&ctx, args, out, &mut report) {
+                say!(out, "  {name}: {e}");
+                let first = e.lines().next().unwrap_or("").to_owned();
+                report
+                    .summary
+                    .push(format!("{} stage failed: {first}", name.to_uppercase()));
+            }
         }
     }
     if want_kamailio {
@@ -745,8 +753,11 @@ fn sipp(
         "1",
     ])
     .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    .stdout(Stdio::null());
+    let err_path = dir.join("sipp.err");
+    if let Ok(f) = std::fs::File::create(&err_path) {
+        cmd.stderr(f);
+    }
     let rcv0 = rcvbuf_errors();
     let cpu0 = cpu_secs(&pids());
     let t0 = Instant::now();
@@ -767,7 +778,9 @@ fn sipp(
     let cpu_s = cpu_secs(&pids()) - cpu0;
     let rcvbuf = rcvbuf_errors().saturating_sub(rcv0);
     let csv = std::fs::read_to_string(&stat).unwrap_or_default();
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
+    let err_tail: String = err.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
     let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
     let head: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
     let Some(last) = lines.last() else {
@@ -781,6 +794,9 @@ fn sipp(
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
     };
+    if col("SuccessfulCall(C)") + col("FailedCall(C)") == 0.0 {
+        return Err(format!("sipp placed no call (exit {status}): {err_tail}"));
+    }
     Ok(Step {
         rate,
         calls,

@@ -74,8 +74,15 @@ impl RtpReport {
             format!("received {} of {} expected packets; lost {} (from sequence numbers)", self.received, self.expected, self.lost),
             format!("sequence breaks {}  timestamp breaks (Δts ≠ 160·Δseq) {}", self.seq_breaks, self.ts_breaks),
             format!(
-                "inter-arrival deviation from 20 ms: p50 {:?}  p99 {:?}  p99.9 {:?}; worst stream's p99 ≤ {:?}",
-                self.dev[0], self.dev[1], self.dev[2], self.worst_p99
+                "inter-arrival deviation from 20 ms: p50 {}  p99 {}  p99.9 {}; worst stream's p99 {}",
+                top(self.dev[0], FINE_BINS as u64),
+                top(self.dev[1], FINE_BINS as u64),
+                top(self.dev[2], FINE_BINS as u64),
+                if self.worst_p99 >= Duration::from_micros(COARSE_BINS as u64 * 100) {
+                    "≥ 20 ms (the histogram's top)".to_owned()
+                } else {
+                    format!("≤ {:?}", self.worst_p99)
+                }
             ),
             format!("echoed to the engine {} packets ({} send errors); the engine counted {} received", self.echoed, self.echo_errors, self.engine_received),
             format!(
@@ -95,6 +102,15 @@ impl RtpReport {
             "G4  {} streams {} s: lost {}, seq breaks {}, ts breaks {}; G4b deviation p99 {:?} p99.9 {:?} (target at 3,000: p99 ≤ 2 ms, p99.9 ≤ 5 ms; 0 lost)",
             self.started, self.seconds, self.lost, self.seq_breaks, self.ts_breaks, self.dev[1], self.dev[2]
         )
+    }
+}
+
+/// A deviation, or "≥ top" when it sits in the histogram's last bin (`bins` µs).
+fn top(d: Duration, bins: u64) -> String {
+    if d >= Duration::from_micros(bins - 1) {
+        format!("≥ {:?}", Duration::from_micros(bins))
+    } else {
+        format!("{d:?}")
     }
 }
 
