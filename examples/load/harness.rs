@@ -783,7 +783,7 @@ fn sipp(
     let err_tail: String = err.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
     let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
     let head: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
-    let Some(last) = lines.last() else {
+    let Some(last) = lines.next_back() else {
         return Err(format!("sipp wrote no statistics (exit {status})"));
     };
     let row: Vec<&str> = last.split(';').collect();
