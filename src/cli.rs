@@ -145,6 +145,19 @@ pub enum Command {
         /// The supervisor view's service level: the share of callers answered within this many seconds.
         #[arg(long, value_name = "SECS", default_value_t = 20)]
         service_level_secs: u64,
+        /// Most calls in progress at once, from all sources; the next INVITE gets the overload answer
+        /// (`503` + `Retry-After: 5` by default). 0: no limit. The default fits the default RTP range.
+        #[arg(long, value_name = "N", default_value_t = crate::call::admission::DEFAULT_MAX_CALLS)]
+        max_calls: usize,
+        /// Most new calls per second, from all sources (a token bucket; a burst of a tenth of a
+        /// second's calls, at least 10, passes); the excess gets the overload answer (`503` +
+        /// `Retry-After: 1` by default). 0: no limit.
+        #[arg(long, value_name = "N", default_value_t = crate::call::admission::DEFAULT_MAX_CPS)]
+        max_cps: u32,
+        /// What an INVITE over `--max-calls` or `--max-cps` gets: `503` (with Retry-After; a proxy
+        /// tries elsewhere) or `486` (busy, nothing retries).
+        #[arg(long, value_name = "503|486", default_value = "503")]
+        overload_answer: crate::call::OverloadAnswer,
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
@@ -356,6 +369,9 @@ pub fn main() -> ExitCode {
             max_message_bytes,
             drop_scanners,
             service_level_secs,
+            max_calls,
+            max_cps,
+            overload_answer,
         } => {
             let mut cfg = ServerConfig {
                 menus_dir: config,
@@ -399,6 +415,10 @@ pub fn main() -> ExitCode {
                     allow: Vec::new(),
                 },
                 service_level: Duration::from_secs(service_level_secs),
+                admission: crate::call::AdmissionConfig {
+                    answer: overload_answer,
+                    ..crate::call::AdmissionConfig::new(max_calls, max_cps)
+                },
                 ..ServerConfig::default()
             };
             cfg.timers.t1 = Duration::from_millis(t1_ms.max(1));

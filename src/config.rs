@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// The supervisor view's service level: callers answered within this count as answered in time
     /// (`--service-level-secs`, default 20 s).
     pub service_level: Duration,
+    /// Server-wide limits: calls in progress, new calls per second, and what the excess gets
+    /// (`--max-calls`, `--max-cps`, `--overload-answer`).
+    pub admission: crate::call::AdmissionConfig,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +102,7 @@ impl Default for ServerConfig {
             guard: crate::guard::GuardConfig::default(),
             tcp: crate::transport::tcp_policy::TcpLimits::default(),
             service_level: crate::call::DEFAULT_SERVICE_LEVEL,
+            admission: crate::call::AdmissionConfig::default(),
         }
     }
 }

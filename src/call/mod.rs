@@ -22,6 +22,7 @@
 //! has ended lives on until its far end is done with it (`late_legs`).
 //!
 //! It does not bind sockets, pace RTP or write files: the shell (`server`) does.
+pub mod admission;
 mod agent_leg;
 pub(crate) mod agents;
 pub mod capture;
@@ -47,6 +48,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 
 pub use crate::media::MediaId;
+pub use admission::{Admission, AdmissionConfig, AdmissionStats, OverloadAnswer, Refusal};
 pub use capture::{CaptureEvent, CaptureId, CapturedSip};
 pub use cdr::{
     Cdr, CdrDigit, CdrRtcp, EndReason, QueueTried, RtcpLeg, TransferResult, WallClock,
@@ -122,6 +124,8 @@ pub struct CallsConfig {
     pub capture: bool,
     /// Per-source rate limits, bans, allow-list and the per-source call cap (`serve --limit-rate` …).
     pub guard: GuardConfig,
+    /// Server-wide limits on calls in progress and new calls per second (`serve --max-calls` …).
+    pub admission: AdmissionConfig,
 }
 
 impl CallsConfig {
@@ -141,6 +145,7 @@ impl CallsConfig {
             server_header: "helpline".to_owned(),
             capture: false,
             guard: GuardConfig::default(),
+            admission: AdmissionConfig::default(),
         }
     }
 
@@ -256,6 +261,42 @@ pub struct Calls {
     guard_stats: GuardStats,
     /// Today's per-queue counts and agents' state times, for [`Calls::live_view`].
     live: live::LiveStats,
+    /// The server-wide call and call-rate limits.
+    admission: Admission,
+    /// Calls in progress per source address (the per-source call cap).
+    sources: SourceCounts,
+}
+
+/// Calls in progress per source address, kept as calls come and go so the per-source cap costs one
+/// lookup per INVITE. The address is the one the INVITE came from, remembered per call.
+#[derive(Debug, Default)]
+struct SourceCounts {
+    counts: HashMap<IpAddr, usize>,
+    of: HashMap<CallKey, IpAddr>,
+}
+
+impl SourceCounts {
+    fn add(&mut self, key: CallKey, ip: IpAddr) {
+        if self.of.insert(key, ip).is_none() {
+            *self.counts.entry(ip).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, key: CallKey) {
+        let Some(ip) = self.of.remove(&key) else {
+            return;
+        };
+        if let Some(n) = self.counts.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&ip);
+            }
+        }
+    }
+
+    fn count(&self, ip: IpAddr) -> usize {
+        self.counts.get(&ip).copied().unwrap_or(0)
+    }
 }
 
 /// What the per-source defences did so far (monotonic counters for the metrics).
@@ -282,6 +323,7 @@ impl Calls {
         let mut endpoint = Endpoint::new(cfg.timers, cfg.local, seed);
         let cfg_capture = cfg.capture;
         let guard_cfg = cfg.guard.clone();
+        let admission = Admission::new(cfg.admission);
         endpoint.set_server_header(&cfg.server_header);
         Calls {
             endpoint,
@@ -314,6 +356,8 @@ impl Calls {
             guard_swept: None,
             guard_stats: GuardStats::default(),
             live: live::LiveStats::default(),
+            admission,
+            sources: SourceCounts::default(),
         }
     }
 
@@ -599,6 +643,11 @@ impl Calls {
     /// What the per-source defences did so far, with the registrar's failed authentications.
     pub fn guard_stats(&self) -> (GuardStats, u64) {
         (self.guard_stats, self.agents.registrar.auth_failures())
+    }
+
+    /// How many new calls the server-wide limits refused so far.
+    pub fn admission_stats(&self) -> AdmissionStats {
+        self.admission.stats()
     }
 
     /// Logs the guard's bans and expiries, once each.
@@ -1034,6 +1083,7 @@ impl Calls {
         let Some(mut call) = self.calls.remove(&key) else {
             return;
         };
+        self.sources.remove(key);
         self.by_call_id.remove(&call.call_id);
         for leg in std::mem::take(&mut call.legs) {
             let (invite_tx, bye_tx) = match &leg.kind {

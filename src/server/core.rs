@@ -192,7 +192,8 @@ impl Core {
         if let Some((m, _)) = &mut self.telemetry {
             match &event {
                 MediaEvent::FirstRtp { .. } => m.first_rtp(now, id),
-                MediaEvent::Digit(_) => m.key(now, id),
+                // The media thread's arrival instant of the key's first packet (G6 starts there).
+                MediaEvent::Digit(d) => m.key(d.at.min(now), id),
                 MediaEvent::Rtcp(stats) => m.rtcp(stats),
                 _ => {}
             }
@@ -362,6 +363,8 @@ impl Core {
             match &command {
                 MediaCommand::Play { id, .. } => m.action(sent, *id, true),
                 MediaCommand::Bridge { a, .. } => m.action(sent, *a, false),
+                // A key that cuts a prompt: stopping it is the action the caller hears first.
+                MediaCommand::Stop { id } => m.action(sent, *id, false),
                 MediaCommand::Close { id } => m.closed(*id),
                 _ => {}
             }

@@ -363,6 +363,7 @@ fn calls_config(cfg: &ServerConfig, sip_local: SocketAddr) -> CallsConfig {
         server_header: cfg.server_header.clone(),
         capture: cfg.trace_dir.is_some(),
         guard: cfg.guard.clone(),
+        admission: cfg.admission,
     }
 }
 

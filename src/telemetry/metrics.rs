@@ -90,9 +90,9 @@ metrics_table! {
     INVITE_ANSWER = "helpline_invite_answer_seconds", Histogram, [],
         "From an INVITE received to the 200 sent for it.";
     FIRST_PROMPT = "helpline_first_prompt_seconds", Histogram, [],
-        "From the caller's first RTP packet to the first prompt handed to the media engine.";
+        "From the caller's first RTP packet (as the signalling core learns of it) to the first prompt handed to the media engine.";
     KEY_ACTION = "helpline_key_action_seconds", Histogram, [],
-        "From a caller's last RTP/inband key to the next prompt or bridge for that call.";
+        "From the first RTP packet of a caller's last RFC 4733 or in-band key (its arrival on the media thread) to the next prompt, prompt stop or bridge for that call.";
     QUEUE_WAIT = "helpline_queue_wait_seconds", Histogram, [],
         "Time callers spent in a queue (answered or not), counted at call end.";
     MEDIA_LATENESS = "helpline_media_send_lateness_seconds", Gauge, ["quantile"],
@@ -124,12 +124,15 @@ metrics_table! {
     AUTH_FAILURES = "helpline_auth_failures_total", Counter, [],
         "Digest authentications refused: wrong digest, or a throttled source.";
     OVERLOAD_REFUSALS = "helpline_overload_refusals_total", Counter, ["reason"],
-        "Requests refused or dropped by the defences: banned (503), banned-silent (dropped), call-cap (503), no-ack-reclaimed (a call whose ACK was overdue gave up its RTP port), scanner (dropped), tcp-* (connections refused or closed: caps, first-message deadline, idle, unframeable or oversized, unread, accept errors), queue-full-503 and queue-full-dropped (the core's queue was full); records-full (503: new calls refused because the record spools were full).";
+        "Requests refused or dropped by the defences: banned (503), banned-silent (dropped), call-cap (503), no-ack-reclaimed (a call whose ACK was overdue gave up its RTP port), scanner (dropped), tcp-* (connections refused or closed: caps, first-message deadline, idle, unframeable or oversized, unread, accept errors), queue-full-503 and queue-full-dropped (the core's queue was full); records-full (503: new calls refused because the record spools were full); max-calls and max-cps (the server-wide limits: 503 or 486).";
 }
 
 /// Buckets (seconds) of the latency histograms.
+/// Fine at the low end (100 µs steps up to a millisecond, then 2, 5, 10, 20, 50 ms), since the
+/// performance targets are p99 ≤ 2 ms (INVITE → 200) and ≤ 5 ms (first prompt, key → action).
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 /// Buckets (seconds) of the RTP jitter (a G.711 frame is 0.02).
 const JITTER_BUCKETS: &[f64] = &[
@@ -309,6 +312,8 @@ impl Metrics {
             ("no-ack-reclaimed", guard.unacked_reclaimed),
             ("scanner", guard.scanners),
             ("records-full", core.records_full_refusals),
+            ("max-calls", core.admission.max_calls),
+            ("max-cps", core.admission.max_cps),
         ] {
             self.counter(OVERLOAD_REFUSALS, &[("reason", reason)])
                 .absolute(n);
@@ -425,6 +430,8 @@ pub struct CoreSnapshot {
     pub guard: (crate::call::GuardStats, u64),
     /// New calls refused because the record spools were full.
     pub records_full_refusals: u64,
+    /// What the server-wide limits (`--max-calls`, `--max-cps`) refused so far.
+    pub admission: crate::call::AdmissionStats,
 }
 
 /// Most in-flight measurements kept at once (INVITEs awaiting their answer, media sessions awaiting a

@@ -287,6 +287,8 @@ impl SimNet {
                 // Scripted phones send whole bursts at one simulated instant from one address: the
                 // per-source limits (tests/defences.rs, src/guard) are not what these tests are about.
                 guard: helpline::guard::GuardConfig::off(),
+                // Nor are the server-wide limits (tests/admission.rs turns them on).
+                admission: helpline::call::AdmissionConfig::unlimited(),
             },
             seed: 7,
             queue_default: None,

@@ -1,0 +1,387 @@
+//! The load harness's RTP sink (G4/G4b): N sessions of helpline's real media engine (in this process, as
+//! `examples/rtp_load.rs` drives it) play a prompt to a few sink sockets; the sink tells the streams
+//! apart by SSRC, echoes each one back to its session as the caller's 50 packets a second, and reports
+//! per-stream inter-arrival deviation from 20 ms (percentiles over every interval, and the worst
+//! stream's p99), loss, and sequence and timestamp continuity. It does not place SIP calls: the
+//! signalling cost is the G1 stages' business; this is the media engine's pacing under load.
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use helpline::call::{MediaId, PortPool};
+use helpline::media::codec::Law;
+use helpline::media::session::MediaConfig;
+use helpline::prompts::Prompt;
+use helpline::server::media_engine::{MediaEngine, MediaEngineConfig};
+
+/// Sink sockets (one receiving thread each; the streams are spread over them).
+const SINKS: usize = 4;
+/// Global deviation histogram: 1 µs bins up to 100 ms (the last bin holds everything above).
+const FINE_BINS: usize = 100_000;
+/// Per-stream histogram: 100 µs bins up to 20 ms.
+const COARSE_BINS: usize = 200;
+
+/// One stream as the sink saw it.
+struct Stream {
+    first_seq: u64,
+    last_seq: u64,
+    last_ts: u32,
+    last_at: Instant,
+    received: u64,
+    seq_breaks: u64,
+    ts_breaks: u64,
+    hist: Box<[u32; COARSE_BINS]>,
+    /// The echo's own sequence number and timestamp (the "caller's" stream).
+    echo_seq: u16,
+    echo_ts: u32,
+}
+
+/// What one receiving thread measured.
+struct Part {
+    fine: Vec<u64>,
+    streams: HashMap<u32, Stream>,
+    echoed: u64,
+    echo_errors: u64,
+}
+
+/// The result of a run.
+pub struct RtpReport {
+    streams: usize,
+    started: usize,
+    seconds: u64,
+    expected: u64,
+    received: u64,
+    lost: u64,
+    seq_breaks: u64,
+    ts_breaks: u64,
+    echoed: u64,
+    echo_errors: u64,
+    engine_received: u64,
+    dev: [Duration; 3],
+    worst_p99: Duration,
+    send_late: [Duration; 3],
+    send_errors: u64,
+    media_cpu: Option<f64>,
+}
+
+impl RtpReport {
+    /// The report, line by line.
+    pub fn lines(&self) -> Vec<String> {
+        let mut v = vec![
+            format!("streams {} started of {}, measured {} s", self.started, self.streams, self.seconds),
+            format!("received {} of {} expected packets; lost {} (from sequence numbers)", self.received, self.expected, self.lost),
+            format!("sequence breaks {}  timestamp breaks (Δts ≠ 160·Δseq) {}", self.seq_breaks, self.ts_breaks),
+            format!(
+                "inter-arrival deviation from 20 ms: p50 {}  p99 {}  p99.9 {}; worst stream's p99 {}",
+                top(self.dev[0], FINE_BINS as u64),
+                top(self.dev[1], FINE_BINS as u64),
+                top(self.dev[2], FINE_BINS as u64),
+                if self.worst_p99 >= Duration::from_micros(COARSE_BINS as u64 * 100) {
+                    "≥ 20 ms (the histogram's top)".to_owned()
+                } else {
+                    format!("≤ {:?}", self.worst_p99)
+                }
+            ),
+            format!("echoed to the engine {} packets ({} send errors); the engine counted {} received", self.echoed, self.echo_errors, self.engine_received),
+            format!(
+                "engine send lateness p50 {:?}  p99 {:?}  p99.9 {:?}; send errors {}",
+                self.send_late[0], self.send_late[1], self.send_late[2], self.send_errors
+            ),
+        ];
+        if let Some(cpu) = self.media_cpu {
+            v.push(format!("media thread CPU {:.0} % of one core", cpu * 100.0));
+        }
+        v
+    }
+
+    /// The summary line.
+    pub fn summary(&self) -> String {
+        format!(
+            "G4  {} streams {} s: lost {}, seq breaks {}, ts breaks {}; G4b deviation p99 {:?} p99.9 {:?} (target at 3,000: p99 ≤ 2 ms, p99.9 ≤ 5 ms; 0 lost)",
+            self.started, self.seconds, self.lost, self.seq_breaks, self.ts_breaks, self.dev[1], self.dev[2]
+        )
+    }
+}
+
+/// A deviation, or "≥ top" when it sits in the histogram's last bin (`bins` µs).
+fn top(d: Duration, bins: u64) -> String {
+    if d >= Duration::from_micros(bins - 1) {
+        format!("≥ {:?}", Duration::from_micros(bins))
+    } else {
+        format!("{d:?}")
+    }
+}
+
+/// Plays `n` streams for a warm-up second plus `measure`, and reports.
+pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
+    let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let engine = MediaEngine::start(
+        MediaEngineConfig {
+            bind_ip: "127.0.0.1".parse().expect("literal address"),
+        },
+        events,
+    )?;
+    let span = u16::try_from(n * 2 + 256).unwrap_or(u16::MAX - 40_000);
+    let mut ports = PortPool::new((40_000, 40_000u16.saturating_add(span)), 1);
+    let mut sinks = Vec::new();
+    for _ in 0..SINKS {
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        sinks.push(sock);
+    }
+    let addrs: Vec<SocketAddr> = sinks
+        .iter()
+        .map(UdpSocket::local_addr)
+        .collect::<Result<_, _>>()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    // 0: warm-up, 1: measuring, 2: done (packets are echoed, not counted).
+    let measuring = Arc::new(AtomicU8::new(0));
+    let threads: Vec<_> = sinks
+        .into_iter()
+        .map(|sock| {
+            let (stop, measuring) = (stop.clone(), measuring.clone());
+            std::thread::spawn(move || receive(&sock, &stop, &measuring))
+        })
+        .collect();
+
+    let secs = measure.as_secs().max(1);
+    let total = Duration::from_secs(secs + 4);
+    let pcm: Vec<i16> = (0..(total.as_millis() as usize) * 8)
+        .map(|i| ((i as f64 * 2.0 * std::f64::consts::PI * 440.0 / 8000.0).sin() * 8000.0) as i16)
+        .collect();
+    let prompt = Arc::new(Prompt::from_samples("en", "load-tone", &pcm));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stats = engine.send_stats();
+    let (ids, cpu) = rt.block_on(async {
+        tokio::spawn(async move { while events_rx.recv().await.is_some() {} });
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let now = Instant::now();
+            let Some(port) = ports.allocate(now) else {
+                break;
+            };
+            let id = MediaId(i as u64);
+            let cfg = MediaConfig {
+                law: Law::Ulaw,
+                payload_type: 0,
+                dtmf_payload_type: Some(101),
+                remote: Some(addrs[i % addrs.len()]),
+                send: true,
+                rtp_timeout: Duration::from_secs(3600),
+                seed: i as u64 + 1,
+            };
+            if engine.open(id, port, cfg).is_err() {
+                ports.quarantine(now, port);
+                continue;
+            }
+            ids.push(id);
+        }
+        // Phases spread over one frame, as calls arriving at random times would be.
+        let t0 = tokio::time::Instant::now();
+        for (i, &id) in ids.iter().enumerate() {
+            tokio::time::sleep_until(
+                t0 + Duration::from_micros((20_000 * i / ids.len().max(1)) as u64),
+            )
+            .await;
+            engine.play(id, prompt.clone());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stats.reset();
+        measuring.store(1, Ordering::Relaxed);
+        let cpu0 = thread_cpu("helpline-media");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        measuring.store(2, Ordering::Relaxed);
+        let cpu = cpu0
+            .zip(thread_cpu("helpline-media"))
+            .map(|(a, b)| (b - a) / secs as f64);
+        (ids, cpu)
+    });
+    let snap = stats.snapshot();
+    for &id in &ids {
+        engine.close(id);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let parts: Vec<Part> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
+    Ok(summarise(n, ids.len(), secs, &parts, &snap, cpu))
+}
+
+fn summarise(
+    n: usize,
+    started: usize,
+    secs: u64,
+    parts: &[Part],
+    snap: &helpline::server::media_engine::SendStatsSnapshot,
+    media_cpu: Option<f64>,
+) -> RtpReport {
+    let mut fine = vec![0u64; FINE_BINS];
+    let (mut received, mut lost, mut seq_breaks, mut ts_breaks, mut echoed, mut echo_errors) =
+        (0, 0, 0, 0, 0, 0);
+    let mut worst = 0usize;
+    for p in parts {
+        for (i, c) in p.fine.iter().enumerate() {
+            fine[i] += c;
+        }
+        echoed += p.echoed;
+        echo_errors += p.echo_errors;
+        for s in p.streams.values() {
+            received += s.received;
+            let expected = s.last_seq - s.first_seq + 1;
+            lost += expected.saturating_sub(s.received);
+            seq_breaks += s.seq_breaks;
+            ts_breaks += s.ts_breaks;
+            let total: u64 = s.hist.iter().map(|c| u64::from(*c)).sum();
+            let mut acc = 0u64;
+            for (i, c) in s.hist.iter().enumerate() {
+                acc += u64::from(*c);
+                if total > 0 && acc as f64 >= 0.99 * total as f64 {
+                    worst = worst.max(i + 1);
+                    break;
+                }
+            }
+        }
+    }
+    let total: u64 = fine.iter().sum();
+    let q = |q: f64| {
+        let mut acc = 0;
+        for (i, c) in fine.iter().enumerate() {
+            acc += c;
+            if total > 0 && acc as f64 >= q * total as f64 {
+                return Duration::from_micros(i as u64);
+            }
+        }
+        Duration::ZERO
+    };
+    RtpReport {
+        streams: n,
+        started,
+        seconds: secs,
+        expected: started as u64 * 50 * secs,
+        received,
+        lost,
+        seq_breaks,
+        ts_breaks,
+        echoed,
+        echo_errors,
+        engine_received: snap.received,
+        dev: [q(0.5), q(0.99), q(0.999)],
+        worst_p99: Duration::from_micros(worst as u64 * 100),
+        send_late: [
+            snap.quantile(0.5),
+            snap.quantile(0.99),
+            snap.quantile(0.999),
+        ],
+        send_errors: snap.send_errors,
+        media_cpu,
+    }
+}
+
+/// One sink socket's loop: timestamp each packet on arrival, account for it, echo it.
+fn receive(sock: &UdpSocket, stop: &AtomicBool, measuring: &AtomicU8) -> Part {
+    let mut part = Part {
+        fine: vec![0; FINE_BINS],
+        streams: HashMap::new(),
+        echoed: 0,
+        echo_errors: 0,
+    };
+    let mut buf = [0u8; 2048];
+    let mut echo = [0u8; 172];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((len, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let at = Instant::now();
+        if len < 12 || buf[0] >> 6 != 2 {
+            continue;
+        }
+        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        let phase = measuring.load(Ordering::Relaxed);
+        let fresh = !part.streams.contains_key(&ssrc);
+        let s = part.streams.entry(ssrc).or_insert_with(|| Stream {
+            first_seq: u64::from(seq),
+            last_seq: u64::from(seq),
+            last_ts: ts,
+            last_at: at,
+            received: 0,
+            seq_breaks: 0,
+            ts_breaks: 0,
+            hist: Box::new([0; COARSE_BINS]),
+            echo_seq: 0,
+            echo_ts: 0,
+        });
+        if phase == 0 {
+            // Warm-up: follow the stream so the first measured interval is right.
+            s.last_seq = u64::from(seq);
+            s.last_ts = ts;
+            s.last_at = at;
+        } else if phase == 1 && fresh {
+            s.received = 1;
+        } else if phase == 1 {
+            account(s, &mut part.fine, seq, ts, at);
+        }
+        // Echo: the caller's own PCMU stream, one packet per packet heard.
+        s.echo_seq = s.echo_seq.wrapping_add(1);
+        s.echo_ts = s.echo_ts.wrapping_add(160);
+        echo[0] = 0x80;
+        echo[1] = 0;
+        echo[2..4].copy_from_slice(&s.echo_seq.to_be_bytes());
+        echo[4..8].copy_from_slice(&s.echo_ts.to_be_bytes());
+        echo[8..12].copy_from_slice(&(!ssrc).to_be_bytes());
+        echo[12..].fill(0xff);
+        match sock.send_to(&echo, from) {
+            Ok(_) => part.echoed += 1,
+            Err(_) => part.echo_errors += 1,
+        }
+    }
+    part
+}
+
+/// One measured packet of a known stream: continuity, then the interval since the last one.
+fn account(s: &mut Stream, fine: &mut [u64], seq: u16, ts: u32, at: Instant) {
+    // Extend the 16-bit sequence number to the nearest value after the last one.
+    let step = seq.wrapping_sub(s.last_seq as u16);
+    if step == 0 || step > 0x8000 {
+        s.seq_breaks += 1; // duplicate or reordered
+        return;
+    }
+    let ext = s.last_seq + u64::from(step);
+    if s.received == 0 {
+        s.first_seq = ext;
+    }
+    if step != 1 {
+        s.seq_breaks += 1;
+    }
+    if ts.wrapping_sub(s.last_ts) != 160 * u32::from(step) {
+        s.ts_breaks += 1;
+    }
+    if step == 1 {
+        let gap = at.duration_since(s.last_at).as_micros() as i64;
+        let dev = (gap - 20_000).unsigned_abs() as usize;
+        fine[dev.min(FINE_BINS - 1)] += 1;
+        s.hist[(dev / 100).min(COARSE_BINS - 1)] += 1;
+    }
+    s.last_seq = ext;
+    s.last_ts = ts;
+    s.last_at = at;
+    s.received += 1;
+}
+
+/// CPU seconds (user + system) of this process's thread named `name` (Linux, 100 Hz ticks).
+fn thread_cpu(name: &str) -> Option<f64> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(") ")?;
+        if !head.ends_with(&format!("({name}")) {
+            continue;
+        }
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        return Some(ticks as f64 / 100.0);
+    }
+    None
+}
