@@ -45,6 +45,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod prompts;
+pub mod strict_toml;
 
 // ── stage 1 · caller's packets (I/O edge) ──
 pub mod transport;
