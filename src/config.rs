@@ -54,6 +54,10 @@ pub struct ServerConfig {
     pub http: Option<SocketAddr>,
     /// Per-source rate limits, bans, allow-list and call cap (`--limit-rate`, `--allow` …).
     pub guard: crate::guard::GuardConfig,
+    /// Log level filter (`--log-level`, `[log] level`); `None`: `RUST_LOG`, else `info`.
+    pub log_level: Option<String>,
+    /// The server config file and command line the settings came from, for SIGHUP (`None`: no file).
+    pub settings: Option<crate::config_file::Source>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +82,8 @@ impl Default for ServerConfig {
             server_header: crate::sip::USER_AGENT.to_owned(),
             http: None,
             guard: crate::guard::GuardConfig::default(),
+            log_level: None,
+            settings: None,
         }
     }
 }

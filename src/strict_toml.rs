@@ -41,29 +41,41 @@ impl Problem {
 /// Parses `src` as a `T`, refusing keys `T` does not declare. On error returns every unknown key and
 /// the first other (syntax or type) error, in the order they appear in the text.
 pub fn parse<T: DeserializeOwned>(src: &str) -> Result<T, Vec<Problem>> {
+    match parse_keeping(src) {
+        (Some(v), problems) if problems.is_empty() => Ok(v),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// Like [`parse`], also returning the value when only unknown keys are wrong (so a caller can check
+/// the known keys' values in the same run).
+pub fn parse_keeping<T: DeserializeOwned>(src: &str) -> (Option<T>, Vec<Problem>) {
     let doc = match toml_edit::ImDocument::parse(src.to_owned()) {
         Ok(doc) => doc,
         Err(e) => {
-            return Err(vec![Problem {
+            let problem = Problem {
                 span: e.span().unwrap_or(0..0),
                 message: e.message().trim().to_owned(),
                 unknown: None,
-            }])
+            };
+            return (None, vec![problem]);
         }
     };
     let mut problems = Vec::new();
     check_keys::<T>(Node::Item(doc.as_item()), &mut Vec::new(), &mut problems);
-    match toml_edit::de::from_document::<T>(doc) {
-        Ok(v) if problems.is_empty() => return Ok(v),
-        Ok(_) => {}
-        Err(e) => problems.push(Problem {
-            span: e.span().unwrap_or(0..0),
-            message: e.message().trim().to_owned(),
-            unknown: None,
-        }),
-    }
+    let value = match toml_edit::de::from_document::<T>(doc) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(Problem {
+                span: e.span().unwrap_or(0..0),
+                message: e.message().trim().to_owned(),
+                unknown: None,
+            });
+            None
+        }
+    };
     problems.sort_by_key(|p| p.span.start);
-    Err(problems)
+    (value, problems)
 }
 
 /// Reports every key under `node` (at `path`) that the struct there does not accept, and walks into

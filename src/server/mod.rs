@@ -6,6 +6,7 @@ pub mod core;
 pub mod jsonl;
 pub mod media_engine;
 pub mod reload;
+pub mod settings;
 pub mod snapshot;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -184,7 +185,12 @@ pub async fn run(
         None => (None, None),
     };
 
-    let drain = cfg.drain;
+    let mut drain = cfg.drain;
+    let (live_tx, mut live_rx) = mpsc::unbounded_channel::<settings::LiveUpdate>();
+    let settings_task = cfg
+        .settings
+        .clone()
+        .map(|source| tokio::spawn(settings::run(source, live_tx)));
     let calls_cfg = calls_config(&cfg, sip_local);
     let capture = match &cfg.trace_dir {
         Some(dir) => Some(
@@ -244,6 +250,10 @@ pub async fn run(
                 let menus = menus_rx.borrow_and_update().clone();
                 core.set_menus(crate::clock::now(), menus).await;
             }
+            Some((live, new_drain)) = live_rx.recv() => {
+                drain = new_drain;
+                core.set_live(live);
+            }
             _ = tokio::time::sleep_until(next.unwrap_or(far)) => {
                 core.handle_timeout(crate::clock::now()).await;
             }
@@ -274,6 +284,9 @@ pub async fn run(
     tracing::info!("shutting down");
     acceptor.abort();
     reloader.abort();
+    if let Some(task) = settings_task {
+        task.abort();
+    }
     upkeep.abort();
     if let Some(task) = http_task {
         task.abort();

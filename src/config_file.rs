@@ -1,0 +1,422 @@
+//! `helpline.toml`, the server's settings file: every key is one `serve` flag, the file's value is given
+//! to that flag's own parser (so a key and its flag accept exactly the same text), and a flag on the
+//! command line overrides the key. Found at `--server-config PATH`, else `./helpline.toml` when present.
+//!
+//! [`KEYS`] (written with the `settings_file!` macro below) is the whole mapping: one line per key names
+//! its table, key, flag and whether a running server applies a change on SIGHUP ([`Reload::Live`]) or
+//! needs a restart. Adding a key for a new flag is one line there (and one in README's table, which a
+//! test compares). The file is read with the shared strict loader (`strict_toml`): unknown keys and bad
+//! values are errors with `file:line:col`. It does not apply live settings; `server` does, from
+//! [`Source::reload`] and [`changes`].
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, Parser};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ivr::diag::line_col;
+use crate::ivr::{Diagnostic, Severity};
+
+/// The file read when `--server-config` is not given, if it exists in the working directory.
+pub const DEFAULT_PATH: &str = "helpline.toml";
+
+/// Whether a running server takes a changed key on SIGHUP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// Applied on SIGHUP (to new calls, for call timings).
+    Live,
+    /// Read at start only; a change is logged as needing a restart.
+    Restart,
+}
+
+/// How a key's value becomes arguments of its flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// `--flag VALUE`; an array gives `--flag A,B` (the flag splits on commas).
+    Value,
+    /// A flag without a value, given when the boolean key has this value (`watch = false` → `--no-watch`).
+    Switch(bool),
+}
+
+/// One key of the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// The table, e.g. `defences`.
+    pub table: &'static str,
+    /// The key in it, e.g. `limit_rate`.
+    pub key: &'static str,
+    /// The clap id of its `serve` flag (the flag is `--` and this with `-` for `_`).
+    pub flag: &'static str,
+    /// Live or restart.
+    pub reload: Reload,
+    /// Value or switch.
+    pub form: Form,
+}
+
+impl Key {
+    /// `table.key`.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.table, self.key)
+    }
+
+    /// `--flag-name`.
+    pub fn long(&self) -> String {
+        format!("--{}", self.flag.replace('_', "-"))
+    }
+}
+
+macro_rules! form {
+    () => {
+        Form::Value
+    };
+    (switch_when($b:literal)) => {
+        Form::Switch($b)
+    };
+}
+
+/// Declares the file's tables and keys: the serde model the strict loader checks, and [`KEYS`].
+macro_rules! settings_file {
+    ($( [$table:ident] $Table:ident { $( $key:ident = $flag:literal, $reload:ident $(, $form:ident($b:literal))?; )* } )*) => {
+        /// The file: every table optional, every key optional, values kept raw (with their positions)
+        /// for their flag's parser.
+        #[derive(Debug, Default, Deserialize)]
+        pub struct FileModel {
+            $( #[allow(missing_docs)] pub $table: Option<$Table>, )*
+        }
+        $(
+            #[derive(Debug, Default, Deserialize)]
+            #[allow(missing_docs)]
+            #[doc = concat!("`[", stringify!($table), "]`.")]
+            pub struct $Table { $( pub $key: Option<Spanned<toml::Value>>, )* }
+        )*
+        /// Every key of `helpline.toml`, in file order.
+        pub const KEYS: &[Key] = &[
+            $( $( Key {
+                table: stringify!($table),
+                key: stringify!($key),
+                flag: $flag,
+                reload: Reload::$reload,
+                form: form!($($form($b))?),
+            }, )* )*
+        ];
+        impl FileModel {
+            /// The keys the file sets, with their values.
+            fn set(&self) -> Vec<(&'static Key, &Spanned<toml::Value>)> {
+                let mut out = Vec::new();
+                $( if let Some(t) = &self.$table {
+                    $( if let Some(v) = &t.$key {
+                        out.push((key(stringify!($table), stringify!($key)), v));
+                    } )*
+                } )*
+                out
+            }
+        }
+    };
+}
+
+// One line per key: `KEY = "clap id of the serve flag", Live|Restart[, switch_when(BOOL)];`
+settings_file! {
+    [menus] Menus {
+        dir = "config", Restart;
+        prompts = "prompts", Restart;
+        watch = "no_watch", Restart, switch_when(false);
+    }
+    [sip] Sip {
+        listen = "listen", Restart;
+        advertise_ip = "advertise_ip", Restart;
+        server_header = "server_header", Restart;
+        t1_ms = "t1_ms", Restart;
+        t2_ms = "t2_ms", Restart;
+        t4_ms = "t4_ms", Restart;
+    }
+    [rtp] Rtp {
+        ports = "rtp_ports", Restart;
+        timeout_secs = "rtp_timeout_secs", Live;
+    }
+    [calls] Calls {
+        ring_ms = "ring_ms", Live;
+        first_prompt_delay_ms = "first_prompt_delay_ms", Live;
+        max_ivr_secs = "max_ivr_secs", Live;
+        drain_secs = "drain_secs", Live;
+    }
+    [records] Records {
+        cdr = "cdr", Restart;
+        queue_log = "queue_log", Restart;
+        trace_dir = "trace_dir", Restart;
+    }
+    [http] Http {
+        listen = "http", Restart;
+    }
+    [log] Log {
+        level = "log_level", Live;
+    }
+    [defences] Defences {
+        limit_rate = "limit_rate", Live;
+        ban_secs = "ban_secs", Live;
+        banned_answer = "banned_answer", Live;
+        allow = "allow", Live;
+        max_calls_per_source = "max_calls_per_source", Live;
+    }
+}
+
+fn key(table: &str, name: &str) -> &'static Key {
+    KEYS.iter()
+        .find(|k| k.table == table && k.key == name)
+        .expect("the macro lists every key it declares in KEYS")
+}
+
+/// What the file sets: `table.key` → the key's argument text (arrays joined with commas; a switch
+/// `true`/`false`).
+pub type Values = BTreeMap<String, String>;
+
+/// A read, checked file.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    /// The keys set, as argument text.
+    pub values: Values,
+    /// The arguments to put before the command line's (keys whose flag the command line gives are
+    /// left out).
+    pub args: Vec<OsString>,
+}
+
+fn diag(path: &Path, src: &str, span: std::ops::Range<usize>, message: String) -> Diagnostic {
+    let (line, col) = line_col(src, span.start);
+    Diagnostic {
+        file: path.to_path_buf(),
+        line,
+        col,
+        message,
+        hint: None,
+        severity: Severity::Error,
+    }
+}
+
+/// The argument text of a value, or why the key cannot take it.
+fn arg_text(k: &Key, v: &toml::Value) -> Result<String, String> {
+    let scalar = |v: &toml::Value| match v {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Datetime(d) => Ok(d.to_string()),
+        other => Err(format!(
+            "`{}` wants a string or a number, not {}",
+            k.name(),
+            other.type_str()
+        )),
+    };
+    match (k.form, v) {
+        (Form::Switch(_), toml::Value::Boolean(b)) => Ok(b.to_string()),
+        (Form::Switch(_), other) => Err(format!(
+            "`{}` wants true or false, not {}",
+            k.name(),
+            other.type_str()
+        )),
+        (Form::Value, toml::Value::Array(items)) => items
+            .iter()
+            .map(scalar)
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.join(",")),
+        (Form::Value, v) => scalar(v),
+    }
+}
+
+/// The arguments that give key `k` the argument text `text`.
+fn key_args(k: &Key, text: &str) -> Vec<OsString> {
+    match k.form {
+        Form::Switch(when) if text == when.to_string() => vec![k.long().into()],
+        Form::Switch(_) => Vec::new(),
+        // An empty list sets nothing (the flag's default is the empty list).
+        Form::Value if text.is_empty() => Vec::new(),
+        Form::Value => vec![k.long().into(), text.into()],
+    }
+}
+
+/// Why `serve`'s parser refuses `args`, in one line; `None` when it accepts them.
+fn flag_refuses(args: &[OsString]) -> Option<String> {
+    let argv = [OsString::from("helpline"), OsString::from("serve")]
+        .into_iter()
+        .chain(args.iter().cloned());
+    let err = crate::cli::Cli::try_parse_from(argv).err()?;
+    let text = err.render().to_string();
+    let line = text.lines().next().unwrap_or("invalid value");
+    Some(line.strip_prefix("error: ").unwrap_or(line).to_owned())
+}
+
+/// Reads and checks the file at `path`; `explicit` are the clap ids of flags the command line gives.
+pub fn load(path: &Path, explicit: &BTreeSet<String>) -> Result<Loaded, Vec<Diagnostic>> {
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        vec![diag(
+            path,
+            "",
+            0..0,
+            format!("cannot read the server config: {e}"),
+        )]
+    })?;
+    let (model, problems) = crate::strict_toml::parse_keeping::<FileModel>(&src);
+    let mut errors: Vec<Diagnostic> = problems
+        .into_iter()
+        .map(|p| Diagnostic {
+            hint: p.hint(),
+            ..diag(path, &src, p.span.clone(), p.message)
+        })
+        .collect();
+    let model = model.unwrap_or_default();
+    let mut loaded = Loaded::default();
+    for (k, v) in model.set() {
+        let text = match arg_text(k, v.get_ref()) {
+            Ok(t) => t,
+            Err(m) => {
+                errors.push(diag(path, &src, v.span(), m));
+                continue;
+            }
+        };
+        let args = key_args(k, &text);
+        if let Some(why) = flag_refuses(&args) {
+            errors.push(diag(path, &src, v.span(), format!("`{}`: {why}", k.name())));
+            continue;
+        }
+        if !explicit.contains(k.flag) {
+            loaded.args.extend(args);
+        }
+        loaded.values.insert(k.name(), text);
+    }
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        errors.sort_by_key(|d| (d.line, d.col));
+        Err(errors)
+    }
+}
+
+/// The file to read: `--server-config`, else `./helpline.toml` if it exists, else none.
+pub fn locate(given: Option<&Path>) -> Option<PathBuf> {
+    match given {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_PATH)).filter(|p| p.is_file()),
+    }
+}
+
+/// The clap ids of the flags `args` (a whole command line, program name first) gives for
+/// subcommand `sub`.
+pub fn explicit_flags(args: &[OsString], sub: &str) -> BTreeSet<String> {
+    let Ok(matches) = crate::cli::Cli::command().try_get_matches_from(args) else {
+        return BTreeSet::new();
+    };
+    let Some(m) = matches.subcommand_matches(sub) else {
+        return BTreeSet::new();
+    };
+    m.ids()
+        .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.as_str().to_owned())
+        .collect()
+}
+
+/// `args` (program name, `serve`, its flags) with the file's arguments put before the command line's.
+pub fn merged_args(args: &[OsString], file_args: &[OsString]) -> Vec<OsString> {
+    let split = args.len().min(2);
+    let mut out: Vec<OsString> = args[..split].to_vec();
+    out.extend(file_args.iter().cloned());
+    out.extend(args[split..].iter().cloned());
+    out
+}
+
+/// Where the running server's settings come from, to read them again on SIGHUP.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// The file.
+    pub path: PathBuf,
+    /// The command line as given (program name first).
+    pub args: Vec<OsString>,
+    /// The clap ids of the flags it gives (they override the file, also after a reload).
+    pub explicit: BTreeSet<String>,
+    /// The file's values the server started with.
+    pub values: Values,
+}
+
+impl Source {
+    /// Reads the file again: the settings it and the command line give now, and the file's values.
+    pub fn reload(&self) -> Result<(crate::config::ServerConfig, Values), Vec<Diagnostic>> {
+        let loaded = load(&self.path, &self.explicit)?;
+        let argv = merged_args(&self.args, &loaded.args);
+        let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| {
+            vec![diag(
+                &self.path,
+                "",
+                0..0,
+                e.render().to_string().trim().to_owned(),
+            )]
+        })?;
+        let cfg = crate::cli::server_config(cli.command).ok_or_else(|| {
+            vec![diag(
+                &self.path,
+                "",
+                0..0,
+                "not a serve command line".into(),
+            )]
+        })?;
+        Ok((cfg, loaded.values))
+    }
+}
+
+/// What became of one changed key on a reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The running server uses the new value.
+    Applied,
+    /// The running server keeps the old value until it is restarted.
+    NeedsRestart,
+    /// The command line gives this flag, which wins over the file.
+    OverriddenByFlag,
+}
+
+/// One key whose value differs between two reads of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The key.
+    pub key: &'static Key,
+    /// Its value before (`None`: not set).
+    pub old: Option<String>,
+    /// Its value now.
+    pub new: Option<String>,
+    /// What the server does about it.
+    pub outcome: Outcome,
+}
+
+/// The keys whose values differ between `old` and `new`, in file order.
+pub fn changes(old: &Values, new: &Values, explicit: &BTreeSet<String>) -> Vec<Change> {
+    KEYS.iter()
+        .filter_map(|k| {
+            let name = k.name();
+            let (o, n) = (old.get(&name), new.get(&name));
+            (o != n).then(|| Change {
+                key: k,
+                old: o.cloned(),
+                new: n.cloned(),
+                outcome: if explicit.contains(k.flag) {
+                    Outcome::OverriddenByFlag
+                } else if k.reload == Reload::Live {
+                    Outcome::Applied
+                } else {
+                    Outcome::NeedsRestart
+                },
+            })
+        })
+        .collect()
+}
+
+/// The values the server runs with after a reload: live and overridden keys take `new`, restart-only
+/// keys keep `old` (so the next reload still reports them until the restart).
+pub fn running_values(old: &Values, new: &Values) -> Values {
+    let mut out = Values::new();
+    for k in KEYS {
+        let name = k.name();
+        let v = if k.reload == Reload::Live { new } else { old }.get(&name);
+        if let Some(v) = v {
+            out.insert(name, v.clone());
+        }
+    }
+    out
+}
