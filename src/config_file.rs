@@ -420,3 +420,376 @@ pub fn running_values(old: &Values, new: &Values) -> Values {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServerConfig;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn temp_file(text: &str) -> PathBuf {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("helpline-cfg-{}-{n}.toml", std::process::id()));
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+
+    /// The settings `serve --server-config FILE FLAGS…` runs with.
+    fn effective(file: &str, flags: &[&str]) -> ServerConfig {
+        let path = temp_file(file);
+        let mut args: Vec<OsString> = ["helpline", "serve", "--server-config"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.push(path.clone().into());
+        args.extend(flags.iter().map(OsString::from));
+        let explicit = explicit_flags(&args, "serve");
+        let loaded = load(&path, &explicit).unwrap_or_else(|d| panic!("{file}: {d:?}"));
+        let _ = std::fs::remove_file(&path);
+        let cli =
+            crate::cli::Cli::try_parse_from(merged_args(&args, &loaded.args)).expect("parses");
+        crate::cli::server_config(cli.command).expect("serve")
+    }
+
+    type Show = fn(&ServerConfig) -> String;
+
+    /// Per key: a value in the file, what the server then runs with, a flag value, what it runs with
+    /// when the flag is given too.
+    const ROWS: &[(&str, &str, &str, &str, &str, Show)] = &[
+        ("menus.dir", "\"m\"", "m", "f", "f", |c| {
+            c.menus_dir.display().to_string()
+        }),
+        ("menus.prompts", "\"p\"", "p", "f", "f", |c| {
+            c.prompts_dir.display().to_string()
+        }),
+        ("menus.watch", "false", "false", "", "false", |c| {
+            c.watch_menus.to_string()
+        }),
+        (
+            "sip.listen",
+            "\"127.0.0.1:0\"",
+            "127.0.0.1:0",
+            "127.0.0.2:7",
+            "127.0.0.2:7",
+            |c| c.listen.to_string(),
+        ),
+        (
+            "sip.advertise_ip",
+            "\"10.0.0.1\"",
+            "Some(10.0.0.1)",
+            "10.0.0.2",
+            "Some(10.0.0.2)",
+            |c| format!("{:?}", c.advertise_ip),
+        ),
+        (
+            "sip.server_header",
+            "\"Acme\"",
+            "Acme",
+            "Other",
+            "Other",
+            |c| c.server_header.clone(),
+        ),
+        ("sip.t1_ms", "200", "200ms", "300", "300ms", |c| {
+            format!("{:?}", c.timers.t1)
+        }),
+        ("sip.t2_ms", "2000", "2s", "3000", "3s", |c| {
+            format!("{:?}", c.timers.t2)
+        }),
+        ("sip.t4_ms", "1000", "1s", "2000", "2s", |c| {
+            format!("{:?}", c.timers.t4)
+        }),
+        (
+            "rtp.ports",
+            "\"40000-40100\"",
+            "(40000, 40100)",
+            "50000-50100",
+            "(50000, 50100)",
+            |c| format!("{:?}", c.rtp_ports),
+        ),
+        ("rtp.timeout_secs", "7", "7s", "8", "8s", |c| {
+            format!("{:?}", c.rtp_timeout)
+        }),
+        ("calls.ring_ms", "250", "250ms", "500", "500ms", |c| {
+            format!("{:?}", c.ring)
+        }),
+        (
+            "calls.first_prompt_delay_ms",
+            "100",
+            "100ms",
+            "200",
+            "200ms",
+            |c| format!("{:?}", c.first_prompt_delay),
+        ),
+        ("calls.max_ivr_secs", "60", "60s", "120", "120s", |c| {
+            format!("{:?}", c.max_ivr)
+        }),
+        ("calls.drain_secs", "5", "5s", "6", "6s", |c| {
+            format!("{:?}", c.drain)
+        }),
+        (
+            "records.cdr",
+            "\"c.jsonl\"",
+            "Some(\"c.jsonl\")",
+            "d.jsonl",
+            "Some(\"d.jsonl\")",
+            |c| format!("{:?}", c.cdr),
+        ),
+        (
+            "records.queue_log",
+            "\"q.jsonl\"",
+            "Some(\"q.jsonl\")",
+            "r.jsonl",
+            "Some(\"r.jsonl\")",
+            |c| format!("{:?}", c.queue_log),
+        ),
+        (
+            "records.trace_dir",
+            "\"t\"",
+            "Some(\"t\")",
+            "u",
+            "Some(\"u\")",
+            |c| format!("{:?}", c.trace_dir),
+        ),
+        (
+            "http.listen",
+            "\"127.0.0.1:9105\"",
+            "Some(127.0.0.1:9105)",
+            "127.0.0.1:9106",
+            "Some(127.0.0.1:9106)",
+            |c| format!("{:?}", c.http),
+        ),
+        (
+            "log.level",
+            "\"debug\"",
+            "Some(\"debug\")",
+            "warn",
+            "Some(\"warn\")",
+            |c| format!("{:?}", c.log_level),
+        ),
+        ("defences.limit_rate", "5", "5/10", "7", "7/14", |c| {
+            format!("{}/{}", c.guard.rate, c.guard.burst)
+        }),
+        ("defences.ban_secs", "9", "9s", "10", "10s", |c| {
+            format!("{:?}", c.guard.ban)
+        }),
+        (
+            "defences.banned_answer",
+            "\"503\"",
+            "Unavailable",
+            "silence",
+            "Silence",
+            |c| format!("{:?}", c.guard.banned_answer),
+        ),
+        (
+            "defences.allow",
+            "[\"10.0.0.0/8\", \"127.0.0.1\"]",
+            "10.0.0.0/8 127.0.0.1/32",
+            "192.168.0.0/16",
+            "192.168.0.0/16",
+            |c| {
+                c.guard
+                    .allow
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        ),
+        ("defences.max_calls_per_source", "3", "3", "4", "4", |c| {
+            c.guard.max_calls_per_source.to_string()
+        }),
+    ];
+
+    #[test]
+    fn every_key_sets_its_setting_and_its_flag_overrides_it() {
+        let names: Vec<String> = KEYS.iter().map(Key::name).collect();
+        let rows: Vec<&str> = ROWS.iter().map(|r| r.0).collect();
+        assert_eq!(names, rows, "one row per key, in KEYS order");
+        let default = ServerConfig::default();
+        for &(name, value, from_file, flag, from_flag, show) in ROWS {
+            let k = KEYS
+                .iter()
+                .find(|k| k.name() == name)
+                .expect("row names a key");
+            let file = format!("[{}]\n{} = {value}\n", k.table, k.key);
+            let cfg = effective(&file, &[]);
+            assert_eq!(show(&cfg), from_file, "{name} from the file");
+            assert_ne!(
+                show(&default),
+                from_file,
+                "{name}: the test value is not the default"
+            );
+            let flags: Vec<String> = match k.form {
+                Form::Switch(_) => vec![k.long()],
+                Form::Value => vec![k.long(), flag.to_owned()],
+            };
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let cfg = effective(&file, &flags);
+            assert_eq!(
+                show(&cfg),
+                from_flag,
+                "{name}: {} overrides the file",
+                k.long()
+            );
+        }
+    }
+
+    #[test]
+    fn a_switch_key_gives_its_flag_only_for_its_value() {
+        assert!(effective("[menus]\nwatch = true\n", &[]).watch_menus);
+        assert!(!effective("[menus]\nwatch = false\n", &[]).watch_menus);
+    }
+
+    fn example() -> (PathBuf, String) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/helpline.toml");
+        let text = std::fs::read_to_string(&path).expect("deploy/helpline.toml");
+        (path, text)
+    }
+
+    #[test]
+    fn the_example_sets_every_key_with_its_default_except_the_examples() {
+        let (path, text) = example();
+        let loaded = load(&path, &BTreeSet::new()).expect("the example is valid");
+        // Keys left commented out: no default to show, or only an example.
+        let unset = ["sip.advertise_ip", "records.queue_log", "records.trace_dir"];
+        for k in KEYS {
+            let name = k.name();
+            let commented = format!("# {} = ", k.key);
+            if unset.contains(&name.as_str()) {
+                assert!(text.contains(&commented), "{name} shown commented out");
+            } else {
+                assert!(
+                    loaded.values.contains_key(&name),
+                    "{name} missing from the example"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_in_every_table_of_the_example_is_reported_at_its_line_and_column() {
+        let (_, text) = example();
+        let lines: Vec<&str> = text.lines().collect();
+        // Before the first table (the root) and after every table header.
+        let mut at: Vec<usize> = vec![0];
+        at.extend(
+            (0..lines.len())
+                .filter(|&i| lines[i].starts_with('['))
+                .map(|i| i + 1),
+        );
+        assert_eq!(at.len(), 9, "root and eight tables");
+        for i in at {
+            let mut mutated = lines.clone();
+            mutated.insert(i, "bogus_key = 1");
+            let path = temp_file(&(mutated.join("\n") + "\n"));
+            let errors = load(&path, &BTreeSet::new()).expect_err("bogus key accepted");
+            let _ = std::fs::remove_file(&path);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            let e = &errors[0];
+            assert_eq!((e.line, e.col), (i + 1, 1), "{e}");
+            assert!(
+                e.message.starts_with("unknown field `bogus_key`, expected"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_are_reported_at_the_value_with_the_flags_own_words() {
+        let path = temp_file(
+            "[sip]\nlisten = \"nowhere\"\nt1_ms = true\n[defences]\nbanned_answer = \"loud\"\n",
+        );
+        let errors = load(&path, &BTreeSet::new()).expect_err("bad values accepted");
+        let _ = std::fs::remove_file(&path);
+        let got: Vec<String> = errors
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.col, d.message))
+            .collect();
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(
+            got[0].starts_with("2:10 `sip.listen`: invalid value 'nowhere' for '--listen"),
+            "{got:#?}"
+        );
+        assert!(
+            got[1].starts_with("3:9 `sip.t1_ms` wants a string or a number, not boolean"),
+            "{got:#?}"
+        );
+        assert!(
+            got[2].starts_with("5:17 `defences.banned_answer`: invalid value 'loud'"),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn a_reload_applies_live_keys_and_keeps_restart_keys_until_a_restart() {
+        let v = |pairs: &[(&str, &str)]| -> Values {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let old = v(&[
+            ("defences.limit_rate", "5"),
+            ("sip.listen", "127.0.0.1:0"),
+            ("calls.ring_ms", "0"),
+        ]);
+        let new = v(&[
+            ("defences.limit_rate", "7"),
+            ("sip.listen", "127.0.0.1:5"),
+            ("calls.ring_ms", "9"),
+        ]);
+        let explicit: BTreeSet<String> = ["ring_ms".to_owned()].into();
+        let got: Vec<(String, Outcome)> = changes(&old, &new, &explicit)
+            .into_iter()
+            .map(|c| (c.key.name(), c.outcome))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("sip.listen".to_owned(), Outcome::NeedsRestart),
+                ("calls.ring_ms".to_owned(), Outcome::OverriddenByFlag),
+                ("defences.limit_rate".to_owned(), Outcome::Applied),
+            ]
+        );
+        let running = running_values(&old, &new);
+        assert_eq!(running["defences.limit_rate"], "7");
+        assert_eq!(
+            running["sip.listen"], "127.0.0.1:0",
+            "still the old one until a restart"
+        );
+        let again: Vec<String> = changes(&running, &new, &explicit)
+            .iter()
+            .map(|c| c.key.name())
+            .collect();
+        assert_eq!(
+            again,
+            ["sip.listen"],
+            "the restart key is reported again, nothing else"
+        );
+    }
+
+    #[test]
+    fn readme_documents_every_key_with_its_flag_and_reload() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .expect("README.md");
+        for k in KEYS {
+            let live = if k.reload == Reload::Live {
+                "live"
+            } else {
+                "restart"
+            };
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", k.name())))
+                .unwrap_or_else(|| panic!("README has no row for `{}`", k.name()));
+            assert!(row.contains(&format!("`{}`", k.long())), "{row}: flag");
+            assert!(
+                row.trim_end().ends_with(&format!("| {live} |")),
+                "{row}: {live}"
+            );
+        }
+    }
+}
