@@ -453,20 +453,16 @@ fn check(
     let mut config_errors = Vec::new();
     let file = crate::config_file::locate(server_config);
     if let Some(path) = &file {
-        match crate::config_file::load(path, &Default::default()) {
-            Ok(loaded) => {
-                if let (false, Some(d)) = (explicit.contains("dir"), loaded.values.get("menus.dir"))
-                {
-                    dir = PathBuf::from(d);
-                }
-                if let (false, Some(p)) = (
-                    explicit.contains("prompts"),
-                    loaded.values.get("menus.prompts"),
-                ) {
-                    prompts = PathBuf::from(p);
-                }
-            }
-            Err(diagnostics) => config_errors = diagnostics,
+        let (loaded, diagnostics) = crate::config_file::load_keeping(path, &Default::default());
+        config_errors = diagnostics;
+        if let (false, Some(d)) = (explicit.contains("dir"), loaded.values.get("menus.dir")) {
+            dir = PathBuf::from(d);
+        }
+        if let (false, Some(p)) = (
+            explicit.contains("prompts"),
+            loaded.values.get("menus.prompts"),
+        ) {
+            prompts = PathBuf::from(p);
         }
     }
     for d in &config_errors {

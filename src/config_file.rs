@@ -247,14 +247,22 @@ fn flag_refuses(args: &[OsString]) -> Option<String> {
 
 /// Reads and checks the file at `path`; `explicit` are the clap ids of flags the command line gives.
 pub fn load(path: &Path, explicit: &BTreeSet<String>) -> Result<Loaded, Vec<Diagnostic>> {
-    let src = std::fs::read_to_string(path).map_err(|e| {
-        vec![diag(
-            path,
-            "",
-            0..0,
-            format!("cannot read the server config: {e}"),
-        )]
-    })?;
+    match load_keeping(path, explicit) {
+        (loaded, errors) if errors.is_empty() => Ok(loaded),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Like [`load`], also returning the keys that are right when others are wrong (so `check` still
+/// checks the menus the file names).
+pub fn load_keeping(path: &Path, explicit: &BTreeSet<String>) -> (Loaded, Vec<Diagnostic>) {
+    let src = match std::fs::read_to_string(path) {
+        Ok(src) => src,
+        Err(e) => {
+            let message = format!("cannot read the server config: {e}");
+            return (Loaded::default(), vec![diag(path, "", 0..0, message)]);
+        }
+    };
     let (model, problems) = crate::strict_toml::parse_keeping::<FileModel>(&src);
     let mut errors: Vec<Diagnostic> = problems
         .into_iter()
@@ -283,12 +291,8 @@ pub fn load(path: &Path, explicit: &BTreeSet<String>) -> Result<Loaded, Vec<Diag
         }
         loaded.values.insert(k.name(), text);
     }
-    if errors.is_empty() {
-        Ok(loaded)
-    } else {
-        errors.sort_by_key(|d| (d.line, d.col));
-        Err(errors)
-    }
+    errors.sort_by_key(|d| (d.line, d.col));
+    (loaded, errors)
 }
 
 /// The file to read: `--server-config`, else `./helpline.toml` if it exists, else none.

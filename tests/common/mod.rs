@@ -874,7 +874,7 @@ impl Server {
     /// looks for the CDR file.
     pub fn spawn(args: &[String], cdr: PathBuf) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_helpline"))
-            .args(&args)
+            .args(args)
             .env("RUST_LOG", "info,helpline=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
