@@ -28,6 +28,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve {
+        /// The server's settings file (every key is one of these flags, which override it); default
+        /// `./helpline.toml` when it exists. README lists its keys.
+        #[arg(long, value_name = "FILE")]
+        server_config: Option<PathBuf>,
         /// Directory of the IVR menu files.
         #[arg(long, default_value = "ivr-menus")]
         config: PathBuf,
@@ -92,6 +96,15 @@ pub enum Command {
         /// SIP timer T1 in milliseconds (RFC 3261 §17; 500 by default).
         #[arg(long, default_value_t = 500)]
         t1_ms: u64,
+        /// SIP timer T2 in milliseconds (4000 by default).
+        #[arg(long, default_value_t = 4000)]
+        t2_ms: u64,
+        /// SIP timer T4 in milliseconds (5000 by default).
+        #[arg(long, default_value_t = 5000)]
+        t4_ms: u64,
+        /// Log level filter, e.g. `info` or `warn,helpline=debug` (default: RUST_LOG, else info).
+        #[arg(long, value_name = "FILTER", value_parser = crate::telemetry::parse_level)]
+        log_level: Option<String>,
         /// Reload only on SIGHUP, not when a file in the menu directory changes.
         #[arg(long)]
         no_watch: bool,
@@ -161,12 +174,15 @@ pub enum Command {
     },
     /// Check the menus and prompts; print every error as file:line:col and exit 1 if any.
     Check {
-        /// Directory of the IVR menu files.
+        /// Directory of the IVR menu files (default: the server config's `[menus] dir`, else ivr-menus).
         #[arg(default_value = "ivr-menus")]
         dir: PathBuf,
-        /// Directory of the prompts.
+        /// Directory of the prompts (default: the server config's `[menus] prompts`, else prompts).
         #[arg(long, default_value = "prompts")]
         prompts: PathBuf,
+        /// The server's settings file to check too; default `./helpline.toml` when it exists.
+        #[arg(long, value_name = "FILE")]
+        server_config: Option<PathBuf>,
     },
     /// Walk the real IVR engine on a simulated clock and print what a caller would hear.
     Simulate {
@@ -262,21 +278,33 @@ pub enum Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Command::Serve {
-        log_format,
-        pretend_time,
-        ..
-    } = &cli.command
-    {
-        // The server's clock first: the log lines are stamped with it, as the CDRs are.
-        crate::clock::start(*pretend_time);
-        crate::telemetry::init_with(*log_format);
-    } else {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = Cli::parse_from(&args);
+    if !matches!(cli.command, Command::Serve { .. }) {
         crate::telemetry::init();
     }
     match cli.command {
-        Command::Check { dir, prompts } => check(&dir, &prompts),
+        Command::Check {
+            dir,
+            prompts,
+            server_config,
+        } => {
+            let explicit = crate::config_file::explicit_flags(&args, "check");
+            check(dir, prompts, server_config.as_deref(), &explicit)
+        }
+        Command::Serve { .. } => match with_server_config(&args) {
+            Ok(cfg) => {
+                // The server's clock first: the log lines are stamped with it, as the CDRs are; the
+                // log format may come from the config file, so logging starts once it is read.
+                crate::clock::start(cfg.pretend_time);
+                crate::telemetry::init_with(cfg.log_format);
+                if let Some(file) = &cfg.settings {
+                    tracing::info!(file = %file.path.display(), keys = file.values.len(), "server config read");
+                }
+                serve(cfg)
+            }
+            Err(code) => code,
+        },
         Command::Replay {
             trace,
             target,
@@ -334,7 +362,41 @@ pub fn main() -> ExitCode {
             config,
             prompts,
         } => simulate(&config, &prompts, &dialed, at.as_deref(), &keys, json),
+    }
+}
+
+/// `serve`'s settings: the server config file (if any) under the command line; on errors prints them
+/// and returns the exit code.
+fn with_server_config(args: &[std::ffi::OsString]) -> Result<ServerConfig, ExitCode> {
+    let given = match Cli::parse_from(args).command {
+        Command::Serve { server_config, .. } => server_config,
+        _ => None,
+    };
+    let Some(path) = crate::config_file::locate(given.as_deref()) else {
+        return server_config(Cli::parse_from(args).command).ok_or(ExitCode::from(2));
+    };
+    let explicit = crate::config_file::explicit_flags(args, "serve");
+    let loaded = crate::config_file::load(&path, &explicit).map_err(|diagnostics| {
+        print_diagnostics(&diagnostics);
+        eprintln!("helpline: not starting: fix the server config (`helpline check` shows the same report)");
+        ExitCode::from(1)
+    })?;
+    let merged = crate::config_file::merged_args(args, &loaded.args);
+    let mut cfg = server_config(Cli::parse_from(merged).command).ok_or(ExitCode::from(2))?;
+    cfg.settings = Some(crate::config_file::Source {
+        path,
+        args: args.to_vec(),
+        explicit,
+        values: loaded.values,
+    });
+    Ok(cfg)
+}
+
+/// The settings of a `serve` command line; `None` for another subcommand.
+pub fn server_config(command: Command) -> Option<ServerConfig> {
+    match command {
         Command::Serve {
+            server_config: _,
             config,
             prompts,
             listen,
@@ -353,6 +415,9 @@ pub fn main() -> ExitCode {
             rtcp_interval_ms,
             max_ivr_secs,
             t1_ms,
+            t2_ms,
+            t4_ms,
+            log_level,
             no_watch,
             pretend_time,
             server_header,
@@ -395,6 +460,7 @@ pub fn main() -> ExitCode {
                 pretend_time,
                 server_header,
                 http,
+                log_level,
                 guard: crate::guard::GuardConfig {
                     rate: limit_rate,
                     burst: limit_rate.saturating_mul(2),
@@ -422,8 +488,11 @@ pub fn main() -> ExitCode {
                 ..ServerConfig::default()
             };
             cfg.timers.t1 = Duration::from_millis(t1_ms.max(1));
-            serve(cfg)
+            cfg.timers.t2 = Duration::from_millis(t2_ms.max(1));
+            cfg.timers.t4 = Duration::from_millis(t4_ms.max(1));
+            Some(cfg)
         }
+        _ => None,
     }
 }
 
@@ -435,6 +504,15 @@ fn parse_rfc3339(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 
 /// Loads prompts and menus, printing every problem; `None` when anything is wrong.
 fn load(menus_dir: &Path, prompts_dir: &Path) -> Option<(Arc<MenuSet>, PromptStore)> {
+    load_counting(menus_dir, prompts_dir, 0)
+}
+
+/// [`load`], counting `other_errors` (already printed) in the error total.
+fn load_counting(
+    menus_dir: &Path,
+    prompts_dir: &Path,
+    other_errors: usize,
+) -> Option<(Arc<MenuSet>, PromptStore)> {
     let (store, prompt_errors) = match PromptStore::load_dir(prompts_dir) {
         Ok(store) => (store, Vec::new()),
         Err(errors) => (PromptStore::default(), errors),
@@ -452,7 +530,7 @@ fn load(menus_dir: &Path, prompts_dir: &Path) -> Option<(Arc<MenuSet>, PromptSto
             Some(set)
         }
         Err(diagnostics) => {
-            print_diagnostics(&diagnostics);
+            print_diagnostics_counting(&diagnostics, other_errors);
             None
         }
     };
@@ -463,21 +541,58 @@ fn load(menus_dir: &Path, prompts_dir: &Path) -> Option<(Arc<MenuSet>, PromptSto
 }
 
 fn print_diagnostics(diagnostics: &[Diagnostic]) {
-    let errors = diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
+    print_diagnostics_counting(diagnostics, 0);
+}
+
+fn print_diagnostics_counting(diagnostics: &[Diagnostic], other_errors: usize) {
+    let errors = other_errors
+        + diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
     for d in diagnostics {
         eprintln!("{d}");
     }
     eprintln!("{errors} error(s)");
 }
 
-fn check(dir: &Path, prompts: &Path) -> ExitCode {
-    match load(dir, prompts) {
-        Some((set, _)) => {
+/// `helpline check`: the server config (found as `serve` finds it) and the menus and prompts it names,
+/// every error of both in one report.
+fn check(
+    mut dir: PathBuf,
+    mut prompts: PathBuf,
+    server_config: Option<&Path>,
+    explicit: &std::collections::BTreeSet<String>,
+) -> ExitCode {
+    let mut config_errors = Vec::new();
+    let file = crate::config_file::locate(server_config);
+    if let Some(path) = &file {
+        let (loaded, diagnostics) = crate::config_file::load_keeping(path, &Default::default());
+        config_errors = diagnostics;
+        if let (false, Some(d)) = (explicit.contains("dir"), loaded.values.get("menus.dir")) {
+            dir = PathBuf::from(d);
+        }
+        if let (false, Some(p)) = (
+            explicit.contains("prompts"),
+            loaded.values.get("menus.prompts"),
+        ) {
+            prompts = PathBuf::from(p);
+        }
+    }
+    for d in &config_errors {
+        eprintln!("{d}");
+    }
+    match load_counting(&dir, &prompts, config_errors.len()) {
+        Some((set, _)) if config_errors.is_empty() => {
+            if let Some(path) = &file {
+                println!("{}: ok", path.display());
+            }
             println!("{}: ok (version {})", dir.display(), set.version());
             ExitCode::SUCCESS
+        }
+        Some(_) => {
+            eprintln!("{} error(s)", config_errors.len());
+            ExitCode::from(1)
         }
         None => ExitCode::from(1),
     }
@@ -751,6 +866,12 @@ fn replay(trace_path: &Path, mode: ReplayMode, args: &ReplayArgs) -> ExitCode {
 }
 
 fn serve(cfg: ServerConfig) -> ExitCode {
+    if let Some(level) = &cfg.log_level {
+        if let Err(e) = crate::telemetry::set_level(level) {
+            eprintln!("helpline: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let Some((menus, prompts)) = load(&cfg.menus_dir, &cfg.prompts_dir) else {
         eprintln!(
             "helpline: not starting: fix the errors above (`helpline check` shows the same report)"

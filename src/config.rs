@@ -72,6 +72,10 @@ pub struct ServerConfig {
     /// Server-wide limits: calls in progress, new calls per second, and what the excess gets
     /// (`--max-calls`, `--max-cps`, `--overload-answer`).
     pub admission: crate::call::AdmissionConfig,
+    /// Log level filter (`--log-level`, `[log] level`); `None`: `RUST_LOG`, else `info`.
+    pub log_level: Option<String>,
+    /// The server config file and command line the settings came from, for SIGHUP (`None`: no file).
+    pub settings: Option<crate::config_file::Source>,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +107,8 @@ impl Default for ServerConfig {
             tcp: crate::transport::tcp_policy::TcpLimits::default(),
             service_level: crate::call::DEFAULT_SERVICE_LEVEL,
             admission: crate::call::AdmissionConfig::default(),
+            log_level: None,
+            settings: None,
         }
     }
 }

@@ -32,7 +32,7 @@
 //! Every protocol core (`sip`, `dialog`, `sdp`, `media`, `call`, `ivr`, `agent`) is sans-IO: time comes in as a
 //! `now: Instant` argument, inputs arrive through `handle_*`, outputs leave through `poll_*`, and the
 //! earliest instant at which the core wants to be woken is `poll_timeout()`. Only `transport`, `server`,
-//! `cli`, `config`, `prompts` and `clock` touch sockets, files or the clock.
+//! `cli`, `config`, `config_file`, `prompts` and `clock` touch sockets, files or the clock.
 //!
 //! # Panic policy
 //!
@@ -44,7 +44,9 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod config_file;
 pub mod prompts;
+pub mod strict_toml;
 
 // ── stage 1 · caller's packets (I/O edge) ──
 pub mod transport;

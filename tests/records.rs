@@ -378,17 +378,24 @@ fn the_shipped_logrotate_snippet_renames_the_service_cdr_and_signals_usr1() {
         .expect("deploy/logrotate/helpline");
     let unit =
         std::fs::read_to_string(root.join("deploy/helpline.service")).expect("the systemd unit");
+    let config: toml::Table = std::fs::read_to_string(root.join("deploy/helpline.toml"))
+        .expect("deploy/helpline.toml")
+        .parse()
+        .expect("deploy/helpline.toml is TOML");
     // The directives, comments left out.
     let directives: Vec<&str> = snippet
         .lines()
         .map(|l| l.split('#').next().unwrap_or_default().trim())
         .filter(|l| !l.is_empty())
         .collect();
-    let cdr = unit
-        .split_whitespace()
-        .skip_while(|w| *w != "--cdr")
-        .nth(1)
-        .expect("the unit passes --cdr");
+    // The unit reads the example config, whose [records] cdr is the file to rotate.
+    assert!(
+        unit.contains("--server-config /etc/helpline/helpline.toml"),
+        "the unit reads deploy/helpline.toml"
+    );
+    let cdr = config["records"]["cdr"]
+        .as_str()
+        .expect("deploy/helpline.toml sets [records] cdr");
     assert!(
         directives[0].split_whitespace().any(|p| p == cdr),
         "the snippet rotates the unit's CDR {cdr}: {}",

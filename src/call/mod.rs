@@ -128,6 +128,21 @@ pub struct CallsConfig {
     pub admission: AdmissionConfig,
 }
 
+/// The part of [`CallsConfig`] a running server can change ([`Calls::set_live`]).
+#[derive(Clone, Debug)]
+pub struct LiveSettings {
+    /// See [`CallsConfig::rtp_timeout`].
+    pub rtp_timeout: Duration,
+    /// See [`CallsConfig::first_prompt_delay`].
+    pub first_prompt_delay: Duration,
+    /// See [`CallsConfig::max_ivr`].
+    pub max_ivr: Duration,
+    /// See [`CallsConfig::ring`].
+    pub ring: Duration,
+    /// See [`CallsConfig::guard`].
+    pub guard: GuardConfig,
+}
+
 impl CallsConfig {
     /// The server's defaults (as `helpline serve` without options) for a server at `local` whose wall
     /// clock is `wall`.
@@ -509,6 +524,17 @@ impl Calls {
         self.agents_reload(now, &menus);
         self.menus = menus;
         self.drain_endpoint(now);
+    }
+
+    /// A server config reload: the settings that can change live. Call timings apply to calls set up
+    /// from now on; the guard's limits to the next request (bans already running stay).
+    pub fn set_live(&mut self, live: LiveSettings) {
+        self.cfg.rtp_timeout = live.rtp_timeout;
+        self.cfg.first_prompt_delay = live.first_prompt_delay;
+        self.cfg.max_ivr = live.max_ivr;
+        self.cfg.ring = live.ring;
+        self.cfg.guard = live.guard.clone();
+        self.guard.set_config(live.guard);
     }
 
     /// Exit: every call still present gets its CDR (with the reason already recorded, e.g. the BYE that

@@ -204,6 +204,11 @@ impl Guard {
         &self.cfg
     }
 
+    /// New settings from now on (a server config reload); bans and buckets already running stay.
+    pub fn set_config(&mut self, cfg: GuardConfig) {
+        self.cfg = cfg;
+    }
+
     /// How many sources are tracked (bounded by `max_sources`).
     pub fn tracked(&self) -> usize {
         self.sources.len()

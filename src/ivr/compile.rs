@@ -370,9 +370,16 @@ pub fn compile(
         match menu::parse(src) {
             Ok(f) => parsed.push((i, f)),
             Err(errors) => {
-                for (span, message) in errors {
-                    let hint = unknown_key_hint(&message);
-                    cx.err(&Loc { file: i, span }, message, hint);
+                for p in errors {
+                    let hint = p.hint();
+                    cx.err(
+                        &Loc {
+                            file: i,
+                            span: p.span,
+                        },
+                        p.message,
+                        hint,
+                    );
                 }
             }
         }
@@ -1012,14 +1019,6 @@ fn feature_prompts(
             }
         }
     }
-}
-
-/// "expected one of `a`, `b`" → a did-you-mean hint over those names.
-fn unknown_key_hint(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let (wrong, expected) = rest.split_once('`')?;
-    let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    did_you_mean(wrong, names.iter().copied()).or_else(|| Some(format!("remove `{wrong}`")))
 }
 
 /// Reports a language code that is not 2–3 lowercase letters; returns whether it is one.

@@ -1,9 +1,10 @@
 //! The serde model of one `ivr-menus/*.toml` file, exactly as an admin writes it.
 //!
-//! Every struct denies unknown keys and keeps `toml::Spanned` positions so `compile` can point at the
-//! offending line. Values that need checking (times, dates, durations, time zones, names) stay text here
-//! and are parsed in `compile`, so one file with many mistakes reports all of them, not just the first.
-//! This module does not validate references or meaning; `compile` does. Every key is documented in
+//! Every struct keeps `toml::Spanned` positions so `compile` can point at the offending line; unknown
+//! keys are refused by the shared strict loader ([`crate::strict_toml`]), which finds all of them in one
+//! pass (so the structs do not `deny_unknown_fields`, which stops at the first). Values that need
+//! checking (times, dates, durations, time zones, names) stay text here and are parsed in `compile`,
+//! so one file with many mistakes reports all of them, not just the first. This module does not validate references or meaning; `compile` does. Every key is documented in
 //! `ivr-menus/README.md`.
 //!
 //! Why actions are one flat struct and not `#[serde(tag = "action")] enum`: serde buffers internally
@@ -22,7 +23,6 @@ pub type Text = Spanned<String>;
 
 /// One TOML file under `ivr-menus/`. Any file may hold any of its sections.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MenuFile {
     /// `[routing]`: helpline-wide routing settings; exactly one file must have it.
     pub routing: Option<Spanned<RoutingModel>>,
@@ -59,7 +59,6 @@ pub type QueueDefaultsModel = QueueModel;
 /// `[queue_defaults]` and `[queues."REGION.DEPARTMENT"]`; every key is optional (a queue's table falls
 /// back to the defaults, the defaults to the built-in ones).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct QueueModel {
     /// How an agent is chosen: `ring-all`, `longest-idle-agent` (default), `round-robin`,
     /// `fewest-calls`, `random`, `top-down`.
@@ -85,7 +84,6 @@ pub struct QueueModel {
 
 /// `[routing]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RoutingModel {
     /// Region for dialed numbers that no region lists; absent means such calls are refused (404).
     pub default_region: Option<Text>,
@@ -106,7 +104,6 @@ pub struct RoutingModel {
 
 /// `[agents.ID]`: a person who answers routed calls; ID is the SIP user its phone registers.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AgentModel {
     /// Display name.
     pub name: Text,
@@ -124,7 +121,6 @@ pub struct AgentModel {
 
 /// `[regions.NAME]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RegionModel {
     /// IANA time zone, e.g. `Europe/Paris`.
     pub time_zone: Text,
@@ -157,7 +153,6 @@ pub struct RegionModel {
 
 /// `[[regions.NAME.numbers]]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NumberModel {
     /// ISO 3166 country code the number is published in, e.g. `GB`.
     pub country: Text,
@@ -171,7 +166,6 @@ pub struct NumberModel {
 
 /// `[[regions.NAME.hours]]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WindowModel {
     /// Days the window starts on: `mon-fri`, `sat,sun`, `daily`.
     pub days: Text,
@@ -183,7 +177,6 @@ pub struct WindowModel {
 
 /// `[[regions.NAME.special]]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SpecialModel {
     /// Days the window starts on.
     pub days: Text,
@@ -197,7 +190,6 @@ pub struct SpecialModel {
 
 /// `[menus.NAME]`: FreeSWITCH-style menu.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MenuModel {
     /// Prompts played on first entry (long greeting).
     pub greeting: Vec<Text>,
@@ -233,7 +225,6 @@ pub struct MenuModel {
 
 /// One action table; `action` picks the kind, the other keys are its parameters.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ActionModel {
     /// `menu`, `back`, `top`, `repeat`, `route`, `collect`, `language`, `play`, `hangup`, `transfer`.
     pub action: Text,
@@ -279,152 +270,10 @@ pub struct ActionModel {
     pub priority: Option<Spanned<i64>>,
 }
 
-/// Parses one file's text. On a syntax or schema error returns every unknown key it can find (by
-/// blanking each reported key and parsing again) and then the first other error; spans are byte ranges
-/// into the original `src`.
-pub fn parse(src: &str) -> Result<MenuFile, Vec<(std::ops::Range<usize>, String)>> {
-    let mut text = src.to_owned();
-    let mut errors = Vec::new();
-    // Bounded so a pathological file cannot loop forever; 200 unknown keys is plenty for one report.
-    for _ in 0..200 {
-        match toml::from_str::<MenuFile>(&text) {
-            Ok(file) if errors.is_empty() => return Ok(file),
-            Ok(_) => return Err(errors),
-            Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                let message = e.message().trim().to_owned();
-                let is_unknown = message.starts_with("unknown field");
-                errors.push((span.clone(), message));
-                if !(is_unknown && blank_key_value(&mut text, span.start)) {
-                    return Err(errors);
-                }
-            }
-        }
-    }
-    Err(errors)
-}
-
-/// Replaces `key = value` starting at `key_start` with spaces (keeping newlines so offsets and lines
-/// stay valid). Returns false when the text there is not a simple `key = value`.
-fn blank_key_value(text: &mut String, key_start: usize) -> bool {
-    let bytes = text.as_bytes();
-    let mut i = key_start;
-    // Key: bare or quoted.
-    match bytes.get(i) {
-        Some(b'"') | Some(b'\'') => {
-            let q = bytes[i];
-            i += 1;
-            while i < bytes.len() && bytes[i] != q {
-                i += 1;
-            }
-            i += 1;
-        }
-        _ => {
-            while i < bytes.len()
-                && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b'-')
-            {
-                i += 1;
-            }
-        }
-    }
-    while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
-        i += 1;
-    }
-    if bytes.get(i) != Some(&b'=') {
-        return false;
-    }
-    i += 1;
-    while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
-        i += 1;
-    }
-    let Some(end) = value_end(bytes, i) else {
-        return false;
-    };
-    // Inside an inline table, also drop one separating comma so the table stays valid.
-    let mut start = key_start;
-    let mut stop = end;
-    let mut j = end;
-    while j < bytes.len() && (bytes[j] == b' ' || bytes[j] == b'\t') {
-        j += 1;
-    }
-    if bytes.get(j) == Some(&b',') {
-        stop = j + 1;
-    } else if bytes.get(j) == Some(&b'}') {
-        let mut k = key_start;
-        while k > 0 && (bytes[k - 1] == b' ' || bytes[k - 1] == b'\t') {
-            k -= 1;
-        }
-        if k > 0 && bytes[k - 1] == b',' {
-            start = k - 1;
-        }
-    }
-    // Same number of bytes, newlines kept: every later span and line number stays valid.
-    let mut out = String::with_capacity(stop - start);
-    for b in text[start..stop].bytes() {
-        out.push(if b == b'\n' { '\n' } else { ' ' });
-    }
-    text.replace_range(start..stop, &out);
-    true
-}
-
-/// End (exclusive) of the TOML value starting at `i`.
-fn value_end(b: &[u8], mut i: usize) -> Option<usize> {
-    let starts_with = |i: usize, s: &[u8]| b.get(i..i + s.len()) == Some(s);
-    if starts_with(i, b"\"\"\"") || starts_with(i, b"'''") {
-        let q = &b[i..i + 3];
-        i += 3;
-        while i + 3 <= b.len() {
-            if &b[i..i + 3] == q {
-                return Some(i + 3);
-            }
-            i += if q[0] == b'"' && b[i] == b'\\' { 2 } else { 1 };
-        }
-        return None;
-    }
-    match b.get(i)? {
-        b'"' | b'\'' => {
-            let q = b[i];
-            i += 1;
-            while i < b.len() && b[i] != q && b[i] != b'\n' {
-                i += if q == b'"' && b[i] == b'\\' { 2 } else { 1 };
-            }
-            (i < b.len() && b[i] == q).then_some(i + 1)
-        }
-        b'[' | b'{' => {
-            let mut depth = 0usize;
-            while i < b.len() {
-                match b[i] {
-                    b'[' | b'{' => depth += 1,
-                    b']' | b'}' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    b'"' | b'\'' => {
-                        i = value_end(b, i)? - 1;
-                    }
-                    b'#' => {
-                        while i < b.len() && b[i] != b'\n' {
-                            i += 1;
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            None
-        }
-        _ => {
-            while i < b.len() && !matches!(b[i], b'\n' | b'\r' | b',' | b'}' | b'#') {
-                i += 1;
-            }
-            while i > 0 && matches!(b[i - 1], b' ' | b'\t') {
-                i -= 1;
-            }
-            Some(i)
-        }
-    }
+/// Parses one file's text: every unknown key, then the first other error; spans are byte ranges into
+/// `src`.
+pub fn parse(src: &str) -> Result<MenuFile, Vec<crate::strict_toml::Problem>> {
+    crate::strict_toml::parse(src)
 }
 
 #[cfg(test)]
@@ -435,7 +284,7 @@ mod tests {
     fn every_unknown_key_in_a_file_is_reported() {
         let src = "[menus.a]\ngreeting = [\"x\"]\nbogus = [1,\n 2]\n[menus.a.keys.1]\naction = \"top\"\nextra = { q = \"}\" }\n";
         let errs = parse(src).unwrap_err();
-        let keys: Vec<&str> = errs.iter().map(|(s, _)| &src[s.clone()]).collect();
+        let keys: Vec<&str> = errs.iter().map(|p| &src[p.span.clone()]).collect();
         assert_eq!(keys, ["bogus", "extra"]);
     }
 
@@ -444,6 +293,6 @@ mod tests {
         let src = "[menus.a]\ngreeting = []\non_max_failures = { action = \"top\", nope = 1 }\n";
         let errs = parse(src).unwrap_err();
         assert_eq!(errs.len(), 1);
-        assert_eq!(&src[errs[0].0.clone()], "nope");
+        assert_eq!(&src[errs[0].span.clone()], "nope");
     }
 }

@@ -236,6 +236,11 @@ impl Core {
         self.flush(now).await;
     }
 
+    /// A server config reload's live settings.
+    pub fn set_live(&mut self, live: crate::call::LiveSettings) {
+        self.calls.set_live(live);
+    }
+
     /// Exit: CDRs for the calls still present.
     pub async fn finish_all(&mut self, now: Instant) {
         self.calls.finish_all(now);

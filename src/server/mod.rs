@@ -8,6 +8,7 @@ pub mod jsonl;
 pub mod live;
 pub mod media_engine;
 pub mod reload;
+pub mod settings;
 pub mod snapshot;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -212,7 +213,12 @@ pub async fn run(
     let (tcp_tx, mut tcp_rx) = mpsc::channel(crate::transport::tcp::INBOUND_QUEUE);
     let acceptor = tokio::spawn(accept_loop(tcp, tcp_tx, conns.clone()));
 
-    let drain = cfg.drain;
+    let mut drain = cfg.drain;
+    let (settings_tx, mut settings_rx) = mpsc::unbounded_channel::<settings::LiveUpdate>();
+    let settings_task = cfg
+        .settings
+        .clone()
+        .map(|source| tokio::spawn(settings::run(source, settings_tx)));
     let calls_cfg = calls_config(&cfg, sip_local);
     let capture = match &cfg.trace_dir {
         Some(dir) => Some(
@@ -285,6 +291,10 @@ pub async fn run(
                 let menus = menus_rx.borrow_and_update().clone();
                 core.set_menus(crate::clock::now(), menus).await;
             }
+            Some((live, new_drain)) = settings_rx.recv() => {
+                drain = new_drain;
+                core.set_live(live);
+            }
             _ = tokio::time::sleep_until(next.unwrap_or(far)) => {
                 core.handle_timeout(crate::clock::now()).await;
             }
@@ -322,6 +332,9 @@ pub async fn run(
     tracing::info!("shutting down");
     acceptor.abort();
     reloader.abort();
+    if let Some(task) = settings_task {
+        task.abort();
+    }
     upkeep.abort();
     if let Some(task) = http_task {
         task.abort();

@@ -54,11 +54,13 @@ pub fn init() {
 /// when stderr is a terminal (a log file gets no escape codes).
 pub fn init_with(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Reloadable, so SIGHUP can apply `[log] level` (`super::set_level`).
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(CallIdLayer);
     // A second init (tests that run the CLI in-process) is harmless: keep the first subscriber.
-    let _ = match format {
+    let installed = match format {
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
@@ -77,6 +79,11 @@ pub fn init_with(format: LogFormat) {
             )
             .try_init(),
     };
+    if installed.is_ok() {
+        let _ = super::SET_FILTER.set(Box::new(move |f| {
+            handle.reload(f).map_err(|e| e.to_string())
+        }));
+    }
 }
 
 /// The server's clock, as the CDR writes it (RFC 3339, milliseconds, UTC).

@@ -876,8 +876,14 @@ impl Server {
             cdr.display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
+        Server::spawn(&args, cdr)
+    }
+
+    /// Starts `helpline` with exactly `args` (e.g. `serve --server-config F`); `cdr` is where the test
+    /// looks for the CDR file.
+    pub fn spawn(args: &[String], cdr: PathBuf) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_helpline"))
-            .args(&args)
+            .args(args)
             .env("RUST_LOG", "info,helpline=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
