@@ -118,9 +118,7 @@ fn top(d: Duration, bins: u64) -> String {
 pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
     let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = MediaEngine::start(
-        MediaEngineConfig {
-            bind_ip: "127.0.0.1".parse().expect("literal address"),
-        },
+        MediaEngineConfig::new("127.0.0.1".parse().expect("literal address")),
         events,
     )?;
     let span = u16::try_from(n * 2 + 256).unwrap_or(u16::MAX - 40_000);
