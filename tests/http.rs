@@ -23,44 +23,11 @@ fn first_flow() -> PathBuf {
     common::root().join("tests/data/menus/first-flow")
 }
 
-/// The `http:` address of the server's `listening on` line.
-fn http_addr(server: &Server) -> SocketAddr {
-    let line = server
-        .wait_log("listening on udp:", WAIT)
-        .expect("the listening line");
-    parse_http(&line).unwrap_or_else(|| panic!("no http: in {line:?}"))
-}
 
-fn parse_http(line: &str) -> Option<SocketAddr> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("http:"))
-        .and_then(|a| a.parse().ok())
-}
 
-/// A GET over a fresh connection: (status, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the http port");
-    stream
-        .set_read_timeout(Some(WAIT))
-        .expect("set a read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read the response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (status, body.to_string())
-}
 
 fn scrape(addr: SocketAddr) -> (String, Scrape) {
-    let (status, body) = get(addr, "/metrics");
+    let (status, body) = common::http_get(addr, "/metrics");
     assert_eq!(status, 200, "{body}");
     let parsed = Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
         .expect("/metrics is Prometheus text");
@@ -116,7 +83,7 @@ fn sipp_dtmf_call(server: &Server, call_id_prefix: &str) {
 #[test]
 fn metrics_parse_and_move_with_real_sipp_calls() {
     let server = Server::start(&first_flow(), &["--http", "127.0.0.1:0"]);
-    let http = http_addr(&server);
+    let http = server.http_addr();
     let (text, before) = scrape(http);
     // Every family is helpline's and described in the one table of names.
     let names: BTreeSet<&str> = ALL.iter().map(|d| d.name).collect();
@@ -213,7 +180,7 @@ fn a_number_no_menu_lists_is_counted_as_unknown() {
         &common::root().join("ivr-menus"),
         &["--http", "127.0.0.1:0"],
     );
-    let http = http_addr(&server);
+    let http = server.http_addr();
     let mut ua = Ua::udp(server.addr);
     for user in ["0999111", "0999222"] {
         ua.invite(user, &sdp_offer(40_000, "0", ""));
@@ -237,8 +204,8 @@ fn ready_is_503_while_draining_with_a_call_in_progress() {
         &first_flow(),
         &["--http", "127.0.0.1:0", "--drain-secs", "3"],
     );
-    let http = http_addr(&server);
-    assert_eq!(get(http, "/health/ready"), (200, "ready\n".to_string()));
+    let http = server.http_addr();
+    assert_eq!(common::http_get(http, "/health/ready"), (200, "ready\n".to_string()));
     let mut ua = Ua::udp(server.addr);
     let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
     let port = rtp.local_addr().expect("rtp addr").port();
@@ -251,10 +218,10 @@ fn ready_is_503_while_draining_with_a_call_in_progress() {
     server
         .wait_log("refusing new calls, draining", WAIT)
         .expect("the drain starts");
-    let (status, body) = get(http, "/health/ready");
+    let (status, body) = common::http_get(http, "/health/ready");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("draining"), "{body}");
-    assert_eq!(get(http, "/health/live").0, 200);
+    assert_eq!(common::http_get(http, "/health/live").0, 200);
     let (_, s) = scrape(http);
     assert_eq!(value(&s, "helpline_ready", &[]), 0.0);
     assert_eq!(value(&s, "helpline_active_calls", &[]), 1.0);
@@ -270,18 +237,18 @@ fn ready_is_503_while_draining_with_a_call_in_progress() {
 fn ready_is_503_when_the_cdr_file_cannot_be_written() {
     // Replaced by a directory while running: the writer's file is gone and the path takes no lines.
     let server = Server::start(&first_flow(), &["--http", "127.0.0.1:0"]);
-    let http = http_addr(&server);
+    let http = server.http_addr();
     // The writer has opened the file before the listening line.
-    assert_eq!(get(http, "/health/ready"), (200, "ready\n".to_string()));
+    assert_eq!(common::http_get(http, "/health/ready"), (200, "ready\n".to_string()));
     std::fs::remove_file(&server.cdr).expect("remove the CDR file");
-    let (status, body) = get(http, "/health/ready");
+    let (status, body) = common::http_get(http, "/health/ready");
     assert_eq!(status, 503, "{body}");
     assert!(
         body.contains("cdr file") && body.contains("not writable"),
         "{body}"
     );
     std::fs::create_dir(&server.cdr).expect("a directory in its place");
-    let (status, body) = get(http, "/health/ready");
+    let (status, body) = common::http_get(http, "/health/ready");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("cdr file"), "{body}");
 }
@@ -307,14 +274,14 @@ fn ready_is_503_when_the_cdr_path_is_unwritable_from_the_start() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = parse_http(&common::strip_ansi(&line)) {
+            if let Some(addr) = common::parse_http_addr(&common::strip_ansi(&line)) {
                 let _ = tx.send(addr);
             }
         }
     });
     let http = rx.recv_timeout(Duration::from_secs(20));
     // The writer has tried (and failed) to open the file before the listening line.
-    let result = http.map(|http| get(http, "/health/ready"));
+    let result = http.map(|http| common::http_get(http, "/health/ready"));
     let _ = child.kill();
     let _ = child.wait();
     let (status, body) = result.expect("the server printed its http address");
@@ -325,20 +292,20 @@ fn ready_is_503_when_the_cdr_path_is_unwritable_from_the_start() {
 #[test]
 fn calls_endpoint_returns_the_cdr_of_a_finished_call_and_404_otherwise() {
     let server = Server::start(&first_flow(), &["--http", "127.0.0.1:0"]);
-    let http = http_addr(&server);
+    let http = server.http_addr();
     sipp_dtmf_call(&server, "ring/slash");
     let cdrs = server.wait_cdrs(1, WAIT);
     let call_id = cdrs[0]["call_id"].as_str().expect("a Call-ID").to_string();
     assert!(call_id.starts_with("ring/slash-") && call_id.contains('@'));
     let encoded = call_id.replace('/', "%2F").replace('@', "%40");
-    let (status, body) = get(http, &format!("/calls/{encoded}"));
+    let (status, body) = common::http_get(http, &format!("/calls/{encoded}"));
     assert_eq!(status, 200, "{body}");
     let served: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(served, cdrs[0], "the same record as the --cdr file's line");
     let line = std::fs::read_to_string(&server.cdr).expect("the CDR file");
     assert_eq!(body.trim(), line.trim(), "byte for byte the written line");
 
-    assert_eq!(get(http, "/calls/no-such-call%40nowhere").0, 404);
+    assert_eq!(common::http_get(http, "/calls/no-such-call%40nowhere").0, 404);
 
     // A call still in progress is not there yet.
     let mut ua = Ua::udp(server.addr);
@@ -347,11 +314,11 @@ fn calls_endpoint_returns_the_cdr_of_a_finished_call_and_404_otherwise() {
     call.to_tag = ok.to_tag().expect("a To tag");
     ua.ack(&call, "");
     let live = call.call_id.replace('@', "%40");
-    assert_eq!(get(http, &format!("/calls/{live}")).0, 404);
+    assert_eq!(common::http_get(http, &format!("/calls/{live}")).0, 404);
     ua.in_dialog(&mut call, "BYE", "", "");
     ua.expect_response(200, WAIT);
     server.wait_cdrs(2, WAIT);
-    let (status, body) = get(http, &format!("/calls/{live}"));
+    let (status, body) = common::http_get(http, &format!("/calls/{live}"));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("caller-bye"), "{body}");
 }
@@ -428,7 +395,7 @@ fn every_metric_the_deploy_files_query_is_exported() {
     // one call (so the per-call families have a series).
     let menus = common::menus_with_sample_agents(|a| a.to_string());
     let server = Server::start(&menus, &["--http", "127.0.0.1:0"]);
-    let http = http_addr(&server);
+    let http = server.http_addr();
     let mut ua = Ua::udp(server.addr);
     ua.invite("0999111", &sdp_offer(40_004, "0", ""));
     ua.expect_response(404, WAIT);
@@ -478,7 +445,7 @@ fn menu_reloads_and_the_live_version_show_on_metrics() {
     let text = std::fs::read_to_string(first_flow().join("flow.toml")).expect("the flow");
     std::fs::write(&flow, &text).expect("copy the flow");
     let server = Server::start(&dir, &["--http", "127.0.0.1:0", "--no-watch"]);
-    let http = http_addr(&server);
+    let http = server.http_addr();
     let (_, s) = scrape(http);
     let live = |s: &Scrape| -> Vec<String> {
         s.samples

@@ -20,40 +20,11 @@ fn first_flow() -> PathBuf {
     common::root().join("tests/data/menus/first-flow")
 }
 
-/// The `http:` address of the server's `listening on` line.
-fn http_addr(server: &Server) -> SocketAddr {
-    let line = server
-        .wait_log("listening on udp:", WAIT)
-        .expect("the listening line");
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("http:"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no http: in {line:?}"))
-}
 
-/// A GET over a fresh connection: (status, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the http port");
-    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read the response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (status, body.to_string())
-}
 
 /// The value of an unlabelled sample (or the sample with exactly these labels) in `/metrics`.
 fn metric(http: SocketAddr, sample: &str) -> f64 {
-    let (status, body) = get(http, "/metrics");
+    let (status, body) = common::http_get(http, "/metrics");
     assert_eq!(status, 200, "{body}");
     body.lines()
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
@@ -199,9 +170,9 @@ fn cdr_on_a_full_filesystem_waits_in_the_spool_and_lands_whole_and_in_order() {
             "line",
         ],
     );
-    let http = http_addr(&server);
+    let http = server.http_addr();
     let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
-    assert_eq!(get(http, "/health/ready").0, 200);
+    assert_eq!(common::http_get(http, "/health/ready").0, 200);
 
     // Full, then one page freed: the first records fit, the one that crosses the page's end is
     // written in part, cut back, and waits with every record after it.
@@ -244,7 +215,7 @@ fn cdr_on_a_full_filesystem_waits_in_the_spool_and_lands_whole_and_in_order() {
             lines(&cdr).len() + spooled(http) == n
         });
         assert_eq!(
-            get(http, "/health/ready").0,
+            common::http_get(http, "/health/ready").0,
             200,
             "{} spooled",
             spooled(http)
@@ -252,9 +223,9 @@ fn cdr_on_a_full_filesystem_waits_in_the_spool_and_lands_whole_and_in_order() {
     }
     made.push(call(&server, &rtp));
     wait_until("readiness to fail past half the spool", || {
-        get(http, "/health/ready").0 == 503
+        common::http_get(http, "/health/ready").0 == 503
     });
-    let (_, why) = get(http, "/health/ready");
+    let (_, why) = common::http_get(http, "/health/ready");
     assert!(why.contains("5 records wait in the spool"), "{why}");
     assert_eq!(
         call_ids(&cdr),
@@ -270,7 +241,7 @@ fn cdr_on_a_full_filesystem_waits_in_the_spool_and_lands_whole_and_in_order() {
     });
     assert_eq!(call_ids(&cdr), made);
     assert_eq!(spooled(http), 0);
-    assert_eq!(get(http, "/health/ready").0, 200);
+    assert_eq!(common::http_get(http, "/health/ready").0, 200);
     assert_eq!(
         metric(http, "helpline_cdr_records_written_total"),
         made.len() as f64
@@ -324,7 +295,7 @@ fn a_full_spool_refuses_new_calls_with_503_and_a_shutdown_writes_every_record() 
         &cdr,
         &["--no-watch", "--http", "127.0.0.1:0", "--cdr-spool", "3"],
     );
-    let http = http_addr(&server);
+    let http = server.http_addr();
     let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
     let mut made = vec![call(&server, &rtp)];
     wait_until("the first record", || lines(&cdr).len() == 1);

@@ -93,16 +93,6 @@ fn offline(sample: &Sample, calls: &[TraceCall]) -> CallReport {
     reports.remove(0)
 }
 
-/// The `http:` address of the server's `listening on` line.
-fn http_addr(server: &common::Server) -> SocketAddr {
-    let line = server
-        .wait_log("listening on udp:", Duration::from_secs(10))
-        .expect("listening line");
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("http:"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no http: in {line:?}"))
-}
 
 #[test]
 fn every_sample_replays_offline_and_live_to_its_expected_route() {
@@ -129,7 +119,7 @@ fn every_sample_replays_offline_and_live_to_its_expected_route() {
         let setup = LiveSetup {
             target: server.addr,
             bind: None,
-            record: RecordSource::Http(http_addr(&server)),
+            record: RecordSource::Http(server.http_addr()),
             seed: 4,
         };
         let mut live = runtime().block_on(helpline::replay::run(

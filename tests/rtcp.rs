@@ -304,24 +304,7 @@ fn rtcp_reports_reach_a_test_caller_and_its_reports_show_up_in_the_cdr() {
 /// `/metrics` after the call: the loss both ways is exactly the CDR's, and jitter was observed both
 /// ways (the counters move before the CDR is written: both come from the same RTCP statistics).
 fn assert_metrics(server: &Server) {
-    let line = server
-        .wait_log("listening on udp:", WAIT)
-        .expect("the listening line");
-    let http: SocketAddr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http:"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no http: in {line:?}"));
-    let mut stream = TcpStream::connect(http).expect("connect to /metrics");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read");
-    let (_, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let (_, body) = common::http_get(server.http_addr(), "/metrics");
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
         .expect("Prometheus text");
     let sample = |name: &str, dir: &str| {

@@ -74,19 +74,6 @@ fn check_reports_a_bad_server_config_and_a_bad_menu_file_in_one_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect http");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text
-}
 
 #[test]
 fn serve_runs_with_the_files_settings_and_sighup_applies_live_keys_only() {
@@ -110,18 +97,8 @@ fn serve_runs_with_the_files_settings_and_sighup_applies_live_keys_only() {
     let server = Server::spawn(&args, cdr.clone());
     // The file's port 0 and HTTP listener are in effect.
     assert_ne!(server.addr.port(), 0);
-    let line = server
-        .wait_log("listening on udp:", Duration::from_secs(1))
-        .expect("listening line");
-    let http = line
-        .split(" http:")
-        .nth(1)
-        .expect("the file's [http] listen is on")
-        .trim();
-    assert!(
-        http_get(http, "/health/live").starts_with("HTTP/1.1 200"),
-        "{http}"
-    );
+    let http = server.http_addr();
+    assert_eq!(common::http_get(http, "/health/live").0, 200, "{http}");
     assert!(cdr.exists(), "the file's [records] cdr is opened");
 
     std::fs::write(&config, file(60, "127.0.0.1:1")).expect("rewrite config");

@@ -333,6 +333,12 @@ fn whole_call_answer_menu_route_bye() {
     let out = net.take();
     assert_eq!(out.codes(), [200]);
     assert_eq!(out.byes(), 1, "routed: helpline hangs up");
+    // The media session and its ports go with our BYE, not with the 200 that answers it.
+    assert!(out
+        .media
+        .iter()
+        .any(|c| matches!(c, MediaCommand::Close { .. })));
+    assert_eq!(net.calls.ports_in_use(), 0);
     let bye = out.requests()[0].clone();
     let mut ok = Reply::Ok.to_response(&bye, None);
     ok.set_to_tag("c-w1");
@@ -341,12 +347,7 @@ fn whole_call_answer_menu_route_bye() {
     assert_eq!(out.cdrs.len(), 1);
     assert_eq!(out.cdrs[0].route.as_deref(), Some("test.orders"));
     assert_eq!(out.cdrs[0].end_reason, Some(EndReason::ServerBye));
-    assert!(out
-        .media
-        .iter()
-        .any(|c| matches!(c, MediaCommand::Close { .. })));
     assert_eq!(net.calls.call_count(), 0);
-    assert_eq!(net.calls.ports_in_use(), 0);
 }
 
 #[test]

@@ -98,6 +98,14 @@ impl Server {
     }
 
     /// Waits until a log line containing `needle` appears (counting lines already seen), bounded.
+    /// The `http:` address of the `listening on` line (`serve --http`).
+    pub fn http_addr(&self) -> SocketAddr {
+        let line = self
+            .wait_log("listening on udp:", Duration::from_secs(15))
+            .expect("the listening line");
+        parse_http_addr(&line).unwrap_or_else(|| panic!("no http: in {line:?}"))
+    }
+
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
         self.wait_log_count(needle, 1, timeout)
     }
@@ -482,6 +490,35 @@ fn frame(acc: &mut Vec<u8>) -> Option<Msg> {
 }
 
 /// An SDP offer for a test call.
+/// The `http:IP:PORT` address in a `listening on` line.
+pub fn parse_http_addr(line: &str) -> Option<SocketAddr> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("http:"))
+        .and_then(|a| a.parse().ok())
+}
+
+/// A GET over a fresh connection (HTTP/1.1, `Connection: close`): (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the http port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("set a read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read the response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_string())
+}
+
 pub fn sdp_offer(rtp_port: u16, payloads: &str, extra: &str) -> String {
     format!(
         "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP {payloads}\r\n{extra}"
