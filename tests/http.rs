@@ -23,9 +23,6 @@ fn first_flow() -> PathBuf {
     common::root().join("tests/data/menus/first-flow")
 }
 
-
-
-
 fn scrape(addr: SocketAddr) -> (String, Scrape) {
     let (status, body) = common::http_get(addr, "/metrics");
     assert_eq!(status, 200, "{body}");
@@ -205,7 +202,10 @@ fn ready_is_503_while_draining_with_a_call_in_progress() {
         &["--http", "127.0.0.1:0", "--drain-secs", "3"],
     );
     let http = server.http_addr();
-    assert_eq!(common::http_get(http, "/health/ready"), (200, "ready\n".to_string()));
+    assert_eq!(
+        common::http_get(http, "/health/ready"),
+        (200, "ready\n".to_string())
+    );
     let mut ua = Ua::udp(server.addr);
     let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
     let port = rtp.local_addr().expect("rtp addr").port();
@@ -239,7 +239,10 @@ fn ready_is_503_when_the_cdr_file_cannot_be_written() {
     let server = Server::start(&first_flow(), &["--http", "127.0.0.1:0"]);
     let http = server.http_addr();
     // The writer has opened the file before the listening line.
-    assert_eq!(common::http_get(http, "/health/ready"), (200, "ready\n".to_string()));
+    assert_eq!(
+        common::http_get(http, "/health/ready"),
+        (200, "ready\n".to_string())
+    );
     std::fs::remove_file(&server.cdr).expect("remove the CDR file");
     let (status, body) = common::http_get(http, "/health/ready");
     assert_eq!(status, 503, "{body}");
@@ -305,7 +308,10 @@ fn calls_endpoint_returns_the_cdr_of_a_finished_call_and_404_otherwise() {
     let line = std::fs::read_to_string(&server.cdr).expect("the CDR file");
     assert_eq!(body.trim(), line.trim(), "byte for byte the written line");
 
-    assert_eq!(common::http_get(http, "/calls/no-such-call%40nowhere").0, 404);
+    assert_eq!(
+        common::http_get(http, "/calls/no-such-call%40nowhere").0,
+        404
+    );
 
     // A call still in progress is not there yet.
     let mut ua = Ua::udp(server.addr);

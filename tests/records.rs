@@ -6,8 +6,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,8 +19,6 @@ const WAIT: Duration = Duration::from_secs(10);
 fn first_flow() -> PathBuf {
     common::root().join("tests/data/menus/first-flow")
 }
-
-
 
 /// The value of an unlabelled sample (or the sample with exactly these labels) in `/metrics`.
 fn metric(http: SocketAddr, sample: &str) -> f64 {

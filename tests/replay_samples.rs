@@ -3,9 +3,7 @@
 //! `GET /calls/{call-id}` — to the route examples/traces/expected.toml gives it, and both agree.
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use helpline::replay::live::{LiveSetup, RecordSource};
@@ -92,7 +90,6 @@ fn offline(sample: &Sample, calls: &[TraceCall]) -> CallReport {
     let mut reports = runtime().block_on(helpline::replay::run(calls, None, mode, expect(sample)));
     reports.remove(0)
 }
-
 
 #[test]
 fn every_sample_replays_offline_and_live_to_its_expected_route() {

@@ -6,8 +6,6 @@
 mod common;
 
 use common::{root, temp_dir, Server};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -73,7 +71,6 @@ fn check_reports_a_bad_server_config_and_a_bad_menu_file_in_one_run() {
     assert!(total >= 3, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
-
 
 #[test]
 fn serve_runs_with_the_files_settings_and_sighup_applies_live_keys_only() {
