@@ -21,6 +21,9 @@ const WAIT: Duration = Duration::from_secs(10);
 const MEDIA_WAIT: Duration = Duration::from_secs(10);
 /// The GB number of the shipped menus: 2 (refunds) and an order number route to `europe.refunds`.
 const GB: &str = "08000289999";
+/// A Friday evening in Paris, inside the shipped Europe hours (08:00-22:00 Europe/Paris): without it
+/// the calls would meet the closed menu whenever the suite runs after hours.
+const EUROPE_OPEN: &str = "2026-11-27T19:00:00+01:00";
 /// Sample agent ana (`examples/agents/README.md`), who serves `europe.refunds`.
 const ANA: (&str, &str) = ("ana", "europe-refunds-1");
 const PACKETS: usize = 50;
@@ -158,7 +161,10 @@ struct Bridged {
 /// Starts the server, registers ana, routes a GB caller to her, answers, ACK, and checks the RTP relay
 /// both ways.
 fn bridged_call() -> Bridged {
-    let server = Server::start(&menus_with_sample_agents(str::to_owned), &[]);
+    let server = Server::start(
+        &menus_with_sample_agents(str::to_owned),
+        &["--pretend-time", EUROPE_OPEN],
+    );
     let mut agent = Ua::udp(server.addr);
     register(&mut agent, ANA);
     server
@@ -432,7 +438,7 @@ fn a_transferred_caller_is_bridged_to_the_contact_centre() {
     // The contact centre's socket exists before the menus name it; it learns the server's address later.
     let mut centre = Ua::udp("127.0.0.1:9".parse().expect("literal"));
     let uri = format!("sip:support@{}", centre.local);
-    let server = Server::start(&menus_with_transfer(&uri), &[]);
+    let server = Server::start(&menus_with_transfer(&uri), &["--pretend-time", EUROPE_OPEN]);
     centre.server = server.addr;
 
     let caller_rtp = UdpSocket::bind("127.0.0.1:0").expect("bind caller RTP");
