@@ -61,6 +61,9 @@ pub enum ServeError {
     Writer(#[source] std::io::Error),
 }
 
+/// Most SIP datagrams handled per wakeup of the core loop (the rest wait for the next turn).
+const UDP_BURST: usize = 16;
+
 /// Binds the SIP UDP socket (large receive buffer, per-datagram local addresses: see `transport::udp`).
 fn bind_udp(addr: SocketAddr) -> Result<SipUdpSocket, ServeError> {
     SipUdpSocket::bind(addr).map_err(|source| ServeError::Bind {
@@ -271,11 +274,19 @@ pub async fn run(
         let far = tokio::time::Instant::now() + Duration::from_secs(3600);
         tokio::select! {
             received = udp.recv(&mut buf) => {
-                if let Ok(r) = received {
+                let mut received = received;
+                // A burst already queued is taken in this one wakeup, bounded so the media events
+                // and timers wait at most UDP_BURST datagrams.
+                for turn in 1..=UDP_BURST {
+                    let Ok(r) = received else { break };
                     // `r.dst`: the address the peer sent to, not the wildcard the socket is bound to.
                     let peer = Peer { transport: Transport::Udp, addr: r.from, local: r.dst };
                     let now = crate::clock::now();
                     core.handle_udp(now, peer, &buf[..r.len]).await;
+                    if turn == UDP_BURST {
+                        break;
+                    }
+                    received = udp.try_recv_now(&mut buf);
                 }
             }
             Some(inbound) = tcp_rx.recv() => {
