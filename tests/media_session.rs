@@ -1244,14 +1244,22 @@ fn a_flood_of_rfc4733_keys_is_cut_to_the_key_rate_and_a_dial_string_is_not() {
     let expected = KEY_BURST as usize + (995 / KEY_EVERY.as_millis()) as usize;
     assert_eq!(reported, expected);
     assert_eq!(s.take_shed().keys_over_rate, 200 - expected as u64);
-    assert_eq!(s.take_shed(), SessionShed::default(), "the counts start again");
+    assert_eq!(
+        s.take_shed(),
+        SessionShed::default(),
+        "the counts start again"
+    );
 
     // After a pause, a dial string at Q.24's fastest rate (one key per 80 ms) loses nothing.
     let t1 = t0 + Duration::from_secs(3);
     for i in 0..40u16 {
         let at = t1 + Duration::from_millis(80 * u64::from(i));
         let seq = 1000 + i;
-        s.handle_rtp(at, addr(NAT_SOURCE), &key_packet(seq, u32::from(seq) * 800, 2));
+        s.handle_rtp(
+            at,
+            addr(NAT_SOURCE),
+            &key_packet(seq, u32::from(seq) * 800, 2),
+        );
     }
     assert_eq!(keys(&mut s), 40);
     assert_eq!(s.take_shed().keys_over_rate, 0);

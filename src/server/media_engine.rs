@@ -105,13 +105,13 @@ pub use crate::call::CaptureId;
 use crate::media::bridge::Bridge;
 use crate::media::rtcp::NtpClock;
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
-use crate::server::media_outbox::{Outbox, Refused};
 pub use crate::media::MediaId;
 use crate::prompts::Prompt;
 use crate::server::capture::{
     CaptureMsg, CaptureSink, CapturedRtp, MAX_CALL_RTP_BYTES, MAX_SENT_PACKETS_PER_CALL,
     PROMPT_SAMPLE_PACKETS,
 };
+use crate::server::media_outbox::{Outbox, Refused};
 
 /// Frames due within this much of the wake-up are sent in the same batch (see the module doc).
 pub const EARLY: Duration = Duration::from_micros(250);
@@ -508,7 +508,10 @@ struct LateCloses {
 
 impl LateCloses {
     fn push(&self, id: MediaId) {
-        let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         ids.push(id);
         self.any.store(true, Ordering::Release);
     }
@@ -517,7 +520,10 @@ impl LateCloses {
         if !self.any.load(Ordering::Acquire) {
             return Vec::new();
         }
-        let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.any.store(false, Ordering::Release);
         std::mem::take(&mut *ids)
     }

@@ -87,7 +87,8 @@ pub async fn run(source: Source, tx: mpsc::Sender<LiveUpdate>) {
                 tracing::error!("log level not changed: {e}");
             }
         }
-        if changed.iter().any(|c| c.outcome == Outcome::Applied) && tx.send(live(&cfg)).await.is_err()
+        if changed.iter().any(|c| c.outcome == Outcome::Applied)
+            && tx.send(live(&cfg)).await.is_err()
         {
             return;
         }

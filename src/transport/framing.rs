@@ -163,7 +163,11 @@ impl StreamFramer {
 
     /// Moves the ping match on by one keep-alive byte (`\r\n\r\n` counts one ping).
     fn match_ping(&mut self, b: u8) {
-        let expected = if self.ping_matched % 2 == 0 { b'\r' } else { b'\n' };
+        let expected = if self.ping_matched % 2 == 0 {
+            b'\r'
+        } else {
+            b'\n'
+        };
         self.ping_matched = match (b == expected, b) {
             (true, _) => self.ping_matched + 1,
             (false, b'\r') => 1,
