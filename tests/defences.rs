@@ -600,7 +600,7 @@ fn a_double_crlf_ping_gets_a_crlf_pong_and_a_lone_crlf_nothing() {
         .expect("an answer");
     let pongs = &got[..answer];
     assert!(
-        !pongs.is_empty() && pongs.len() % 2 == 0 && pongs.chunks(2).all(|c| c == b"\r\n"),
+        !pongs.is_empty() && pongs.len().is_multiple_of(2) && pongs.chunks(2).all(|c| c == b"\r\n"),
         "{}",
         String::from_utf8_lossy(&got)
     );

@@ -163,7 +163,7 @@ impl StreamFramer {
 
     /// Moves the ping match on by one keep-alive byte (`\r\n\r\n` counts one ping).
     fn match_ping(&mut self, b: u8) {
-        let expected = if self.ping_matched % 2 == 0 {
+        let expected = if self.ping_matched.is_multiple_of(2) {
             b'\r'
         } else {
             b'\n'
