@@ -132,7 +132,7 @@ fn send_loop(socks: &[UdpSocket], streams: &mut [Stream], stop: &AtomicBool, sen
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let n = args.pairs;
-    let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (events, events_rx) = helpline::server::media_engine::event_channel();
     let engine = MediaEngine::start(
         MediaEngineConfig::new("127.0.0.1".parse().expect("literal address")),
         events,

@@ -63,7 +63,7 @@ fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let n = args.streams;
     let span = u16::try_from(n * 2 + 64).unwrap_or(u16::MAX);
-    let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (events, mut events_rx) = helpline::server::media_engine::event_channel();
     let engine = MediaEngine::start(
         MediaEngineConfig::new("127.0.0.1".parse().expect("literal address")),
         events,

@@ -539,6 +539,73 @@ fn an_idle_tcp_connection_is_closed_unless_keepalives_or_a_call_keep_it() {
     );
 }
 
+/// An OPTIONS on `stream` with `before` written ahead of it in the same write; every byte read
+/// until its `200` has come whole.
+fn options_after(
+    mut stream: &std::net::TcpStream,
+    server: &Server,
+    tag: &str,
+    before: &[u8],
+) -> Vec<u8> {
+    let options = format!(
+        "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK-{tag}\r\n\
+         From: <sip:{tag}@127.0.0.1>;tag={tag}\r\nTo: <sip:{addr}>\r\nCall-ID: {tag}\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        addr = server.addr,
+        local = stream.local_addr().expect("local address"),
+    );
+    let mut bytes = before.to_vec();
+    bytes.extend_from_slice(options.as_bytes());
+    stream.write_all(&bytes).expect("send");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(11).any(|w| w == b"SIP/2.0 200") || !got.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("the OPTIONS is answered");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+/// RFC 5626 §4.4.1: a double-CRLF ping on TCP gets one CRLF pong, even split across two writes; a
+/// lone CRLF (a pong, a stray line end) gets nothing; a flood of pings in one write gets pongs (at
+/// most one per read) and the connection keeps serving.
+#[test]
+fn a_double_crlf_ping_gets_a_crlf_pong_and_a_lone_crlf_nothing() {
+    let menus = root().join("tests/data/menus/first-flow");
+    let server = Server::start(&menus, &[]);
+    let mut stream = tcp_from("127.0.0.4", &server);
+    // A lone CRLF before a message: the first bytes back are the OPTIONS' answer, no pong.
+    let got = options_after(&stream, &server, "lone", b"\r\n");
+    assert!(
+        got.starts_with(b"SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // A ping in two halves: one pong.
+    stream.write_all(b"\r\n").expect("half a ping");
+    stream.flush().expect("flush");
+    stream.write_all(b"\r\n").expect("the other half");
+    let mut pong = [0u8; 2];
+    stream.read_exact(&mut pong).expect("a pong");
+    assert_eq!(&pong, b"\r\n");
+    // 5,000 pings in one write: a few pongs, then the OPTIONS is answered on the same connection.
+    let got = options_after(&stream, &server, "flood", &b"\r\n\r\n".repeat(5000));
+    let answer = got
+        .windows(11)
+        .position(|w| w == b"SIP/2.0 200")
+        .expect("an answer");
+    let pongs = &got[..answer];
+    assert!(
+        !pongs.is_empty() && pongs.len().is_multiple_of(2) && pongs.chunks(2).all(|c| c == b"\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
 // ── sipvicious ──
 
 /// Runs a sipvicious tool (`svwar`, `svcrack`) against the server; its whole output. Bounded by the

@@ -19,14 +19,14 @@ use helpline::media::MediaId;
 use helpline::prompts::Prompt;
 use helpline::server::media_engine::{MediaEngine, MediaEngineConfig, MediaHandle, EARLY};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 const CALLER: MediaId = MediaId(1);
 const AGENT: MediaId = MediaId(2);
 const FENCE: MediaId = MediaId(9);
 const WAIT: Duration = Duration::from_secs(2);
 
-type Events = UnboundedReceiver<(MediaId, MediaEvent)>;
+type Events = Receiver<(MediaId, MediaEvent)>;
 
 /// An even port whose successor is free too, found by asking the OS (then released for the engine).
 fn free_pair() -> u16 {
@@ -134,7 +134,7 @@ impl Phone {
 }
 
 fn start() -> (MediaHandle, Events) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = helpline::server::media_engine::event_channel();
     let engine =
         MediaEngine::start(MediaEngineConfig::new("127.0.0.1".parse().unwrap()), tx).unwrap();
     (engine, rx)
@@ -475,7 +475,7 @@ fn rtp_timeout_still_fires_per_session_while_bridged() {
 #[test]
 fn bridged_legs_report_rtcp_with_relayed_packets_counted() {
     runtime().block_on(async {
-        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut events) = helpline::server::media_engine::event_channel();
         let engine = MediaEngine::start(
             MediaEngineConfig {
                 rtcp_interval: Duration::from_millis(100),
@@ -537,5 +537,89 @@ fn bridged_legs_report_rtcp_with_relayed_packets_counted() {
             caller_side.packets_sent, 1,
             "the agent's one packet, relayed"
         );
+    });
+}
+
+/// A peer flooding one session with RFC 4733 key events (each a new key) and RTCP reports while the
+/// core reads nothing (an events channel of 4): what reaches the core is bounded, every key is either
+/// delivered or counted as shed, the statistics are folded, the lifecycle events still arrive in
+/// order, and afterwards the session reports a key again.
+#[test]
+fn a_flood_of_keys_and_reports_reaches_the_core_bounded_and_lifecycle_events_survive() {
+    use helpline::server::media_outbox::KEY_BACKLOG;
+    const KEYS: u16 = 200;
+    const REPORTS: u64 = 200;
+    runtime().block_on(async {
+        let (tx, mut events) = tokio::sync::mpsc::channel(4);
+        let engine =
+            MediaEngine::start(MediaEngineConfig::new("127.0.0.1".parse().unwrap()), tx).unwrap();
+        let mut caller = Phone::new(0x0F10_0D00).await;
+        caller.engine_port = free_pair();
+        engine
+            .open(
+                CALLER,
+                caller.engine_port,
+                cfg(Law::Ulaw, 0, 101, caller.addr(), 7),
+            )
+            .unwrap();
+        engine.play(CALLER, prompt("short", 2, 10));
+        caller.audio(0, &ulaw_speech(1)).await;
+        for _ in 0..KEYS {
+            // A start packet of a new event each time (a new timestamp).
+            let ts = caller.ts;
+            caller.send(101, ts, &[5, 0x0a, 0, 160]).await;
+            caller.ts = caller.ts.wrapping_add(800);
+        }
+        let rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rr = [
+            0x81, 0xc9, 0x00, 0x07, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0,
+        ];
+        for _ in 0..REPORTS {
+            rtcp.send_to(&rr, ("127.0.0.1", caller.engine_port + 1))
+                .await
+                .unwrap();
+        }
+        // The engine has read the whole flood when its counters say so (nothing to await but them).
+        let stats = engine.send_stats();
+        let deadline = Instant::now() + WAIT;
+        let read_all = || {
+            let s = stats.snapshot();
+            s.received == u64::from(KEYS) + 1 && s.reports_folded + s.stats_merged >= REPORTS - 1
+        };
+        while !read_all() {
+            assert!(Instant::now() < deadline, "{:?}", stats.snapshot());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The core reads now: the prompt's end comes, behind everything earlier, in order.
+        let (_, before) = wait_for(&mut events, |e| finished(e, CALLER, "short")).await;
+        assert!(
+            matches!(before.first(), Some((CALLER, MediaEvent::FirstRtp { .. }))),
+            "{before:?}"
+        );
+        // The flood is over: after a key's worth of refill, a key is reported again; it also brings
+        // whatever the flood left behind the prompt's end.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        caller.key(101, 9).await;
+        let (_, after) = wait_for(&mut events, |e| digit(e, CALLER, '9')).await;
+        let flood: Vec<_> = before.iter().chain(&after).collect();
+        let keys = flood.iter().filter(|e| digit(e, CALLER, '5')).count();
+        let reports = flood
+            .iter()
+            .filter(|e| matches!(e, (_, MediaEvent::Rtcp(_))))
+            .count();
+        // The channel's 4 slots and the outbox's bounds, whatever the peer sent.
+        assert!(flood.len() <= 4 + 1 + 1 + KEY_BACKLOG, "{}", flood.len());
+        assert!(keys <= 4 + KEY_BACKLOG, "{keys}");
+        // More than the channel holds arrived: they waited in the session's outbox.
+        assert!(keys >= KEY_BACKLOG, "{keys}");
+        assert!(reports <= 1, "{reports}");
+        let s = stats.snapshot();
+        assert_eq!(
+            keys as u64 + s.keys_over_rate + s.keys_dropped,
+            u64::from(KEYS),
+            "every key delivered or counted: {s:?}"
+        );
+        assert!(s.keys_over_rate > 0 && s.reports_folded > 0, "{s:?}");
     });
 }

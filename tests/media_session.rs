@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use helpline::media::codec::Law;
 use helpline::media::rtcp::{NtpClock, ReportCause};
 use helpline::media::rtp;
-use helpline::media::session::{MediaConfig, MediaEvent, MediaSession, ReorderWindow, FRAME};
+use helpline::media::session::{
+    MediaConfig, MediaEvent, MediaSession, ReorderWindow, SessionShed, FRAME, KEY_BURST, KEY_EVERY,
+    RTCP_EVENT_GAP,
+};
 use helpline::prompts::Prompt;
 
 const SDP_REMOTE: &str = "198.51.100.7:4000";
@@ -1205,4 +1208,94 @@ fn rtcp_reports_go_to_the_latched_source_port_plus_one_and_the_peers_come_back_a
         "{:02x?}",
         &buf[..n]
     );
+}
+
+/// An RFC 4733 packet: `key` (event code) starting at `timestamp`, a start packet (not the end).
+fn key_packet(seq: u16, timestamp: u32, key: u8) -> Vec<u8> {
+    let mut buf = [0u8; 64];
+    let h = rtp::RtpHeader {
+        marker: true,
+        payload_type: 101,
+        sequence: seq,
+        timestamp,
+        ssrc: 9,
+    };
+    let n = rtp::write(&mut buf, &h, &[key, 0x0a, 0x00, 0xa0]).unwrap();
+    buf[..n].to_vec()
+}
+
+fn keys(s: &mut MediaSession) -> usize {
+    std::iter::from_fn(|| s.poll_event())
+        .filter(|e| matches!(e, MediaEvent::Digit(_)))
+        .count()
+}
+
+#[test]
+fn a_flood_of_rfc4733_keys_is_cut_to_the_key_rate_and_a_dial_string_is_not() {
+    let t0 = Instant::now();
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    // 200 distinct events 5 ms apart: a new key per packet, 200 a second.
+    for i in 0..200u16 {
+        let at = t0 + Duration::from_millis(5 * u64::from(i));
+        s.handle_rtp(at, addr(NAT_SOURCE), &key_packet(i, u32::from(i) * 800, 1));
+    }
+    // The burst, then one per KEY_EVERY over the 995 ms the flood lasted.
+    let reported = keys(&mut s);
+    let expected = KEY_BURST as usize + (995 / KEY_EVERY.as_millis()) as usize;
+    assert_eq!(reported, expected);
+    assert_eq!(s.take_shed().keys_over_rate, 200 - expected as u64);
+    assert_eq!(
+        s.take_shed(),
+        SessionShed::default(),
+        "the counts start again"
+    );
+
+    // After a pause, a dial string at Q.24's fastest rate (one key per 80 ms) loses nothing.
+    let t1 = t0 + Duration::from_secs(3);
+    for i in 0..40u16 {
+        let at = t1 + Duration::from_millis(80 * u64::from(i));
+        let seq = 1000 + i;
+        s.handle_rtp(
+            at,
+            addr(NAT_SOURCE),
+            &key_packet(seq, u32::from(seq) * 800, 2),
+        );
+    }
+    assert_eq!(keys(&mut s), 40);
+    assert_eq!(s.take_shed().keys_over_rate, 0);
+}
+
+#[test]
+fn a_flood_of_rtcp_reports_yields_one_statistics_event_per_gap() {
+    let t0 = Instant::now();
+    let clock = ntp(t0);
+    let mut s = MediaSession::new(t0, config(Law::Ulaw, 0));
+    s.handle_rtp(t0, addr(NAT_SOURCE), &audio_packet(1, 0));
+    assert!(matches!(s.poll_event(), Some(MediaEvent::FirstRtp { .. })));
+    let rr = [
+        0x81, 0xc9, 0x00, 0x07, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0,
+    ];
+    let received = |s: &mut MediaSession| {
+        std::iter::from_fn(|| s.poll_event())
+            .filter(|e| matches!(e, MediaEvent::Rtcp(r) if r.cause == ReportCause::Received))
+            .count()
+    };
+    // 100 reports in half a second from the peer's address.
+    for i in 0..100u64 {
+        s.handle_rtcp(
+            t0 + Duration::from_millis(5 * i),
+            &clock,
+            addr(NAT_SOURCE),
+            &rr,
+        );
+    }
+    assert_eq!(received(&mut s), 1);
+    assert_eq!(s.take_shed().reports_folded, 99);
+    // Every one of them was read: the statistics count them all.
+    assert_eq!(s.rtcp_stats(ReportCause::Received).reports_received, 100);
+    // A gap later, the next report is an event again.
+    s.handle_rtcp(t0 + RTCP_EVENT_GAP, &clock, addr(NAT_SOURCE), &rr);
+    assert_eq!(received(&mut s), 1);
+    assert_eq!(s.take_shed().reports_folded, 0);
 }

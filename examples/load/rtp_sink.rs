@@ -116,7 +116,7 @@ fn top(d: Duration, bins: u64) -> String {
 
 /// Plays `n` streams for a warm-up second plus `measure`, and reports.
 pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
-    let (events, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (events, mut events_rx) = helpline::server::media_engine::event_channel();
     let engine = MediaEngine::start(
         MediaEngineConfig::new("127.0.0.1".parse().expect("literal address")),
         events,

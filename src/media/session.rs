@@ -64,7 +64,18 @@
 //!   (`c=0.0.0.0`) nothing is sent (RFC 3264 §8.4), on `a=sendonly`/`a=inactive` hold reports go on.
 //! * [`MediaSession::handle_rtcp`] reads the peer's compound packets from the latched source's or the
 //!   SDP's IP (others are counted as malformed, as are packets that do not parse).
-//! * Each report sent or valid one received emits [`MediaEvent::Rtcp`] with the statistics so far.
+//! * Each report sent emits [`MediaEvent::Rtcp`] with the statistics so far; so does a valid one
+//!   received, at most once per [`RTCP_EVENT_GAP`]: a peer may send reports as fast as it likes, but
+//!   the call needs only the latest figures. A report in between updates the statistics silently, and
+//!   the next event carries its effect (the loss deltas are taken from snapshot to snapshot, so nothing
+//!   is counted twice or lost); each one folded so is counted ([`MediaSession::take_shed`]).
+//!
+//! # Bounded events
+//!
+//! Keys are limited per session by a token bucket ([`KEY_BURST`] keys, then one per [`KEY_EVERY`]):
+//! a person pressing keys, or a phone sending a dial string at the fastest rate ITU-T Q.24 allows
+//! (40 ms tone, 40 ms pause: 12.5 a second), never meets it; a peer flooding RFC 4733 events with
+//! new timestamps (each one a key) or crafted audio does, and its extra keys are dropped and counted.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -98,6 +109,63 @@ const MAX_AUDIO_PAYLOAD: usize = 480;
 /// (a restarted or replayed stream rather than a late packet).
 const REORDER_RESTART_JUMP: i16 = 32;
 const REORDER_RESTART_GAP: Duration = Duration::from_millis(250);
+
+/// A received RTCP report yields a [`MediaEvent::Rtcp`] at most this often (module doc).
+pub const RTCP_EVENT_GAP: Duration = Duration::from_secs(1);
+
+/// Keys a session may report back to back before the rate limit applies (module doc).
+pub const KEY_BURST: u32 = 20;
+
+/// After a burst, one more key per this long (20 a second).
+pub const KEY_EVERY: Duration = Duration::from_millis(50);
+
+/// What a session left out of its events since [`MediaSession::take_shed`] was last asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionShed {
+    /// Received RTCP reports folded into the next statistics event (sooner than [`RTCP_EVENT_GAP`]).
+    pub reports_folded: u64,
+    /// Keys dropped by the rate limit.
+    pub keys_over_rate: u64,
+}
+
+/// The token bucket of keys (module doc).
+#[derive(Debug)]
+struct KeyRate {
+    credit: u32,
+    /// When `credit` was last topped up.
+    refilled: Instant,
+    dropped: u64,
+}
+
+impl KeyRate {
+    fn new(now: Instant) -> Self {
+        KeyRate {
+            credit: KEY_BURST,
+            refilled: now,
+            dropped: 0,
+        }
+    }
+
+    /// Whether a key detected at `now` may be reported (counted when not).
+    fn admit(&mut self, now: Instant) -> bool {
+        let steps = now.saturating_duration_since(self.refilled).as_nanos() / KEY_EVERY.as_nanos();
+        if steps > 0 {
+            let steps = u32::try_from(steps).unwrap_or(u32::MAX);
+            self.credit = self.credit.saturating_add(steps).min(KEY_BURST);
+            // Whole steps only: the part of a step already elapsed still counts toward the next key.
+            self.refilled += KEY_EVERY * steps;
+            if self.credit == KEY_BURST {
+                self.refilled = now;
+            }
+        }
+        if self.credit == 0 {
+            self.dropped += 1;
+            return false;
+        }
+        self.credit -= 1;
+        true
+    }
+}
 
 /// Negotiated media parameters for the session (from SDP).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +399,10 @@ pub struct MediaSession {
     rtcp: Rtcp,
     /// Where the peer's RTCP comes from (symmetric RTCP); reports go there once known.
     rtcp_peer: Option<SocketAddr>,
+    /// When a received report last yielded an event (module doc).
+    rtcp_event_at: Option<Instant>,
+    reports_folded: u64,
+    keys: KeyRate,
 }
 
 impl MediaSession {
@@ -349,6 +421,9 @@ impl MediaSession {
         MediaSession {
             rtcp,
             rtcp_peer: None,
+            rtcp_event_at: None,
+            reports_folded: 0,
+            keys: KeyRate::new(now),
             ssrc: rng.gen(),
             next_seq: rng.gen(),
             initial_ts: rng.gen(),
@@ -452,7 +527,8 @@ impl MediaSession {
         self.rtcp.on_rtp_received(now, &header, is_audio);
         if is_dtmf {
             self.seen_telephone_event = true;
-            if let Some(digit) = self.rfc4733.handle(now, header.timestamp, payload) {
+            let digit = self.rfc4733.handle(now, header.timestamp, payload);
+            if let Some(digit) = digit.filter(|_| self.keys.admit(now)) {
                 self.events.push_back(MediaEvent::Digit(DetectedDigit {
                     digit,
                     method: DigitMethod::Rfc4733,
@@ -463,13 +539,15 @@ impl MediaSession {
             let law = self.cfg.law;
             let inband = &mut self.inband;
             let events = &mut self.events;
+            let keys = &mut self.keys;
             self.reorder
                 .push(now, header.sequence, payload, &mut |bytes: &[u8]| {
                     let mut pcm = [0i16; FRAME_SAMPLES];
                     for chunk in bytes.chunks(FRAME_SAMPLES) {
                         let pcm = &mut pcm[..chunk.len()];
                         law.decode_into(chunk, pcm);
-                        if let Some(d) = inband.process(pcm) {
+                        let key = inband.process(pcm);
+                        if let Some(d) = key.filter(|_| keys.admit(now)) {
                             events.push_back(MediaEvent::Digit(DetectedDigit {
                                 digit: d.digit,
                                 method: DigitMethod::Inband,
@@ -493,8 +571,26 @@ impl MediaSession {
         }
         if self.rtcp.handle(now, ntp, self.ssrc, packet).is_ok() {
             self.rtcp_peer = Some(src);
+            let recent = self
+                .rtcp_event_at
+                .is_some_and(|at| now.saturating_duration_since(at) < RTCP_EVENT_GAP);
+            if recent {
+                // No snapshot: the next one (received or sent) carries this report's effect.
+                self.reports_folded += 1;
+                return;
+            }
+            self.rtcp_event_at = Some(now);
             let stats = self.rtcp.snapshot(ReportCause::Received, self.ssrc);
             self.events.push_back(MediaEvent::Rtcp(stats));
+        }
+    }
+
+    /// What the session left out of its events since the last call (module doc), for the shell's
+    /// counters; the counts start again from zero.
+    pub fn take_shed(&mut self) -> SessionShed {
+        SessionShed {
+            reports_folded: std::mem::take(&mut self.reports_folded),
+            keys_over_rate: std::mem::take(&mut self.keys.dropped),
         }
     }
 

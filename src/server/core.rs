@@ -147,6 +147,9 @@ impl Core {
             m.sip(now, true, bytes);
         }
         self.check_records();
+        if self.refused_for_media(now, peer, bytes).await {
+            return;
+        }
         self.calls.handle_sip(now, peer, bytes);
         self.flush(now).await;
     }
@@ -162,8 +165,33 @@ impl Core {
             m.sip(now, true, &inbound.bytes);
         }
         self.check_records();
+        if self.refused_for_media(now, peer, &inbound.bytes).await {
+            return;
+        }
         self.calls.handle_sip(now, peer, &inbound.bytes);
         self.flush(now).await;
+    }
+
+    /// While the media command queue is half full (`media_engine`, "Bounded both ways") a new
+    /// INVITE gets a stateless `503` + Retry-After here, before it is a call, so the rest of the
+    /// queue serves the calls in progress; counted. True when answered so. Two atomic loads.
+    async fn refused_for_media(&mut self, now: Instant, peer: Peer, bytes: &[u8]) -> bool {
+        if !self.media.is_busy() {
+            return false;
+        }
+        let Some(answer) = crate::transport::tcp::overload_answer(bytes) else {
+            return false;
+        };
+        self.media.send_stats().call_refused();
+        if let Some((m, _)) = &mut self.telemetry {
+            m.sip(now, false, &answer);
+        }
+        self.send(Transmit {
+            to: peer,
+            bytes: answer.into(),
+        })
+        .await;
+        true
     }
 
     /// Tells the call layer whether the record spools are full, before it sees a SIP message (an INVITE

@@ -16,6 +16,12 @@
 //!
 //! The writer runs on its own thread: file writes and `fsync` block, and must not hold up the
 //! signalling core's runtime.
+//!
+//! Memory is bounded: every record handed over counts toward the spool limit until it is written
+//! (new calls are refused `503` while the limit is reached), and the channel to the thread holds at
+//! most the spool limit. The thread moves what arrives into its spool at once, so the channel fills
+//! only while a write blocks (a hung disk); a record that finds it full is logged at error level
+//! instead (never lost, never waited for), like one sent after the writer is gone.
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
@@ -97,7 +103,7 @@ enum Msg {
 /// Hands records to a writer; cheap to clone. Each record is counted in the spool until written.
 #[derive(Clone)]
 pub struct LineSender {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::SyncSender<Msg>,
     health: Arc<FileHealth>,
     what: &'static str,
 }
@@ -106,10 +112,21 @@ impl LineSender {
     /// Queues one record (without its newline).
     pub fn send(&self, line: String) {
         self.health.add_pending();
-        if let Err(mpsc::SendError(Msg::Line(line))) = self.tx.send(Msg::Line(line)) {
-            // The writer thread is gone (it only ends when every sender is): keep the record in the log.
-            self.health.remove_pending();
-            tracing::error!(%line, "{} writer gone: record logged here instead", self.what);
+        match self.tx.try_send(Msg::Line(line)) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(Msg::Line(line))) => {
+                // The writer is blocked in a write and its channel holds the spool's worth: the
+                // core does not wait, the record goes to the log.
+                self.health.remove_pending();
+                tracing::error!(%line, "{} writer blocked: record logged here instead", self.what);
+            }
+            Err(mpsc::TrySendError::Disconnected(Msg::Line(line))) => {
+                // The writer thread is gone (it only ends when every sender is): keep the record in the log.
+                self.health.remove_pending();
+                tracing::error!(%line, "{} writer gone: record logged here instead", self.what);
+            }
+            // Only a line was sent, so only a line comes back.
+            Err(_) => {}
         }
     }
 
@@ -121,7 +138,7 @@ impl LineSender {
 
 /// A running writer: its thread, and the way to ask it to reopen its file.
 pub struct Writer {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::SyncSender<Msg>,
     health: Arc<FileHealth>,
     what: &'static str,
     thread: std::thread::JoinHandle<()>,
@@ -137,7 +154,8 @@ impl Writer {
         options: WriterOptions,
         counters: Option<LineCounters>,
     ) -> io::Result<Writer> {
-        let (tx, rx) = mpsc::channel();
+        // Bounded by the spool (module doc); one slot more for a reopen.
+        let (tx, rx) = mpsc::sync_channel(options.spool.max(1).saturating_add(1));
         let file = FileWriter {
             path: health.path.clone(),
             what,
@@ -177,7 +195,10 @@ impl Writer {
 
     /// Closes and reopens the file at its path (`SIGUSR1`, after logrotate renamed it).
     pub fn reopen(&self) {
-        let _ = self.tx.send(Msg::Reopen);
+        if let Err(mpsc::TrySendError::Full(_)) = self.tx.try_send(Msg::Reopen) {
+            // Blocked in a write; the path is checked before each line anyway (module doc).
+            tracing::warn!("{} writer blocked: reopen not queued", self.what);
+        }
     }
 
     /// Waits (blocking) until every record sent is written or logged; call it once every

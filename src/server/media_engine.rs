@@ -69,6 +69,19 @@
 //! Copies go to the capture writer by `try_send` (a full channel drops the copy, never waits). A
 //! session without a tap pays one `RefCell` check per packet: no allocation, no lock.
 //!
+//! # Bounded both ways
+//!
+//! Events go to the core on a bounded channel ([`MEDIA_EVENT_QUEUE`]) by `try_send`: the media
+//! thread never waits for the core. What a session emits is bounded already (`media::session` limits
+//! keys and received-report statistics per session); what the channel has no room for waits in the
+//! session's [`Outbox`] (in order; lifecycle events kept, statistics merged, keys bounded), and the
+//! engine flushes every waiting outbox as soon as the channel has room again. Commands come on a
+//! bounded channel too ([`MediaEngineConfig::command_queue`]): the core refuses new calls (`503`)
+//! once it is half full ([`MediaHandle::is_busy`]), so the rest serves calls in progress; a command
+//! that still finds it full is dropped, counted and logged, except `close`, which waits in a list of
+//! its own (at most one per open session) so that no session and its ports outlive their call.
+//! Everything shed is counted in [`SendStats`] and logged when its count reaches a power of two.
+//!
 //! The signalling task talks to the engine only through a [`MediaHandle`] (`Send + Clone`), by message,
 //! fire-and-forget. Which port a session uses is decided by the call layer (`call::PortPool`); the engine
 //! binds what it is told and reports a port it cannot bind as [`MediaEvent::BindFailed`].
@@ -79,8 +92,8 @@ use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
@@ -98,6 +111,7 @@ use crate::server::capture::{
     CaptureMsg, CaptureSink, CapturedRtp, MAX_CALL_RTP_BYTES, MAX_SENT_PACKETS_PER_CALL,
     PROMPT_SAMPLE_PACKETS,
 };
+use crate::server::media_outbox::{Outbox, Refused};
 
 /// Frames due within this much of the wake-up are sent in the same batch (see the module doc).
 pub const EARLY: Duration = Duration::from_micros(250);
@@ -157,6 +171,13 @@ type SendBuf = Rc<RefCell<Box<[u8; SEND_BUF]>>>;
 /// delay packets by more than a few microseconds.
 const COMMAND_BATCH: usize = 64;
 
+/// Room in the events channel to the core: at a few events per call a second, seconds of events
+/// of thousands of calls (a slot costs memory only while used).
+pub const MEDIA_EVENT_QUEUE: usize = 8192;
+
+/// Room in the command channel by default ([`MediaEngineConfig::command_queue`]).
+pub const DEFAULT_COMMAND_QUEUE: usize = 4096;
+
 /// Where the engine binds its media sockets, and how often sessions report RTCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaEngineConfig {
@@ -164,6 +185,9 @@ pub struct MediaEngineConfig {
     pub bind_ip: IpAddr,
     /// RTCP report interval before randomisation (`serve --rtcp-interval-ms`; RFC 3550's 5 s).
     pub rtcp_interval: Duration,
+    /// Commands the channel from the core holds (`serve` sizes it from `--max-calls`); new calls
+    /// are refused once half of it is taken (module doc).
+    pub command_queue: usize,
 }
 
 impl MediaEngineConfig {
@@ -172,6 +196,7 @@ impl MediaEngineConfig {
         MediaEngineConfig {
             bind_ip,
             rtcp_interval: crate::media::rtcp::DEFAULT_INTERVAL,
+            command_queue: DEFAULT_COMMAND_QUEUE,
         }
     }
 }
@@ -183,8 +208,13 @@ struct SlotId {
     generation: u32,
 }
 
-/// Every session's events, tagged with its id, in one channel.
-pub type MediaEvents = mpsc::UnboundedSender<(MediaId, MediaEvent)>;
+/// Every session's events, tagged with its id, in one bounded channel (see the module doc).
+pub type MediaEvents = mpsc::Sender<(MediaId, MediaEvent)>;
+
+/// The events channel for [`MediaEngine::start`], of [`MEDIA_EVENT_QUEUE`] slots.
+pub fn event_channel() -> (MediaEvents, mpsc::Receiver<(MediaId, MediaEvent)>) {
+    mpsc::channel(MEDIA_EVENT_QUEUE)
+}
 
 /// Number of 10 µs histogram buckets (0–10 ms); larger errors land in the last bucket.
 const STAT_BUCKETS: usize = 1001;
@@ -208,6 +238,14 @@ pub struct SendStats {
     received_bytes: AtomicU64,
     /// Bytes of every packet handed to the kernel (prompt packets and relayed ones).
     sent_bytes: AtomicU64,
+    /// What was shed on the way to and from the core (module doc "Bounded both ways").
+    reports_folded: AtomicU64,
+    keys_over_rate: AtomicU64,
+    stats_merged: AtomicU64,
+    keys_dropped: AtomicU64,
+    lifecycle_dropped: AtomicU64,
+    commands_dropped: AtomicU64,
+    calls_refused: AtomicU64,
 }
 
 /// A copy of [`SendStats`] at one moment.
@@ -232,6 +270,20 @@ pub struct SendStatsSnapshot {
     pub received_bytes: u64,
     /// Bytes of the packets in `packets` and `relayed` (UDP payload).
     pub sent_bytes: u64,
+    /// Received RTCP reports whose statistics were folded into the next event (per-session rate).
+    pub reports_folded: u64,
+    /// Keys dropped by the per-session key rate.
+    pub keys_over_rate: u64,
+    /// Statistics events merged into a newer one while the events channel was full.
+    pub stats_merged: u64,
+    /// Keys dropped while the events channel and the session's backlog were full.
+    pub keys_dropped: u64,
+    /// Lifecycle events dropped likewise (the core stuck for long).
+    pub lifecycle_dropped: u64,
+    /// Commands for calls in progress dropped because the command channel was full.
+    pub commands_dropped: u64,
+    /// New calls the core refused (`503`) because the command channel was half full.
+    pub calls_refused: u64,
     buckets: Vec<u64>,
 }
 
@@ -248,7 +300,37 @@ impl SendStats {
             received: AtomicU64::new(0),
             received_bytes: AtomicU64::new(0),
             sent_bytes: AtomicU64::new(0),
+            reports_folded: AtomicU64::new(0),
+            keys_over_rate: AtomicU64::new(0),
+            stats_merged: AtomicU64::new(0),
+            keys_dropped: AtomicU64::new(0),
+            lifecycle_dropped: AtomicU64::new(0),
+            commands_dropped: AtomicU64::new(0),
+            calls_refused: AtomicU64::new(0),
         }
+    }
+
+    /// Adds `n` to a shed counter, logging when the total reaches a power of two (a flood logs a
+    /// handful of lines, not one per packet).
+    fn shed(counter: &AtomicU64, n: u64, what: &str) {
+        if n == 0 {
+            return;
+        }
+        let before = counter.fetch_add(n, Ordering::Relaxed);
+        let total = before.saturating_add(n);
+        if before.leading_zeros() != total.leading_zeros() {
+            tracing::warn!(total, "{what}");
+        }
+    }
+
+    /// A new call refused because the command channel is half full (counted here, logged by
+    /// [`SendStats::shed`]'s rule).
+    pub fn call_refused(&self) {
+        Self::shed(
+            &self.calls_refused,
+            1,
+            "media command queue half full: new calls get 503",
+        );
     }
 
     fn record(&self, sent: Instant, due: Instant) {
@@ -280,6 +362,13 @@ impl SendStats {
             &self.received,
             &self.received_bytes,
             &self.sent_bytes,
+            &self.reports_folded,
+            &self.keys_over_rate,
+            &self.stats_merged,
+            &self.keys_dropped,
+            &self.lifecycle_dropped,
+            &self.commands_dropped,
+            &self.calls_refused,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -297,6 +386,13 @@ impl SendStats {
             received: self.received.load(Ordering::Relaxed),
             received_bytes: self.received_bytes.load(Ordering::Relaxed),
             sent_bytes: self.sent_bytes.load(Ordering::Relaxed),
+            reports_folded: self.reports_folded.load(Ordering::Relaxed),
+            keys_over_rate: self.keys_over_rate.load(Ordering::Relaxed),
+            stats_merged: self.stats_merged.load(Ordering::Relaxed),
+            keys_dropped: self.keys_dropped.load(Ordering::Relaxed),
+            lifecycle_dropped: self.lifecycle_dropped.load(Ordering::Relaxed),
+            commands_dropped: self.commands_dropped.load(Ordering::Relaxed),
+            calls_refused: self.calls_refused.load(Ordering::Relaxed),
             buckets: self
                 .buckets
                 .iter()
@@ -353,7 +449,9 @@ impl MediaEngine {
     /// Spawns the media thread and returns the handle the signalling task uses; every session's events
     /// go to `events`. The thread ends when every handle is dropped (all sessions are closed then).
     pub fn start(cfg: MediaEngineConfig, events: MediaEvents) -> io::Result<MediaHandle> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(cfg.command_queue.max(2));
+        let late_closes = Arc::new(LateCloses::default());
+        let thread_closes = late_closes.clone();
         let stats = Arc::new(SendStats::new());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_stats = stats.clone();
@@ -373,13 +471,14 @@ impl MediaEngine {
                 let _ = ready_tx.send(Ok(()));
                 let local = LocalSet::new();
                 let engine = Engine::new(events, thread_stats, cfg.rtcp_interval);
-                local.block_on(&rt, engine.run(rx));
+                local.block_on(&rt, engine.run(rx, thread_closes));
             })?;
         ready_rx
             .recv()
             .map_err(|_| io::Error::other("media thread died while starting"))??;
         Ok(MediaHandle {
             tx,
+            late_closes,
             stats,
             bind_ip: cfg.bind_ip,
         })
@@ -399,10 +498,42 @@ fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
     Ok((bind(port)?, bind(rtcp_port)?))
 }
 
+/// `close` commands that found the command channel full (module doc): at most one per open session.
+#[derive(Debug, Default)]
+struct LateCloses {
+    /// Set while `ids` is not empty, so the media thread looks without locking.
+    any: AtomicBool,
+    ids: Mutex<Vec<MediaId>>,
+}
+
+impl LateCloses {
+    fn push(&self, id: MediaId) {
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.push(id);
+        self.any.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Vec<MediaId> {
+        if !self.any.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.any.store(false, Ordering::Release);
+        std::mem::take(&mut *ids)
+    }
+}
+
 /// The signalling task's handle to the media thread: cheap to clone, `Send`, fire-and-forget.
 #[derive(Debug, Clone)]
 pub struct MediaHandle {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: mpsc::Sender<Command>,
+    late_closes: Arc<LateCloses>,
     stats: Arc<SendStats>,
     bind_ip: IpAddr,
 }
@@ -420,29 +551,57 @@ impl MediaHandle {
     /// and a busy port is known before the SDP naming it is sent.
     pub fn open(&self, id: MediaId, port: u16, cfg: MediaConfig) -> io::Result<()> {
         let (rtp, rtcp) = bind_pair(self.bind_ip, port)?;
-        let _ = self.tx.send(Command::Open(id, rtp, rtcp, cfg));
-        Ok(())
+        match self.tx.try_send(Command::Open(id, rtp, rtcp, cfg)) {
+            Ok(()) => Ok(()),
+            // Not reached while the core refuses new calls at half full ([`MediaHandle::is_busy`]);
+            // the sockets close here and the call is released as for a port that cannot be bound.
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "media command queue full",
+            )),
+        }
+    }
+
+    /// The command channel is half full or more: the core refuses new calls (`503`) so that the
+    /// rest of it serves the calls in progress (module doc).
+    pub fn is_busy(&self) -> bool {
+        self.tx.capacity() < self.tx.max_capacity() / 2
+    }
+
+    /// Sends a command for a session already open; see the module doc for a full channel.
+    fn send(&self, cmd: Command) {
+        match self.tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(Command::Close(id))) => self.late_closes.push(id),
+            Err(mpsc::error::TrySendError::Full(_)) => SendStats::shed(
+                &self.stats.commands_dropped,
+                1,
+                "media command queue full: commands for calls in progress dropped",
+            ),
+            // The media thread is gone (shutdown): nothing to do.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 
     /// Updates (re-INVITE, hold, the answer in an ACK) the session's negotiated media.
     pub fn configure(&self, id: MediaId, cfg: MediaConfig) {
-        let _ = self.tx.send(Command::Configure(id, cfg));
+        self.send(Command::Configure(id, cfg));
     }
 
     /// Plays a prompt, replacing anything playing.
     pub fn play(&self, id: MediaId, prompt: Arc<Prompt>) {
-        let _ = self.tx.send(Command::Play(id, prompt));
+        self.send(Command::Play(id, prompt));
     }
 
     /// Barge-in: stops the current prompt.
     pub fn stop_playout(&self, id: MediaId) {
-        let _ = self.tx.send(Command::Stop(id));
+        self.send(Command::Stop(id));
     }
 
     /// Ends the session and frees its ports; a bridge it is in ends too (the other leg gets its stream
     /// back, as with [`MediaHandle::unbridge`]).
     pub fn close(&self, id: MediaId) {
-        let _ = self.tx.send(Command::Close(id));
+        self.send(Command::Close(id));
     }
 
     /// Bridges sessions `a` and `b` (module doc): both stop playing, and every RTP packet each one
@@ -451,19 +610,19 @@ impl MediaHandle {
     /// type). DTMF and RTP timeouts are still reported per session. A leg already bridged leaves its
     /// old bridge first. Ignored if either session is not open, or `a == b`.
     pub fn bridge(&self, a: MediaId, b: MediaId) {
-        let _ = self.tx.send(Command::Bridge(a, b));
+        self.send(Command::Bridge(a, b));
     }
 
     /// Ends the bridge session `id` (either leg) is in; each leg's session takes its stream back, so
     /// a prompt played next continues it. Ignored if `id` is not bridged.
     pub fn unbridge(&self, id: MediaId) {
-        let _ = self.tx.send(Command::Unbridge(id));
+        self.send(Command::Unbridge(id));
     }
 
     /// Captures session `id` into capture `capture` (see the module doc); `local` is the session's
     /// RTP address as announced (its socket may be bound to the wildcard). Ignored if not open.
     pub fn capture(&self, id: MediaId, capture: CaptureId, local: SocketAddr, sink: CaptureSink) {
-        let _ = self.tx.send(Command::Capture(id, capture, local, sink));
+        self.send(Command::Capture(id, capture, local, sink));
     }
 
     /// Send-time statistics over all sessions (for telemetry and the load benchmark).
@@ -496,6 +655,23 @@ struct Entry {
     stats: Arc<SendStats>,
     /// Set when the session's call is captured.
     tap: RefCell<Option<Tap>>,
+    /// Events the channel had no room for (module doc "Bounded both ways").
+    outbox: RefCell<Outbox>,
+    /// This entry, to put itself on `backlogged` when its outbox starts to fill.
+    me: std::rc::Weak<Entry>,
+    /// The engine's list of entries whose outbox waits for room.
+    backlogged: Backlogged,
+}
+
+/// Entries whose outbox is not empty, oldest first.
+type Backlogged = Rc<RefCell<Vec<std::rc::Weak<Entry>>>>;
+
+/// `try_send` of one event, as an [`Outbox`] wants it.
+fn try_send(events: &MediaEvents, id: MediaId, e: MediaEvent) -> Result<(), Refused> {
+    events.try_send((id, e)).map_err(|err| match err {
+        mpsc::error::TrySendError::Full((_, e)) => Refused::Full(e),
+        mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+    })
 }
 
 /// What one call may still capture, shared by its sessions.
@@ -603,11 +779,53 @@ impl Entry {
         }
     }
 
+    /// Hands the session's events to the core, through its outbox (module doc). A call that has
+    /// gone away no longer needs its events: a closed channel drops them.
     fn forward_events(&self, session: &mut MediaSession) {
+        let shed = session.take_shed();
+        let stats = &self.stats;
+        SendStats::shed(
+            &stats.reports_folded,
+            shed.reports_folded,
+            "RTCP reports received faster than one a second per session: folded into the next",
+        );
+        SendStats::shed(
+            &stats.keys_over_rate,
+            shed.keys_over_rate,
+            "keys faster than the per-session key rate dropped",
+        );
+        let mut outbox = self.outbox.borrow_mut();
+        let was_empty = outbox.is_empty();
+        let mut send = |e| try_send(&self.events, self.id, e);
         while let Some(e) = session.poll_event() {
-            // A call that has gone away no longer needs its events.
-            let _ = self.events.send((self.id, e));
+            outbox.offer(e, &mut send);
         }
+        let shed = outbox.take_shed();
+        SendStats::shed(
+            &stats.stats_merged,
+            shed.stats_merged,
+            "media events queue full: statistics merged",
+        );
+        SendStats::shed(
+            &stats.keys_dropped,
+            shed.keys_dropped,
+            "media events queue full: keys dropped",
+        );
+        SendStats::shed(
+            &stats.lifecycle_dropped,
+            shed.lifecycle_dropped,
+            "media events queue full for long: session events dropped",
+        );
+        if was_empty && !outbox.is_empty() {
+            self.backlogged.borrow_mut().push(self.me.clone());
+        }
+    }
+
+    /// Sends what waits in the outbox while the channel has room; true when nothing waits.
+    fn flush_outbox(&self) -> bool {
+        self.outbox
+            .borrow_mut()
+            .flush(&mut |e| try_send(&self.events, self.id, e))
     }
 
     /// Bridged: sends `packet`, which this leg's session accepted, on the other leg as this leg's
@@ -676,6 +894,11 @@ struct Engine {
     rtcp_interval: Duration,
     /// Instants to wall time, read once at start (RTCP sender reports).
     ntp: NtpClock,
+    /// Entries whose outbox waits for room in the events channel.
+    backlogged: Backlogged,
+    /// Events of sessions that never opened (`BindFailed`), waiting for room likewise; at most one
+    /// per `open` command.
+    unsent: std::collections::VecDeque<(MediaId, MediaEvent)>,
 }
 
 impl Engine {
@@ -694,10 +917,75 @@ impl Engine {
             stats,
             buf: Rc::new(RefCell::new(Box::new([0u8; SEND_BUF]))),
             budgets: HashMap::new(),
+            backlogged: Rc::new(RefCell::new(Vec::new())),
+            unsent: std::collections::VecDeque::new(),
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    /// Whether some event waits for room in the events channel.
+    fn waiting(&self) -> bool {
+        !self.unsent.is_empty() || !self.backlogged.borrow().is_empty()
+    }
+
+    /// Sends waiting events, oldest first, until the channel is full again.
+    fn flush_waiting(&mut self) {
+        while let Some((id, e)) = self.unsent.pop_front() {
+            match try_send(&self.events, id, e) {
+                Ok(()) => {}
+                Err(Refused::Full(e)) => {
+                    self.unsent.push_front((id, e));
+                    return;
+                }
+                Err(Refused::Closed) => self.unsent.clear(),
+            }
+        }
+        let list = std::mem::take(&mut *self.backlogged.borrow_mut());
+        let mut still = Vec::new();
+        let mut full = false;
+        for weak in list {
+            // A closed session's outbox went with it.
+            let Some(e) = weak.upgrade() else { continue };
+            if full || !e.flush_outbox() {
+                full = true;
+                still.push(weak);
+            }
+        }
+        self.backlogged.borrow_mut().splice(0..0, still);
+    }
+
+    /// An event of no open session (it goes behind anything waiting).
+    fn report(&mut self, id: MediaId, e: MediaEvent) {
+        if self.unsent.is_empty() {
+            match try_send(&self.events, id, e) {
+                Ok(()) | Err(Refused::Closed) => {}
+                Err(Refused::Full(e)) => self.unsent.push_back((id, e)),
+            }
+        } else {
+            self.unsent.push_back((id, e));
+        }
+    }
+
+    /// Closes that found the command channel full, after every command sent before them: those
+    /// are all in the channel by now (at most its capacity), so it is read to the end first.
+    fn late_closes(&mut self, rx: &mut mpsc::Receiver<Command>, late: &LateCloses) {
+        let ids = late.take();
+        if ids.is_empty() {
+            return;
+        }
+        for _ in 0..rx.max_capacity() {
+            match rx.try_recv() {
+                Ok(cmd) => self.handle(cmd),
+                Err(_) => break,
+            }
+        }
+        for id in ids {
+            self.handle(Command::Close(id));
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, late: Arc<LateCloses>) {
+        // A clone, so that waiting for room does not borrow the engine.
+        let events = self.events.clone();
         let ticker = Arc::new(Ticker {
             deadline_ns: AtomicU64::new(NO_DEADLINE),
             base: Instant::now(),
@@ -753,7 +1041,13 @@ impl Engine {
                 }
                 () = ticker.notify.notified() => {}
                 () = &mut sleep => {}
+                // Room again (or the core is gone: the flush then drops what waits).
+                permit = events.reserve(), if self.waiting() => {
+                    drop(permit);
+                    self.flush_waiting();
+                }
             }
+            self.late_closes(&mut rx, &late);
             self.run_due(Instant::now() + EARLY);
         }
         ticker.stop.store(true, Ordering::Release);
@@ -787,7 +1081,7 @@ impl Engine {
                 let port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
                 if let Err(err) = self.open(now, id, rtp, rtcp, cfg) {
                     tracing::warn!(%err, port, "rtp sockets could not be registered");
-                    let _ = self.events.send((id, MediaEvent::BindFailed { port }));
+                    self.report(id, MediaEvent::BindFailed { port });
                 }
             }
             Command::Configure(id, cfg) => self.configure(now, id, &cfg),
@@ -1108,6 +1402,9 @@ impl Engine {
                 send_buf: self.buf.clone(),
                 stats: self.stats.clone(),
                 tap: RefCell::new(None),
+                outbox: RefCell::new(Outbox::new()),
+                me: weak.clone(),
+                backlogged: self.backlogged.clone(),
             }
         });
         slot.entry = Some(entry.clone());
@@ -1268,15 +1565,15 @@ mod tests {
         panic!("no free even port pair on 127.0.0.1");
     }
 
-    fn start() -> (MediaHandle, mpsc::UnboundedReceiver<(MediaId, MediaEvent)>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn start() -> (MediaHandle, mpsc::Receiver<(MediaId, MediaEvent)>) {
+        let (tx, rx) = event_channel();
         let engine =
             MediaEngine::start(MediaEngineConfig::new("127.0.0.1".parse().unwrap()), tx).unwrap();
         (engine, rx)
     }
 
     async fn next_event(
-        rx: &mut mpsc::UnboundedReceiver<(MediaId, MediaEvent)>,
+        rx: &mut mpsc::Receiver<(MediaId, MediaEvent)>,
     ) -> Option<(MediaId, MediaEvent)> {
         tokio::time::timeout(Duration::from_secs(2), rx.recv())
             .await

@@ -7,6 +7,7 @@ pub mod core;
 pub mod jsonl;
 pub mod live;
 pub mod media_engine;
+pub mod media_outbox;
 pub mod reload;
 pub mod settings;
 pub mod snapshot;
@@ -154,11 +155,15 @@ pub async fn run(
         local.port(),
     );
 
-    let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+    // Both ways bounded (see `media_engine`): events by `MEDIA_EVENT_QUEUE`, commands by a queue
+    // sized from `--max-calls` (a few commands per call at once; new calls get 503 at half full).
+    let (media_tx, mut media_rx) = media_engine::event_channel();
+    let max_calls = cfg.admission.max_calls;
     let media = MediaEngine::start(
         MediaEngineConfig {
             bind_ip: local.ip(),
             rtcp_interval: cfg.rtcp_interval,
+            command_queue: media_engine::DEFAULT_COMMAND_QUEUE.max(max_calls.saturating_mul(16)),
         },
         media_tx,
     )
@@ -217,7 +222,8 @@ pub async fn run(
     let acceptor = tokio::spawn(accept_loop(tcp, tcp_tx, conns.clone()));
 
     let mut drain = cfg.drain;
-    let (settings_tx, mut settings_rx) = mpsc::unbounded_channel::<settings::LiveUpdate>();
+    let (settings_tx, mut settings_rx) =
+        mpsc::channel::<settings::LiveUpdate>(settings::UPDATE_QUEUE);
     let settings_task = cfg
         .settings
         .clone()

@@ -27,8 +27,11 @@ pub fn live(cfg: &ServerConfig) -> LiveUpdate {
     )
 }
 
+/// Updates the channel to the core holds: one per SIGHUP, and the reloader waits for room.
+pub const UPDATE_QUEUE: usize = 4;
+
 /// Runs until aborted.
-pub async fn run(source: Source, tx: mpsc::UnboundedSender<LiveUpdate>) {
+pub async fn run(source: Source, tx: mpsc::Sender<LiveUpdate>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         tracing::warn!("cannot watch SIGHUP: the server config is not reloaded");
         return;
@@ -84,7 +87,9 @@ pub async fn run(source: Source, tx: mpsc::UnboundedSender<LiveUpdate>) {
                 tracing::error!("log level not changed: {e}");
             }
         }
-        if changed.iter().any(|c| c.outcome == Outcome::Applied) && tx.send(live(&cfg)).is_err() {
+        if changed.iter().any(|c| c.outcome == Outcome::Applied)
+            && tx.send(live(&cfg)).await.is_err()
+        {
             return;
         }
         values = running_values(&values, &new_values);

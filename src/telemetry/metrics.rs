@@ -99,6 +99,10 @@ metrics_table! {
         "Prompt packets' send time minus schedule on the media thread, since start (quantile 1 is the max).";
     MEDIA_PACKETS_PACED = "helpline_media_paced_packets_total", Counter, [],
         "Prompt packets the media thread paced (the lateness quantiles' population).";
+    MEDIA_EVENTS_SHED = "helpline_media_events_shed_total", Counter, ["reason"],
+        "Media events left out on the way to the signalling core: rtcp-folded (received RTCP reports faster than one a second per session; the next event carries their figures), keys-over-rate (keys beyond a session's 20 a second after a burst of 20), and, while the events queue was full, stats-merged, keys-dropped and lifecycle-dropped.";
+    MEDIA_COMMANDS_DROPPED = "helpline_media_commands_dropped_total", Counter, [],
+        "Commands for calls in progress (play, stop, configure, bridge) dropped because the media command queue was full.";
     MENU_INFO = "helpline_menu_info", Gauge, ["version"],
         "1 for the live menu set's version, 0 for versions no longer live.";
     MENU_RELOADS = "helpline_menu_reloads_total", Counter, ["result"],
@@ -124,7 +128,7 @@ metrics_table! {
     AUTH_FAILURES = "helpline_auth_failures_total", Counter, [],
         "Digest authentications refused: wrong digest, or a throttled source.";
     OVERLOAD_REFUSALS = "helpline_overload_refusals_total", Counter, ["reason"],
-        "Requests refused or dropped by the defences: banned (503), banned-silent (dropped), call-cap (503), no-ack-reclaimed (a call whose ACK was overdue gave up its RTP port), scanner (dropped), tcp-* (connections refused or closed: caps, first-message deadline, idle, unframeable or oversized, unread, accept errors), queue-full-503 and queue-full-dropped (the core's queue was full); records-full (503: new calls refused because the record spools were full); max-calls and max-cps (the server-wide limits: 503 or 486).";
+        "Requests refused or dropped by the defences: banned (503), banned-silent (dropped), call-cap (503), no-ack-reclaimed (a call whose ACK was overdue gave up its RTP port), scanner (dropped), tcp-* (connections refused or closed: caps, first-message deadline, idle, unframeable or oversized, unread, accept errors), queue-full-503 and queue-full-dropped (the core's queue was full); media-busy (503: new calls refused because the media command queue was half full); records-full (503: new calls refused because the record spools were full); max-calls and max-cps (the server-wide limits: 503 or 486).";
 }
 
 /// Buckets (seconds) of the latency histograms.
@@ -349,6 +353,20 @@ impl Metrics {
             .absolute(media.send_errors);
         self.counter(MEDIA_PACKETS_PACED, &[])
             .absolute(media.packets);
+        for (reason, n) in [
+            ("rtcp-folded", media.reports_folded),
+            ("keys-over-rate", media.keys_over_rate),
+            ("stats-merged", media.stats_merged),
+            ("keys-dropped", media.keys_dropped),
+            ("lifecycle-dropped", media.lifecycle_dropped),
+        ] {
+            self.counter(MEDIA_EVENTS_SHED, &[("reason", reason)])
+                .absolute(n);
+        }
+        self.counter(MEDIA_COMMANDS_DROPPED, &[])
+            .absolute(media.commands_dropped);
+        self.counter(OVERLOAD_REFUSALS, &[("reason", "media-busy")])
+            .absolute(media.calls_refused);
         for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999)] {
             let late = if media.packets == 0 {
                 Duration::ZERO

@@ -4,6 +4,10 @@
 //! Bytes are fed as they arrive; pipelined messages, segments split anywhere, and CRLF keep-alives
 //! between messages (RFC 5626 §3.5.1, RFC 3261 §7.5) are handled. Work is linear in the bytes fed: the
 //! search for the end of the header section resumes where it stopped.
+//!
+//! A double CRLF between messages is an RFC 5626 §4.4.1 "ping", which the server answers with one
+//! CRLF ("pong"); the framer counts pings ([`StreamFramer::take_pings`]) and the reader answers. A
+//! lone CRLF (a pong, or a stray line end) is skipped and answered with nothing.
 
 /// Largest message (header section + body) accepted on a stream.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -39,6 +43,11 @@ pub struct StreamFramer {
     failed: Option<FramingError>,
     /// Whether CRLF keep-alives were skipped since [`StreamFramer::take_keepalive`] was last asked.
     keepalive: bool,
+    /// How much of a `\r\n\r\n` ping the keep-alive bytes skipped last have matched (0–3); kept
+    /// across pushes, since a ping may be split between reads.
+    ping_matched: u8,
+    /// Whole pings since [`StreamFramer::take_pings`] was last asked.
+    pings: u32,
 }
 
 impl Default for StreamFramer {
@@ -63,6 +72,8 @@ impl StreamFramer {
             limit,
             failed: None,
             keepalive: false,
+            ping_matched: 0,
+            pings: 0,
         }
     }
 
@@ -71,6 +82,12 @@ impl StreamFramer {
         if self.failed.is_none() {
             self.buf.extend_from_slice(bytes);
         }
+    }
+
+    /// How many double-CRLF pings (RFC 5626 §4.4.1) came between messages since the last call; the
+    /// count starts again from zero.
+    pub fn take_pings(&mut self) -> u32 {
+        std::mem::take(&mut self.pings)
     }
 
     /// Whether CRLF keep-alives (RFC 5626 §3.5.1) came between messages since the last call; the flag
@@ -105,9 +122,14 @@ impl StreamFramer {
     fn step(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
         if self.pending.is_none() {
             // Keep-alive CRLFs between messages are skipped, never part of a frame.
-            while matches!(self.buf.get(self.start), Some(b'\r' | b'\n')) {
+            while let Some(&b @ (b'\r' | b'\n')) = self.buf.get(self.start) {
                 self.start += 1;
                 self.keepalive = true;
+                self.match_ping(b);
+            }
+            if self.start < self.buf.len() {
+                // A message begins: a ping is only whole CRLF pairs between messages.
+                self.ping_matched = 0;
             }
             self.scanned = self.scanned.max(self.start);
             let Some(header_end) = self.find_header_end() else {
@@ -137,6 +159,24 @@ impl StreamFramer {
         self.pending = None;
         self.compact();
         Ok(Some(frame))
+    }
+
+    /// Moves the ping match on by one keep-alive byte (`\r\n\r\n` counts one ping).
+    fn match_ping(&mut self, b: u8) {
+        let expected = if self.ping_matched.is_multiple_of(2) {
+            b'\r'
+        } else {
+            b'\n'
+        };
+        self.ping_matched = match (b == expected, b) {
+            (true, _) => self.ping_matched + 1,
+            (false, b'\r') => 1,
+            (false, _) => 0,
+        };
+        if self.ping_matched == 4 {
+            self.pings = self.pings.saturating_add(1);
+            self.ping_matched = 0;
+        }
     }
 
     /// Finds the end of the header section (after the empty line, CRLF or bare LF) from `scanned`.
@@ -312,6 +352,31 @@ mod tests {
         f.push(&msg(1, ""));
         assert_eq!(drain(&mut f).len(), 1);
         assert!(!f.take_keepalive());
+    }
+
+    #[test]
+    fn a_double_crlf_is_a_ping_split_anywhere_and_a_lone_crlf_is_not() {
+        let mut f = StreamFramer::new();
+        f.push(b"\r\n");
+        assert_eq!(f.next_message(), Ok(None));
+        assert_eq!(f.take_pings(), 0, "a lone CRLF (a pong) is no ping");
+        f.push(b"\r\n");
+        assert_eq!(f.next_message(), Ok(None));
+        assert_eq!(f.take_pings(), 1, "the two halves make one ping");
+        assert_eq!(f.take_pings(), 0, "counted once");
+        f.push(b"\r\n\r\n\r\n\r\n\r\n");
+        assert_eq!(f.next_message(), Ok(None));
+        assert_eq!(f.take_pings(), 2, "two whole pings; the fifth CRLF waits");
+        // A message after a lone CRLF: the half ping is forgotten.
+        f.push(&msg(1, ""));
+        assert_eq!(drain(&mut f).len(), 1);
+        f.push(b"\r\n");
+        assert_eq!(f.next_message(), Ok(None));
+        assert_eq!(f.take_pings(), 0);
+        // Bare line feeds (RFC 3261 §7.5 tolerance) are no ping.
+        f.push(b"\n\n\n\n");
+        assert_eq!(f.next_message(), Ok(None));
+        assert_eq!(f.take_pings(), 0);
     }
 
     #[test]

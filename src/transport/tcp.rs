@@ -1,6 +1,8 @@
 //! SIP over TCP: the accept loop and one reader/writer pair per connection; messages are framed by
 //! Content-Length and handed to the core as whole messages. It does not parse SIP beyond framing
-//! (except to answer an INVITE the full core queue cannot take with a `503`).
+//! (except to answer an INVITE the full core queue cannot take with a `503`, and an RFC 5626 §4.4.1
+//! double-CRLF ping with a CRLF pong; on UDP RFC 5626 keeps flows alive with STUN, which helpline does
+//! not answer: UDP is left as it is).
 //!
 //! Resource bounds (the decisions are [`ConnTable`]'s, sans-IO): connections are capped in total and
 //! per source, a connection that sends no complete message within the first-message deadline or stays
@@ -287,6 +289,11 @@ impl Reading {
                 self.conns
                     .table()
                     .on_keepalive(crate::clock::now(), self.conn);
+            }
+            if framer.take_pings() > 0 {
+                // RFC 5626 §4.4.1: a pong for the ping. One per read however many pings it held, on
+                // the bounded write queue (full: no pong, the peer's next ping is answered).
+                let _ = self.reply.try_send(Arc::from(&b"\r\n"[..]));
             }
         }
         self.conns.close(self.conn);
