@@ -296,7 +296,7 @@ fn tree(pid: u32) -> Vec<u32> {
 }
 
 /// Datagrams dropped so far on the loopback UDP sockets bound to `ports` (/proc/net/udp, last column).
-fn udp_drops(ports: &[u16]) -> u64 {
+pub(crate) fn udp_drops(ports: &[u16]) -> u64 {
     let text = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
     text.lines()
         .skip(1)
