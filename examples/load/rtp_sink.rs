@@ -138,9 +138,9 @@ impl RtpReport {
     /// The summary line.
     pub fn summary(&self) -> String {
         format!(
-            "G4  {} streams {} s: lost {}, seq breaks {}, ts breaks {}; G4b deviation p99 {:?} p99.9 {:?} (target at 3,000: p99 ≤ 2 ms, p99.9 ≤ 5 ms; 0 lost); caller audio: the engine read {} of {} echoed in the window as it ran, {} after it (backlog), the kernel dropped {}",
+            "G4  {} streams {} s: lost {}, seq breaks {}, ts breaks {}; G4b deviation p99 {:?} p99.9 {:?} (target at 3,000: p99 ≤ 2 ms, p99.9 ≤ 5 ms; 0 lost); caller audio: {} echoed in the window, the engine read {} during it and {} after it (its backlog), the kernel dropped {}",
             self.started, self.seconds, self.lost, self.seq_breaks, self.ts_breaks, self.dev[1], self.dev[2],
-            self.engine.window, self.echoed[1], self.engine.after, self.engine.dropped
+            self.echoed[1], self.engine.window, self.engine.after, self.engine.dropped
         )
     }
 }
