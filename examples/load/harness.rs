@@ -226,6 +226,13 @@ fn header(out: Out, bin: &Path, kamailio: Option<&Path>) {
         loadavg()
     );
     say!(out, "helpline: {}", bin.display());
+    // scripts/load.sh builds helpline and this harness with the same features.
+    let allocator = if cfg!(feature = "mimalloc") {
+        "mimalloc (built with --features mimalloc)"
+    } else {
+        "the system's (glibc malloc)"
+    };
+    say!(out, "allocator: {allocator}");
     say!(out, "sipp: {}", version(Path::new("sipp"), &["-v"]));
     if let Some(k) = kamailio {
         say!(out, "kamailio: {}", version(k, &["-V"]));
