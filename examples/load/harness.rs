@@ -1084,7 +1084,7 @@ fn g1c(ctx: &Ctx, args: &Args, out: Out, report: &mut Report) -> Result<(), Stri
 
 /// The RTP range every helpline stage runs with (see `Helpline::start`), and how many calls it holds.
 const RTP_PORTS: &str = "20000-59999";
-const RTP_PAIRS: u32 = (59_999 - 20_000 + 1) / 2;
+const RTP_PAIRS: u32 = 20_000; // even ports 20000, 20002 … 59998, each with the odd one above
 
 /// G8: overload: `--max-cps R`, offered 1.5 R; the excess must get 503 fast, admitted calls complete.
 /// Every call is accounted for by its CDR: answered, refused by the cause its `refusal` names (the
