@@ -302,14 +302,20 @@ fn tree(pid: u32) -> Vec<u32> {
     all
 }
 
-/// Datagrams dropped so far on the loopback UDP sockets bound to `ports` (/proc/net/udp, last column).
+/// Datagrams dropped so far on the UDP sockets bound to 127.0.0.1 on `ports` (/proc/net/udp, last
+/// column; sockets of other programs on other addresses are not counted).
 pub(crate) fn udp_drops(ports: &[u16]) -> u64 {
+    let ports: std::collections::HashSet<u16> = ports.iter().copied().collect();
     let text = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
     text.lines()
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let port = u16::from_str_radix(f.get(1)?.rsplit_once(':')?.1, 16).ok()?;
+            let (addr, port) = f.get(1)?.rsplit_once(':')?;
+            if addr != "0100007F" {
+                return None;
+            }
+            let port = u16::from_str_radix(port, 16).ok()?;
             ports
                 .contains(&port)
                 .then(|| f.last()?.parse::<u64>().ok())?
