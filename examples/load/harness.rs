@@ -1184,12 +1184,14 @@ fn g8(ctx: &Ctx, out: Out, report: &mut Report) -> Result<(), String> {
     Ok(())
 }
 
-/// Refusals (`helpline_overload_refusals_total` reasons) answered without a CDR.
-const LEAVE_NO_CDR: [&str; 4] = [
+/// Refusals (`helpline_overload_refusals_total` reasons) that leave no CDR: answered statelessly or
+/// before a call exists, or dropped (`queue-full-dropped` counts any message, not only INVITEs).
+const LEAVE_NO_CDR: [&str; 5] = [
     "records-full",
     "queue-full-503",
     "queue-full-dropped",
     "banned",
+    "banned-silent",
 ];
 
 fn fmt_counts(counts: &[(String, u64)]) -> String {
