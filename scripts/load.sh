@@ -4,8 +4,12 @@
 #   scripts/load.sh                 # full run: helpline, Kamailio stateless and stateful, RTP sink
 #   scripts/load.sh --smoke         # seconds; what tests/load_smoke.rs runs
 #   scripts/load.sh --help          # every option (--only, --start, --max, --step-secs, --skip …)
+#   LOAD_FEATURES=mimalloc scripts/load.sh   # the allocator trial: helpline and the harness on mimalloc
+# Both builds share target/release (the dependencies are built once): each run rebuilds the helpline
+# crate with its own features first, so the binary run is always the one the features name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bin helpline --example load
+features="${LOAD_FEATURES:-}"
+cargo build --release --bin helpline --example load ${features:+--features "$features"}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 exec target/release/examples/load "$@"

@@ -37,4 +37,18 @@ fn smoke_run_completes_and_prints_its_report() {
             "no summary line for {stage}:\n{text}"
         );
     }
+    // G8 accounts for every offered call (refusals by the cause their CDR names); G4 for every echo.
+    for part in [
+        "G8  ",
+        "refused (",
+        "unaccounted",
+        "caller audio:",
+        "after it (its backlog)",
+    ] {
+        assert!(
+            report.summary.iter().any(|l| l.contains(part)),
+            "no `{part}` in the summary:\n{text}"
+        );
+    }
+    assert!(text.contains("allocator: "), "{text}");
 }

@@ -226,6 +226,13 @@ fn header(out: Out, bin: &Path, kamailio: Option<&Path>) {
         loadavg()
     );
     say!(out, "helpline: {}", bin.display());
+    // scripts/load.sh builds helpline and this harness with the same features.
+    let allocator = if cfg!(feature = "mimalloc") {
+        "mimalloc (built with --features mimalloc)"
+    } else {
+        "the system's (glibc malloc)"
+    };
+    say!(out, "allocator: {allocator}");
     say!(out, "sipp: {}", version(Path::new("sipp"), &["-v"]));
     if let Some(k) = kamailio {
         say!(out, "kamailio: {}", version(k, &["-V"]));
@@ -295,14 +302,20 @@ fn tree(pid: u32) -> Vec<u32> {
     all
 }
 
-/// Datagrams dropped so far on the loopback UDP sockets bound to `ports` (/proc/net/udp, last column).
-fn udp_drops(ports: &[u16]) -> u64 {
+/// Datagrams dropped so far on the UDP sockets bound to 127.0.0.1 on `ports` (/proc/net/udp, last
+/// column; sockets of other programs on other addresses are not counted).
+pub(crate) fn udp_drops(ports: &[u16]) -> u64 {
+    let ports: std::collections::HashSet<u16> = ports.iter().copied().collect();
     let text = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
     text.lines()
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let port = u16::from_str_radix(f.get(1)?.rsplit_once(':')?.1, 16).ok()?;
+            let (addr, port) = f.get(1)?.rsplit_once(':')?;
+            if addr != "0100007F" {
+                return None;
+            }
+            let port = u16::from_str_radix(port, 16).ok()?;
             ports
                 .contains(&port)
                 .then(|| f.last()?.parse::<u64>().ok())?
@@ -397,7 +410,7 @@ impl Helpline {
             "--http",
             "127.0.0.1:0",
             "--rtp-ports",
-            "20000-59999",
+            RTP_PORTS,
             "--cdr",
             &cdr.display().to_string(),
             "--no-watch",
@@ -494,6 +507,27 @@ impl Helpline {
     }
 }
 
+impl Helpline {
+    /// Waits (up to `limit`) until no call is in progress and the CDR file has `n` lines or has stopped
+    /// growing (a refusal may leave none); returns how many calls were still in progress.
+    fn wait_idle(&self, n: usize, limit: Duration) -> u64 {
+        let end = Instant::now() + limit;
+        let (mut have, mut changed) = (self.cdrs().len(), Instant::now());
+        loop {
+            let active = self.metrics().value("helpline_active_calls") as u64;
+            let now = self.cdrs().len();
+            if now != have {
+                (have, changed) = (now, Instant::now());
+            }
+            let settled = have >= n || changed.elapsed() >= Duration::from_secs(1);
+            if (active == 0 && settled) || Instant::now() >= end {
+                return active;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for Helpline {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -559,6 +593,22 @@ impl Scrape {
 
     fn value(&self, key: &str) -> f64 {
         self.values.get(key).copied().unwrap_or(0.0)
+    }
+
+    /// Every `helpline_overload_refusals_total` reason that grew since `before`, with how much.
+    fn refusals(&self, before: &Scrape) -> Vec<(String, u64)> {
+        let prefix = "helpline_overload_refusals_total{reason=\"";
+        let mut v: Vec<(String, u64)> = self
+            .values
+            .iter()
+            .filter_map(|(k, n)| {
+                let reason = k.strip_prefix(prefix)?.strip_suffix("\"}")?;
+                let grew = n - before.value(k);
+                (grew > 0.0).then(|| (reason.to_owned(), grew as u64))
+            })
+            .collect();
+        v.sort();
+        v
     }
 
     /// The histogram `name`'s observations since `before` as (count, p50, p99, p99.9) in µs (bucket
@@ -1038,7 +1088,14 @@ fn g1c(ctx: &Ctx, args: &Args, out: Out, report: &mut Report) -> Result<(), Stri
     Ok(())
 }
 
+/// The RTP range every helpline stage runs with (see `Helpline::start`), and how many calls it holds.
+const RTP_PORTS: &str = "20000-59999";
+const RTP_PAIRS: u32 = 20_000; // even ports 20000, 20002 … 59998, each with the odd one above
+
 /// G8: overload: `--max-cps R`, offered 1.5 R; the excess must get 503 fast, admitted calls complete.
+/// Every call is accounted for by its CDR: answered, refused by the cause its `refusal` names (the
+/// `503`s of `max-cps`, `no-rtp-port` … told apart), or other; calls with no CDR are set against the
+/// refusals that leave none (records-full, queue-full-503 …).
 fn g8(ctx: &Ctx, out: Out, report: &mut Report) -> Result<(), String> {
     let proven = report
         .best
@@ -1059,6 +1116,10 @@ fn g8(ctx: &Ctx, out: Out, report: &mut Report) -> Result<(), String> {
     let scenario = ctx.repo.join("examples/load/overload_uac.xml");
     let calls = u64::from(offered) * secs;
     let before = server.metrics();
+    let peaks = Peaks::start(
+        server.http,
+        &["helpline_active_calls", "helpline_rtp_ports_in_use"],
+    );
     let step = sipp(
         server.sip,
         &Scenario::File(&scenario),
@@ -1067,29 +1128,184 @@ fn g8(ctx: &Ctx, out: Out, report: &mut Report) -> Result<(), String> {
         false,
         &|| vec![pid],
     )?;
-    server.wait_cdrs(calls as usize, Duration::from_secs(10));
+    // Calls SIPp gave up on may still be in progress (a 2xx waiting for its ACK lives 64·T1 = 32 s):
+    // their CDRs come when they end.
+    let settle = if ctx.plan.smoke { 10 } else { 40 };
+    let left = server.wait_idle(calls as usize, Duration::from_secs(settle));
+    let peak = peaks.finish();
     let after = server.metrics();
-    let key = "helpline_overload_refusals_total{reason=\"max-cps\"}";
-    let refused = after.value(key) - before.value(key);
-    let cdrs = server.cdrs();
-    let answered = cdrs
-        .iter()
-        .filter(|l| l.contains("\"final_status\":200"))
-        .count();
-    let refused_cdrs = cdrs
-        .iter()
-        .filter(|l| l.contains("\"final_status\":503"))
-        .count();
+    let tally = Tally::of(&server.cdrs());
+    let refusals = after.refusals(&before);
     let g2 = fmt_q(after.quantiles(&before, "helpline_invite_answer_seconds"));
     say!(out, "  {}", step.line(""));
-    say!(out, "  admitted and answered {answered}, refused 503 {refused:.0} (CDRs with 503: {refused_cdrs}), unaccounted {}", calls as i64 - answered as i64 - refused as i64);
+    let by_cause = tally.refused_line();
+    say!(
+        out,
+        "  CDRs {} ({} Call-IDs): answered {}, refused {} ({by_cause}){}",
+        tally.lines,
+        tally.call_ids,
+        tally.answered,
+        tally.refused(),
+        tally.other_line()
+    );
+    say!(
+        out,
+        "  refusal counters (helpline_overload_refusals_total, this step): {}",
+        fmt_counts(&refusals)
+    );
+    let no_cdr_refusals: u64 = refusals
+        .iter()
+        .filter(|(r, _)| LEAVE_NO_CDR.contains(&r.as_str()))
+        .map(|(_, n)| *n)
+        .sum();
+    let without_cdr = calls as i64 - tally.call_ids as i64;
+    say!(
+        out,
+        "  offered {calls}: {without_cdr} left no CDR (refusals that leave none: {no_cdr_refusals}; unaccounted {}); {left} calls still in progress after {settle} s",
+        without_cdr - no_cdr_refusals as i64
+    );
+    let ports = peak
+        .get("helpline_rtp_ports_in_use")
+        .copied()
+        .unwrap_or(0.0);
+    let active = peak.get("helpline_active_calls").copied().unwrap_or(0.0);
+    say!(
+        out,
+        "  peak: {active:.0} calls in progress, {ports:.0} of {RTP_PAIRS} RTP port pairs in use (no-rtp-port refusals start when they all are)"
+    );
     say!(out, "  G2 of the admitted calls: {g2}");
     report.summary.push(format!(
-        "G8  overload at 1.5 × {limit}/s: {answered} answered, {refused:.0} refused with 503, {} unaccounted, {} SIPp failed; admitted G2 {g2}",
-        calls as i64 - answered as i64 - refused as i64,
+        "G8  overload at 1.5 × {limit}/s: {} answered, {} refused ({by_cause}), {} unaccounted, {} SIPp failed; peak {ports:.0}/{RTP_PAIRS} RTP pairs; admitted G2 {g2}",
+        tally.answered,
+        tally.refused(),
+        without_cdr - no_cdr_refusals as i64,
         step.failed
     ));
     Ok(())
+}
+
+/// Refusals (`helpline_overload_refusals_total` reasons) that leave no CDR: answered statelessly or
+/// before a call exists, or dropped (`queue-full-dropped` counts any message, not only INVITEs).
+const LEAVE_NO_CDR: [&str; 5] = [
+    "records-full",
+    "queue-full-503",
+    "queue-full-dropped",
+    "banned",
+    "banned-silent",
+];
+
+fn fmt_counts(counts: &[(String, u64)]) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The CDRs of a step by outcome.
+#[derive(Debug, Default)]
+struct Tally {
+    lines: usize,
+    call_ids: usize,
+    answered: usize,
+    /// Refused 503/486 by the CDR's `refusal` ("unnamed" when it has none: an older binary).
+    refused: std::collections::BTreeMap<(u64, String), usize>,
+    /// Any other final status.
+    other: std::collections::BTreeMap<u64, usize>,
+}
+
+impl Tally {
+    fn of(lines: &[String]) -> Tally {
+        let mut t = Tally::default();
+        let mut ids = std::collections::HashSet::new();
+        for line in lines {
+            let Ok(cdr) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            t.lines += 1;
+            if let Some(id) = cdr.get("call_id").and_then(|v| v.as_str()) {
+                ids.insert(id.to_owned());
+            }
+            let status = cdr
+                .get("final_status")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            let refusal = cdr.get("refusal").and_then(|v| v.as_str());
+            match (status, refusal) {
+                (200, _) => t.answered += 1,
+                (503 | 486, r) => {
+                    let cause = r.unwrap_or("unnamed").to_owned();
+                    *t.refused.entry((status, cause)).or_default() += 1;
+                }
+                (s, _) => *t.other.entry(s).or_default() += 1,
+            }
+        }
+        t.call_ids = ids.len();
+        t
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.values().sum()
+    }
+
+    fn refused_line(&self) -> String {
+        if self.refused.is_empty() {
+            return "none".into();
+        }
+        self.refused
+            .iter()
+            .map(|((s, c), n)| format!("{s} {c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn other_line(&self) -> String {
+        if self.other.is_empty() {
+            return String::new();
+        }
+        let v: Vec<String> = self
+            .other
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
+        format!(", other final statuses {}", v.join(", "))
+    }
+}
+
+/// Samples gauges of helpline's /metrics every 200 ms on a thread and keeps each one's highest value.
+struct Peaks {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<HashMap<String, f64>>,
+}
+
+impl Peaks {
+    fn start(http: SocketAddr, gauges: &'static [&'static str]) -> Peaks {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut peak: HashMap<String, f64> = HashMap::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let s = Scrape::get(http);
+                    for g in gauges {
+                        let v = peak.entry((*g).to_owned()).or_default();
+                        *v = v.max(s.value(g));
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                peak
+            })
+        };
+        Peaks { stop, thread }
+    }
+
+    fn finish(self) -> HashMap<String, f64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
 }
 
 /// Kamailio as a stateless responder (sl) or a stateful proxy (tm) in front of a SIPp uas, stepped.

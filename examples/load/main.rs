@@ -12,6 +12,12 @@
 mod harness;
 mod rtp_sink;
 
+// The RTP stage runs the media engine in this process: under the allocator trial it gets the same
+// allocator as `helpline` (`--features mimalloc`, see Cargo.toml).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

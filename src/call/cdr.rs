@@ -32,6 +32,27 @@ pub enum EndReason {
     TransferBye,
 }
 
+/// Why helpline refused a new call for want of capacity, as written to the CDR's `refusal`: the refusals
+/// that share a status code (`503`, or `486` for the admission limits with `--overload-answer 486`)
+/// told apart, so a load run's refusals add up by cause. Other refusals (404, 488 …) are told apart by
+/// `final_status` alone and leave it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefusalReason {
+    /// `--max-calls` calls were in progress.
+    MaxCalls,
+    /// New calls arrived faster than `--max-cps`.
+    MaxCps,
+    /// The caller's source held its share of the calls (`--max-calls-per-source`).
+    CallCap,
+    /// Every RTP port of `--rtp-ports` was held by a call (none whose ACK was overdue to take back).
+    NoRtpPort,
+    /// The media engine could not bind the call's RTP port, nor the ports tried after it.
+    RtpBindFailed,
+    /// The server was shutting down.
+    Draining,
+}
+
 /// How a menu `transfer` to an external SIP URI ended, as written to the CDR's `transfer_result` (the
 /// counterpart of `queue_result` for a routed call).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -100,6 +121,9 @@ pub struct Cdr {
     pub final_status: u16,
     /// Why the call ended.
     pub end_reason: Option<EndReason>,
+    /// Why a new call was refused for want of capacity (left out for every other call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<RefusalReason>,
     /// The region the dialed number belongs to (also for a refused call, when the number is known).
     pub region: Option<String>,
     /// The language the caller heard.

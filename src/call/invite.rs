@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::call::cdr::{Cdr, EndReason};
+use crate::call::cdr::{Cdr, EndReason, RefusalReason};
 use crate::call::feature_codes::FeatureCode;
 use crate::call::ivr_call::{CallInput, IvrCall};
 use crate::call::leg::{Leg, LegId, LegKind, UasLeg, UasState};
 use crate::call::state::{media_config_from, media_config_unanswered, sdp_body, Call, CallMedia};
 use crate::call::{
-    admission::OverloadAnswer, CallKey, Calls, MediaCommand, RETRY_AFTER_CALL_CAP,
-    RETRY_AFTER_DRAINING, RETRY_AFTER_NO_PORT,
+    admission::{OverloadAnswer, Refusal},
+    CallKey, Calls, MediaCommand, RETRY_AFTER_CALL_CAP, RETRY_AFTER_DRAINING, RETRY_AFTER_NO_PORT,
 };
 use crate::dialog::uas::{add_capabilities, IncomingCall};
 use crate::ivr::IvrSession;
@@ -186,6 +186,7 @@ impl Calls {
             let reply = Reply::ServiceUnavailable {
                 retry_after: RETRY_AFTER_DRAINING,
             };
+            cdr.refusal = Some(RefusalReason::Draining);
             return self.reject_new(now, tx, incoming, reply, cdr);
         }
         // The classification of a new INVITE: a star code is an agent's feature code (`*50` break,
@@ -203,6 +204,10 @@ impl Calls {
                 },
                 OverloadAnswer::Busy => Reply::Busy,
             };
+            cdr.refusal = Some(match why {
+                Refusal::MaxCalls => RefusalReason::MaxCalls,
+                Refusal::MaxCps => RefusalReason::MaxCps,
+            });
             return self.reject_new(now, tx, incoming, reply, cdr);
         }
         // One source may not hold more than its share of the calls (and so of the RTP ports).
@@ -216,6 +221,7 @@ impl Calls {
             let reply = Reply::ServiceUnavailable {
                 retry_after: RETRY_AFTER_CALL_CAP,
             };
+            cdr.refusal = Some(RefusalReason::CallCap);
             return self.reject_new(now, tx, incoming, reply, cdr);
         }
         // RFC 3261 §17.2.1: 100 Trying at once, so the caller stops retransmitting.
@@ -243,7 +249,7 @@ impl Calls {
         peer: Peer,
         incoming: IncomingCall,
         ivr: IvrSession,
-        cdr: Cdr,
+        mut cdr: Cdr,
     ) -> bool {
         let call_id = CallId::from(incoming.invite().call_id());
         // SDP: an offer in the INVITE, or none (then we offer in the 200, RFC 3264 §5).
@@ -273,9 +279,11 @@ impl Calls {
         });
         let Some(port) = port else {
             tracing::warn!("no RTP port free");
+            self.no_port_refusals += 1;
             let reply = Reply::ServiceUnavailable {
                 retry_after: RETRY_AFTER_NO_PORT,
             };
+            cdr.refusal = Some(RefusalReason::NoRtpPort);
             self.reject_new(now, tx, incoming, reply, cdr);
             return false;
         };

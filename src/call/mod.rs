@@ -253,6 +253,9 @@ pub struct Calls {
     records_full: bool,
     /// New calls refused because the records were full.
     records_full_refusals: u64,
+    /// New calls refused `503` because no RTP port could be had (the pool empty, or every port tried
+    /// could not be bound).
+    no_port_refusals: u64,
     /// Answers decided and not yet handed to the endpoint (see `answer`), with the instant decided.
     answering: VecDeque<(Instant, CallKey)>,
     media_out: VecDeque<MediaCommand>,
@@ -359,6 +362,7 @@ impl Calls {
             draining: false,
             records_full: false,
             records_full_refusals: 0,
+            no_port_refusals: 0,
             answering: VecDeque::new(),
             media_out: VecDeque::new(),
             released_media: HashMap::new(),
@@ -500,6 +504,11 @@ impl Calls {
     /// New calls refused so far because the records were full.
     pub fn records_full_refusals(&self) -> u64 {
         self.records_full_refusals
+    }
+
+    /// New calls refused so far because no RTP port could be had (see the CDR's `refusal`).
+    pub fn no_port_refusals(&self) -> u64 {
+        self.no_port_refusals
     }
 
     /// The drain time is over: every call is ended from our side — a ringing one with `480`, an
@@ -888,6 +897,8 @@ impl Calls {
         };
         call.end_reason.get_or_insert(EndReason::Error);
         if matches!(call.caller().state, UasState::Proceeding { .. }) {
+            call.ivr.cdr_mut().refusal = Some(cdr::RefusalReason::RtpBindFailed);
+            self.no_port_refusals += 1;
             self.reject_call(
                 now,
                 key,

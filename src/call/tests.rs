@@ -543,6 +543,7 @@ fn drain_refuses_new_calls_with_retry_after() {
     assert_eq!(out.codes(), [503]);
     assert_eq!(out.responses()[0].header("Retry-After"), Some("30"));
     assert_eq!(out.cdrs[0].region.as_deref(), Some("test"));
+    assert_eq!(out.cdrs[0].refusal, Some(cdr::RefusalReason::Draining));
 }
 
 #[test]
@@ -704,10 +705,14 @@ fn a_port_the_engine_cannot_bind_refuses_or_releases_the_call() {
     assert_eq!(out.codes(), [503]);
     assert_eq!(out.responses()[0].header("Retry-After"), Some("5"));
     assert_eq!(out.cdrs[0].final_status, 503);
+    assert_eq!(out.cdrs[0].refusal, Some(cdr::RefusalReason::RtpBindFailed));
     assert_eq!(net.calls.call_count(), 0);
     // Both ports rest: the next call finds none free.
     net.send(udp_peer(), &invite("p3", OFFER));
-    assert_eq!(net.take().codes(), [100, 503]);
+    let out = net.take();
+    assert_eq!(out.codes(), [100, 503]);
+    assert_eq!(out.cdrs[0].refusal, Some(cdr::RefusalReason::NoRtpPort));
+    assert_eq!(net.calls.no_port_refusals(), 2);
 
     // Answered and its SDP sent: released with BYE once the ACK is in.
     let mut net = Net::new();
@@ -718,6 +723,52 @@ fn a_port_the_engine_cannot_bind_refuses_or_releases_the_call() {
     net.take();
     net.media(id, MediaEvent::BindFailed { port });
     assert_eq!(net.take().byes(), 1);
+}
+
+#[test]
+fn every_refusal_for_capacity_names_its_cause_in_the_cdr() {
+    // At most 2 calls, 1 new call a second (a bucket of 1): each 503 says which limit refused it.
+    // (`no-rtp-port` and `rtp-bind-failed`: a_port_the_engine_cannot_bind_refuses_or_releases_the_call.)
+    let mut net = Net::with(|c| {
+        c.admission = AdmissionConfig {
+            burst: 1,
+            ..AdmissionConfig::new(2, 1)
+        };
+    });
+    let tag = answered(&mut net, "r1");
+    net.send(udp_peer(), &ack("r1", &tag));
+    net.send(udp_peer(), &invite("r2", OFFER));
+    let out = net.take();
+    assert_eq!(out.cdrs.len(), 1, "the second call is refused at once");
+    assert_eq!(out.cdrs[0].final_status, 503);
+    assert_eq!(out.cdrs[0].refusal, Some(cdr::RefusalReason::MaxCps));
+
+    net.advance_to(Duration::from_secs(1));
+    let tag = answered(&mut net, "r3");
+    net.send(udp_peer(), &ack("r3", &tag));
+    assert!(net.take().cdrs.is_empty());
+    net.advance_to(Duration::from_secs(2));
+    net.take();
+    net.send(udp_peer(), &invite("r4", OFFER));
+    let out = net.take();
+    assert_eq!(out.codes(), [503]);
+    assert_eq!(out.cdrs[0].refusal, Some(cdr::RefusalReason::MaxCalls));
+    assert_eq!(net.calls.admission_stats().max_calls, 1);
+    assert_eq!(net.calls.admission_stats().max_cps, 1);
+}
+
+#[test]
+fn an_answered_call_names_no_refusal() {
+    let mut net = Net::new();
+    let tag = answered(&mut net, "ok1");
+    net.send(udp_peer(), &ack("ok1", &tag));
+    net.calls.finish_all(net.now);
+    net.collect();
+    let cdr = &net.take().cdrs[0];
+    assert_eq!(cdr.final_status, 200);
+    assert_eq!(cdr.refusal, None);
+    let line = serde_json::to_string(cdr).expect("a CDR serialises");
+    assert!(!line.contains("refusal"), "{line}");
 }
 
 #[test]
@@ -802,6 +853,7 @@ fn a_source_over_its_call_cap_gets_503_with_retry_after_others_do_not() {
     let out = net.take();
     assert_eq!(out.codes(), [503]);
     assert_eq!(out.responses()[0].header("Retry-After"), Some("10"));
+    assert_eq!(out.cdrs[0].refusal, Some(cdr::RefusalReason::CallCap));
     assert_eq!(net.calls.guard_stats().0.call_cap_refusals, 1);
     // Another source is not capped.
     let mut other = udp_peer();

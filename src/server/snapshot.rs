@@ -63,6 +63,7 @@ pub fn of(calls: &Calls) -> CoreSnapshot {
         retransmissions: calls.endpoint().retransmissions(),
         guard: calls.guard_stats(),
         records_full_refusals: calls.records_full_refusals(),
+        no_port_refusals: calls.no_port_refusals(),
         admission: calls.admission_stats(),
         agents: agents.into_iter().collect(),
         queues: names

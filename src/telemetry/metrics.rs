@@ -128,7 +128,7 @@ metrics_table! {
     AUTH_FAILURES = "helpline_auth_failures_total", Counter, [],
         "Digest authentications refused: wrong digest, or a throttled source.";
     OVERLOAD_REFUSALS = "helpline_overload_refusals_total", Counter, ["reason"],
-        "Requests refused or dropped by the defences: banned (503), banned-silent (dropped), call-cap (503), no-ack-reclaimed (a call whose ACK was overdue gave up its RTP port), scanner (dropped), tcp-* (connections refused or closed: caps, first-message deadline, idle, unframeable or oversized, unread, accept errors), queue-full-503 and queue-full-dropped (the core's queue was full); media-busy (503: new calls refused because the media command queue was half full); records-full (503: new calls refused because the record spools were full); max-calls and max-cps (the server-wide limits: 503 or 486).";
+        "Requests refused or dropped by the defences: banned (503), banned-silent (dropped), call-cap (503), no-ack-reclaimed (a call whose ACK was overdue gave up its RTP port), scanner (dropped), tcp-* (connections refused or closed: caps, first-message deadline, idle, unframeable or oversized, unread, accept errors), queue-full-503 and queue-full-dropped (the core's queue was full); media-busy (503: new calls refused because the media command queue was half full); records-full (503: new calls refused because the record spools were full); max-calls and max-cps (the server-wide limits: 503 or 486); no-rtp-port (503: no RTP port free or bindable).";
 }
 
 /// Buckets (seconds) of the latency histograms.
@@ -316,6 +316,7 @@ impl Metrics {
             ("no-ack-reclaimed", guard.unacked_reclaimed),
             ("scanner", guard.scanners),
             ("records-full", core.records_full_refusals),
+            ("no-rtp-port", core.no_port_refusals),
             ("max-calls", core.admission.max_calls),
             ("max-cps", core.admission.max_cps),
         ] {
@@ -448,6 +449,8 @@ pub struct CoreSnapshot {
     pub guard: (crate::call::GuardStats, u64),
     /// New calls refused because the record spools were full.
     pub records_full_refusals: u64,
+    /// New calls refused `503` because no RTP port could be had.
+    pub no_port_refusals: u64,
     /// What the server-wide limits (`--max-calls`, `--max-cps`) refused so far.
     pub admission: crate::call::AdmissionStats,
 }
