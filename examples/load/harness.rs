@@ -229,8 +229,10 @@ fn header(out: Out, bin: &Path, kamailio: Option<&Path>) {
     // scripts/load.sh builds helpline and this harness with the same features.
     let allocator = if cfg!(feature = "mimalloc") {
         "mimalloc (built with --features mimalloc)"
+    } else if cfg!(feature = "jemalloc") {
+        "jemalloc (the default feature), background purge thread on"
     } else {
-        "the system's (glibc malloc)"
+        "the system's (glibc malloc; built with --no-default-features)"
     };
     say!(out, "allocator: {allocator}");
     say!(out, "sipp: {}", version(Path::new("sipp"), &["-v"]));

@@ -12,11 +12,14 @@
 mod harness;
 mod rtp_sink;
 
-// The RTP stage runs the media engine in this process: under the allocator trial it gets the same
-// allocator as `helpline` (`--features mimalloc`, see Cargo.toml).
+// The RTP stage runs the media engine in this process: it gets the same
+// allocator as `helpline` (the same features pick it, see Cargo.toml).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
