@@ -472,15 +472,20 @@ fn a_slow_loris_is_cut_off_at_the_first_message_deadline() {
     );
 }
 
-/// Sends an OPTIONS on `stream` and reads its `200`.
-fn options_answered(mut stream: &std::net::TcpStream, server: &Server, tag: &str) {
-    let options = format!(
+/// An OPTIONS for the server over `stream`'s connection, its branch and Call-ID made of `tag`.
+fn options_text(stream: &std::net::TcpStream, server: &Server, tag: &str) -> String {
+    format!(
         "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK-{tag}\r\n\
          From: <sip:{tag}@127.0.0.1>;tag={tag}\r\nTo: <sip:{addr}>\r\nCall-ID: {tag}\r\n\
          CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         addr = server.addr,
         local = stream.local_addr().expect("local address"),
-    );
+    )
+}
+
+/// Sends an OPTIONS on `stream` and reads its `200`.
+fn options_answered(mut stream: &std::net::TcpStream, server: &Server, tag: &str) {
+    let options = options_text(stream, server, tag);
     stream.write_all(options.as_bytes()).expect("send OPTIONS");
     let mut answer = vec![0u8; 2048];
     stream
@@ -547,13 +552,7 @@ fn options_after(
     tag: &str,
     before: &[u8],
 ) -> Vec<u8> {
-    let options = format!(
-        "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK-{tag}\r\n\
-         From: <sip:{tag}@127.0.0.1>;tag={tag}\r\nTo: <sip:{addr}>\r\nCall-ID: {tag}\r\n\
-         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-        addr = server.addr,
-        local = stream.local_addr().expect("local address"),
-    );
+    let options = options_text(stream, server, tag);
     let mut bytes = before.to_vec();
     bytes.extend_from_slice(options.as_bytes());
     stream.write_all(&bytes).expect("send");
