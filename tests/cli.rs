@@ -73,10 +73,7 @@ fn prompts() -> String {
 /// impossible opening time in `oceania.toml`.
 fn broken_menus() -> PathBuf {
     let dir = temp_dir("broken-menus");
-    for entry in std::fs::read_dir(root().join("ivr-menus")).expect("ivr-menus") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
-    }
+    common::copy_shipped_menus(&dir);
     replace_once(
         &dir.join("europe.toml"),
         "time_zone = \"Europe/Paris\"",

@@ -173,20 +173,7 @@ const PREMIUM: &str = "127.0.0.1:49999";
 
 /// The shipped menus with key 7 of the main menu transferring to [`TRANSFER_URI`].
 fn transfer_menus() -> std::sync::Arc<helpline::ivr::MenuSet> {
-    let dir = common::temp_dir("toll-fraud-menus");
-    for entry in std::fs::read_dir(common::root().join("ivr-menus")).expect("ivr-menus/") {
-        let path = entry.expect("ivr-menus/ entry").path();
-        if path.extension().is_some_and(|x| x == "toml") {
-            let name = path.file_name().expect("a file name");
-            std::fs::copy(&path, dir.join(name)).expect("copy a menu file");
-        }
-    }
-    let main = dir.join("menus.toml");
-    let mut text = std::fs::read_to_string(&main).expect("menus.toml");
-    text.push_str(&format!(
-        "\n[menus.main.keys.7]\naction = \"transfer\"\nuri = \"{TRANSFER_URI}\"\n"
-    ));
-    std::fs::write(&main, text).expect("write menus.toml");
+    let dir = common::menus_with_transfer(TRANSFER_URI);
     common::sim::load_menus(dir.to_str().expect("UTF-8 temp path"))
 }
 

@@ -11,7 +11,10 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::{menus_with_sample_agents, parse_rtp, rtp_packet, sdp_offer, Msg, Server, Ua};
+use common::{
+    menus_with_sample_agents, menus_with_transfer, parse_rtp, rtp_packet, sdp_offer, Msg, Server,
+    Ua,
+};
 use helpline::media::codec::{alaw_to_linear, linear_to_alaw, linear_to_ulaw, ulaw_to_linear};
 use md5::{Digest, Md5};
 
@@ -408,25 +411,6 @@ fn a_bridged_agent_hangs_up_first_and_the_caller_gets_bye() {
     assert_eq!(cdr["queue_result"], "answered", "{cdr}");
     assert_eq!(cdr["end_reason"], "agent-bye", "{cdr}");
     assert!(cdr["talk_ms"].as_u64().is_some_and(|t| t > 0), "{cdr}");
-}
-
-/// The shipped menus with key 7 of the main menu transferring to `uri` (a menu `transfer`).
-fn menus_with_transfer(uri: &str) -> std::path::PathBuf {
-    let dir = common::temp_dir("transfer-menus");
-    for entry in std::fs::read_dir(common::root().join("ivr-menus")).expect("ivr-menus/") {
-        let path = entry.expect("ivr-menus/ entry").path();
-        if path.extension().is_some_and(|x| x == "toml") {
-            let name = path.file_name().expect("a file name");
-            std::fs::copy(&path, dir.join(name)).expect("copy a menu file");
-        }
-    }
-    let main = dir.join("menus.toml");
-    let mut text = std::fs::read_to_string(&main).expect("menus.toml");
-    text.push_str(&format!(
-        "\n[menus.main.keys.7]\naction = \"transfer\"\nuri = \"{uri}\"\n"
-    ));
-    std::fs::write(&main, text).expect("write menus.toml");
-    dir
 }
 
 /// A menu `transfer` to an external contact centre (the test UA at its own port): a GB caller presses 7,

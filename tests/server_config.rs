@@ -14,10 +14,7 @@ fn check_reports_a_bad_server_config_and_a_bad_menu_file_in_one_run() {
     let dir = temp_dir("server-config-check");
     let menus = dir.join("menus");
     std::fs::create_dir_all(&menus).expect("menus dir");
-    for entry in std::fs::read_dir(root().join("ivr-menus")).expect("ivr-menus") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), menus.join(entry.file_name())).expect("copy");
-    }
+    common::copy_shipped_menus(&menus);
     let europe = menus.join("europe.toml");
     let text = std::fs::read_to_string(&europe).expect("europe.toml");
     let text = text.replacen(

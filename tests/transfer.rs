@@ -32,20 +32,7 @@ fn secs(n: u64) -> Duration {
 
 /// The shipped menus with key 7 of the main menu transferring to `uri`.
 fn menus(uri: &str) -> Arc<MenuSet> {
-    let dir = common::temp_dir("transfer-menus");
-    for entry in std::fs::read_dir(common::root().join("ivr-menus")).expect("ivr-menus/") {
-        let path = entry.expect("ivr-menus/ entry").path();
-        if path.extension().is_some_and(|x| x == "toml") {
-            let name = path.file_name().expect("a file name");
-            std::fs::copy(&path, dir.join(name)).expect("copy a menu file");
-        }
-    }
-    let main = dir.join("menus.toml");
-    let mut text = std::fs::read_to_string(&main).expect("menus.toml");
-    text.push_str(&format!(
-        "\n[menus.main.keys.7]\naction = \"transfer\"\nuri = \"{uri}\"\n"
-    ));
-    std::fs::write(&main, text).expect("write menus.toml");
+    let dir = common::menus_with_transfer(uri);
     common::sim::load_menus(dir.to_str().expect("UTF-8 temp path"))
 }
 

@@ -32,6 +32,15 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// agents, passwords in `examples/agents/README.md`) as `edit` rewrites its text.
 pub fn menus_with_sample_agents(edit: impl FnOnce(&str) -> String) -> PathBuf {
     let dir = temp_dir("agent-menus");
+    copy_shipped_menus(&dir);
+    let agents = std::fs::read_to_string(root().join("examples/agents/agents.toml"))
+        .expect("examples/agents/agents.toml");
+    std::fs::write(dir.join("agents.toml"), edit(&agents)).expect("write agents.toml");
+    dir
+}
+
+/// Copies the shipped `ivr-menus/*.toml` into `dir`.
+pub fn copy_shipped_menus(dir: &Path) {
     for entry in std::fs::read_dir(root().join("ivr-menus")).expect("ivr-menus/") {
         let path = entry.expect("ivr-menus/ entry").path();
         if path.extension().is_some_and(|x| x == "toml") {
@@ -39,9 +48,18 @@ pub fn menus_with_sample_agents(edit: impl FnOnce(&str) -> String) -> PathBuf {
             std::fs::copy(&path, dir.join(name)).expect("copy a menu file");
         }
     }
-    let agents = std::fs::read_to_string(root().join("examples/agents/agents.toml"))
-        .expect("examples/agents/agents.toml");
-    std::fs::write(dir.join("agents.toml"), edit(&agents)).expect("write agents.toml");
+}
+
+/// A copy of the shipped menus with key 7 of the main menu transferring to `uri` (a menu `transfer`).
+pub fn menus_with_transfer(uri: &str) -> PathBuf {
+    let dir = temp_dir("transfer-menus");
+    copy_shipped_menus(&dir);
+    let main = dir.join("menus.toml");
+    let mut text = std::fs::read_to_string(&main).expect("menus.toml");
+    text.push_str(&format!(
+        "\n[menus.main.keys.7]\naction = \"transfer\"\nuri = \"{uri}\"\n"
+    ));
+    std::fs::write(&main, text).expect("write menus.toml");
     dir
 }
 
