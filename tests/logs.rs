@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{sdp_offer, Server, Ua};
+use common::Server;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -21,16 +21,9 @@ fn first_flow() -> PathBuf {
 /// One whole call: INVITE, 200, ACK, our BYE and its 200; returns its Call-ID once its CDR is out.
 fn call(server: &Server) -> String {
     let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp socket");
-    let mut ua = Ua::udp(server.addr);
-    let port = rtp.local_addr().expect("rtp addr").port();
-    let mut call = ua.invite("08000000001", &sdp_offer(port, "0 101", ""));
-    let ok = ua.expect_response(200, WAIT);
-    call.to_tag = ok.to_tag().expect("to-tag in the 200");
-    ua.ack(&call, "");
-    ua.in_dialog(&mut call, "BYE", "", "");
-    ua.expect_response(200, WAIT);
-    server.cdr_for(&call.call_id, WAIT);
-    call.call_id
+    let call_id = common::whole_call(server, &rtp, WAIT);
+    server.cdr_for(&call_id, WAIT);
+    call_id
 }
 
 fn parse_time(v: &serde_json::Value) -> DateTime<Utc> {

@@ -70,15 +70,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// One whole call: INVITE, 200, ACK, our BYE and its 200. Returns its Call-ID.
 fn call(server: &Server, rtp: &UdpSocket) -> String {
-    let mut ua = Ua::udp(server.addr);
-    let port = rtp.local_addr().expect("rtp addr").port();
-    let mut call = ua.invite("08000000001", &sdp_offer(port, "0 101", ""));
-    let ok = ua.expect_response(200, WAIT);
-    call.to_tag = ok.to_tag().expect("to-tag in the 200");
-    ua.ack(&call, "");
-    ua.in_dialog(&mut call, "BYE", "", "");
-    ua.expect_response(200, WAIT);
-    call.call_id
+    common::whole_call(server, rtp, WAIT)
 }
 
 /// An INVITE the server must refuse with 503 and a Retry-After.

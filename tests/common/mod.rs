@@ -39,6 +39,20 @@ pub fn menus_with_sample_agents(edit: impl FnOnce(&str) -> String) -> PathBuf {
     dir
 }
 
+/// One whole call to the first-flow number (`08000000001`) with its RTP on `rtp`: INVITE, 200, ACK,
+/// our BYE and its 200, each awaited at most `wait`. Returns its Call-ID.
+pub fn whole_call(server: &Server, rtp: &UdpSocket, wait: Duration) -> String {
+    let mut ua = Ua::udp(server.addr);
+    let port = rtp.local_addr().expect("rtp addr").port();
+    let mut call = ua.invite("08000000001", &sdp_offer(port, "0 101", ""));
+    let ok = ua.expect_response(200, wait);
+    call.to_tag = ok.to_tag().expect("to-tag in the 200");
+    ua.ack(&call, "");
+    ua.in_dialog(&mut call, "BYE", "", "");
+    ua.expect_response(200, wait);
+    call.call_id
+}
+
 /// Copies the shipped `ivr-menus/*.toml` into `dir`.
 pub fn copy_shipped_menus(dir: &Path) {
     for entry in std::fs::read_dir(root().join("ivr-menus")).expect("ivr-menus/") {
