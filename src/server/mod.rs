@@ -1,7 +1,9 @@
 //! The tokio shell: binds the SIP sockets, starts the media engine, the CDR and queue-log writers and
 //! the menu reloader, the capture writer (`--trace-dir`), reopens the record files on SIGUSR1 (logrotate),
 //! and drives the signalling core until shutdown: read one input → one `handle_*` →
-//! carry out every output → sleep until the earliest timeout. Every call decision is made in the sans-IO `call` layer.
+//! carry out every output → sleep until the earliest timeout, on the thread that owns the SIP sockets'
+//! I/O driver; the HTTP endpoints, the reloader, the settings feed and the TCP acceptor run on the
+//! auxiliary runtime `cli` hands in. Every call decision is made in the sans-IO `call` layer.
 pub mod capture;
 pub mod core;
 pub mod jsonl;
@@ -103,6 +105,7 @@ pub async fn run(
     cfg: ServerConfig,
     menus: Arc<MenuSet>,
     prompts: PromptStore,
+    aux: tokio::runtime::Handle,
 ) -> Result<(), ServeError> {
     // A no-op when `cli` has fixed it already (before logging started).
     crate::clock::start(cfg.pretend_time);
@@ -169,7 +172,7 @@ pub async fn run(
     )
     .map_err(ServeError::Media)?;
     ready.media_started.store(true, Ordering::Relaxed);
-    let upkeep = tokio::spawn(upkeep(metrics.clone()));
+    let upkeep = aux.spawn(upkeep(metrics.clone()));
 
     let (menus_tx, mut menus_rx) = watch::channel(menus.clone());
     let (live_tx, live_rx) = watch::channel(Arc::new(LivePage::default()));
@@ -182,10 +185,10 @@ pub async fn run(
             media: media.send_stats(),
             supervision: Arc::new(Supervision::new(menus_rx.clone(), live_rx)),
         };
-        tokio::spawn(telemetry_http::serve(listener, state))
+        aux.spawn(telemetry_http::serve(listener, state))
     });
     tracing::info!(version = %menus_rx.borrow().version(), "menus live");
-    let reloader = tokio::spawn(reload::run(
+    let reloader = aux.spawn(reload::run(
         cfg.menus_dir.clone(),
         cfg.prompts_dir.clone(),
         prompts.clone(),
@@ -219,7 +222,7 @@ pub async fn run(
     let conns = TcpConnections::new(tcp_limits, metrics.transport_stats());
     // Bounded: a full queue answers a new INVITE `503` and drops the rest (see `transport::tcp`).
     let (tcp_tx, mut tcp_rx) = mpsc::channel(crate::transport::tcp::INBOUND_QUEUE);
-    let acceptor = tokio::spawn(accept_loop(tcp, tcp_tx, conns.clone()));
+    let acceptor = aux.spawn(accept_loop(tcp, tcp_tx, conns.clone()));
 
     let mut drain = cfg.drain;
     let (settings_tx, mut settings_rx) =
@@ -227,7 +230,7 @@ pub async fn run(
     let settings_task = cfg
         .settings
         .clone()
-        .map(|source| tokio::spawn(settings::run(source, settings_tx)));
+        .map(|source| aux.spawn(settings::run(source, settings_tx)));
     let calls_cfg = calls_config(&cfg, sip_local);
     let capture = match &cfg.trace_dir {
         Some(dir) => Some(
