@@ -357,14 +357,21 @@ impl FileWriter {
 
     /// Writes the spool, oldest first, until it is empty or the file refuses a line.
     fn flush(&mut self) {
+        // Whether the path still names our file is asked once per pass, not per line (a `stat` per
+        // record at thousands a second): a file moved away mid-pass gets the rest of the pass's
+        // lines, as it would have had the move come a moment later.
+        let mut path_checked = false;
         while !self.spool.is_empty() {
-            if !self.path_is_ours() {
-                if self.file.is_some() {
-                    tracing::info!(path = %self.path.display(), "the {} file was moved or removed: reopening it", self.what);
-                    self.close();
-                }
-                if !self.open() {
-                    return;
+            if !path_checked || self.file.is_none() {
+                path_checked = true;
+                if !self.path_is_ours() {
+                    if self.file.is_some() {
+                        tracing::info!(path = %self.path.display(), "the {} file was moved or removed: reopening it", self.what);
+                        self.close();
+                    }
+                    if !self.open() {
+                        return;
+                    }
                 }
             }
             let (Some((file, _)), Some(line)) = (&mut self.file, self.spool.front()) else {
