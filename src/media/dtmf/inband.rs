@@ -137,13 +137,38 @@ struct WindowKey {
 /// Complex value as (re, im).
 type Cplx = (f32, f32);
 
-/// Streaming DTMF detector for 8 kHz linear samples; see the module documentation for the method.
-#[derive(Clone, Debug)]
-pub struct InbandDetector {
+/// The detector's fixed tables, computed once for every session (184 `sin`/`cos` and 1.5 kB each
+/// were a measurable share of a call's setup on the media thread).
+#[derive(Debug)]
+struct Tables {
     /// `e^{-jωn}` for each frequency and each position in a sub-block.
     basis: [[Cplx; SUB]; 8],
     /// `e^{-jω·SUB·m}`: moves sub-block `m` (0 = oldest) to its place in the window.
     rotation: [[Cplx; SUBS]; 8],
+}
+
+static TABLES: std::sync::LazyLock<Tables> = std::sync::LazyLock::new(|| {
+    let mut basis = [[(0.0, 0.0); SUB]; 8];
+    let mut rotation = [[(0.0, 0.0); SUBS]; 8];
+    for (k, hz) in ROW_HZ.iter().chain(COL_HZ.iter()).enumerate() {
+        let w = 2.0 * PI * hz / RATE;
+        for (n, b) in basis[k].iter_mut().enumerate() {
+            let phase = w * n as f32;
+            *b = (phase.cos(), -phase.sin());
+        }
+        for (m, r) in rotation[k].iter_mut().enumerate() {
+            // Reduce the phase in f64 first: w·SUB·m reaches ~40 rad, where f32 loses digits.
+            let phase = (f64::from(w) * (SUB * m) as f64).rem_euclid(2.0 * std::f64::consts::PI);
+            *r = (phase.cos() as f32, -phase.sin() as f32);
+        }
+    }
+    Tables { basis, rotation }
+});
+
+/// Streaming DTMF detector for 8 kHz linear samples; see the module documentation for the method.
+#[derive(Clone, Debug)]
+pub struct InbandDetector {
+    tables: &'static Tables,
     /// DFT of the sub-block being filled.
     acc: [Cplx; 8],
     /// Energy (sum of squares) of the sub-block being filled.
@@ -181,26 +206,10 @@ impl Default for InbandDetector {
 impl InbandDetector {
     /// A detector at sample index 0 with no key in progress.
     pub fn new() -> Self {
-        let mut basis = [[(0.0, 0.0); SUB]; 8];
-        let mut rotation = [[(0.0, 0.0); SUBS]; 8];
-        for (k, hz) in ROW_HZ.iter().chain(COL_HZ.iter()).enumerate() {
-            let w = 2.0 * PI * hz / RATE;
-            for (n, b) in basis[k].iter_mut().enumerate() {
-                let phase = w * n as f32;
-                *b = (phase.cos(), -phase.sin());
-            }
-            for (m, r) in rotation[k].iter_mut().enumerate() {
-                // Reduce the phase in f64 first: w·SUB·m reaches ~40 rad, where f32 loses digits.
-                let phase =
-                    (f64::from(w) * (SUB * m) as f64).rem_euclid(2.0 * std::f64::consts::PI);
-                *r = (phase.cos() as f32, -phase.sin() as f32);
-            }
-        }
         let amp = dbm0_to_amplitude(MIN_TONE_DBM0);
         let db = |d: f64| 10f64.powf(d / 10.0) as f32;
         InbandDetector {
-            basis,
-            rotation,
+            tables: &TABLES,
             acc: [(0.0, 0.0); 8],
             acc_energy: 0.0,
             pos: 0,
@@ -229,7 +238,7 @@ impl InbandDetector {
     pub fn process(&mut self, samples: &[i16]) -> Option<InbandDigit> {
         for &s in samples {
             let x = f32::from(s);
-            let basis = &self.basis;
+            let basis = &self.tables.basis;
             for (a, b) in self.acc.iter_mut().zip(basis.iter()) {
                 let (c, si) = b[self.pos];
                 a.0 += x * c;
@@ -288,7 +297,7 @@ impl InbandDetector {
             let (mut re, mut im) = (0.0f32, 0.0f32);
             for m in 0..SUBS {
                 let (a, b) = self.subs[(self.head + m) % SUBS][k];
-                let (c, d) = self.rotation[k][m];
+                let (c, d) = self.tables.rotation[k][m];
                 re += a * c - b * d;
                 im += a * d + b * c;
             }
