@@ -142,6 +142,20 @@ pub fn canonical_name(name: &str) -> Cow<'_, str> {
     }
 }
 
+/// [`canonical_name`] as stored in [`Headers`]: borrowed from the tables when known.
+fn stored_name(name: &str) -> Cow<'static, str> {
+    if let [c] = name.as_bytes() {
+        let c = c.to_ascii_lowercase();
+        if let Some((_, full)) = COMPACT.iter().find(|(k, _)| *k == c) {
+            return Cow::Borrowed(full);
+        }
+    }
+    match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(name.to_owned()),
+    }
+}
+
 /// Whether two header names denote the same header (case-insensitive, compact-aware).
 pub fn same_name(a: &str, b: &str) -> bool {
     if a.eq_ignore_ascii_case(b) {
@@ -199,7 +213,8 @@ pub(crate) fn split_outside(s: &str, sep: u8) -> Vec<&str> {
 /// stays one entry, and [`Headers::get_all`] splits it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    entries: Vec<(String, String)>,
+    /// A known name is the table's `&'static str` (no allocation per line: every message has a dozen).
+    entries: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Headers {
@@ -248,12 +263,11 @@ impl Headers {
     /// a header line into printed output.
     pub fn push(&mut self, name: &str, value: &str) {
         let value = if value.contains(['\r', '\n']) {
-            value.replace(['\r', '\n'], " ")
+            value.replace(['\r', '\n'], " ").trim().to_owned()
         } else {
-            value.to_owned()
+            value.trim().to_owned()
         };
-        self.entries
-            .push((canonical_name(name).into_owned(), value.trim().to_owned()));
+        self.entries.push((stored_name(name), value));
     }
 
     /// Replaces every line named `name` with one line holding `value`, at the position of the first
@@ -279,7 +293,7 @@ impl Headers {
 
     /// All lines in order as `(name, value)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.entries.iter().map(|(n, v)| (&**n, v.as_str()))
     }
 
     /// Every line named `name`, unsplit, as owned strings (used to echo Via lines verbatim).

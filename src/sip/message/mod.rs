@@ -216,7 +216,7 @@ fn write_headers_and_body(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
     for (name, value) in headers.iter() {
         if headers::same_name(name, "Content-Length") {
             if !wrote_len {
-                out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+                write_content_length(out, body.len());
                 wrote_len = true;
             }
             continue;
@@ -227,10 +227,42 @@ fn write_headers_and_body(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
         out.extend_from_slice(b"\r\n");
     }
     if !wrote_len {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        write_content_length(out, body.len());
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
+}
+
+/// The wire size of the header lines and body (what [`write_headers_and_body`] writes, give or take
+/// the Content-Length digits), so that a message is serialised into one allocation.
+fn headers_and_body_len(headers: &Headers, body: &[u8]) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 4)
+        .sum();
+    lines + "Content-Length: \r\n\r\n".len() + 20 + body.len()
+}
+
+fn write_content_length(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(b"Content-Length: ");
+    write_decimal(out, len);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `n` in decimal, without `fmt` (a response's status code and Content-Length on every message).
+fn write_decimal(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Accessors and setters shared by requests and responses.
@@ -409,7 +441,9 @@ macro_rules! common_impl {
 
             /// The message as wire bytes (CRLF line ends, full header names, recomputed Content-Length).
             pub fn to_bytes(&self) -> Vec<u8> {
-                let mut out = Vec::with_capacity(256 + self.body.len());
+                let mut out = Vec::with_capacity(
+                    self.start_line_len() + headers_and_body_len(&self.headers, &self.body),
+                );
                 self.write_start_line(&mut out);
                 write_headers_and_body(&mut out, &self.headers, &self.body);
                 out
@@ -462,9 +496,14 @@ impl Request {
     }
 
     fn write_start_line(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(
-            format!("{} {} {}\r\n", self.method, self.uri, self.version).as_bytes(),
-        );
+        use std::io::Write as _;
+        // Into the buffer itself, not through a `String` (a `Vec` never fails a write).
+        let _ = write!(out, "{} {} {}\r\n", self.method, self.uri, self.version);
+    }
+
+    /// Room for the start line: the URI is formatted, so this guesses its size from typical ones.
+    fn start_line_len(&self) -> usize {
+        96 + self.version.len()
     }
 }
 
@@ -474,8 +513,10 @@ impl Response {
     pub fn for_request(req: &Request, code: u16, reason: &str) -> Response {
         let mut headers = Headers::new();
         // §8.2.6.2: Via values MUST equal the request's, in the same order.
-        for v in req.headers.get_all_lines("Via") {
-            headers.push("Via", &v);
+        for (name, v) in req.headers.iter() {
+            if headers::same_name(name, "Via") {
+                headers.push("Via", v);
+            }
         }
         for name in ["From", "To", "Call-ID", "CSeq"] {
             if let Some(v) = req.headers.get(name) {
@@ -510,9 +551,16 @@ impl Response {
     }
 
     fn write_start_line(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(
-            format!("{} {} {}\r\n", self.version, self.code, self.reason).as_bytes(),
-        );
+        out.extend_from_slice(self.version.as_bytes());
+        out.push(b' ');
+        write_decimal(out, usize::from(self.code));
+        out.push(b' ');
+        out.extend_from_slice(self.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    fn start_line_len(&self) -> usize {
+        self.version.len() + self.reason.len() + 7
     }
 }
 
