@@ -23,8 +23,8 @@
 //!   then sends every frame due within [`EARLY`] (250 µs), which also batches dense deadlines so the
 //!   ticker wakes at most a few thousand times a second. A quarter millisecond early is invisible to
 //!   a caller's jitter buffer. A tokio sleep 2 ms past the deadline stays armed as a safety net.
-//! * One small receive task per session socket: `recv_from` into a buffer allocated once with the task,
-//!   then `handle_rtp`; every session's events go, tagged with its [`MediaId`], into the one channel
+//! * One small receive task per session socket: on readiness, `recv_from` into the engine's one
+//!   receive buffer (borrowed until the datagram is handled, never across an `await`), then `handle_rtp`; every session's events go, tagged with its [`MediaId`], into the one channel
 //!   given to [`MediaEngine::start`]. RTCP on port+1 is read by a task of its own and handed to the
 //!   session (`MediaSession::handle_rtcp`; copied when captured); the session's reports are due from the
 //!   same heap (`MediaSession::poll_rtcp_timeout`) and leave from the RTCP socket, and a session closed
@@ -176,6 +176,10 @@ const SEND_BUF: usize = 1500;
 
 /// The one send buffer, shared by the pacer and every receive task of the media thread.
 type SendBuf = Rc<RefCell<Box<[u8; SEND_BUF]>>>;
+
+/// The one receive buffer of every session's receive tasks: a datagram is read and handled before the
+/// task awaits again, so no borrow of it lives across an `await` (two 2 kB buffers per call before).
+type RecvBuf = Rc<RefCell<Box<[u8; RECV_BUF]>>>;
 
 /// Commands handled per wake-up before the pacer gets its turn again, so a flood of commands cannot
 /// delay packets by more than a few microseconds.
@@ -899,6 +903,7 @@ struct Engine {
     events: MediaEvents,
     stats: Arc<SendStats>,
     buf: SendBuf,
+    recv_buf: RecvBuf,
     /// Each captured call's budget, while a session of it is open.
     budgets: HashMap<CaptureId, std::rc::Weak<Budget>>,
     rtcp_interval: Duration,
@@ -926,6 +931,7 @@ impl Engine {
             events,
             stats,
             buf: Rc::new(RefCell::new(Box::new([0u8; SEND_BUF]))),
+            recv_buf: Rc::new(RefCell::new(Box::new([0u8; RECV_BUF]))),
             budgets: HashMap::new(),
             backlogged: Rc::new(RefCell::new(Vec::new())),
             unsent: std::collections::VecDeque::new(),
@@ -1409,8 +1415,16 @@ impl Engine {
         };
         let events = self.events.clone();
         let entry = Rc::new_cyclic(|weak: &std::rc::Weak<Entry>| {
-            let rtp_task = tokio::task::spawn_local(receive_rtp(rtp.clone(), weak.clone()));
-            let rtcp_task = tokio::task::spawn_local(receive_rtcp(rtcp.clone(), weak.clone()));
+            let rtp_task = tokio::task::spawn_local(receive_rtp(
+                rtp.clone(),
+                weak.clone(),
+                self.recv_buf.clone(),
+            ));
+            let rtcp_task = tokio::task::spawn_local(receive_rtcp(
+                rtcp.clone(),
+                weak.clone(),
+                self.recv_buf.clone(),
+            ));
             Entry {
                 session: RefCell::new(Some(MediaSession::with_rtcp_interval(
                     now,
@@ -1454,17 +1468,27 @@ impl Engine {
 }
 
 /// Reads the session's RTP socket until the session is closed.
-async fn receive_rtp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>) {
-    let mut buf = vec![0u8; RECV_BUF];
+async fn receive_rtp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>, buf: RecvBuf) {
     loop {
-        let (n, src) = match recv(&socket, &mut buf).await {
-            Ok(x) => x,
-            Err(e) if is_transient(&e) => continue,
+        let mut ready = match socket.readable().await {
+            Ok(ready) => ready,
             Err(e) => {
                 tracing::debug!(%e, "rtp socket failed");
                 return;
             }
         };
+        let mut buf = buf.borrow_mut();
+        let (n, src) = match ready.try_io(|s| s.get_ref().recv_from(&mut buf[..])) {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) if is_transient(&e) => continue,
+            Ok(Err(e)) => {
+                tracing::debug!(%e, "rtp socket failed");
+                return;
+            }
+            // Readiness was stale (another read drained it): wait for the next edge.
+            Err(_would_block) => continue,
+        };
+        drop(ready);
         let Some(strong) = entry.upgrade() else {
             return;
         };
@@ -1493,14 +1517,19 @@ async fn receive_rtp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>
 }
 
 /// Reads the RTCP socket until the session is closed and hands each datagram to the session.
-async fn receive_rtcp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>) {
-    let mut buf = vec![0u8; RECV_BUF];
+async fn receive_rtcp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry>, buf: RecvBuf) {
     loop {
-        let (n, src) = match recv(&socket, &mut buf).await {
-            Ok(x) => x,
-            Err(e) if is_transient(&e) => continue,
-            Err(_) => return,
+        let Ok(mut ready) = socket.readable().await else {
+            return;
         };
+        let mut buf = buf.borrow_mut();
+        let (n, src) = match ready.try_io(|s| s.get_ref().recv_from(&mut buf[..])) {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) if is_transient(&e) => continue,
+            Ok(Err(_)) => return,
+            Err(_would_block) => continue,
+        };
+        drop(ready);
         let Some(strong) = entry.upgrade() else {
             return;
         };
@@ -1526,18 +1555,6 @@ async fn receive_rtcp(socket: Rc<AsyncFd<UdpSocket>>, entry: std::rc::Weak<Entry
 #[allow(deprecated)]
 fn register_readable(socket: UdpSocket) -> io::Result<AsyncFd<UdpSocket>> {
     AsyncFd::with_interest(socket, Interest::READABLE)
-}
-
-/// Waits until the socket is readable and reads one datagram.
-async fn recv(socket: &AsyncFd<UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-    loop {
-        let mut ready = socket.readable().await?;
-        match ready.try_io(|s| s.get_ref().recv_from(buf)) {
-            Ok(result) => return result,
-            // Readiness was stale (another read drained it): wait for the next edge.
-            Err(_would_block) => continue,
-        }
-    }
 }
 
 /// Errors a UDP socket reports for one datagram (e.g. ICMP port unreachable) rather than for itself.
