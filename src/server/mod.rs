@@ -285,7 +285,8 @@ pub async fn run(
             received = udp.recv(&mut buf) => {
                 let mut received = received;
                 // A burst already queued is taken in this one wakeup, bounded so the media events
-                // and timers wait at most UDP_BURST datagrams.
+                // and timers wait at most UDP_BURST datagrams; its media commands leave together.
+                media.hold();
                 for turn in 1..=UDP_BURST {
                     let Ok(r) = received else { break };
                     // `r.dst`: the address the peer sent to, not the wildcard the socket is bound to.
@@ -297,6 +298,7 @@ pub async fn run(
                     }
                     received = udp.try_recv_now(&mut buf);
                 }
+                media.release();
             }
             Some(inbound) = tcp_rx.recv() => {
                 core.handle_tcp(crate::clock::now(), inbound).await;
