@@ -130,27 +130,26 @@ const LIST: &[&str] = &[
 /// The canonical spelling of a header name: compact forms expanded, known names in conventional case,
 /// unknown names returned unchanged.
 pub fn canonical_name(name: &str) -> Cow<'_, str> {
-    if let [c] = name.as_bytes() {
-        let c = c.to_ascii_lowercase();
-        if let Some((_, full)) = COMPACT.iter().find(|(k, _)| *k == c) {
-            return Cow::Borrowed(full);
-        }
-    }
-    match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+    match known_name(name) {
         Some(k) => Cow::Borrowed(k),
         None => Cow::Borrowed(name),
     }
 }
 
-/// [`canonical_name`] as stored in [`Headers`]: borrowed from the tables when known.
-fn stored_name(name: &str) -> Cow<'static, str> {
+/// The table's spelling of a compact or known name; `None` for a name the tables do not know.
+fn known_name(name: &str) -> Option<&'static str> {
     if let [c] = name.as_bytes() {
         let c = c.to_ascii_lowercase();
         if let Some((_, full)) = COMPACT.iter().find(|(k, _)| *k == c) {
-            return Cow::Borrowed(full);
+            return Some(full);
         }
     }
-    match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+    KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)).copied()
+}
+
+/// [`canonical_name`] as stored in [`Headers`]: borrowed from the tables when known.
+fn stored_name(name: &str) -> Cow<'static, str> {
+    match known_name(name) {
         Some(k) => Cow::Borrowed(k),
         None => Cow::Owned(name.to_owned()),
     }
