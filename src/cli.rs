@@ -879,9 +879,10 @@ fn serve(cfg: ServerConfig) -> ExitCode {
         return ExitCode::from(1);
     };
     // The signalling core owns this thread and its I/O driver: a datagram's readiness wakes the thread
-    // that handles it (a multi-thread runtime woke a worker, which woke the core: −8 % CPU per call).
-    // The HTTP endpoints, the reloader and the TCP acceptor run on one auxiliary worker so that a
-    // `/metrics` render or a menu compile never stalls SIP.
+    // that handles it (a multi-thread runtime woke a worker, which woke the core: −12 % CPU per call,
+    // BENCHMARKS.md). The HTTP endpoints, the reloader and the TCP acceptor run on one auxiliary worker
+    // so that a `/metrics` render or a menu compile never stalls SIP (their listening sockets, bound
+    // here, report a new connection through this thread's driver; the connections are the worker's).
     let runtimes = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
