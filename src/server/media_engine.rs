@@ -24,8 +24,9 @@
 //!   ticker wakes at most a few thousand times a second. A quarter millisecond early is invisible to
 //!   a caller's jitter buffer. A tokio sleep 2 ms past the deadline stays armed as a safety net.
 //! * One small receive task per session socket: on readiness, `recv_from` into the engine's one
-//!   receive buffer (borrowed until the datagram is handled, never across an `await`), then `handle_rtp`; every session's events go, tagged with its [`MediaId`], into the one channel
-//!   given to [`MediaEngine::start`]. RTCP on port+1 is read by a task of its own and handed to the
+//!   receive buffer (borrowed until the datagram is handled, never across an `await`), then
+//!   `handle_rtp`; every session's events go, tagged with its [`MediaId`], into the one channel given
+//!   to [`MediaEngine::start`]. RTCP on port+1 is read by a task of its own and handed to the
 //!   session (`MediaSession::handle_rtcp`; copied when captured); the session's reports are due from the
 //!   same heap (`MediaSession::poll_rtcp_timeout`) and leave from the RTCP socket, and a session closed
 //!   sends its last report with a BYE.
