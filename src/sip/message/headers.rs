@@ -2,6 +2,7 @@
 //! kept verbatim (unfolded); it does not interpret values beyond splitting comma-joined lists.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 /// Compact forms: RFC 3261 §7.3.3 plus the ones defined by later RFCs that we meet in the field.
 const COMPACT: &[(u8, &str)] = &[
@@ -136,15 +137,41 @@ pub fn canonical_name(name: &str) -> Cow<'_, str> {
     }
 }
 
+/// [`KNOWN`] indexed by name length, each name with whether it is in [`LIST`]: a lookup compares only
+/// the few names of its own length (scanning all of `KNOWN` per header line was 3 % of the signalling
+/// thread at 2,000 calls/s, perf).
+static BY_LENGTH: LazyLock<Vec<Vec<(&'static str, bool)>>> = LazyLock::new(|| {
+    let longest = KNOWN.iter().map(|k| k.len()).max().unwrap_or(0);
+    let mut table = vec![Vec::new(); longest + 1];
+    for &known in KNOWN {
+        table[known.len()].push((known, LIST.contains(&known)));
+    }
+    table
+});
+
+/// The table's spelling of a compact or known name and whether it is a list header; `None` for a
+/// name the tables do not know.
+fn known_entry(name: &str) -> Option<(&'static str, bool)> {
+    let full = match name.as_bytes() {
+        [c] => {
+            let c = c.to_ascii_lowercase();
+            COMPACT
+                .iter()
+                .find(|(k, _)| *k == c)
+                .map_or(name, |(_, full)| full)
+        }
+        _ => name,
+    };
+    BY_LENGTH
+        .get(full.len())?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(full))
+        .copied()
+}
+
 /// The table's spelling of a compact or known name; `None` for a name the tables do not know.
 fn known_name(name: &str) -> Option<&'static str> {
-    if let [c] = name.as_bytes() {
-        let c = c.to_ascii_lowercase();
-        if let Some((_, full)) = COMPACT.iter().find(|(k, _)| *k == c) {
-            return Some(full);
-        }
-    }
-    KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)).copied()
+    known_entry(name).map(|(known, _)| known)
 }
 
 /// [`canonical_name`] as stored in [`Headers`]: borrowed from the tables when known.
@@ -166,8 +193,7 @@ pub fn same_name(a: &str, b: &str) -> bool {
 }
 
 fn is_list(name: &str) -> bool {
-    let c = canonical_name(name);
-    LIST.iter().any(|l| l.eq_ignore_ascii_case(&c))
+    known_entry(name).is_some_and(|(_, list)| list)
 }
 
 /// Splits `s` at `sep` bytes that are outside quoted strings and outside `<...>`; pieces are trimmed.
@@ -345,6 +371,23 @@ impl Headers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_and_list_names_are_known_so_the_length_index_finds_them() {
+        for (letter, full) in COMPACT {
+            let compact = (*letter as char).to_string();
+            assert_eq!(known_name(&compact), Some(*full), "compact {compact}");
+            assert_eq!(known_name(&compact.to_uppercase()), Some(*full));
+        }
+        for list in LIST {
+            assert!(is_list(list) && is_list(&list.to_lowercase()), "{list}");
+        }
+        assert!(is_list("v") && !is_list("i") && !is_list("X-Custom"));
+        assert_eq!(known_name("call-id"), Some("Call-ID"));
+        assert_eq!(known_name("X-Call-ID"), None);
+        assert_eq!(known_name("g"), None);
+        assert_eq!(known_name(""), None);
+    }
 
     #[test]
     fn push_before_inserts_ahead_of_the_named_line() {
