@@ -51,14 +51,12 @@ pub fn method_label(token: &str) -> &'static str {
 /// Reads the first line and the CSeq and Call-ID headers (compact `i:` too) of a message; `None` for
 /// keep-alives and anything that is not SIP-shaped.
 pub fn peek(bytes: &[u8]) -> Option<Peeked<'_>> {
-    // The head is ASCII in every message we count; stop at the blank line, whatever follows.
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(bytes.len());
-    let head = std::str::from_utf8(bytes.get(..end)?).ok()?;
-    let mut lines = head.split('\n').map(|l| l.trim_end_matches('\r'));
-    let first = lines.next()?.trim();
+    // Line by line, stopping at the blank line or as soon as both headers are found: this runs for
+    // every message in and out, and scanning the whole head first was 4 % of the signalling thread.
+    let mut lines = bytes
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let first = std::str::from_utf8(lines.next()?).ok()?.trim();
     let kind = if let Some(rest) = first.strip_prefix("SIP/2.0 ") {
         let code: u16 = rest.get(..3)?.parse().ok()?;
         if !(100..=699).contains(&code) {
@@ -72,24 +70,30 @@ pub fn peek(bytes: &[u8]) -> Option<Peeked<'_>> {
         }
         Kind::Request(method_label(token))
     };
-    let mut cseq_method = "other";
+    let mut cseq_method = None;
     let mut call_id = None;
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
+        if line.is_empty() || (cseq_method.is_some() && call_id.is_some()) {
+            break;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        let name = name.trim();
-        if name.eq_ignore_ascii_case("cseq") {
-            if let Some(m) = value.split_whitespace().nth(1) {
-                cseq_method = method_label(m);
-            }
-        } else if name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i") {
-            call_id = Some(value.trim());
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"cseq") {
+            let value = std::str::from_utf8(&line[colon + 1..]).ok();
+            cseq_method = Some(
+                value
+                    .and_then(|v| v.split_whitespace().nth(1))
+                    .map_or("other", method_label),
+            );
+        } else if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+            call_id = std::str::from_utf8(&line[colon + 1..]).ok().map(str::trim);
         }
     }
     Some(Peeked {
         kind,
-        cseq_method,
+        cseq_method: cseq_method.unwrap_or("other"),
         call_id,
     })
 }
@@ -116,5 +120,9 @@ mod tests {
         assert_eq!(peek(b"\r\n\r\n"), None);
         assert_eq!(peek(b"SIP/2.0 999 Nope\r\n\r\n"), None);
         assert_eq!(peek(b"hello world\r\n\r\n"), None);
+
+        // The body is not the head.
+        let in_body = b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\nCSeq: 1 BYE\r\n";
+        assert_eq!(peek(in_body).map(|p| p.cseq_method), Some("other"));
     }
 }
