@@ -19,7 +19,7 @@
 //!
 //! Memory is bounded: every record handed over counts toward the spool limit until it is written
 //! (new calls are refused `503` while the limit is reached), and the channel to the thread holds at
-//! most the spool limit. The thread moves what arrives into its spool at once, so the channel fills
+//! most the spool limit in messages (a record, or a burst's records held by [`Writer::hold`]). The thread moves what arrives into its spool at once, so the channel fills
 //! only while a write blocks (a hung disk); a record that finds it full is logged at error level
 //! instead (never lost, never waited for), like one sent after the writer is gone.
 use std::collections::VecDeque;
@@ -28,7 +28,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::telemetry::http::FileHealth;
@@ -95,9 +95,26 @@ impl Default for WriterOptions {
     }
 }
 
+/// Records held at most over a burst before they are sent on anyway.
+const HELD_LINES: usize = 256;
+
 enum Msg {
     Line(String),
+    /// Records held over a burst ([`Writer::hold`]), in order: one wake-up of the thread for all.
+    Lines(Vec<String>),
     Reopen,
+}
+
+/// The records a writer's senders hold while the core handles a burst; shared by every sender.
+#[derive(Default)]
+struct Held {
+    holding: bool,
+    lines: Vec<String>,
+}
+
+/// The held records, whatever a panic elsewhere left (the list itself is always whole).
+fn held(held: &Mutex<Held>) -> MutexGuard<'_, Held> {
+    held.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Hands records to a writer; cheap to clone. Each record is counted in the spool until written.
@@ -106,27 +123,46 @@ pub struct LineSender {
     tx: mpsc::SyncSender<Msg>,
     health: Arc<FileHealth>,
     what: &'static str,
+    held: Arc<Mutex<Held>>,
 }
 
 impl LineSender {
-    /// Queues one record (without its newline).
+    /// Queues one record (without its newline); while the writer holds ([`Writer::hold`]) it waits
+    /// with the others of the burst.
     pub fn send(&self, line: String) {
         self.health.add_pending();
-        match self.tx.try_send(Msg::Line(line)) {
-            Ok(()) => {}
-            Err(mpsc::TrySendError::Full(Msg::Line(line))) => {
-                // The writer is blocked in a write and its channel holds the spool's worth: the
-                // core does not wait, the record goes to the log.
-                self.health.remove_pending();
-                tracing::error!(%line, "{} writer blocked: record logged here instead", self.what);
-            }
-            Err(mpsc::TrySendError::Disconnected(Msg::Line(line))) => {
-                // The writer thread is gone (it only ends when every sender is): keep the record in the log.
-                self.health.remove_pending();
-                tracing::error!(%line, "{} writer gone: record logged here instead", self.what);
-            }
-            // Only a line was sent, so only a line comes back.
-            Err(_) => {}
+        let mut held = held(&self.held);
+        if !held.holding {
+            drop(held);
+            self.hand_over(Msg::Line(line));
+            return;
+        }
+        held.lines.push(line);
+        if held.lines.len() >= HELD_LINES {
+            let lines = std::mem::take(&mut held.lines);
+            drop(held);
+            self.hand_over(Msg::Lines(lines));
+        }
+    }
+
+    /// Sends records to the thread; ones it cannot take now are logged, never waited for.
+    fn hand_over(&self, msg: Msg) {
+        let (msg, why) = match self.tx.try_send(msg) {
+            Ok(()) => return,
+            // The writer is blocked in a write and its channel holds the spool's worth: the core
+            // does not wait, the records go to the log.
+            Err(mpsc::TrySendError::Full(msg)) => (msg, "blocked"),
+            // The writer thread is gone (it only ends when every sender is): keep them in the log.
+            Err(mpsc::TrySendError::Disconnected(msg)) => (msg, "gone"),
+        };
+        let lines = match msg {
+            Msg::Line(line) => vec![line],
+            Msg::Lines(lines) => lines,
+            Msg::Reopen => Vec::new(),
+        };
+        for line in lines {
+            self.health.remove_pending();
+            tracing::error!(%line, "{} writer {why}: record logged here instead", self.what);
         }
     }
 
@@ -141,6 +177,7 @@ pub struct Writer {
     tx: mpsc::SyncSender<Msg>,
     health: Arc<FileHealth>,
     what: &'static str,
+    held: Arc<Mutex<Held>>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -180,6 +217,7 @@ impl Writer {
             tx,
             health,
             what,
+            held: Arc::default(),
             thread,
         })
     }
@@ -190,6 +228,26 @@ impl Writer {
             tx: self.tx.clone(),
             health: self.health.clone(),
             what: self.what,
+            held: self.held.clone(),
+        }
+    }
+
+    /// Holds every sender's records (in order, at most [`HELD_LINES`]) until [`Writer::release`]:
+    /// the core's datagram burst, so the thread wakes once per burst, not once per call (0.9 wake-ups
+    /// per call at 2,000 calls/s before).
+    pub fn hold(&self) {
+        held(&self.held).holding = true;
+    }
+
+    /// Sends what [`Writer::hold`] held, in one message.
+    pub fn release(&self) {
+        let lines = {
+            let mut held = held(&self.held);
+            held.holding = false;
+            std::mem::take(&mut held.lines)
+        };
+        if !lines.is_empty() {
+            self.sender().hand_over(Msg::Lines(lines));
         }
     }
 
@@ -204,6 +262,7 @@ impl Writer {
     /// Waits (blocking) until every record sent is written or logged; call it once every
     /// [`LineSender`] is dropped, or it waits for them.
     pub fn finish(self) {
+        self.release();
         drop(self.tx);
         if self.thread.join().is_err() {
             tracing::error!("the {} writer thread panicked", self.what);
@@ -266,16 +325,19 @@ impl FileWriter {
 
     fn take(&mut self, msg: Msg) {
         match msg {
-            Msg::Line(mut line) => {
-                line.push('\n');
-                self.spool.push_back(line);
-            }
+            Msg::Line(line) => self.spool_line(line),
+            Msg::Lines(lines) => lines.into_iter().for_each(|line| self.spool_line(line)),
             Msg::Reopen => {
                 tracing::info!(path = %self.path.display(), "reopening the {} file", self.what);
                 self.close();
                 self.open();
             }
         }
+    }
+
+    fn spool_line(&mut self, mut line: String) {
+        line.push('\n');
+        self.spool.push_back(line);
     }
 
     /// The earliest instant the thread must wake without a message: a retry or an fsync.
@@ -524,6 +586,39 @@ mod tests {
         w.finish();
         let text = std::fs::read_to_string(&path).expect("written");
         let want: String = (0..50).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn records_held_over_a_burst_are_sent_together_at_release_in_order() {
+        let path = temp("held").join("out.jsonl");
+        let (w, health) = writer(path.clone(), 1_000);
+        let (cdr, queue_log) = (w.sender(), w.sender());
+        w.hold();
+        cdr.send("a".into());
+        queue_log.send("b".into());
+        cdr.send("c".into());
+        // Held, not handed to the thread, and still counted toward the spool limit.
+        assert_eq!(held(&w.held).lines, ["a", "b", "c"]);
+        assert_eq!(health.pending(), 3);
+        w.release();
+        assert!(held(&w.held).lines.is_empty());
+        // A burst longer than the hold limit goes on in pieces, order kept.
+        w.hold();
+        for i in 0..HELD_LINES + 10 {
+            cdr.send(format!("{i}"));
+        }
+        assert_eq!(held(&w.held).lines.len(), 10);
+        drop((cdr, queue_log));
+        // Whatever is still held when the writer finishes is written too.
+        w.finish();
+        let text = std::fs::read_to_string(&path).expect("written");
+        let want: String = ["a", "b", "c"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain((0..HELD_LINES + 10).map(|i| i.to_string()))
+            .map(|l| l + "\n")
+            .collect();
         assert_eq!(text, want);
     }
 

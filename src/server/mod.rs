@@ -272,6 +272,7 @@ pub async fn run(
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt());
     let mut reopen = signal(tokio::signal::unix::SignalKind::user_defined1());
+    let writers: Vec<&jsonl::Writer> = cdr_writer.iter().chain(&queue_log_writer).collect();
     let mut buf = vec![0u8; 65_536];
     // Twice a second: the TCP policy's deadlines are seconds long (`--tcp-first-message-secs` …).
     let mut tcp_sweep = tokio::time::interval(Duration::from_millis(500));
@@ -285,8 +286,11 @@ pub async fn run(
             received = udp.recv(&mut buf) => {
                 let mut received = received;
                 // A burst already queued is taken in this one wakeup, bounded so the media events
-                // and timers wait at most UDP_BURST datagrams; its media commands leave together.
+                // and timers wait at most UDP_BURST datagrams; its media commands, records and log
+                // lines leave together.
                 media.hold();
+                writers.iter().for_each(|w| w.hold());
+                let held_lines = crate::telemetry::logs::hold_lines();
                 for turn in 1..=UDP_BURST {
                     let Ok(r) = received else { break };
                     // `r.dst`: the address the peer sent to, not the wildcard the socket is bound to.
@@ -298,6 +302,8 @@ pub async fn run(
                     }
                     received = udp.try_recv_now(&mut buf);
                 }
+                drop(held_lines);
+                writers.iter().for_each(|w| w.release());
                 media.release();
             }
             Some(inbound) = tcp_rx.recv() => {

@@ -1,14 +1,18 @@
 //! How log lines look: `--log-format text` (tracing's human format, colours only on a terminal) or
 //! `json` (one object per line: `time`, `level`, `call_id`, `message`, `fields`, for a collector).
-//! Both stamp lines with the server's clock (`clock::wall`, which `--pretend-time` shifts), the clock
+//! Lines go to stderr; a thread inside [`hold_lines`] (the signalling core over a datagram burst)
+//! writes its lines in one `write(2)` when the burst ends instead of one per line. Both formats stamp
+//! lines with the server's clock (`clock::wall`, which `--pretend-time` shifts), the clock
 //! the CDRs use, so a log line and a CDR of the same moment carry the same time. It does not decide
 //! what is logged.
 //!
 //! Why a JSON formatter of our own and not tracing-subscriber's `json` feature: that one nests the
 //! message in `fields`, names the time `timestamp` and buries the Call-ID in a list of spans; a
 //! collector wants `call_id` at the top so it can index every line of a call.
+use std::cell::RefCell;
 use std::fmt;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::marker::PhantomData;
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
@@ -56,24 +60,24 @@ pub fn init_with(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Reloadable, so SIGHUP can apply `[log] level` (`super::set_level`).
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(CallIdLayer);
+    let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests that run the CLI in-process) is harmless: keep the first subscriber.
     let installed = match format {
+        // Text lines print the span's fields themselves: no `CallIdLayer` visit per call span.
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
+                    .with_writer(|| HeldStderr)
                     .with_ansi(std::io::stderr().is_terminal())
                     .with_timer(ServerTime)
                     .with_target(false),
             )
             .try_init(),
         LogFormat::Json => registry
+            .with(CallIdLayer)
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
+                    .with_writer(|| HeldStderr)
                     .with_ansi(false)
                     .event_format(JsonLines),
             )
@@ -83,6 +87,80 @@ pub fn init_with(format: LogFormat) {
         let _ = super::SET_FILTER.set(Box::new(move |f| {
             handle.reload(f).map_err(|e| e.to_string())
         }));
+    }
+}
+
+/// A thread's held log lines: whether it is holding, and the bytes held.
+struct Held {
+    holding: bool,
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static HELD: RefCell<Held> = const { RefCell::new(Held { holding: false, bytes: Vec::new() }) };
+}
+
+/// Held bytes written at once when reached, so a burst of lines never holds more than this (a burst
+/// is at most 16 datagrams, a couple of lines each).
+const HELD_BYTES: usize = 16 * 1024;
+
+/// Holds this thread's log lines until the guard drops, then writes them to stderr in one write.
+/// Why not `tracing-appender`'s non-blocking writer: its thread would be woken per line, which costs
+/// the core a futex wake-up where this costs nothing; lines here wait at most one burst.
+pub fn hold_lines() -> HeldLines {
+    let _ = HELD.try_with(|h| h.borrow_mut().holding = true);
+    HeldLines(PhantomData)
+}
+
+/// The guard of [`hold_lines`]; it writes the held lines when dropped (on unwinding too). It stays
+/// on the thread that holds.
+pub struct HeldLines(PhantomData<*const ()>);
+
+impl Drop for HeldLines {
+    fn drop(&mut self) {
+        let _ = HELD.try_with(|h| {
+            let mut h = h.borrow_mut();
+            h.holding = false;
+            write_out(&mut h.bytes);
+        });
+    }
+}
+
+/// Writes and empties `bytes` (a failed write of a log line has nowhere to be reported).
+fn write_out(bytes: &mut Vec<u8>) {
+    if !bytes.is_empty() {
+        let _ = std::io::stderr().write_all(bytes);
+        bytes.clear();
+    }
+}
+
+/// stderr, or this thread's held lines while it holds.
+struct HeldStderr;
+
+impl Write for HeldStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let held = HELD
+            .try_with(|h| {
+                let mut h = h.borrow_mut();
+                if !h.holding {
+                    return false;
+                }
+                h.bytes.extend_from_slice(buf);
+                if h.bytes.len() >= HELD_BYTES {
+                    write_out(&mut h.bytes);
+                }
+                true
+            })
+            .unwrap_or(false);
+        if held {
+            Ok(buf.len())
+        } else {
+            std::io::stderr().write(buf)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -209,5 +287,36 @@ where
             "fields": visitor.fields,
         });
         writeln!(writer, "{line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held_now() -> (bool, Vec<u8>) {
+        HELD.with(|h| {
+            let h = h.borrow();
+            (h.holding, h.bytes.clone())
+        })
+    }
+
+    #[test]
+    fn lines_written_while_holding_wait_for_the_guard_and_stay_bounded() {
+        let guard = hold_lines();
+        HeldStderr.write_all(b"held line 1\n").expect("held");
+        HeldStderr.write_all(b"held line 2\n").expect("held");
+        assert_eq!(held_now(), (true, b"held line 1\nheld line 2\n".to_vec()));
+        drop(guard);
+        assert_eq!(held_now(), (false, Vec::new()));
+
+        // A burst of lines never holds more than HELD_BYTES.
+        let _guard = hold_lines();
+        let mut line = [b' '; 1024];
+        line[1023] = b'\n';
+        for _ in 0..HELD_BYTES / line.len() + 1 {
+            HeldStderr.write_all(&line).expect("held");
+        }
+        assert!(held_now().1.len() < HELD_BYTES);
     }
 }
