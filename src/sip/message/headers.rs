@@ -137,21 +137,31 @@ pub fn canonical_name(name: &str) -> Cow<'_, str> {
     }
 }
 
-/// [`KNOWN`] indexed by name length, each name with whether it is in [`LIST`]: a lookup compares only
-/// the few names of its own length (scanning all of `KNOWN` per header line was 3 % of the signalling
-/// thread at 2,000 calls/s, perf).
-static BY_LENGTH: LazyLock<Vec<Vec<(&'static str, bool)>>> = LazyLock::new(|| {
+/// A name the tables know: its spelling, whether it is a list header, and its place in [`KNOWN`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KnownName {
+    name: &'static str,
+    list: bool,
+    index: u8,
+}
+
+/// [`KNOWN`] indexed by name length: a lookup compares only the few names of its own length
+/// (scanning all of `KNOWN` per header line was 3 % of the signalling thread at 2,000 calls/s, perf).
+static BY_LENGTH: LazyLock<Vec<Vec<KnownName>>> = LazyLock::new(|| {
     let longest = KNOWN.iter().map(|k| k.len()).max().unwrap_or(0);
     let mut table = vec![Vec::new(); longest + 1];
-    for &known in KNOWN {
-        table[known.len()].push((known, LIST.contains(&known)));
+    for (index, &name) in (0u8..).zip(KNOWN) {
+        table[name.len()].push(KnownName {
+            name,
+            list: LIST.contains(&name),
+            index,
+        });
     }
     table
 });
 
-/// The table's spelling of a compact or known name and whether it is a list header; `None` for a
-/// name the tables do not know.
-fn known_entry(name: &str) -> Option<(&'static str, bool)> {
+/// What the tables know of a compact or full name; `None` for a name they do not know.
+fn known_entry(name: &str) -> Option<KnownName> {
     let full = match name.as_bytes() {
         [c] => {
             let c = c.to_ascii_lowercase();
@@ -162,23 +172,77 @@ fn known_entry(name: &str) -> Option<(&'static str, bool)> {
         }
         _ => name,
     };
-    BY_LENGTH
-        .get(full.len())?
+    let same_length = BY_LENGTH.get(full.len())?;
+    // Names in code and from most peers are spelled as in the table: an exact compare finds them.
+    same_length
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(full))
+        .find(|k| k.name == full)
+        .or_else(|| {
+            same_length
+                .iter()
+                .find(|k| k.name.eq_ignore_ascii_case(full))
+        })
         .copied()
 }
 
 /// The table's spelling of a compact or known name; `None` for a name the tables do not know.
 fn known_name(name: &str) -> Option<&'static str> {
-    known_entry(name).map(|(known, _)| known)
+    known_entry(name).map(|known| known.name)
 }
 
-/// [`canonical_name`] as stored in [`Headers`]: borrowed from the tables when known.
-fn stored_name(name: &str) -> Cow<'static, str> {
-    match known_name(name) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(name.to_owned()),
+/// A name being looked for, resolved once per lookup: a known name matches lines by table index
+/// (a byte compare per line), any other name by [`same_name`].
+#[derive(Clone, Copy)]
+enum Wanted<'a> {
+    Known(u8),
+    Other(&'a str),
+}
+
+impl<'a> Wanted<'a> {
+    fn new(name: &'a str) -> Self {
+        Wanted::from_entry(name, known_entry(name))
+    }
+
+    fn from_entry(name: &'a str, known: Option<KnownName>) -> Self {
+        match known {
+            Some(known) => Wanted::Known(known.index),
+            None => Wanted::Other(name),
+        }
+    }
+}
+
+/// One header line: its stored name, its [`KNOWN`] index when known, its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    /// A known name is the table's `&'static str` (no allocation per line: every message has a dozen).
+    name: Cow<'static, str>,
+    known: Option<u8>,
+    value: String,
+}
+
+impl Entry {
+    fn new(name: &str, value: String) -> Self {
+        match known_entry(name) {
+            Some(known) => Entry {
+                name: Cow::Borrowed(known.name),
+                known: Some(known.index),
+                value,
+            },
+            None => Entry {
+                name: Cow::Owned(name.to_owned()),
+                known: None,
+                value,
+            },
+        }
+    }
+
+    /// Whether this line is named `wanted`. A name the tables do not know can only equal another
+    /// unknown one (a known full or compact name resolves to its table entry).
+    fn is(&self, wanted: Wanted<'_>) -> bool {
+        match wanted {
+            Wanted::Known(index) => self.known == Some(index),
+            Wanted::Other(name) => self.known.is_none() && same_name(&self.name, name),
+        }
     }
 }
 
@@ -187,13 +251,8 @@ pub fn same_name(a: &str, b: &str) -> bool {
     if a.eq_ignore_ascii_case(b) {
         return true;
     }
-    // Only a one-letter name can be an alias of a different spelling; skip the table otherwise, since
-    // this runs for every stored line on every lookup.
+    // Only a one-letter name can be an alias of a different spelling; skip the table otherwise.
     (a.len() == 1 || b.len() == 1) && canonical_name(a).eq_ignore_ascii_case(&canonical_name(b))
-}
-
-fn is_list(name: &str) -> bool {
-    known_entry(name).is_some_and(|(_, list)| list)
 }
 
 /// Splits `s` at `sep` bytes that are outside quoted strings and outside `<...>`; pieces are trimmed.
@@ -238,8 +297,7 @@ pub(crate) fn split_outside(s: &str, sep: u8) -> Vec<&str> {
 /// stays one entry, and [`Headers::get_all`] splits it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    /// A known name is the table's `&'static str` (no allocation per line: every message has a dozen).
-    entries: Vec<(Cow<'static, str>, String)>,
+    entries: Vec<Entry>,
 }
 
 impl Headers {
@@ -261,24 +319,44 @@ impl Headers {
         self.entries.is_empty()
     }
 
+    /// The lines named `name` (case-insensitive, compact-aware), in order.
+    fn named<'s, 'n>(&'s self, name: &'n str) -> impl Iterator<Item = &'s Entry> + use<'s, 'n> {
+        let wanted = Wanted::new(name);
+        self.entries.iter().filter(move |e| e.is(wanted))
+    }
+
+    /// The position of the first line named `name`.
+    fn position(&self, name: &str) -> Option<usize> {
+        let wanted = Wanted::new(name);
+        self.entries.iter().position(|e| e.is(wanted))
+    }
+
     /// The value of the first line named `name` (case-insensitive, compact-aware), unsplit.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(n, _)| same_name(n, name))
-            .map(|(_, v)| v.as_str())
+        self.named(name).next().map(|e| e.value.as_str())
+    }
+
+    /// How many lines are named `name`.
+    pub fn count(&self, name: &str) -> usize {
+        self.named(name).count()
     }
 
     /// Every value of `name` in order; lines of list headers (Via, Contact, Route, Supported, …) are
     /// split at commas outside quotes and `<...>`, other headers give one value per line.
     pub fn get_all(&self, name: &str) -> Vec<&str> {
-        let list = is_list(name);
+        let known = known_entry(name);
+        let list = known.is_some_and(|k| k.list);
+        let wanted = Wanted::from_entry(name, known);
         let mut out = Vec::new();
-        for (_, v) in self.entries.iter().filter(|(n, _)| same_name(n, name)) {
+        for e in self.entries.iter().filter(|e| e.is(wanted)) {
             if list {
-                out.extend(split_outside(v, b',').into_iter().filter(|p| !p.is_empty()));
+                out.extend(
+                    split_outside(&e.value, b',')
+                        .into_iter()
+                        .filter(|p| !p.is_empty()),
+                );
             } else {
-                out.push(v.as_str());
+                out.push(e.value.as_str());
             }
         }
         out
@@ -292,65 +370,64 @@ impl Headers {
         } else {
             value.trim().to_owned()
         };
-        self.entries.push((stored_name(name), value));
+        self.entries.push(Entry::new(name, value));
+    }
+
+    /// [`Headers::push`] of a value the parser has already trimmed: it is stored without a copy.
+    pub(crate) fn push_trimmed(&mut self, name: &str, value: String) {
+        if value.contains(['\r', '\n']) || value.trim().len() != value.len() {
+            return self.push(name, &value);
+        }
+        self.entries.push(Entry::new(name, value));
+    }
+
+    /// Pushes `name: value`, then moves it to `pos` when there is one.
+    fn push_at(&mut self, pos: Option<usize>, name: &str, value: &str) {
+        self.push(name, value);
+        if let Some(pos) = pos {
+            if let Some(e) = self.entries.pop() {
+                self.entries.insert(pos, e);
+            }
+        }
     }
 
     /// Replaces every line named `name` with one line holding `value`, at the position of the first
     /// (or at the end when there was none).
     pub fn set(&mut self, name: &str, value: &str) {
-        let pos = self.entries.iter().position(|(n, _)| same_name(n, name));
+        let pos = self.position(name);
         self.remove(name);
-        self.push(name, value);
-        if let Some(pos) = pos {
-            // The line was just pushed last; move it back to where the first old line was.
-            if let Some(e) = self.entries.pop() {
-                self.entries.insert(pos, e);
-            }
-        }
+        self.push_at(pos, name, value);
     }
 
     /// Removes every line named `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
         let before = self.entries.len();
-        self.entries.retain(|(n, _)| !same_name(n, name));
+        let wanted = Wanted::new(name);
+        self.entries.retain(|e| !e.is(wanted));
         before - self.entries.len()
     }
 
     /// All lines in order as `(name, value)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (&**n, v.as_str()))
+        self.entries.iter().map(|e| (&*e.name, e.value.as_str()))
     }
 
     /// Every line named `name`, unsplit, as owned strings (used to echo Via lines verbatim).
     pub fn get_all_lines(&self, name: &str) -> Vec<String> {
-        self.entries
-            .iter()
-            .filter(|(n, _)| same_name(n, name))
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.named(name).map(|e| e.value.clone()).collect()
     }
 
     /// Inserts a line before the first line named `name` (at the end when there is none).
     pub fn push_front_of(&mut self, name: &str, value: &str) {
-        let pos = self.entries.iter().position(|(n, _)| same_name(n, name));
-        self.push(name, value);
-        if let Some(pos) = pos {
-            if let Some(e) = self.entries.pop() {
-                self.entries.insert(pos, e);
-            }
-        }
+        let pos = self.position(name);
+        self.push_at(pos, name, value);
     }
 
     /// Inserts a `name: value` line before the first line named `before` (at the end when there is none):
     /// how a header is added ahead of Content-Length, which conventionally ends the header section.
     pub fn push_before(&mut self, before: &str, name: &str, value: &str) {
-        let pos = self.entries.iter().position(|(n, _)| same_name(n, before));
-        self.push(name, value);
-        if let Some(pos) = pos {
-            if let Some(e) = self.entries.pop() {
-                self.entries.insert(pos, e);
-            }
-        }
+        let pos = self.position(before);
+        self.push_at(pos, name, value);
     }
 
     /// Removes the last line (undo of a `push`).
@@ -360,11 +437,12 @@ impl Headers {
 
     /// Mutable access to the value of the `index`-th line, for typed setters that rewrite in place.
     pub(crate) fn value_mut_nth(&mut self, name: &str, nth: usize) -> Option<&mut String> {
+        let wanted = Wanted::new(name);
         self.entries
             .iter_mut()
-            .filter(|(n, _)| same_name(n, name))
+            .filter(|e| e.is(wanted))
             .nth(nth)
-            .map(|(_, v)| v)
+            .map(|e| &mut e.value)
     }
 }
 
@@ -379,6 +457,7 @@ mod tests {
             assert_eq!(known_name(&compact), Some(*full), "compact {compact}");
             assert_eq!(known_name(&compact.to_uppercase()), Some(*full));
         }
+        let is_list = |name: &str| known_entry(name).is_some_and(|k| k.list);
         for list in LIST {
             assert!(is_list(list) && is_list(&list.to_lowercase()), "{list}");
         }

@@ -89,6 +89,11 @@ fn parse_start_line(line: &str, partial: &mut PartialHeaders) -> Result<StartLin
 /// of a quoted-pair inside a quoted string: RFC 3261 §25.1 allows `"\" (%x00-09 / %x0B-0C / %x0E-7F)`
 /// there and nowhere else (RFC 4475 §3.1.1.2 sends BEL, NUL and DEL that way in a display name).
 fn controls_are_quoted_pairs(value: &str) -> bool {
+    // Almost every value is printable ASCII: nothing to check char by char (bytes from 0x80 may be
+    // C1 controls, so they take the slow path).
+    if value.bytes().all(is_printable_ascii) {
+        return true;
+    }
     let (mut in_quote, mut escaped) = (false, false);
     for c in value.chars() {
         if escaped {
@@ -107,6 +112,11 @@ fn controls_are_quoted_pairs(value: &str) -> bool {
         }
     }
     true
+}
+
+/// Printable ASCII or HTAB: never a control character.
+fn is_printable_ascii(b: u8) -> bool {
+    (b' '..=b'~').contains(&b) || b == b'\t'
 }
 
 /// The headers kept in typed form, in the order their faults are reported.
@@ -249,6 +259,17 @@ fn content_length(headers: &Headers) -> Result<Option<usize>, Fault> {
     Ok(found)
 }
 
+/// `partial` with the headers a stateless reply echoes (Via, From, To, Call-ID, CSeq): read only
+/// when a message fails, since a parsed one carries them typed.
+fn with_echoed(mut partial: PartialHeaders, headers: &Headers) -> PartialHeaders {
+    partial.via = headers.get_all_lines("Via");
+    partial.from = headers.get("From").map(str::to_owned);
+    partial.to = headers.get("To").map(str::to_owned);
+    partial.call_id = headers.get("Call-ID").map(str::to_owned);
+    partial.cseq = headers.get("CSeq").map(str::to_owned);
+    partial
+}
+
 /// Parses one message; see [`super::parse_datagram`] and [`super::parse_stream_message`].
 pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseError> {
     let mut partial = PartialHeaders::default();
@@ -256,12 +277,12 @@ pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseE
     let mut start: Option<Result<StartLine, Fault>> = None;
     // Header lines as (name, unfolded value); `None` marks an unreadable line so that its
     // continuation lines are not glued onto the previous header.
-    let mut raw: Vec<Option<(&str, String)>> = Vec::new();
+    let mut raw: Vec<Option<(&str, String)>> = Vec::with_capacity(16);
     let mut body_start = None;
     let mut saw_crlf = false;
     let mut pos = 0;
     while pos < bytes.len() {
-        let Some(nl) = bytes[pos..].iter().position(|&b| b == b'\n') else {
+        let Some(nl) = memchr::memchr(b'\n', &bytes[pos..]) else {
             break;
         };
         let line = &bytes[pos..pos + nl];
@@ -288,7 +309,9 @@ pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseE
             continue;
         };
         if start.is_none() {
-            if line.chars().any(|c| c.is_control() && c != '\t') {
+            if !line.bytes().all(is_printable_ascii)
+                && line.chars().any(|c| c.is_control() && c != '\t')
+            {
                 fault.get_or_insert(Fault::MalformedHeaderLine);
                 raw.push(None);
                 continue;
@@ -333,30 +356,26 @@ pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseE
         }
     }
     let mut headers = Headers::new();
-    for (name, value) in raw.iter().flatten() {
+    for (name, value) in raw.into_iter().flatten() {
         // Checked on the unfolded value, which is what gets printed, so a reparse decides the same.
-        if !controls_are_quoted_pairs(value) {
+        if !controls_are_quoted_pairs(&value) {
             fault.get_or_insert(Fault::MalformedHeaderLine);
         }
-        headers.push(name, value);
+        headers.push_trimmed(name, value);
     }
-    partial.via = headers.get_all_lines("Via");
-    partial.from = headers.get("From").map(str::to_owned);
-    partial.to = headers.get("To").map(str::to_owned);
-    partial.call_id = headers.get("Call-ID").map(str::to_owned);
-    partial.cseq = headers.get("CSeq").map(str::to_owned);
-
-    let fail = |kind: Fault, partial: PartialHeaders| Err(ParseError::new(kind, partial));
+    let fail = |kind: Fault, partial: PartialHeaders, headers: &Headers| {
+        Err(ParseError::new(kind, with_echoed(partial, headers)))
+    };
     let start = match start {
-        None => return fail(Fault::BadStartLine, partial),
-        Some(Err(f)) => return fail(f, partial),
+        None => return fail(Fault::BadStartLine, partial, &headers),
+        Some(Err(f)) => return fail(f, partial, &headers),
         Some(Ok(s)) => s,
     };
     if let Some(f) = fault {
-        return fail(f, partial);
+        return fail(f, partial, &headers);
     }
     let Some(body_start) = body_start else {
-        return fail(Fault::MissingEndOfHeaders, partial);
+        return fail(Fault::MissingEndOfHeaders, partial, &headers);
     };
     let method = match &start {
         StartLine::Request { method, .. } => Some(method),
@@ -364,14 +383,15 @@ pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseE
     };
     let base = match typed(&headers, method) {
         Ok(b) => b,
-        Err(f) => return fail(f, partial),
+        Err(f) => return fail(f, partial, &headers),
     };
     let rest = bytes.get(body_start..).unwrap_or(&[]);
-    let body = match content_length(&headers) {
-        Err(f) => return fail(f, partial),
+    let declared = content_length(&headers);
+    let body = match declared {
+        Err(f) => return fail(f, partial, &headers),
         // §18.3: on a stream Content-Length MUST be present.
         Ok(None) if framing == Framing::Stream => {
-            return fail(Fault::Missing("Content-Length"), partial)
+            return fail(Fault::Missing("Content-Length"), partial, &headers)
         }
         // §18.3: over UDP a missing Content-Length means the body runs to the end of the datagram.
         Ok(None) => rest,
@@ -379,12 +399,22 @@ pub(crate) fn parse(bytes: &[u8], framing: Framing) -> Result<SipMessage, ParseE
         // the body as if it had CRLFs, so over UDP the datagram end is trusted instead.
         Ok(Some(n)) if n > rest.len() && !saw_crlf && framing == Framing::Datagram => rest,
         // §18.3: a datagram shorter than Content-Length is an error (400).
-        Ok(Some(n)) if n > rest.len() => return fail(Fault::ContentLengthTooLarge, partial),
+        Ok(Some(n)) if n > rest.len() => {
+            return fail(Fault::ContentLengthTooLarge, partial, &headers)
+        }
         // §18.3: bytes beyond Content-Length are discarded.
         Ok(Some(n)) => &rest[..n],
     };
-    // Keep the stored Content-Length equal to the body, so parse → print → parse is stable.
-    headers.set("Content-Length", &body.len().to_string());
+    // Keep the stored Content-Length equal to the body, so parse → print → parse is stable; the usual
+    // message already has it so (one line, the body's length without leading zeros).
+    let stored_fits = declared == Ok(Some(body.len()))
+        && headers.count("Content-Length") == 1
+        && headers
+            .get("Content-Length")
+            .is_some_and(|v| v == "0" || !v.starts_with('0'));
+    if !stored_fits {
+        headers.set("Content-Length", &body.len().to_string());
+    }
     let body = body.to_vec();
     Ok(match start {
         StartLine::Request {
