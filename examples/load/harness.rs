@@ -558,6 +558,14 @@ impl Helpline {
 }
 
 impl Helpline {
+    /// After the step at `rate` failed, before the refinement: its calls end (or time out, 64·T1)
+    /// first, and the CDR count restarts from what is written, which is returned.
+    fn settle_before_refining(&self, counted: usize, rate: u32, out: Out) -> usize {
+        let left = self.wait_idle(counted, Duration::from_secs(40));
+        say!(out, "  refining between the last pass and {rate}/s ({left} calls still in progress after the wait)");
+        self.cdrs().len()
+    }
+
     /// Waits (up to `limit`) until no call is in progress and the CDR file has `n` lines or has stopped
     /// growing (a refusal may leave none); returns how many calls were still in progress.
     fn wait_idle(&self, n: usize, limit: Duration) -> u64 {
@@ -949,11 +957,7 @@ fn g1(ctx: &Ctx, out: Out, report: &mut Report) -> Result<(), String> {
         if !step.faults().is_empty() {
             ladder.failed(rate);
             if ladder.refining() {
-                // The failed step's calls end (or time out: 64·T1) before the next step starts, and
-                // the CDR count restarts from what is written.
-                let left = server.wait_idle(total, Duration::from_secs(40));
-                total = server.cdrs().len();
-                say!(out, "  refining between the last pass and {rate}/s ({left} calls still in progress after the wait)");
+                total = server.settle_before_refining(total, rate, &mut *out);
             }
             continue;
         }
@@ -1127,10 +1131,7 @@ fn g1c(ctx: &Ctx, args: &Args, out: Out, report: &mut Report) -> Result<(), Stri
         if !step.faults().is_empty() {
             ladder.failed(rate);
             if ladder.refining() {
-                // As in G1: the failed step's calls end first; routed counts restart from here.
-                let left = server.wait_idle(seen, Duration::from_secs(40));
-                seen = server.cdrs().len();
-                say!(out, "  refining between the last pass and {rate}/s ({left} calls still in progress after the wait)");
+                seen = server.settle_before_refining(seen, rate, &mut *out);
             }
             continue;
         }
