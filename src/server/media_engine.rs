@@ -656,6 +656,18 @@ impl MediaHandle {
         }
     }
 
+    /// Sends what is held, then `cmd`, now (holding goes on for what follows).
+    fn send_through(&self, cmd: Command) {
+        let earlier = match self.held.0.lock() {
+            Ok(mut held) => held.as_mut().map(std::mem::take),
+            Err(_) => None,
+        };
+        for earlier in earlier.into_iter().flatten() {
+            self.send_now(earlier);
+        }
+        self.send_now(cmd);
+    }
+
     fn send_now(&self, cmd: Command) {
         match self.tx.try_send(cmd) {
             Ok(()) => {}
@@ -697,7 +709,9 @@ impl MediaHandle {
     /// type). DTMF and RTP timeouts are still reported per session. A leg already bridged leaves its
     /// old bridge first. Ignored if either session is not open, or `a == b`.
     pub fn bridge(&self, a: MediaId, b: MediaId) {
-        self.send(Command::Bridge(a, b));
+        // Never held: the SIP of the same burst (the agent's ACK) lets both sides talk at once, and a
+        // packet that reaches a session before its bridge is not relayed.
+        self.send_through(Command::Bridge(a, b));
     }
 
     /// Ends the bridge session `id` (either leg) is in; each leg's session takes its stream back, so
