@@ -33,7 +33,8 @@ struct Stream {
     first_seq: u64,
     last_seq: u64,
     last_ts: u32,
-    last_at: Instant,
+    /// Kernel arrival time of the last packet, ns (CLOCK_REALTIME: only differences are used).
+    last_at: u64,
     received: u64,
     seq_breaks: u64,
     ts_breaks: u64,
@@ -176,7 +177,7 @@ pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
     let mut sinks = Vec::new();
     for _ in 0..SINKS {
         let sock = UdpSocket::bind("127.0.0.1:0")?;
-        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        prepare_sink(&sock)?;
         sinks.push(sock);
     }
     let addrs: Vec<SocketAddr> = sinks
@@ -361,7 +362,17 @@ fn summarise(
     }
 }
 
-/// One sink socket's loop: timestamp each packet on arrival, account for it, echo it.
+/// How often a sink thread drains its socket. The sink does not block in `recv`: on loopback the
+/// sender wakes a blocked receiver itself, so a blocking sink charged a thread wake-up per packet to
+/// the engine's `sendto` (a third of the media thread's samples at 3,000 streams). Arrival times are
+/// the kernel's (`SO_TIMESTAMPNS`), so draining late does not move them.
+const DRAIN_EVERY: Duration = Duration::from_millis(1);
+/// Receive buffer asked for on each sink socket: several drain periods of its share of the streams,
+/// with room for the scheduler's late wake-ups on a shared machine.
+const SINK_RCVBUF: usize = 8 << 20;
+
+/// One sink socket's loop: every [`DRAIN_EVERY`], reads what arrived (each packet with its kernel
+/// arrival time), accounts for it and echoes it.
 fn receive(sock: &UdpSocket, stop: &AtomicBool, measuring: &AtomicU8) -> Part {
     let mut part = Part {
         fine: vec![0; FINE_BINS],
@@ -371,63 +382,117 @@ fn receive(sock: &UdpSocket, stop: &AtomicBool, measuring: &AtomicU8) -> Part {
     };
     let mut buf = [0u8; 2048];
     let mut echo = [0u8; 172];
+    let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let Ok((len, from)) = sock.recv_from(&mut buf) else {
-            continue;
-        };
-        let at = Instant::now();
-        if len < 12 || buf[0] >> 6 != 2 {
-            continue;
-        }
-        let seq = u16::from_be_bytes([buf[2], buf[3]]);
-        let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
-        let phase = measuring.load(Ordering::Relaxed);
-        let fresh = !part.streams.contains_key(&ssrc);
-        let s = part.streams.entry(ssrc).or_insert_with(|| Stream {
-            first_seq: u64::from(seq),
-            last_seq: u64::from(seq),
-            last_ts: ts,
-            last_at: at,
-            received: 0,
-            seq_breaks: 0,
-            ts_breaks: 0,
-            hist: Box::new([0; COARSE_BINS]),
-            echo_seq: 0,
-            echo_ts: 0,
-        });
-        if phase == 0 {
-            // Warm-up: follow the stream so the first measured interval is right.
-            s.last_seq = u64::from(seq);
-            s.last_ts = ts;
-            s.last_at = at;
-        } else if phase == 1 && fresh {
-            s.received = 1;
-        } else if phase == 1 {
-            account(s, &mut part.fine, seq, ts, at);
-        } else {
-            // The window is over: no more echoes, so the engine's late reads are its backlog.
-            continue;
-        }
-        // Echo: the caller's own PCMU stream, one packet per packet heard.
-        s.echo_seq = s.echo_seq.wrapping_add(1);
-        s.echo_ts = s.echo_ts.wrapping_add(160);
-        echo[0] = 0x80;
-        echo[1] = 0;
-        echo[2..4].copy_from_slice(&s.echo_seq.to_be_bytes());
-        echo[4..8].copy_from_slice(&s.echo_ts.to_be_bytes());
-        echo[8..12].copy_from_slice(&(!ssrc).to_be_bytes());
-        echo[12..].fill(0xff);
-        match sock.send_to(&echo, from) {
-            Ok(_) => part.echoed[usize::from(phase)] += 1,
-            Err(_) => part.echo_errors += 1,
+        next = (next + DRAIN_EVERY).max(Instant::now());
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        while let Some((len, from, at)) = recv_stamped(sock, &mut buf) {
+            let Some(packet) = buf.get(..len) else {
+                continue;
+            };
+            let phase = measuring.load(Ordering::Relaxed);
+            if let Some(n) = heard(&mut part, packet, at, phase, &mut echo) {
+                match sock.send_to(&echo[..n], from) {
+                    Ok(_) => part.echoed[usize::from(phase)] += 1,
+                    Err(_) => part.echo_errors += 1,
+                }
+            }
         }
     }
     part
 }
 
+/// Sets a sink socket up for [`receive`]: non-blocking, kernel receive timestamps, a large buffer
+/// (`SO_RCVBUFFORCE` when allowed, else what `net.core.rmem_max` grants).
+fn prepare_sink(sock: &UdpSocket) -> std::io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    sock.set_nonblocking(true)?;
+    setsockopt(sock, sockopt::ReceiveTimestampns, &true).map_err(std::io::Error::from)?;
+    if setsockopt(sock, sockopt::RcvBufForce, &SINK_RCVBUF).is_err() {
+        setsockopt(sock, sockopt::RcvBuf, &SINK_RCVBUF).map_err(std::io::Error::from)?;
+    }
+    Ok(())
+}
+
+/// One datagram if one is waiting: its length, source and kernel arrival time (ns, CLOCK_REALTIME).
+fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr, u64)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrIn>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .ok()?;
+    let from = SocketAddr::from(std::net::SocketAddrV4::from(msg.address?));
+    let at = msg.cmsgs().ok()?.find_map(|c| match c {
+        ControlMessageOwned::ScmTimestampns(t) => {
+            Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        }
+        _ => None,
+    })?;
+    Some((msg.bytes, from, at))
+}
+
+/// A packet the sink heard at `at` (ns) in `phase` (0 warm-up, 1 window, 2 over): follows or accounts
+/// for its stream, and writes the caller's echo into `echo`, returning its length (`None`: not RTP, or
+/// the window is over).
+fn heard(
+    part: &mut Part,
+    packet: &[u8],
+    at: u64,
+    phase: u8,
+    echo: &mut [u8; 172],
+) -> Option<usize> {
+    if packet.len() < 12 || packet[0] >> 6 != 2 {
+        return None;
+    }
+    let seq = u16::from_be_bytes([packet[2], packet[3]]);
+    let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+    let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+    let fresh = !part.streams.contains_key(&ssrc);
+    let s = part.streams.entry(ssrc).or_insert_with(|| Stream {
+        first_seq: u64::from(seq),
+        last_seq: u64::from(seq),
+        last_ts: ts,
+        last_at: at,
+        received: 0,
+        seq_breaks: 0,
+        ts_breaks: 0,
+        hist: Box::new([0; COARSE_BINS]),
+        echo_seq: 0,
+        echo_ts: 0,
+    });
+    if phase == 0 {
+        // Warm-up: follow the stream so the first measured interval is right.
+        s.last_seq = u64::from(seq);
+        s.last_ts = ts;
+        s.last_at = at;
+    } else if phase == 1 && fresh {
+        s.received = 1;
+    } else if phase == 1 {
+        account(s, &mut part.fine, seq, ts, at);
+    } else {
+        // The window is over: no more echoes, so the engine's late reads are its backlog.
+        return None;
+    }
+    // Echo: the caller's own PCMU stream, one packet per packet heard.
+    s.echo_seq = s.echo_seq.wrapping_add(1);
+    s.echo_ts = s.echo_ts.wrapping_add(160);
+    echo[0] = 0x80;
+    echo[1] = 0;
+    echo[2..4].copy_from_slice(&s.echo_seq.to_be_bytes());
+    echo[4..8].copy_from_slice(&s.echo_ts.to_be_bytes());
+    echo[8..12].copy_from_slice(&(!ssrc).to_be_bytes());
+    echo[12..].fill(0xff);
+    Some(echo.len())
+}
+
 /// One measured packet of a known stream: continuity, then the interval since the last one.
-fn account(s: &mut Stream, fine: &mut [u64], seq: u16, ts: u32, at: Instant) {
+fn account(s: &mut Stream, fine: &mut [u64], seq: u16, ts: u32, at: u64) {
     // Extend the 16-bit sequence number to the nearest value after the last one.
     let step = seq.wrapping_sub(s.last_seq as u16);
     if step == 0 || step > 0x8000 {
@@ -445,7 +510,7 @@ fn account(s: &mut Stream, fine: &mut [u64], seq: u16, ts: u32, at: Instant) {
         s.ts_breaks += 1;
     }
     if step == 1 {
-        let gap = at.duration_since(s.last_at).as_micros() as i64;
+        let gap = (at.saturating_sub(s.last_at) / 1_000) as i64;
         let dev = (gap - 20_000).unsigned_abs() as usize;
         fine[dev.min(FINE_BINS - 1)] += 1;
         s.hist[(dev / 100).min(COARSE_BINS - 1)] += 1;
