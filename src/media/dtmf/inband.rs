@@ -166,17 +166,26 @@ static TABLES: std::sync::LazyLock<Tables> = std::sync::LazyLock::new(|| {
 });
 
 /// Streaming DTMF detector for 8 kHz linear samples; see the module documentation for the method.
+///
+/// A sub-block's DFT is computed only when a window that holds it has the energy a key needs (each
+/// tone's energy is at most twice the window's, so a quieter window cannot pass the level check): the
+/// silence and line noise a caller sends while listening cost one multiply-add per sample, not eight
+/// complex ones. The DFT, when computed, is the same arithmetic in the same order as before.
 #[derive(Clone, Debug)]
 pub struct InbandDetector {
     tables: &'static Tables,
-    /// DFT of the sub-block being filled.
-    acc: [Cplx; 8],
     /// Energy (sum of squares) of the sub-block being filled.
     acc_energy: f32,
     /// Position in the sub-block being filled.
     pos: usize,
-    /// DFTs of the last `SUBS` completed sub-blocks, a ring indexed from `head` (oldest).
+    /// Slot of the ring the sub-block being filled goes to.
+    next: usize,
+    /// Samples of the last `SUBS` sub-blocks (and of the one being filled, in slot `next`).
+    samples_ring: [[i16; SUB]; SUBS],
+    /// DFTs of the last `SUBS` completed sub-blocks, a ring indexed from `head` (oldest); valid where
+    /// `dft_done` says so.
     subs: [[Cplx; 8]; SUBS],
+    dft_done: [bool; SUBS],
     /// Energies of the same sub-blocks.
     sub_energy: [f32; SUBS],
     head: usize,
@@ -210,10 +219,12 @@ impl InbandDetector {
         let db = |d: f64| 10f64.powf(d / 10.0) as f32;
         InbandDetector {
             tables: &TABLES,
-            acc: [(0.0, 0.0); 8],
             acc_energy: 0.0,
             pos: 0,
+            next: 0,
+            samples_ring: [[0; SUB]; SUBS],
             subs: [[(0.0, 0.0); 8]; SUBS],
+            dft_done: [false; SUBS],
             sub_energy: [0.0; SUBS],
             head: 0,
             filled: 0,
@@ -237,13 +248,8 @@ impl InbandDetector {
     /// wait for [`poll_digit`](Self::poll_digit); up to 8 are kept, later ones are dropped.
     pub fn process(&mut self, samples: &[i16]) -> Option<InbandDigit> {
         for &s in samples {
+            self.samples_ring[self.next][self.pos] = s;
             let x = f32::from(s);
-            let basis = &self.tables.basis;
-            for (a, b) in self.acc.iter_mut().zip(basis.iter()) {
-                let (c, si) = b[self.pos];
-                a.0 += x * c;
-                a.1 += x * si;
-            }
             self.acc_energy += x * x;
             self.pos += 1;
             self.samples += 1;
@@ -272,15 +278,15 @@ impl InbandDetector {
     }
 
     fn finish_sub_block(&mut self) {
-        let slot = (self.head + self.filled) % SUBS;
-        self.subs[slot] = self.acc;
+        let slot = self.next;
         self.sub_energy[slot] = self.acc_energy;
+        self.dft_done[slot] = false;
         if self.filled < SUBS {
             self.filled += 1;
         } else {
             self.head = (self.head + 1) % SUBS;
         }
-        self.acc = [(0.0, 0.0); 8];
+        self.next = (self.head + self.filled) % SUBS;
         self.acc_energy = 0.0;
         self.pos = 0;
         if self.filled == SUBS {
@@ -290,8 +296,36 @@ impl InbandDetector {
         }
     }
 
+    /// The DFT of each sub-block of the window that has none yet (per frequency, samples in order).
+    fn compute_dfts(&mut self) {
+        let basis = &self.tables.basis;
+        for slot in 0..SUBS {
+            if self.dft_done[slot] {
+                continue;
+            }
+            let samples = &self.samples_ring[slot];
+            for (acc, b) in self.subs[slot].iter_mut().zip(basis.iter()) {
+                let mut a = (0.0f32, 0.0f32);
+                for (&s, &(c, si)) in samples.iter().zip(b.iter()) {
+                    let x = f32::from(s);
+                    a.0 += x * c;
+                    a.1 += x * si;
+                }
+                *acc = a;
+            }
+            self.dft_done[slot] = true;
+        }
+    }
+
     /// The key held by the current window, if it passes every check.
-    fn classify_window(&self) -> Option<WindowKey> {
+    fn classify_window(&mut self) -> Option<WindowKey> {
+        let total: f32 = self.sub_energy.iter().sum();
+        // |X|² ≤ N·Σx² (Cauchy–Schwarz), so a tone's energy |X|²·2/N is at most twice the window's:
+        // below half the minimum no tone can pass the level check (the margin covers rounding).
+        if 2.0 * total * 1.001 < self.min_tone_energy {
+            return None;
+        }
+        self.compute_dfts();
         let mut tone = [0f32; 8];
         for (k, t) in tone.iter_mut().enumerate() {
             let (mut re, mut im) = (0.0f32, 0.0f32);
@@ -318,7 +352,6 @@ impl InbandDetector {
         if !self.limits_ok(&energies, self.window_slack) {
             return None;
         }
-        let total: f32 = self.sub_energy.iter().sum();
         if row_e + col_e < MIN_TONE_SHARE * total {
             return None;
         }
