@@ -90,6 +90,9 @@ pub enum Command {
         /// 0.5–1.5 times it (the first report comes after half of it).
         #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..))]
         rtcp_interval_ms: u64,
+        /// Media threads pacing prompts and relaying RTP; a call's sessions share one (1–64).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+        media_threads: u64,
         /// Seconds a caller may stay in the menus before helpline hangs up.
         #[arg(long, default_value_t = 900)]
         max_ivr_secs: u64,
@@ -413,6 +416,7 @@ pub fn server_config(command: Command) -> Option<ServerConfig> {
             ring_ms,
             first_prompt_delay_ms,
             rtcp_interval_ms,
+            media_threads,
             max_ivr_secs,
             t1_ms,
             t2_ms,
@@ -455,6 +459,7 @@ pub fn server_config(command: Command) -> Option<ServerConfig> {
                 ring: Duration::from_millis(ring_ms),
                 first_prompt_delay: Duration::from_millis(first_prompt_delay_ms),
                 rtcp_interval: Duration::from_millis(rtcp_interval_ms),
+                media_threads: media_threads as usize,
                 max_ivr: Duration::from_secs(max_ivr_secs),
                 watch_menus: !no_watch,
                 pretend_time,

@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub first_prompt_delay: Duration,
     /// RTCP report interval on each call leg before randomisation (default 5 s, RFC 3550 §6.2).
     pub rtcp_interval: Duration,
+    /// Media threads (default 1); the sessions of one call share one (`server::media_engine`).
+    pub media_threads: usize,
     /// The address announced in SDP and Via when listening on the unspecified address (default: the
     /// address each caller sent its INVITE to).
     pub advertise_ip: Option<std::net::IpAddr>,
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             rtp_timeout: Duration::from_secs(30),
             first_prompt_delay: Duration::from_millis(300),
             rtcp_interval: crate::media::rtcp::DEFAULT_INTERVAL,
+            media_threads: 1,
             max_ivr: Duration::from_secs(15 * 60),
             advertise_ip: None,
             pretend_time: None,

@@ -136,6 +136,7 @@ settings_file! {
         ports = "rtp_ports", Restart;
         timeout_secs = "rtp_timeout_secs", Live;
         rtcp_interval_ms = "rtcp_interval_ms", Restart;
+        media_threads = "media_threads", Restart;
     }
     [calls] Calls {
         ring_ms = "ring_ms", Live;
@@ -531,6 +532,9 @@ mod tests {
         }),
         ("rtp.rtcp_interval_ms", "1000", "1s", "2000", "2s", |c| {
             format!("{:?}", c.rtcp_interval)
+        }),
+        ("rtp.media_threads", "2", "2", "3", "3", |c| {
+            format!("{:?}", c.media_threads)
         }),
         ("calls.ring_ms", "250", "250ms", "500", "500ms", |c| {
             format!("{:?}", c.ring)

@@ -161,13 +161,12 @@ struct Bridged {
     agent_tag: String,
 }
 
-/// Starts the server, registers ana, routes a GB caller to her, answers, ACK, and checks the RTP relay
-/// both ways.
-fn bridged_call() -> Bridged {
-    let server = Server::start(
-        &menus_with_sample_agents(str::to_owned),
-        &["--pretend-time", EUROPE_OPEN],
-    );
+/// Starts the server (with `extra` flags), registers ana, routes a GB caller to her, answers, ACK,
+/// and checks the RTP relay both ways.
+fn bridged_call(extra: &[&str]) -> Bridged {
+    let mut args = vec!["--pretend-time", EUROPE_OPEN];
+    args.extend_from_slice(extra);
+    let server = Server::start(&menus_with_sample_agents(str::to_owned), &args);
     let mut agent = Ua::udp(server.addr);
     register(&mut agent, ANA);
     server
@@ -358,7 +357,7 @@ fn a_routed_caller_is_bridged_to_the_agent_and_hangs_up_first() {
         mut call,
         mut agent,
         ..
-    } = bridged_call();
+    } = bridged_call(&[]);
     caller.in_dialog(&mut call, "BYE", "", "");
     caller.expect_response(200, WAIT);
     let bye = agent.expect_request("BYE", WAIT);
@@ -371,6 +370,25 @@ fn a_routed_caller_is_bridged_to_the_agent_and_hangs_up_first() {
     assert!(cdr["talk_ms"].as_u64().is_some_and(|t| t > 0), "{cdr}");
 }
 
+/// The same call with two media threads: the caller's and the agent's sessions share one (their
+/// ids are of one call group), so the relay works as with one.
+#[test]
+fn a_bridged_call_relays_both_ways_with_two_media_threads() {
+    let Bridged {
+        server,
+        mut caller,
+        mut call,
+        mut agent,
+        ..
+    } = bridged_call(&["--media-threads", "2"]);
+    caller.in_dialog(&mut call, "BYE", "", "");
+    caller.expect_response(200, WAIT);
+    let bye = agent.expect_request("BYE", WAIT);
+    agent.reply_ok(&bye);
+    let cdr = server.cdr_for(&call.call_id, WAIT);
+    assert_eq!(cdr["queue_result"], "answered", "{cdr}");
+}
+
 #[test]
 fn a_bridged_agent_hangs_up_first_and_the_caller_gets_bye() {
     let Bridged {
@@ -380,7 +398,7 @@ fn a_bridged_agent_hangs_up_first_and_the_caller_gets_bye() {
         mut agent,
         invite,
         agent_tag,
-    } = bridged_call();
+    } = bridged_call(&[]);
     // The agent's BYE: in helpline's dialog, to its Contact, From/To swapped from the INVITE.
     let target = invite
         .header("Contact")

@@ -623,3 +623,69 @@ fn a_flood_of_keys_and_reports_reaches_the_core_bounded_and_lifecycle_events_sur
         assert!(s.keys_over_rate > 0 && s.reports_folded > 0, "{s:?}");
     });
 }
+
+/// With two media threads, the engine keeps each call's sessions on one thread (by the id's call
+/// group): two calls on different threads each relay between their own legs.
+#[test]
+fn two_media_threads_each_bridge_the_legs_of_their_own_call() {
+    use helpline::server::media_engine::media_thread_of;
+    runtime().block_on(async {
+        let (tx, mut events) = helpline::server::media_engine::event_channel();
+        let engine = MediaEngine::start(
+            MediaEngineConfig {
+                threads: 2,
+                ..MediaEngineConfig::new("127.0.0.1".parse().unwrap())
+            },
+            tx,
+        )
+        .unwrap();
+        assert_eq!(engine.threads(), 2);
+        let groups = [1u64, 2];
+        assert_ne!(
+            media_thread_of(MediaId::in_group(groups[0], 0), 2),
+            media_thread_of(MediaId::in_group(groups[1], 0), 2),
+            "the two calls are on different threads"
+        );
+        let fence_peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut phones = Vec::new();
+        for (g, &group) in groups.iter().enumerate() {
+            let (caller_id, agent_id) = (MediaId::in_group(group, 0), MediaId::in_group(group, 1));
+            let mut caller = Phone::new(0x100 + g as u32).await;
+            let mut agent = Phone::new(0x200 + g as u32).await;
+            caller.engine_port = free_pair();
+            let caller_cfg = cfg(Law::Ulaw, 0, 101, caller.addr(), 40 + g as u64);
+            engine
+                .open(caller_id, caller.engine_port, caller_cfg)
+                .unwrap();
+            agent.engine_port = free_pair();
+            let agent_cfg = cfg(Law::Ulaw, 0, 101, agent.addr(), 50 + g as u64);
+            engine.open(agent_id, agent.engine_port, agent_cfg).unwrap();
+            let fence_cfg = cfg(Law::Ulaw, 0, 101, fence_peer.local_addr().unwrap(), 60);
+            engine
+                .open(MediaId::in_group(group, 9), free_pair(), fence_cfg)
+                .unwrap();
+            phones.push((caller_id, agent_id, caller, agent));
+        }
+        for &(caller_id, agent_id, ..) in &phones {
+            engine.bridge(caller_id, agent_id);
+        }
+        for &group in &groups {
+            let fence_id = MediaId::in_group(group, 9);
+            engine.play(fence_id, prompt("fence", 1, 10));
+            wait_for(&mut events, |e| finished(e, fence_id, "fence")).await;
+        }
+        for (g, (_, _, caller, agent)) in phones.iter_mut().enumerate() {
+            for k in 0..20u8 {
+                let spoken = ulaw_speech(k);
+                caller.audio(0, &spoken).await;
+                let (_, payload, from) = agent.recv().await;
+                assert_eq!(
+                    from.port(),
+                    agent.engine_port,
+                    "call {g}: from its agent leg"
+                );
+                assert_eq!(payload, spoken, "call {g}, packet {k}: relayed as spoken");
+            }
+        }
+    });
+}

@@ -42,6 +42,9 @@ pub struct Args {
     /// Seconds the RTP stage measures (the target says 5 minutes: --rtp-secs 300).
     #[arg(long, default_value_t = 20)]
     pub rtp_secs: u64,
+    /// Media threads of the RTP stage's engine (`serve --media-threads`).
+    #[arg(long, default_value_t = 2)]
+    pub rtp_threads: usize,
     /// Skip stages: any of g1,g5,g1c,g8,kamailio,rtp (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
@@ -153,8 +156,9 @@ pub fn run(args: &Args, bin: &Path, repo: &Path, out: Out) -> Result<Report, Str
         } else {
             (args.rtp_streams, args.rtp_secs)
         };
-        say!(out, "\n== G4/G4b: {streams} prompt streams through the real media engine, caller audio echoed at 50 pps, {secs} s ==");
-        match crate::rtp_sink::run(streams, Duration::from_secs(secs)) {
+        let threads = args.rtp_threads.max(1);
+        say!(out, "\n== G4/G4b: {streams} prompt streams through the real media engine ({threads} media threads, as `serve --media-threads {threads}`), caller audio echoed at 50 pps, {secs} s ==");
+        match crate::rtp_sink::run(streams, Duration::from_secs(secs), threads) {
             Ok(r) => {
                 for line in r.lines() {
                     say!(out, "  {line}");

@@ -87,6 +87,7 @@ pub struct RtpReport {
     max_late: Duration,
     send_errors: u64,
     media_cpu: Option<f64>,
+    threads: usize,
 }
 
 impl RtpReport {
@@ -118,7 +119,11 @@ impl RtpReport {
             ),
         ];
         if let Some(cpu) = self.media_cpu {
-            v.push(format!("media thread CPU {:.0} % of one core", cpu * 100.0));
+            v.push(format!(
+                "media threads ({}) CPU {:.0} % of one core",
+                self.threads,
+                cpu * 100.0
+            ));
         }
         v
     }
@@ -166,10 +171,14 @@ fn top(d: Duration, bins: u64) -> String {
 }
 
 /// Plays `n` streams for a warm-up second plus `measure`, and reports.
-pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
+/// `threads` media threads share the streams (each stream a call of its own).
+pub fn run(n: usize, measure: Duration, threads: usize) -> std::io::Result<RtpReport> {
     let (events, mut events_rx) = helpline::server::media_engine::event_channel();
     let engine = MediaEngine::start(
-        MediaEngineConfig::new("127.0.0.1".parse().expect("literal address")),
+        MediaEngineConfig {
+            threads,
+            ..MediaEngineConfig::new("127.0.0.1".parse().expect("literal address"))
+        },
         events,
     )?;
     let span = u16::try_from(n * 2 + 256).unwrap_or(u16::MAX - 40_000);
@@ -214,7 +223,7 @@ pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
             let Some(port) = ports.allocate(now) else {
                 break;
             };
-            let id = MediaId(i as u64);
+            let id = MediaId::in_group(i as u64, 0);
             let cfg = MediaConfig {
                 law: Law::Ulaw,
                 payload_type: 0,
@@ -246,13 +255,11 @@ pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
         let warm_up = stats.snapshot().received;
         stats.reset();
         measuring.store(1, Ordering::Relaxed);
-        let cpu0 = thread_cpu("helpline-media");
+        let cpu0 = media_cpu();
         tokio::time::sleep(Duration::from_secs(secs)).await;
         measuring.store(2, Ordering::Relaxed);
         let snap = stats.snapshot();
-        let cpu = cpu0
-            .zip(thread_cpu("helpline-media"))
-            .map(|(a, b)| (b - a) / secs as f64);
+        let cpu = cpu0.zip(media_cpu()).map(|(a, b)| (b - a) / secs as f64);
         let (after, drain) = drain_backlog(&stats, snap.received).await;
         let received = EngineReceived {
             warm_up,
@@ -268,7 +275,9 @@ pub fn run(n: usize, measure: Duration) -> std::io::Result<RtpReport> {
     }
     stop.store(true, Ordering::Relaxed);
     let parts: Vec<Part> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
-    Ok(summarise(n, ids.len(), secs, &parts, &snap, received, cpu))
+    let mut report = summarise(n, ids.len(), secs, &parts, &snap, received, cpu);
+    report.threads = engine.threads();
+    Ok(report)
 }
 
 /// After the window (the sink echoes no more): waits until the engine's receive count has not grown
@@ -359,6 +368,7 @@ fn summarise(
         max_late: snap.max_late,
         send_errors: snap.send_errors,
         media_cpu,
+        threads: 1,
     }
 }
 
@@ -521,17 +531,30 @@ fn account(s: &mut Stream, fine: &mut [u64], seq: u16, ts: u32, at: u64) {
     s.received += 1;
 }
 
-/// CPU seconds (user + system) of this process's thread named `name` (Linux, 100 Hz ticks).
-fn thread_cpu(name: &str) -> Option<f64> {
+/// CPU seconds (user + system) of this process's media threads (`helpline-media`,
+/// `helpline-media1`, …; not their tickers), Linux, 100 Hz ticks.
+fn media_cpu() -> Option<f64> {
+    let mut ticks = 0u64;
+    let mut found = false;
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-        let (head, rest) = stat.rsplit_once(") ")?;
-        if !head.ends_with(&format!("({name}")) {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let Some((_, name)) = head.split_once('(') else {
+            continue;
+        };
+        let Some(suffix) = name.strip_prefix("helpline-media") else {
+            continue;
+        };
+        if !suffix.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
         let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-        return Some(ticks as f64 / 100.0);
+        ticks += f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        found = true;
     }
-    None
+    found.then(|| ticks as f64 / 100.0)
 }

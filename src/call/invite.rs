@@ -316,7 +316,7 @@ impl Calls {
         let contact = contact(&peer, ip);
         let session_id: u64 = self.rng.gen::<u64>() >> 1;
         let mut media = CallMedia {
-            id: self.new_media_id(),
+            id: self.new_media_group(),
             port,
             ip,
             cfg: media_config_unanswered(self.cfg.rtp_timeout, session_id),
@@ -327,6 +327,7 @@ impl Calls {
             bind_attempts: 1,
             released: false,
             answered_at: None,
+            ids_given: 0,
         };
         first_sdp(offer.as_ref(), &mut media, self.cfg.rtp_timeout);
         let id = media.id;
@@ -402,10 +403,10 @@ impl Calls {
         let Some(port) = self.ports.allocate(now) else {
             return false;
         };
-        let id = self.new_media_id();
         let Some(call) = self.calls.get_mut(&key) else {
             return false;
         };
+        let id = call.media.next_id();
         let UasState::Proceeding { incoming, .. } = &call.caller().state else {
             self.ports.release(port);
             return false;

@@ -871,8 +871,9 @@ impl Calls {
         self.endpoint.respond(now, tx, response);
     }
 
-    fn new_media_id(&mut self) -> MediaId {
-        let id = MediaId(self.next_media);
+    /// The first session id of a new call's media group (`MediaId`'s doc).
+    fn new_media_group(&mut self) -> MediaId {
+        let id = MediaId::in_group(self.next_media, 0);
         self.next_media += 1;
         id
     }

@@ -35,6 +35,17 @@ pub(crate) struct CallMedia {
     pub(crate) released: bool,
     /// When our 2xx went out (the ACK is awaited while the caller's leg is `Accepted`).
     pub(crate) answered_at: Option<Instant>,
+    /// Sessions of the call's media group handed out so far (see [`CallMedia::next_id`]).
+    pub(crate) ids_given: u32,
+}
+
+impl CallMedia {
+    /// A new session id in the call's group (a rebound caller session, an agent's leg), so that the
+    /// media engine keeps it on the caller session's thread (`MediaId`'s doc).
+    pub(crate) fn next_id(&mut self) -> MediaId {
+        self.ids_given = self.ids_given.saturating_add(1);
+        MediaId::in_group(self.id.group(), self.ids_given)
+    }
 }
 
 /// One call.

@@ -235,7 +235,11 @@ impl Calls {
     pub(crate) fn open_side_media(&mut self, now: Instant, key: CallKey) -> Option<AgentMedia> {
         let ip = self.calls.get(&key)?.media.ip;
         let port = self.ports.allocate(now)?;
-        let id = self.new_media_id();
+        let Some(call) = self.calls.get_mut(&key) else {
+            self.ports.release(port);
+            return None;
+        };
+        let id = call.media.next_id();
         let session_id: u64 = self.rng.gen::<u64>() >> 1;
         let offer = sdp::make_offer(&MediaCaps::default(), ip, port, session_id, 1, OUR_DTMF_PT);
         self.media_out.push_back(MediaCommand::Open {

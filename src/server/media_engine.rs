@@ -40,6 +40,17 @@
 //!
 //! Each session holds two descriptors (RTP, RTCP): 5,000 sessions need `ulimit -n` above 10,000.
 //!
+//! # More than one media thread (`serve --media-threads N`)
+//!
+//! With `MediaEngineConfig::threads` above one, each thread is the engine above for its share of the
+//! sessions, with its own slab, heap, ticker and command channel; the stats are shared atomics. A
+//! session's commands go to thread [`media_thread_of`] its id, which is its id's *call group*
+//! ([`MediaId::group`]): the call layer gives all of a call's sessions one group, so the two legs of a
+//! bridge always share a thread and relaying stays lock-free; a bridge asked across groups is refused
+//! (logged). One thread paces about 2,000 streams with their callers' audio on this class of machine
+//! (the kernel's loopback send and receive are most of it); a second thread on a second core took the
+//! harness's G4 stage from 2,000 to 2,500 clean streams (BENCHMARKS.md).
+//!
 //! # Bridging two sessions
 //!
 //! [`MediaHandle::bridge`] joins two sessions (a caller's leg and an agent's) with a
@@ -200,9 +211,11 @@ pub struct MediaEngineConfig {
     pub bind_ip: IpAddr,
     /// RTCP report interval before randomisation (`serve --rtcp-interval-ms`; RFC 3550's 5 s).
     pub rtcp_interval: Duration,
-    /// Commands the channel from the core holds (`serve` sizes it from `--max-calls`); new calls
-    /// are refused once half of it is taken (module doc).
+    /// Commands the channel from the core to each media thread holds (`serve` sizes it from
+    /// `--max-calls`); new calls are refused once half of one is taken (module doc).
     pub command_queue: usize,
+    /// Media threads (`serve --media-threads`); the sessions of one call share one (module doc).
+    pub threads: usize,
 }
 
 impl MediaEngineConfig {
@@ -212,6 +225,7 @@ impl MediaEngineConfig {
             bind_ip,
             rtcp_interval: crate::media::rtcp::DEFAULT_INTERVAL,
             command_queue: DEFAULT_COMMAND_QUEUE,
+            threads: 1,
         }
     }
 }
@@ -456,49 +470,95 @@ enum Command {
     Capture(MediaId, CaptureId, SocketAddr, CaptureSink),
 }
 
+impl Command {
+    /// The session it is for (a bridge: its first leg; both legs share a media thread).
+    fn id(&self) -> MediaId {
+        match self {
+            Command::Open(id, ..)
+            | Command::Configure(id, _)
+            | Command::Play(id, _)
+            | Command::Stop(id)
+            | Command::Close(id)
+            | Command::Bridge(id, _)
+            | Command::Unbridge(id)
+            | Command::Capture(id, ..) => *id,
+        }
+    }
+}
+
 /// Starts the media thread; see the module doc.
 #[derive(Debug)]
 pub struct MediaEngine;
 
 impl MediaEngine {
-    /// Spawns the media thread and returns the handle the signalling task uses; every session's events
-    /// go to `events`. The thread ends when every handle is dropped (all sessions are closed then).
+    /// Spawns the media threads (`cfg.threads`, at least one) and returns the handle the signalling
+    /// task uses; every session's events go to `events`. The threads end when every handle is dropped
+    /// (all sessions are closed then).
     pub fn start(cfg: MediaEngineConfig, events: MediaEvents) -> io::Result<MediaHandle> {
-        let (tx, rx) = mpsc::channel(cfg.command_queue.max(2));
-        let late_closes = Arc::new(LateCloses::default());
-        let thread_closes = late_closes.clone();
         let stats = Arc::new(SendStats::new());
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread_stats = stats.clone();
-        std::thread::Builder::new()
-            .name("helpline-media".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                let local = LocalSet::new();
-                let engine = Engine::new(events, thread_stats, cfg.rtcp_interval);
-                local.block_on(&rt, engine.run(rx, thread_closes));
-            })?;
-        ready_rx
-            .recv()
-            .map_err(|_| io::Error::other("media thread died while starting"))??;
+        let shards = (0..cfg.threads.max(1))
+            .map(|k| start_thread(k, &cfg, events.clone(), stats.clone()))
+            .collect::<io::Result<Vec<Shard>>>()?;
         Ok(MediaHandle {
-            tx,
-            late_closes,
+            shards: shards.into(),
             stats,
             bind_ip: cfg.bind_ip,
             held: Arc::new(Held::default()),
         })
     }
+}
+
+/// Spawns media thread `k` (named `helpline-media`, then `helpline-media1`, …: Linux keeps 15
+/// characters) and returns its end of the command channel once its runtime is up.
+fn start_thread(
+    k: usize,
+    cfg: &MediaEngineConfig,
+    events: MediaEvents,
+    stats: Arc<SendStats>,
+) -> io::Result<Shard> {
+    let (tx, rx) = mpsc::channel(cfg.command_queue.max(2));
+    let late_closes = Arc::new(LateCloses::default());
+    let thread_closes = late_closes.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let rtcp_interval = cfg.rtcp_interval;
+    let name = if k == 0 {
+        "helpline-media".to_owned()
+    } else {
+        format!("helpline-media{k}")
+    };
+    std::thread::Builder::new().name(name).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready_tx.send(Ok(()));
+        let local = LocalSet::new();
+        let engine = Engine::new(events, stats, rtcp_interval);
+        local.block_on(&rt, engine.run(rx, thread_closes));
+    })?;
+    ready_rx
+        .recv()
+        .map_err(|_| io::Error::other("media thread died while starting"))??;
+    Ok(Shard { tx, late_closes })
+}
+
+/// One media thread as the handle sees it: its command channel and its late closes.
+#[derive(Debug)]
+struct Shard {
+    tx: mpsc::Sender<Command>,
+    late_closes: Arc<LateCloses>,
+}
+
+/// The media thread of session `id` among `threads`: by the id's call group, so that the sessions
+/// of one call (which a bridge joins) share a thread.
+pub fn media_thread_of(id: MediaId, threads: usize) -> usize {
+    (id.group() % threads.max(1) as u64) as usize
 }
 
 /// Binds `port` and `port + 1` on `ip`, non-blocking.
@@ -545,11 +605,11 @@ impl LateCloses {
     }
 }
 
-/// The signalling task's handle to the media thread: cheap to clone, `Send`, fire-and-forget.
+/// The signalling task's handle to the media threads: cheap to clone, `Send`, fire-and-forget.
 #[derive(Debug, Clone)]
 pub struct MediaHandle {
-    tx: mpsc::Sender<Command>,
-    late_closes: Arc<LateCloses>,
+    /// One per media thread; a session's commands go to [`media_thread_of`] its id.
+    shards: Arc<[Shard]>,
     stats: Arc<SendStats>,
     bind_ip: IpAddr,
     /// Commands kept between [`MediaHandle::hold`] and [`MediaHandle::release`], in order (shared by
@@ -585,12 +645,13 @@ impl MediaHandle {
     pub fn open(&self, id: MediaId, port: u16, cfg: MediaConfig) -> io::Result<()> {
         let (rtp, rtcp) = bind_pair(self.bind_ip, port)?;
         let cmd = Command::Open(id, rtp, rtcp, cfg);
+        let shard = self.shard(id);
         // Held only with room for it and every command held before it: the release cannot fail it.
-        let cmd = match self.hold_if(cmd, |held| held < self.tx.capacity()) {
+        let cmd = match self.hold_if(cmd, |held| held < shard.tx.capacity()) {
             None => return Ok(()),
             Some(cmd) => cmd,
         };
-        match self.tx.try_send(cmd) {
+        match shard.tx.try_send(cmd) {
             Ok(()) => Ok(()),
             // Not reached while the core refuses new calls at half full ([`MediaHandle::is_busy`]);
             // the sockets close here and the call is released as for a port that cannot be bound.
@@ -601,10 +662,21 @@ impl MediaHandle {
         }
     }
 
-    /// The command channel is half full or more: the core refuses new calls (`503`) so that the
-    /// rest of it serves the calls in progress (module doc).
+    /// A media thread's command channel is half full or more: the core refuses new calls (`503`) so
+    /// that the rest of it serves the calls in progress (module doc).
     pub fn is_busy(&self) -> bool {
-        self.tx.capacity() < self.tx.max_capacity() / 2
+        self.shards
+            .iter()
+            .any(|s| s.tx.capacity() < s.tx.max_capacity() / 2)
+    }
+
+    /// Media threads.
+    pub fn threads(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard(&self, id: MediaId) -> &Shard {
+        &self.shards[media_thread_of(id, self.shards.len())]
     }
 
     /// From now until [`MediaHandle::release`], commands wait here instead of going one by one: the
@@ -669,9 +741,10 @@ impl MediaHandle {
     }
 
     fn send_now(&self, cmd: Command) {
-        match self.tx.try_send(cmd) {
+        let shard = self.shard(cmd.id());
+        match shard.tx.try_send(cmd) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(Command::Close(id))) => self.late_closes.push(id),
+            Err(mpsc::error::TrySendError::Full(Command::Close(id))) => shard.late_closes.push(id),
             Err(mpsc::error::TrySendError::Full(_)) => SendStats::shed(
                 &self.stats.commands_dropped,
                 1,
@@ -709,6 +782,16 @@ impl MediaHandle {
     /// type). DTMF and RTP timeouts are still reported per session. A leg already bridged leaves its
     /// old bridge first. Ignored if either session is not open, or `a == b`.
     pub fn bridge(&self, a: MediaId, b: MediaId) {
+        if a.group() != b.group() && self.shards.len() > 1 {
+            // The call layer gives a call's sessions one group; a caller of the engine that does
+            // not cannot have them relayed between two threads.
+            tracing::warn!(
+                ?a,
+                ?b,
+                "bridge refused: the sessions are not of one call group"
+            );
+            return;
+        }
         // Never held: the SIP of the same burst (the agent's ACK) lets both sides talk at once, and a
         // packet that reaches a session before its bridge is not relayed.
         self.send_through(Command::Bridge(a, b));
@@ -1676,8 +1759,11 @@ mod tests {
     fn held_commands_reach_the_media_thread_only_at_release_and_in_order() {
         let (tx, mut rx) = mpsc::channel(16);
         let handle = MediaHandle {
-            tx,
-            late_closes: Arc::new(LateCloses::default()),
+            shards: vec![Shard {
+                tx,
+                late_closes: Arc::new(LateCloses::default()),
+            }]
+            .into(),
             stats: Arc::new(SendStats::new()),
             bind_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             held: Arc::new(Held::default()),

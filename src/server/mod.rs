@@ -167,6 +167,7 @@ pub async fn run(
             bind_ip: local.ip(),
             rtcp_interval: cfg.rtcp_interval,
             command_queue: media_engine::DEFAULT_COMMAND_QUEUE.max(max_calls.saturating_mul(16)),
+            threads: cfg.media_threads,
         },
         media_tx,
     )

@@ -88,6 +88,12 @@ impl FakeMedia {
         if let MediaCommand::Bridge { a, b } = command {
             self.live(a, "bridge");
             self.live(b, "bridge");
+            // The engine keeps a group on one media thread; a bridge across groups is refused.
+            assert_eq!(
+                a.group(),
+                b.group(),
+                "a bridge joins sessions of one call's media group"
+            );
             self.log.push((now, a, format!("bridge {a:?} {b:?}")));
             self.bridges.push((now, a, b));
             return;
