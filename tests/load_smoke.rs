@@ -1,6 +1,8 @@
 //! The load harness (`examples/load`, `scripts/load.sh`) in `--smoke` mode, so it cannot rot: one low
 //! step of every stage against the real binary and Kamailio, then the RTP sink. It asserts only that the
 //! harness completed and printed its report, never a timing or a pass (benchmarks are not tests).
+#[path = "../examples/load/bridge_sink.rs"]
+mod bridge_sink;
 #[path = "../examples/load/harness.rs"]
 #[allow(dead_code)]
 mod harness;
@@ -31,6 +33,7 @@ fn smoke_run_completes_and_prints_its_report() {
         "kamailio-stateless",
         "kamailio-stateful",
         "G4 ",
+        "G7 ",
     ] {
         assert!(
             report.summary.iter().any(|l| l.starts_with(stage)),

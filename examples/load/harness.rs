@@ -42,10 +42,16 @@ pub struct Args {
     /// Seconds the RTP stage measures (the target says 5 minutes: --rtp-secs 300).
     #[arg(long, default_value_t = 20)]
     pub rtp_secs: u64,
-    /// Media threads of the RTP stage's engine (`serve --media-threads`).
+    /// Media threads of the RTP and bridge stages' engine (`serve --media-threads`).
     #[arg(long, default_value_t = 2)]
     pub rtp_threads: usize,
-    /// Skip stages: any of g1,g5,g1c,g8,kamailio,rtp (comma-separated).
+    /// Bridged calls of the bridge stage (G7).
+    #[arg(long, default_value_t = 1000)]
+    pub bridge_pairs: usize,
+    /// Seconds the bridge stage measures.
+    #[arg(long, default_value_t = 20)]
+    pub bridge_secs: u64,
+    /// Skip stages: any of g1,g5,g1c,g8,kamailio,rtp,g7 (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
     /// The helpline binary (default: next to this example, target/<profile>/helpline).
@@ -166,6 +172,24 @@ pub fn run(args: &Args, bin: &Path, repo: &Path, out: Out) -> Result<Report, Str
                 report.summary.push(r.summary());
             }
             Err(e) => say!(out, "  rtp stage failed: {e}"),
+        }
+    }
+    if want_helpline && !skip("g7") {
+        let (pairs, secs) = if args.smoke {
+            (20, 2)
+        } else {
+            (args.bridge_pairs, args.bridge_secs)
+        };
+        let threads = args.rtp_threads.max(1);
+        say!(out, "\n== G7: {pairs} bridged calls through the real media engine ({threads} media threads), each phone sending 50 pps, {secs} s ==");
+        match crate::bridge_sink::run(pairs, Duration::from_secs(secs), threads) {
+            Ok(r) => {
+                for line in r.lines() {
+                    say!(out, "  {line}");
+                }
+                report.summary.push(r.summary());
+            }
+            Err(e) => say!(out, "  bridge stage failed: {e}"),
         }
     }
     ratios(&mut report);

@@ -9,6 +9,7 @@
 //! scripts/load.sh --smoke              # a few seconds per stage
 //! scripts/load.sh --only helpline --start 2000 --max 8000 --step-secs 10
 //! ```
+mod bridge_sink;
 mod harness;
 mod rtp_sink;
 

@@ -376,7 +376,7 @@ fn summarise(
 /// sender wakes a blocked receiver itself, so a blocking sink charged a thread wake-up per packet to
 /// the engine's `sendto` (a third of the media thread's samples at 3,000 streams). Arrival times are
 /// the kernel's (`SO_TIMESTAMPNS`), so draining late does not move them.
-const DRAIN_EVERY: Duration = Duration::from_millis(1);
+pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(1);
 /// Receive buffer asked for on each sink socket: several drain periods of its share of the streams,
 /// with room for the scheduler's late wake-ups on a shared machine.
 const SINK_RCVBUF: usize = 8 << 20;
@@ -414,7 +414,7 @@ fn receive(sock: &UdpSocket, stop: &AtomicBool, measuring: &AtomicU8) -> Part {
 
 /// Sets a sink socket up for [`receive`]: non-blocking, kernel receive timestamps, a large buffer
 /// (`SO_RCVBUFFORCE` when allowed, else what `net.core.rmem_max` grants).
-fn prepare_sink(sock: &UdpSocket) -> std::io::Result<()> {
+pub(crate) fn prepare_sink(sock: &UdpSocket) -> std::io::Result<()> {
     use nix::sys::socket::{setsockopt, sockopt};
     sock.set_nonblocking(true)?;
     setsockopt(sock, sockopt::ReceiveTimestampns, &true).map_err(std::io::Error::from)?;
@@ -425,7 +425,7 @@ fn prepare_sink(sock: &UdpSocket) -> std::io::Result<()> {
 }
 
 /// One datagram if one is waiting: its length, source and kernel arrival time (ns, CLOCK_REALTIME).
-fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr, u64)> {
+pub(crate) fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr, u64)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
     use std::os::fd::AsRawFd;
     let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
@@ -533,7 +533,7 @@ fn account(s: &mut Stream, fine: &mut [u64], seq: u16, ts: u32, at: u64) {
 
 /// CPU seconds (user + system) of this process's media threads (`helpline-media`,
 /// `helpline-media1`, …; not their tickers), Linux, 100 Hz ticks.
-fn media_cpu() -> Option<f64> {
+pub(crate) fn media_cpu() -> Option<f64> {
     let mut ticks = 0u64;
     let mut found = false;
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
