@@ -93,6 +93,13 @@ pub enum Command {
         /// Media threads pacing prompts and relaying RTP; a call's sessions share one (1–64).
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
         media_threads: u64,
+        /// Runs the media threads under SCHED_FIFO at this priority (1–98; their tickers one above):
+        /// steadier pacing on a busy machine; needs CAP_SYS_NICE or LimitRTPRIO (off by default).
+        #[arg(long, value_name = "PRIO", value_parser = clap::value_parser!(u8).range(1..=98))]
+        media_rt_priority: Option<u8>,
+        /// Pins the media threads (and their tickers) to these CPUs, e.g. `1` or `2-3` (default: any).
+        #[arg(long, value_name = "LIST", value_parser = crate::config::parse_cpu_list)]
+        media_cpus: Option<u64>,
         /// Seconds a caller may stay in the menus before helpline hangs up.
         #[arg(long, default_value_t = 900)]
         max_ivr_secs: u64,
@@ -417,6 +424,8 @@ pub fn server_config(command: Command) -> Option<ServerConfig> {
             first_prompt_delay_ms,
             rtcp_interval_ms,
             media_threads,
+            media_rt_priority,
+            media_cpus,
             max_ivr_secs,
             t1_ms,
             t2_ms,
@@ -460,6 +469,8 @@ pub fn server_config(command: Command) -> Option<ServerConfig> {
                 first_prompt_delay: Duration::from_millis(first_prompt_delay_ms),
                 rtcp_interval: Duration::from_millis(rtcp_interval_ms),
                 media_threads: media_threads as usize,
+                media_rt_priority,
+                media_cpus: media_cpus.unwrap_or(0),
                 max_ivr: Duration::from_secs(max_ivr_secs),
                 watch_menus: !no_watch,
                 pretend_time,

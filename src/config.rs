@@ -48,6 +48,10 @@ pub struct ServerConfig {
     pub rtcp_interval: Duration,
     /// Media threads (default 1); the sessions of one call share one (`server::media_engine`).
     pub media_threads: usize,
+    /// SCHED_FIFO priority of the media threads (off by default; `server::media_engine::MediaScheduling`).
+    pub media_rt_priority: Option<u8>,
+    /// CPUs the media threads may run on, a bit per CPU (0: any).
+    pub media_cpus: u64,
     /// The address announced in SDP and Via when listening on the unspecified address (default: the
     /// address each caller sent its INVITE to).
     pub advertise_ip: Option<std::net::IpAddr>,
@@ -99,6 +103,8 @@ impl Default for ServerConfig {
             first_prompt_delay: Duration::from_millis(300),
             rtcp_interval: crate::media::rtcp::DEFAULT_INTERVAL,
             media_threads: 1,
+            media_rt_priority: None,
+            media_cpus: 0,
             max_ivr: Duration::from_secs(15 * 60),
             advertise_ip: None,
             pretend_time: None,
@@ -133,6 +139,29 @@ pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
         return Err(format!("port range {lo}-{hi} must have 0 < LO < HI"));
     }
     Ok((lo, hi))
+}
+
+/// Parses a CPU list (`1`, `0,2`, `0-3`, `0-1,6`) into a bit set (bit k = CPU k), for
+/// `--media-cpus`; CPUs 0–63.
+pub fn parse_cpu_list(text: &str) -> Result<u64, String> {
+    let cpu = |t: &str| -> Result<u32, String> {
+        match t.trim().parse::<u32>() {
+            Ok(k) if k < 64 => Ok(k),
+            _ => Err(format!("`{t}` is not a CPU number from 0 to 63")),
+        }
+    };
+    let mut set = 0u64;
+    for part in text.split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (cpu(lo)?, cpu(hi)?),
+            None => (cpu(part)?, cpu(part)?),
+        };
+        if hi < lo {
+            return Err(format!("CPU range `{part}` must be LO-HI with LO ≤ HI"));
+        }
+        set |= (lo..=hi).fold(0u64, |s, k| s | 1 << k);
+    }
+    Ok(set)
 }
 
 // ── reading ivr-menus/: the I/O edge of the menu compiler (`ivr::compile` is pure) ──

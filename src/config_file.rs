@@ -137,6 +137,8 @@ settings_file! {
         timeout_secs = "rtp_timeout_secs", Live;
         rtcp_interval_ms = "rtcp_interval_ms", Restart;
         media_threads = "media_threads", Restart;
+        media_rt_priority = "media_rt_priority", Restart;
+        media_cpus = "media_cpus", Restart;
     }
     [calls] Calls {
         ring_ms = "ring_ms", Live;
@@ -536,6 +538,17 @@ mod tests {
         ("rtp.media_threads", "2", "2", "3", "3", |c| {
             format!("{:?}", c.media_threads)
         }),
+        (
+            "rtp.media_rt_priority",
+            "10",
+            "Some(10)",
+            "20",
+            "Some(20)",
+            |c| format!("{:?}", c.media_rt_priority),
+        ),
+        ("rtp.media_cpus", "\"1\"", "2", "0-1", "3", |c| {
+            format!("{:?}", c.media_cpus)
+        }),
         ("calls.ring_ms", "250", "250ms", "500", "500ms", |c| {
             format!("{:?}", c.ring)
         }),
@@ -737,7 +750,13 @@ mod tests {
         let (path, text) = example();
         let loaded = load(&path, &BTreeSet::new()).expect("the example is valid");
         // Keys left commented out: no default to show, or only an example.
-        let unset = ["sip.advertise_ip", "records.queue_log", "records.trace_dir"];
+        let unset = [
+            "sip.advertise_ip",
+            "rtp.media_rt_priority",
+            "rtp.media_cpus",
+            "records.queue_log",
+            "records.trace_dir",
+        ];
         for k in KEYS {
             let name = k.name();
             let commented = format!("# {} = ", k.key);

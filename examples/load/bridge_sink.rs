@@ -17,7 +17,7 @@ use helpline::call::{MediaId, PortPool};
 use helpline::media::codec::Law;
 use helpline::media::rtp::{self, RtpHeader};
 use helpline::media::session::MediaConfig;
-use helpline::server::media_engine::{MediaEngine, MediaEngineConfig};
+use helpline::server::media_engine::{MediaEngine, MediaEngineConfig, MediaScheduling};
 
 use crate::rtp_sink::{media_cpu, prepare_sink, recv_stamped, DRAIN_EVERY};
 
@@ -239,11 +239,17 @@ fn quantiles(hist: &[u64]) -> ([Duration; 3], Duration, u64) {
 }
 
 /// Bridges `pairs` calls for a warm-up second plus `measure` on `threads` media threads, and reports.
-pub fn run(pairs: usize, measure: Duration, threads: usize) -> std::io::Result<BridgeReport> {
+pub fn run(
+    pairs: usize,
+    measure: Duration,
+    threads: usize,
+    scheduling: MediaScheduling,
+) -> std::io::Result<BridgeReport> {
     let (events, mut events_rx) = helpline::server::media_engine::event_channel();
     let engine = MediaEngine::start(
         MediaEngineConfig {
             threads,
+            scheduling,
             ..MediaEngineConfig::new("127.0.0.1".parse().expect("literal address"))
         },
         events,

@@ -45,6 +45,9 @@ pub struct Args {
     /// Media threads of the RTP and bridge stages' engine (`serve --media-threads`).
     #[arg(long, default_value_t = 2)]
     pub rtp_threads: usize,
+    /// SCHED_FIFO priority for those media threads (`serve --media-rt-priority`; default: off).
+    #[arg(long)]
+    pub rtp_rt_priority: Option<u8>,
     /// Bridged calls of the bridge stage (G7).
     #[arg(long, default_value_t = 1000)]
     pub bridge_pairs: usize,
@@ -163,8 +166,13 @@ pub fn run(args: &Args, bin: &Path, repo: &Path, out: Out) -> Result<Report, Str
             (args.rtp_streams, args.rtp_secs)
         };
         let threads = args.rtp_threads.max(1);
-        say!(out, "\n== G4/G4b: {streams} prompt streams through the real media engine ({threads} media threads, as `serve --media-threads {threads}`), caller audio echoed at 50 pps, {secs} s ==");
-        match crate::rtp_sink::run(streams, Duration::from_secs(secs), threads) {
+        say!(out, "\n== G4/G4b: {streams} prompt streams through the real media engine ({}), caller audio echoed at 50 pps, {secs} s ==", media_flags(args));
+        match crate::rtp_sink::run(
+            streams,
+            Duration::from_secs(secs),
+            threads,
+            scheduling(args),
+        ) {
             Ok(r) => {
                 for line in r.lines() {
                     say!(out, "  {line}");
@@ -181,8 +189,8 @@ pub fn run(args: &Args, bin: &Path, repo: &Path, out: Out) -> Result<Report, Str
             (args.bridge_pairs, args.bridge_secs)
         };
         let threads = args.rtp_threads.max(1);
-        say!(out, "\n== G7: {pairs} bridged calls through the real media engine ({threads} media threads), each phone sending 50 pps, {secs} s ==");
-        match crate::bridge_sink::run(pairs, Duration::from_secs(secs), threads) {
+        say!(out, "\n== G7: {pairs} bridged calls through the real media engine ({}), each phone sending 50 pps, {secs} s ==", media_flags(args));
+        match crate::bridge_sink::run(pairs, Duration::from_secs(secs), threads, scheduling(args)) {
             Ok(r) => {
                 for line in r.lines() {
                     say!(out, "  {line}");
@@ -200,6 +208,24 @@ pub fn run(args: &Args, bin: &Path, repo: &Path, out: Out) -> Result<Report, Str
     say!(out, "  run took {:.0} s", t0.elapsed().as_secs_f64());
     say!(out, "LOAD REPORT COMPLETE");
     Ok(report)
+}
+
+/// The media engine options of the RTP and bridge stages, as `serve` flags.
+fn media_flags(args: &Args) -> String {
+    let mut f = format!("as `serve --media-threads {}", args.rtp_threads.max(1));
+    if let Some(p) = args.rtp_rt_priority {
+        f.push_str(&format!(" --media-rt-priority {p}"));
+    }
+    f.push('`');
+    f
+}
+
+/// The media threads' scheduling for the RTP and bridge stages.
+fn scheduling(args: &Args) -> helpline::server::media_engine::MediaScheduling {
+    helpline::server::media_engine::MediaScheduling {
+        fifo_priority: args.rtp_rt_priority,
+        cpus: 0,
+    }
 }
 
 /// The rates to step through and how long each step is.

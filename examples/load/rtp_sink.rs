@@ -19,7 +19,7 @@ use helpline::call::{MediaId, PortPool};
 use helpline::media::codec::Law;
 use helpline::media::session::MediaConfig;
 use helpline::prompts::Prompt;
-use helpline::server::media_engine::{MediaEngine, MediaEngineConfig};
+use helpline::server::media_engine::{MediaEngine, MediaEngineConfig, MediaScheduling};
 
 /// Sink sockets (one receiving thread each; the streams are spread over them).
 const SINKS: usize = 4;
@@ -172,11 +172,17 @@ fn top(d: Duration, bins: u64) -> String {
 
 /// Plays `n` streams for a warm-up second plus `measure`, and reports.
 /// `threads` media threads share the streams (each stream a call of its own).
-pub fn run(n: usize, measure: Duration, threads: usize) -> std::io::Result<RtpReport> {
+pub fn run(
+    n: usize,
+    measure: Duration,
+    threads: usize,
+    scheduling: MediaScheduling,
+) -> std::io::Result<RtpReport> {
     let (events, mut events_rx) = helpline::server::media_engine::event_channel();
     let engine = MediaEngine::start(
         MediaEngineConfig {
             threads,
+            scheduling,
             ..MediaEngineConfig::new("127.0.0.1".parse().expect("literal address"))
         },
         events,

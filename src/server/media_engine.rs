@@ -216,6 +216,56 @@ pub struct MediaEngineConfig {
     pub command_queue: usize,
     /// Media threads (`serve --media-threads`); the sessions of one call share one (module doc).
     pub threads: usize,
+    /// How the media threads and their tickers are scheduled; the normal scheduler by default.
+    pub scheduling: MediaScheduling,
+}
+
+/// Real-time scheduling and CPU pinning of the media threads and their tickers (`serve
+/// --media-rt-priority`, `--media-cpus`): options for pacing on a busy machine, off by default, and
+/// never a requirement (what the system refuses is logged once per thread and the thread runs on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MediaScheduling {
+    /// `SCHED_FIFO` at this priority (1–98) for each media thread, one above for its ticker (which
+    /// must preempt a busy media thread to wake it); `None`: the normal scheduler.
+    pub fifo_priority: Option<u8>,
+    /// The CPUs they may run on, a bit per CPU (bit k = CPU k); 0: any.
+    pub cpus: u64,
+}
+
+impl MediaScheduling {
+    /// Applies the options to the calling thread (`ticker`: one priority above).
+    fn apply_here(self, ticker: bool) {
+        if self.cpus != 0 {
+            let mut set = nix::sched::CpuSet::new();
+            for k in (0..64).filter(|k| self.cpus >> k & 1 == 1) {
+                // Only CPUs above the set's size fail, and the mask stops at 64.
+                let _ = set.set(k);
+            }
+            if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+                tracing::warn!(%e, "media thread not pinned (--media-cpus)");
+            }
+        }
+        if let Some(p) = self.fifo_priority {
+            use thread_priority::unix::{
+                set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy,
+                ThreadSchedulePolicy,
+            };
+            let p = if ticker { p.saturating_add(1) } else { p };
+            let priority =
+                thread_priority::ThreadPriority::from_posix(thread_priority::ScheduleParams {
+                    sched_priority: i32::from(p.min(99)),
+                });
+            let fifo = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+            if let Err(e) = set_thread_priority_and_policy(thread_native_id(), priority, fifo) {
+                tracing::warn!(
+                    ?e,
+                    priority = p,
+                    "media thread left on the normal scheduler: SCHED_FIFO needs CAP_SYS_NICE or \
+                     a LimitRTPRIO of at least this (--media-rt-priority)"
+                );
+            }
+        }
+    }
 }
 
 impl MediaEngineConfig {
@@ -226,6 +276,7 @@ impl MediaEngineConfig {
             rtcp_interval: crate::media::rtcp::DEFAULT_INTERVAL,
             command_queue: DEFAULT_COMMAND_QUEUE,
             threads: 1,
+            scheduling: MediaScheduling::default(),
         }
     }
 }
@@ -521,12 +572,14 @@ fn start_thread(
     let thread_closes = late_closes.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let rtcp_interval = cfg.rtcp_interval;
+    let scheduling = cfg.scheduling;
     let name = if k == 0 {
         "helpline-media".to_owned()
     } else {
         format!("helpline-media{k}")
     };
     std::thread::Builder::new().name(name).spawn(move || {
+        scheduling.apply_here(false);
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -540,7 +593,7 @@ fn start_thread(
         let _ = ready_tx.send(Ok(()));
         let local = LocalSet::new();
         let engine = Engine::new(events, stats, rtcp_interval);
-        local.block_on(&rt, engine.run(rx, thread_closes));
+        local.block_on(&rt, engine.run(rx, thread_closes, scheduling));
     })?;
     ready_rx
         .recv()
@@ -1169,7 +1222,12 @@ impl Engine {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>, late: Arc<LateCloses>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        late: Arc<LateCloses>,
+        scheduling: MediaScheduling,
+    ) {
         // A clone, so that waiting for room does not borrow the engine.
         let events = self.events.clone();
         let ticker = Arc::new(Ticker {
@@ -1182,7 +1240,10 @@ impl Engine {
             let ticker = ticker.clone();
             std::thread::Builder::new()
                 .name("helpline-media-tick".into())
-                .spawn(move || ticker.run())
+                .spawn(move || {
+                    scheduling.apply_here(true);
+                    ticker.run()
+                })
         };
         let ticker_thread = match ticker_thread {
             Ok(t) => Some(t),

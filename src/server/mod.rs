@@ -168,6 +168,10 @@ pub async fn run(
             rtcp_interval: cfg.rtcp_interval,
             command_queue: media_engine::DEFAULT_COMMAND_QUEUE.max(max_calls.saturating_mul(16)),
             threads: cfg.media_threads,
+            scheduling: media_engine::MediaScheduling {
+                fifo_priority: cfg.media_rt_priority,
+                cpus: cfg.media_cpus,
+            },
         },
         media_tx,
     )

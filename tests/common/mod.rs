@@ -129,7 +129,11 @@ impl Server {
         Server::start_on("127.0.0.1:0", menus, extra)
     }
 
-    /// Waits until a log line containing `needle` appears (counting lines already seen), bounded.
+    /// The server's process id (to read its threads in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The `http:` address of the `listening on` line (`serve --http`).
     pub fn http_addr(&self) -> SocketAddr {
         let line = self
@@ -138,6 +142,7 @@ impl Server {
         parse_http_addr(&line).unwrap_or_else(|| panic!("no http: in {line:?}"))
     }
 
+    /// Waits until a log line containing `needle` appears (counting lines already seen), bounded.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
         self.wait_log_count(needle, 1, timeout)
     }
