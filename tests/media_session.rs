@@ -1299,3 +1299,31 @@ fn a_flood_of_rtcp_reports_yields_one_statistics_event_per_gap() {
     assert_eq!(received(&mut s), 1);
     assert_eq!(s.take_shed().reports_folded, 0);
 }
+
+#[test]
+fn reorder_window_keeps_held_payloads_whole_when_longer_frames_follow() {
+    // 20 ms frames are held after a gap, then a 60 ms one (a new ptime) is held beside them: every
+    // payload comes out whole and in order once the gap closes.
+    let t0 = Instant::now();
+    let mut r = ReorderWindow::new();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let frame = |seq: u16, len: usize| vec![seq as u8; len];
+    let pkts = [(10u16, 160usize), (12, 160), (13, 480), (11, 160)];
+    for (i, &(seq, len)) in pkts.iter().enumerate() {
+        r.push(
+            t0 + Duration::from_millis(20 * i as u64),
+            seq,
+            &frame(seq, len),
+            &mut |b: &[u8]| out.push(b.to_vec()),
+        );
+    }
+    assert_eq!(
+        out,
+        [
+            frame(10, 160),
+            frame(11, 160),
+            frame(12, 160),
+            frame(13, 480)
+        ]
+    );
+}

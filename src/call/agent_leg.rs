@@ -88,7 +88,7 @@ impl Calls {
             call.ivr.release_after_prompts();
             return self.after_call(now, key);
         }
-        call.queued = Some(QueuedCall {
+        call.queued = Some(Box::new(QueuedCall {
             ringing: BTreeSet::new(),
             answered: None,
             talk_end: None,
@@ -96,7 +96,7 @@ impl Calls {
             agent_sip_at: None,
             next_leg: 1,
             joined: false,
-        });
+        }));
         self.join_queue(now, key, name, priority);
         self.after_call(now, key);
         self.run_queues(now);

@@ -377,7 +377,7 @@ impl Calls {
             rtcp: Vec::new(),
         };
         self.sources.add(key, call.caller().peer.addr.ip());
-        self.calls.insert(key, call);
+        self.calls.insert(key, Box::new(call));
         self.by_call_id.insert(call_id, (key, LegId::CALLER));
         self.by_tx.insert(tx, (key, LegId::CALLER));
         self.by_media.insert(id, key);

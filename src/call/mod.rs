@@ -235,7 +235,9 @@ pub struct Calls {
     agents: AgentSide,
     /// Session ids and SDP session ids come from here, never from the clock.
     rng: rand::rngs::SmallRng,
-    calls: HashMap<CallKey, Call>,
+    /// Boxed: a `Call` is ~2.7 kB, and a table of them inline held twice its calls' size in empty
+    /// buckets (and both tables while it grew): G5, BENCHMARKS.md.
+    calls: HashMap<CallKey, Box<Call>>,
     /// Each leg's Call-ID (the caller's today; agents' legs have their own).
     by_call_id: HashMap<CallId, (CallKey, LegId)>,
     /// Each leg's transactions: the caller's INVITE, our BYE.
@@ -1189,6 +1191,21 @@ impl Calls {
         }
         tracing::info!(call_id = %cdr.call_id, reason = ?cdr.end_reason, route = ?cdr.route, "call ended");
         self.push_cdr(now, cdr);
+        self.compact();
+    }
+
+    /// Gives back the tables' memory after a peak of calls (a `HashMap` keeps its largest table): a
+    /// table shrinks when under a quarter full, to twice what it holds, amortised O(1) per call.
+    fn compact(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+            if map.capacity() > 1024 && map.capacity() / 4 > map.len() {
+                map.shrink_to(map.len() * 2);
+            }
+        }
+        shrink(&mut self.calls);
+        shrink(&mut self.by_call_id);
+        shrink(&mut self.by_tx);
+        shrink(&mut self.by_media);
     }
 }
 

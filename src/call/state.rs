@@ -62,10 +62,11 @@ pub(crate) struct Call {
     pub(crate) end_reason: Option<EndReason>,
     /// The instant the call is armed for in the registry's wake-up heap.
     pub(crate) scheduled: Option<Instant>,
-    /// The queue and agent side, once the caller is routed to a queue.
-    pub(crate) queued: Option<QueuedCall>,
+    /// The queue and agent side, once the caller is routed to a queue (boxed, as `transfer`: most of a
+    /// call's life is spent without one, and inline each would cost every call ~350 bytes).
+    pub(crate) queued: Option<Box<QueuedCall>>,
     /// The far side of a menu `transfer`, once the IVR asked for one.
-    pub(crate) transfer: Option<TransferSide>,
+    pub(crate) transfer: Option<Box<TransferSide>>,
     /// `call{call_id=…}`: entered whenever the registry handles something of this call, so every log
     /// line about it (its agent and transfer legs' included) carries the caller's Call-ID.
     pub(crate) span: tracing::Span,
@@ -136,7 +137,11 @@ impl Call {
         };
         match self.rtcp.iter_mut().find(|(m, _, _)| *m == id) {
             Some(entry) => entry.2 = stats,
-            None => self.rtcp.push((id, leg, stats)),
+            None => {
+                // One entry per session (one to three a call): a first `push` would reserve four.
+                self.rtcp.reserve_exact(1);
+                self.rtcp.push((id, leg, stats))
+            }
         }
     }
 

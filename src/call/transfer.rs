@@ -53,12 +53,12 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        call.transfer = Some(TransferSide {
+        call.transfer = Some(Box::new(TransferSide {
             leg: None,
             media: None,
             ring_until: None,
             answered: None,
-        });
+        }));
         let local = call.caller().peer.local;
         let target = match transfer_target(uri) {
             Ok(t) => t,

@@ -257,21 +257,71 @@ fn continue_at((slot, ts): (Instant, u32), now: Instant) -> (Instant, u32) {
     (now, ts.wrapping_add(gap_samples as u32))
 }
 
-#[derive(Debug, Clone, Copy)]
-struct AudioSlot {
-    seq: u16,
-    len: usize,
-    data: [u8; MAX_AUDIO_PAYLOAD],
+/// The packets a [`ReorderWindow`] holds: slot `seq % REORDER_SLOTS` of `data` has room for
+/// `slot_bytes`, the longest payload held so far (20 ms of G.711 is 160 bytes; at most
+/// [`MAX_AUDIO_PAYLOAD`], longer payloads are cut there).
+#[derive(Debug)]
+struct HeldAudio {
+    slot_bytes: usize,
+    /// Each slot's (sequence number, length), `None` when free.
+    held: [Option<(u16, usize)>; REORDER_SLOTS],
+    data: Box<[u8]>,
+}
+
+impl HeldAudio {
+    fn new(slot_bytes: usize) -> HeldAudio {
+        let slot_bytes = slot_bytes.clamp(1, MAX_AUDIO_PAYLOAD);
+        HeldAudio {
+            slot_bytes,
+            held: [None; REORDER_SLOTS],
+            data: vec![0; REORDER_SLOTS * slot_bytes].into_boxed_slice(),
+        }
+    }
+
+    fn put(&mut self, seq: u16, payload: &[u8]) {
+        let len = payload.len().min(MAX_AUDIO_PAYLOAD);
+        if len > self.slot_bytes {
+            // Longer frames than before (a new ptime): the slots grow, at most to MAX_AUDIO_PAYLOAD.
+            let mut grown = HeldAudio::new(len);
+            for (i, slot) in self.held.iter().enumerate() {
+                if let Some((seq, len)) = *slot {
+                    let from = i * self.slot_bytes;
+                    grown.put(seq, &self.data[from..from + len]);
+                }
+            }
+            *self = grown;
+        }
+        let i = usize::from(seq) % REORDER_SLOTS;
+        let from = i * self.slot_bytes;
+        self.data[from..from + len].copy_from_slice(&payload[..len]);
+        self.held[i] = Some((seq, len));
+    }
+
+    /// Hands the packet `seq` to `deliver` and frees its slot, if it is held.
+    fn release(&mut self, seq: u16, deliver: &mut impl FnMut(&[u8])) -> bool {
+        let i = usize::from(seq) % REORDER_SLOTS;
+        match self.held[i] {
+            Some((s, len)) if s == seq => {
+                self.held[i] = None;
+                let from = i * self.slot_bytes;
+                deliver(&self.data[from..from + len]);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Reorder window for received audio, by RTP sequence number, ahead of in-band DTMF detection: holds
 /// up to [`REORDER_SLOTS`] packets after a gap, releases them in order, gives up on a lost packet when
 /// the window is full, and drops duplicates and packets too late to place. A large backwards jump or
-/// 250 ms without audio restarts it (a restarted or replayed stream). Fixed storage, no allocation.
+/// 250 ms without audio restarts it (a restarted or replayed stream). Its slots are allocated on the
+/// first packet out of order, sized to the payloads seen, and kept for the session: a stream that never
+/// loses or reorders a packet needs none.
 #[derive(Debug)]
 pub struct ReorderWindow {
     expected: Option<u16>,
-    slots: [Option<AudioSlot>; REORDER_SLOTS],
+    held: Option<Box<HeldAudio>>,
     last_rx: Option<Instant>,
 }
 
@@ -286,7 +336,7 @@ impl ReorderWindow {
     pub fn new() -> Self {
         ReorderWindow {
             expected: None,
-            slots: [None; REORDER_SLOTS],
+            held: None,
             last_rx: None,
         }
     }
@@ -326,9 +376,7 @@ impl ReorderWindow {
                 expected = seq;
             } else {
                 while seq.wrapping_sub(expected) as usize >= REORDER_SLOTS {
-                    if let Some(s) = self.take(expected) {
-                        deliver(&s.data[..s.len]);
-                    }
+                    self.release(expected, deliver);
                     expected = expected.wrapping_add(1);
                 }
             }
@@ -337,39 +385,34 @@ impl ReorderWindow {
             deliver(payload);
             expected = expected.wrapping_add(1);
         } else {
-            let len = payload.len().min(MAX_AUDIO_PAYLOAD);
-            let mut data = [0u8; MAX_AUDIO_PAYLOAD];
-            data[..len].copy_from_slice(&payload[..len]);
-            self.slots[usize::from(seq) % REORDER_SLOTS] = Some(AudioSlot { seq, len, data });
+            self.held
+                .get_or_insert_with(|| Box::new(HeldAudio::new(payload.len())))
+                .put(seq, payload);
         }
         // Whatever is now contiguous (held packets after the gap closed or was given up) goes out.
-        while let Some(s) = self.take(expected) {
-            deliver(&s.data[..s.len]);
+        while self.release(expected, deliver) {
             expected = expected.wrapping_add(1);
         }
         self.expected = Some(expected);
     }
 
-    fn take(&mut self, seq: u16) -> Option<AudioSlot> {
-        let slot = &mut self.slots[usize::from(seq) % REORDER_SLOTS];
-        if slot.is_some_and(|s| s.seq == seq) {
-            slot.take()
-        } else {
-            None
-        }
+    fn release(&mut self, seq: u16, deliver: &mut impl FnMut(&[u8])) -> bool {
+        self.held
+            .as_mut()
+            .is_some_and(|held| held.release(seq, deliver))
     }
 
     /// Delivers everything held, in sequence order, and forgets the expected number.
     fn flush(&mut self, deliver: &mut impl FnMut(&[u8])) {
-        if let Some(mut e) = self.expected {
+        if let Some(mut e) = self.expected.filter(|_| self.held.is_some()) {
             for _ in 0..REORDER_SLOTS * 2 {
-                if let Some(s) = self.take(e) {
-                    deliver(&s.data[..s.len]);
-                }
+                self.release(e, deliver);
                 e = e.wrapping_add(1);
             }
         }
-        self.slots = [None; REORDER_SLOTS];
+        if let Some(held) = &mut self.held {
+            held.held = [None; REORDER_SLOTS];
+        }
         self.expected = None;
     }
 }
@@ -435,7 +478,8 @@ impl MediaSession {
             latched: None,
             relatch: false,
             rx_base: now,
-            events: VecDeque::with_capacity(8),
+            // Grown on the first event, then reused: most sessions queue one or two at a time.
+            events: VecDeque::new(),
             rfc4733: Rfc4733Detector::new(),
             seen_telephone_event: false,
             inband: InbandDetector::new(),

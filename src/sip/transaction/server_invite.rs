@@ -155,6 +155,8 @@ impl ServerInvite {
                     self.cfg.t4
                 };
                 self.timers.set(Timer::I, now + wait);
+                // Confirmed absorbs retransmissions without answering: the response is not sent again.
+                self.last_response = None;
                 self.enter(S::Confirmed);
             }
             // RFC 3261 §17.2.1: further ACKs in Confirmed are absorbed without being passed to the TU.
@@ -166,6 +168,9 @@ impl ServerInvite {
             // because the TU needs to learn of the ACK only once.
             (S::Accepted, In::Ack) => {
                 self.timers.stop(Timer::Retransmit2xx);
+                // Nothing resends the 2xx once it is acknowledged (INVITE retransmissions are absorbed),
+                // and the transaction lives on to Timer L (32 s): its bytes need not.
+                self.last_response = None;
                 if !self.ack_received {
                     self.ack_received = true;
                     self.events.push_back(ServerInviteEvent::AckReceived);
