@@ -12,19 +12,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::call::Calls;
-use crate::telemetry::report::{self, CdrLine, Funnel, FunnelCall};
+use crate::telemetry::report::{self, CdrLine, Funnel, FunnelCall, Names};
 use crate::telemetry::supervisor::LivePage;
 
 /// The shortest time between two published pages.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// Most finished calls the funnel counts (today's, newest kept): bounds memory and the report's cost.
 pub const FUNNEL_CALLS: usize = 20_000;
+/// Most distinct names (regions, dialed numbers, menus, routes, end reasons) the funnel's calls share.
+const FUNNEL_NAMES: usize = 4_096;
 
 /// The page's publisher, owned by the core.
 pub struct LivePublisher {
     tx: watch::Sender<Arc<LivePage>>,
     dirty: bool,
     calls: VecDeque<FunnelCall>,
+    names: Names,
     /// The funnel of `calls`, rebuilt on the first page after a call finished.
     funnel: Option<BTreeMap<String, Funnel>>,
 }
@@ -36,6 +39,7 @@ impl LivePublisher {
             tx,
             dirty: true,
             calls: VecDeque::new(),
+            names: Names::new(FUNNEL_NAMES),
             funnel: None,
         }
     }
@@ -50,9 +54,10 @@ impl LivePublisher {
         let Ok(parsed) = serde_json::from_str::<CdrLine>(line) else {
             return;
         };
-        let Ok(call) = FunnelCall::from_line(&parsed) else {
+        let Ok(mut call) = FunnelCall::from_line(&parsed) else {
             return;
         };
+        call.share_names(&mut self.names);
         if self.calls.len() >= FUNNEL_CALLS {
             self.calls.pop_front();
         }
@@ -63,6 +68,7 @@ impl LivePublisher {
     /// Local midnight: the funnel starts again.
     pub fn new_day(&mut self) {
         self.calls.clear();
+        self.names = Names::new(FUNNEL_NAMES);
         self.funnel = None;
         self.dirty = true;
     }

@@ -1,8 +1,9 @@
 //! `helpline report`: the IVR funnel computed from CDR lines — per region and per dialed number, how many
 //! calls reached a route (and which), and where the others left (last menu, after how long, why). Pure
 //! over the text it is given: it reads no file and prints nothing (the CLI does both).
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -40,24 +41,63 @@ pub struct CdrLine {
     pub route: Option<String>,
 }
 
-/// One call, reduced to what the funnel counts.
+/// One call, reduced to what the funnel counts. The names are shared (`Arc<str>`): the supervisor view
+/// keeps [`FUNNEL_CALLS`](crate::server::live::FUNNEL_CALLS) of them, whose names repeat, and
+/// [`Names`] lets them share one copy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FunnelCall {
     /// Region (or `-`).
-    pub region: String,
+    pub region: Arc<str>,
     /// Dialed number.
-    pub dialed: String,
+    pub dialed: Arc<str>,
     /// The route reached, if any.
-    pub route: Option<String>,
+    pub route: Option<Arc<str>>,
     /// The last menu (or `-`).
-    pub last_menu: String,
+    pub last_menu: Arc<str>,
     /// Why it ended (or `-`).
-    pub end_reason: String,
+    pub end_reason: Arc<str>,
     /// Seconds from the answer (or the start, if never answered) to the end.
     pub secs: f64,
 }
 
+/// A bounded set of names that funnel calls share (the dialed number comes from outside: past
+/// `capacity` names, new ones are kept per call, not added).
+#[derive(Debug)]
+pub struct Names {
+    set: HashSet<Arc<str>>,
+    capacity: usize,
+}
+
+impl Names {
+    /// A set of at most `capacity` names.
+    pub fn new(capacity: usize) -> Names {
+        Names {
+            set: HashSet::new(),
+            capacity,
+        }
+    }
+
+    fn share(&mut self, name: &mut Arc<str>) {
+        if let Some(known) = self.set.get(&**name) {
+            *name = known.clone();
+        } else if self.set.len() < self.capacity {
+            self.set.insert(name.clone());
+        }
+    }
+}
+
 impl FunnelCall {
+    /// Points this call's names at the copies in `names`.
+    pub fn share_names(&mut self, names: &mut Names) {
+        names.share(&mut self.region);
+        names.share(&mut self.dialed);
+        if let Some(route) = &mut self.route {
+            names.share(route);
+        }
+        names.share(&mut self.last_menu);
+        names.share(&mut self.end_reason);
+    }
+
     /// Reduces one parsed CDR line; an error names the field that does not make sense.
     pub fn from_line(line: &CdrLine) -> Result<FunnelCall, String> {
         let time = |name: &str, text: &str| {
@@ -73,15 +113,11 @@ impl FunnelCall {
         // A clock step could make end < answer: count it as 0 s rather than refuse the line.
         let secs = ((end - from).num_milliseconds().max(0) as f64) / 1000.0;
         Ok(FunnelCall {
-            region: line.region.clone().unwrap_or_else(|| NONE.to_string()),
-            dialed: line.dialed.clone(),
-            route: line.route.clone(),
-            last_menu: line
-                .menu_path
-                .last()
-                .cloned()
-                .unwrap_or_else(|| NONE.to_string()),
-            end_reason: line.end_reason.clone().unwrap_or_else(|| NONE.to_string()),
+            region: Arc::from(line.region.as_deref().unwrap_or(NONE)),
+            dialed: Arc::from(line.dialed.as_str()),
+            route: line.route.as_deref().map(Arc::from),
+            last_menu: Arc::from(line.menu_path.last().map_or(NONE, String::as_str)),
+            end_reason: Arc::from(line.end_reason.as_deref().unwrap_or(NONE)),
             secs,
         })
     }
@@ -195,14 +231,17 @@ fn funnel<'a>(calls: impl Iterator<Item = &'a FunnelCall>) -> Funnel {
         out.calls += 1;
         if let Some(route) = &call.route {
             out.routed += 1;
-            *out.routes.entry(route.clone()).or_default() += 1;
+            *out.routes.entry(route.to_string()).or_default() += 1;
             continue;
         }
-        let exit = out.left.entry(call.last_menu.clone()).or_default();
+        let exit = out.left.entry(call.last_menu.to_string()).or_default();
         exit.calls += 1;
-        *exit.end_reasons.entry(call.end_reason.clone()).or_default() += 1;
+        *exit
+            .end_reasons
+            .entry(call.end_reason.to_string())
+            .or_default() += 1;
         durations
-            .entry(call.last_menu.clone())
+            .entry(call.last_menu.to_string())
             .or_default()
             .push(call.secs);
     }
@@ -230,8 +269,8 @@ pub fn report(calls: &[FunnelCall]) -> Report {
     let mut regions: BTreeMap<&str, Vec<&FunnelCall>> = BTreeMap::new();
     let mut dialed: BTreeMap<&str, Vec<&FunnelCall>> = BTreeMap::new();
     for call in calls {
-        regions.entry(&call.region).or_default().push(call);
-        dialed.entry(&call.dialed).or_default().push(call);
+        regions.entry(&*call.region).or_default().push(call);
+        dialed.entry(&*call.dialed).or_default().push(call);
     }
     let group = |groups: BTreeMap<&str, Vec<&FunnelCall>>| {
         groups
@@ -315,5 +354,34 @@ mod tests {
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
         assert_eq!(median(vec![5.0, 1.0, 3.0]), 3.0);
         assert_eq!(median(vec![]), 0.0);
+    }
+
+    #[test]
+    fn calls_share_their_names_up_to_the_set_bound() {
+        let line = |dialed: &str| CdrLine {
+            dialed: dialed.into(),
+            region: Some("uk".into()),
+            start: "2026-12-02T10:00:00Z".into(),
+            answer: None,
+            end: "2026-12-02T10:00:05Z".into(),
+            end_reason: Some("caller-bye".into()),
+            menu_path: vec!["main".into()],
+            route: None,
+        };
+        let mut names = Names::new(3);
+        let mut calls: Vec<FunnelCall> = ["0800", "0800", "0801"]
+            .iter()
+            .map(|d| FunnelCall::from_line(&line(d)).expect("a valid line"))
+            .collect();
+        for call in &mut calls {
+            call.share_names(&mut names);
+        }
+        assert!(Arc::ptr_eq(&calls[0].region, &calls[2].region));
+        assert!(Arc::ptr_eq(&calls[0].dialed, &calls[1].dialed));
+        assert!(Arc::ptr_eq(&calls[0].last_menu, &calls[2].last_menu));
+        // "uk", "0800", "main" fill the set: "caller-bye" and "0801" stay each call's own.
+        assert!(!Arc::ptr_eq(&calls[0].end_reason, &calls[1].end_reason));
+        assert_eq!(&*calls[2].dialed, "0801");
+        assert_eq!(calls[0], calls[1]);
     }
 }
