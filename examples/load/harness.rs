@@ -1024,9 +1024,9 @@ fn g1(ctx: &Ctx, out: Out, report: &mut Report) -> Result<(), String> {
             .push((step.rate, step.cpu_us_per_call()));
         best = Some(step);
     }
-    // G5b-like: after the steps, quiet; what did the process keep?
-    // Longer than Timer J (32 s), so finished transactions are gone.
-    let quiet = if ctx.plan.smoke { 1 } else { 40 };
+    // G5b: after the steps (more than the target's 100,000 calls), quiet for the target's 60 s (longer
+    // than Timer J, 32 s, so finished transactions are gone); what did the process keep?
+    let quiet = if ctx.plan.smoke { 1 } else { 60 };
     std::thread::sleep(Duration::from_secs(quiet));
     let kept = rss_kb(pid);
     say!(
