@@ -88,6 +88,8 @@ pub struct RtpReport {
     send_errors: u64,
     media_cpu: Option<f64>,
     threads: usize,
+    /// Datagrams the kernel dropped on the sink's own sockets (the sink, not the engine, fell behind).
+    sink_dropped: u64,
 }
 
 impl RtpReport {
@@ -95,7 +97,10 @@ impl RtpReport {
     pub fn lines(&self) -> Vec<String> {
         let mut v = vec![
             format!("streams {} started of {}, measured {} s", self.started, self.streams, self.seconds),
-            format!("received {} of {} expected packets; lost {} (from sequence numbers)", self.received, self.expected, self.lost),
+            format!(
+                "received {} of {} expected packets; lost {} (from sequence numbers); the kernel dropped {} on the sink's own sockets (the sink fell behind, not the engine)",
+                self.received, self.expected, self.lost, self.sink_dropped
+            ),
             format!("sequence breaks {}  timestamp breaks (Δts ≠ 160·Δseq) {}", self.seq_breaks, self.ts_breaks),
             format!(
                 "inter-arrival deviation from 20 ms: p50 {}  p99 {}  p99.9 {}; worst stream's p99 {}",
@@ -144,8 +149,8 @@ impl RtpReport {
     /// The summary line.
     pub fn summary(&self) -> String {
         format!(
-            "G4  {} streams {} s: lost {}, seq breaks {}, ts breaks {}; G4b deviation p99 {:?} p99.9 {:?} (target at 3,000: p99 ≤ 2 ms, p99.9 ≤ 5 ms; 0 lost); caller audio: {} echoed in the window, the engine read {} during it and {} after it (its backlog), the kernel dropped {}",
-            self.started, self.seconds, self.lost, self.seq_breaks, self.ts_breaks, self.dev[1], self.dev[2],
+            "G4  {} streams {} s: lost {} (sink's own sockets dropped {}), seq breaks {}, ts breaks {}; G4b deviation p99 {:?} p99.9 {:?} (target at 3,000: p99 ≤ 2 ms, p99.9 ≤ 5 ms; 0 lost); caller audio: {} echoed in the window, the engine read {} during it and {} after it (its backlog), the kernel dropped {}",
+            self.started, self.seconds, self.lost, self.sink_dropped, self.seq_breaks, self.ts_breaks, self.dev[1], self.dev[2],
             self.echoed[1], self.engine.window, self.engine.after, self.engine.dropped
         )
     }
@@ -209,6 +214,7 @@ pub fn run(
             std::thread::spawn(move || receive(&sock, &stop, &measuring))
         })
         .collect();
+    let sink_ports: Vec<u16> = addrs.iter().map(SocketAddr::port).collect();
 
     let secs = measure.as_secs().max(1);
     let total = Duration::from_secs(secs + 4);
@@ -279,10 +285,12 @@ pub fn run(
     for &id in &ids {
         engine.close(id);
     }
+    let sink_dropped = crate::harness::udp_drops(&sink_ports);
     stop.store(true, Ordering::Relaxed);
     let parts: Vec<Part> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
     let mut report = summarise(n, ids.len(), secs, &parts, &snap, received, cpu);
     report.threads = engine.threads();
+    report.sink_dropped = sink_dropped;
     Ok(report)
 }
 
@@ -375,6 +383,7 @@ fn summarise(
         send_errors: snap.send_errors,
         media_cpu,
         threads: 1,
+        sink_dropped: 0,
     }
 }
 

@@ -192,6 +192,12 @@ pub async fn run(
         };
         aux.spawn(telemetry_http::serve(listener, state))
     });
+    // SIGHUP is taken over here, before the server says anything: registered inside the reloader's
+    // task on the auxiliary runtime, a SIGHUP sent as soon as `menus live` was logged could arrive
+    // first, and its default action ends the process.
+    let hangup = || tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let menus_hup = hangup();
+    let settings_hup = cfg.settings.as_ref().and_then(|_| hangup());
     tracing::info!(version = %menus_rx.borrow().version(), "menus live");
     let reloader = aux.spawn(reload::run(
         cfg.menus_dir.clone(),
@@ -200,6 +206,7 @@ pub async fn run(
         menus_tx,
         cfg.watch_menus,
         Some(metrics.reload_counters()),
+        menus_hup,
     ));
 
     let options = jsonl::WriterOptions {
@@ -235,7 +242,7 @@ pub async fn run(
     let settings_task = cfg
         .settings
         .clone()
-        .map(|source| aux.spawn(settings::run(source, settings_tx)));
+        .map(|source| aux.spawn(settings::run(source, settings_tx, settings_hup)));
     let calls_cfg = calls_config(&cfg, sip_local);
     let capture = match &cfg.trace_dir {
         Some(dir) => Some(

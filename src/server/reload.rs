@@ -89,8 +89,9 @@ pub async fn run(
     live: watch::Sender<Arc<MenuSet>>,
     watch_dir: bool,
     counters: Option<ReloadCounters>,
+    // Registered by the caller before the server says it listens (see `server::run`).
+    mut hup: Option<tokio::signal::unix::Signal>,
 ) {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut seen = fingerprint(&menus_dir);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -31,8 +31,13 @@ pub fn live(cfg: &ServerConfig) -> LiveUpdate {
 pub const UPDATE_QUEUE: usize = 4;
 
 /// Runs until aborted.
-pub async fn run(source: Source, tx: mpsc::Sender<LiveUpdate>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+/// `hup` is registered by the caller before the server says it listens (see `server::run`).
+pub async fn run(
+    source: Source,
+    tx: mpsc::Sender<LiveUpdate>,
+    hup: Option<tokio::signal::unix::Signal>,
+) {
+    let Some(mut hup) = hup else {
         tracing::warn!("cannot watch SIGHUP: the server config is not reloaded");
         return;
     };
