@@ -68,7 +68,7 @@ use crate::guard::{Guard, GuardConfig, GuardEvent, Verdict};
 use crate::ivr::MenuSet;
 use crate::media::session::{MediaConfig, MediaEvent};
 use crate::prompts::{Prompt, PromptStore};
-use crate::sip::endpoint::{Endpoint, Peer, SipEvent, Transmit, TxId};
+use crate::sip::endpoint::{shrink_after_peak, Endpoint, Peer, SipEvent, Transmit, TxId};
 use crate::sip::message::{Method, Response};
 use crate::sip::transaction::TimerConfig;
 use crate::sip::{CallId, Reply};
@@ -1197,15 +1197,10 @@ impl Calls {
     /// Gives back the tables' memory after a peak of calls (a `HashMap` keeps its largest table): a
     /// table shrinks when under a quarter full, to twice what it holds, amortised O(1) per call.
     fn compact(&mut self) {
-        fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
-            if map.capacity() > 1024 && map.capacity() / 4 > map.len() {
-                map.shrink_to(map.len() * 2);
-            }
-        }
-        shrink(&mut self.calls);
-        shrink(&mut self.by_call_id);
-        shrink(&mut self.by_tx);
-        shrink(&mut self.by_media);
+        shrink_after_peak(&mut self.calls);
+        shrink_after_peak(&mut self.by_call_id);
+        shrink_after_peak(&mut self.by_tx);
+        shrink_after_peak(&mut self.by_media);
     }
 }
 
