@@ -244,6 +244,93 @@ fn an_offer_unanswered_at_the_ring_timeout_keeps_the_first_caller_first_in_line(
     });
 }
 
+// ── the agent side's RTP port ──
+
+/// The steps of `refunds_caller`, with the next `refused` Opens (the agent side's, once the caller's
+/// session is up) finding their port busy.
+fn refunds_caller_with_busy_side_ports(net: &mut SimNet, refused: usize) -> (PhoneId, CallRef) {
+    let p = net.udp_phone("127.0.0.1:40000");
+    let offer = net.offer(p);
+    let c = net.phone(p).invite(common::sim::GB, Some(&offer));
+    net.drive();
+    net.phone(p).ack(c, None);
+    net.advance(ms(300));
+    let m = net.media_id(p, c);
+    net.media.refuse_opens = refused;
+    for key in "2123456#".chars() {
+        net.key(m, key);
+        net.advance(ms(200));
+    }
+    (p, c)
+}
+
+#[test]
+fn an_agent_side_port_found_busy_is_replaced_before_the_agent_phone_is_offered_it() {
+    let mut net = SimNet::with_menus(sample_agent_menus()).build();
+    let ana = agent_phone(
+        &mut net,
+        "127.0.0.1:41000",
+        ANA,
+        answers_after(secs(1), "127.0.0.1:41000"),
+    );
+    let (p, c) = refunds_caller_with_busy_side_ports(&mut net, 2);
+    net.advance(secs(2));
+    let busy: Vec<u16> = net.media.refused.iter().map(|(_, port)| *port).collect();
+    assert_eq!(busy.len(), 2, "{:?}", net.media.log);
+    let invites = invites(&mut net, ana);
+    assert_eq!(invites.len(), 1, "one INVITE, on the port that was bound");
+    let port = sdp_port(&invites[0].body).expect("our offer");
+    assert!(!busy.contains(&port), "offered busy port {port}: {busy:?}");
+    let side = net.media.by_port(port).expect("the side's session").id;
+    let bridge = net.media.bridges.first().expect("bridged");
+    assert_eq!((bridge.1, bridge.2), (net.media_id(p, c), side));
+
+    net.advance(secs(3));
+    net.phone(p).bye(c);
+    net.run_until_idle(secs(60));
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.agent.as_deref(), Some("ana"));
+    assert_eq!(cdr.queue_result, Some(QueueResult::Answered));
+    assert_eq!(cdr.end_reason, Some(EndReason::CallerBye));
+    assert_eq!(net.calls.ports_in_use(), 0);
+}
+
+#[test]
+fn an_agent_side_with_no_port_that_binds_fails_the_offer_and_the_caller_waits_for_the_next() {
+    let mut net = SimNet::with_menus(sample_agent_menus()).build();
+    let ana = agent_phone(
+        &mut net,
+        "127.0.0.1:41000",
+        ANA,
+        answers_after(secs(1), "127.0.0.1:41000"),
+    );
+    // Every port the first offer tries is busy: ana's phone is never rung with one.
+    let (p, c) = refunds_caller_with_busy_side_ports(&mut net, 4);
+    net.advance(ms(500));
+    assert_eq!(net.media.refused.len(), 4, "{:?}", net.media.log);
+    assert!(invites(&mut net, ana).is_empty());
+    assert!(net.media.bridges.is_empty());
+    assert_eq!(agent_state(&net, "ana"), Some(AgentState::WrapUp));
+    assert!(
+        net.phone(p).requests(c, "BYE").is_empty(),
+        "the caller waits on"
+    );
+
+    // After her wrap-up (10 s) ana is offered the caller again, on a port that binds.
+    net.advance(secs(12));
+    let invites = invites(&mut net, ana);
+    assert_eq!(invites.len(), 1);
+    let port = sdp_port(&invites[0].body).expect("our offer");
+    assert!(net.media.refused.iter().all(|(_, busy)| *busy != port));
+    assert_eq!(net.media.bridges.len(), 1, "bridged on the second offer");
+    net.phone(p).bye(c);
+    net.run_until_idle(secs(60));
+    let cdr = net.cdr(p, c);
+    assert_eq!(cdr.agent.as_deref(), Some("ana"));
+    assert_eq!(cdr.queue_result, Some(QueueResult::Answered));
+    assert_eq!(net.calls.ports_in_use(), 0);
+}
+
 // ── answers after the call is over ──
 
 #[test]

@@ -178,6 +178,58 @@ fn the_far_end_hangs_up_first_and_the_caller_gets_bye() {
 }
 
 /// The caller's session played `transfer-failed` and then got BYE, at the prompt's end.
+#[test]
+fn a_far_side_port_found_busy_is_replaced_before_the_invite_and_the_transfer_goes_on() {
+    let mut net = net();
+    let far = far_end(&mut net, answers_pcma_after(secs(2)));
+    let (p, c) = transferred_caller_with_busy_side_ports(&mut net, 1);
+    let busy: Vec<u16> = net.media.refused.iter().map(|(_, port)| *port).collect();
+    assert_eq!(busy.len(), 1, "{:?}", net.media.log);
+    let inv = invites(&mut net, far);
+    assert_eq!(inv.len(), 1, "one INVITE, on the port that was bound");
+    let side_port = common::sim::sdp_port(&inv[0].body).expect("an SDP offer");
+    assert!(!busy.contains(&side_port), "offered busy port {side_port}");
+    net.advance(secs(2));
+    let side = net.media.by_port(side_port).expect("far side session").id;
+    assert_eq!(net.media.bridges.len(), 1);
+    assert_eq!(net.media.bridges[0].2, side);
+    net.phone(p).bye(c);
+    net.run_until_idle(secs(60));
+    assert_eq!(
+        net.cdr(p, c).transfer_result,
+        Some(TransferResult::Answered)
+    );
+    assert_eq!(net.calls.ports_in_use(), 0);
+}
+
+#[test]
+fn a_transfer_whose_far_side_gets_no_port_fails_without_an_invite() {
+    let mut net = net();
+    let far = far_end(&mut net, answers_pcma_after(secs(2)));
+    let (p, c) = transferred_caller_with_busy_side_ports(&mut net, 4);
+    assert_eq!(net.media.refused.len(), 4, "{:?}", net.media.log);
+    net.run_until_idle(secs(60));
+    assert!(invites(&mut net, far).is_empty());
+    assert_released_after_the_prompt(&mut net, p, c);
+    assert_eq!(net.cdr(p, c).transfer_result, Some(TransferResult::Failed));
+    assert_eq!(net.calls.ports_in_use(), 0);
+}
+
+/// `transferred_caller`, with the next `refused` Opens once the caller's session is up (the far
+/// side's) finding their port busy.
+fn transferred_caller_with_busy_side_ports(net: &mut SimNet, refused: usize) -> (PhoneId, CallRef) {
+    let p = net.udp_phone("127.0.0.1:40000");
+    let offer = net.offer(p);
+    let c = net.phone(p).invite(GB, Some(&offer));
+    net.drive();
+    net.phone(p).ack(c, None);
+    net.advance(ms(300));
+    net.media.refuse_opens = refused;
+    let m = net.media_id(p, c);
+    net.key(m, '7');
+    (p, c)
+}
+
 fn assert_released_after_the_prompt(net: &mut SimNet, p: PhoneId, c: CallRef) {
     let session = net.session(p, c);
     let played = session.played();

@@ -1,7 +1,8 @@
 //! Routed callers and the agents they are offered to: a `route` puts the caller in [`Queues`]; an offer
 //! rings every registered contact of the agent with an INVITE of ours (a UAC leg each, the caller's
 //! context in `X-Helpline-*` headers, the caller's number in From and P-Asserted-Identity, an SDP offer
-//! on a port of the agent side's own); the first 2xx is ACKed and the two media sessions bridged, the
+//! on a port of the agent side's own, sent once the shell has bound that port: a busy one is replaced
+//! first, and if none binds the offer fails); the first 2xx is ACKed and the two media sessions bridged, the
 //! other contacts get CANCEL; refusals, failures and the ring timeout go back to presence and the queue
 //! moves on. Either side's BYE ends the other. The run order of presence and queues is `queue`'s.
 //!
@@ -45,6 +46,9 @@ use crate::sip::endpoint::TxId;
 use crate::sip::message::Method;
 use crate::sip::message::{Request, Response};
 use crate::sip::Reply;
+
+/// Ports an agent's or a transfer's side tries before it fails (the caller's leg tries as many).
+pub(crate) const MAX_SIDE_BIND_ATTEMPTS: u32 = 4;
 
 /// How an agent's refusal counts for presence.
 fn reject_reason(code: u16) -> RejectReason {
@@ -234,10 +238,17 @@ impl Calls {
         self.after_call(now, key);
     }
 
-    /// Rings every registered contact of the offer's agent.
+    /// Rings every registered contact of the offer's agent. When the agent side's session is new, the
+    /// INVITEs wait (`rings_waiting_for_port`) until the shell has bound its port: one found busy is
+    /// replaced before any phone is offered it (as the caller's 200 waits for the caller's port).
     fn ring(&mut self, now: Instant, offer: Offer<CallKey>) {
         let key = offer.call;
         let bindings = self.agents.registrar.bindings(now, &offer.agent);
+        let fresh = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.queued.as_ref())
+            .is_some_and(|q| q.media.is_none());
         let media = self.agent_media(now, key);
         let ctx = media.and_then(|m| self.uac_context(key, Some(&offer.queue), &m));
         let Some(ctx) = ctx else {
@@ -250,6 +261,10 @@ impl Calls {
             return;
         };
         queued.ringing.insert(offer.agent.clone());
+        if fresh {
+            self.rings_waiting_for_port.push_back((now, offer));
+            return;
+        }
         let mut contacts = 0;
         for binding in bindings {
             let Some(queued) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) else {
@@ -280,6 +295,90 @@ impl Calls {
             });
         }
         tracing::info!(agent = %offer.agent, queue = %offer.queue, contacts, "ringing agent");
+    }
+
+    /// Sends the INVITEs of rings that waited for their side's port, once the shell has carried out
+    /// that port's `Open` (it is no longer in `media_out`); an offer withdrawn meanwhile is dropped.
+    pub(crate) fn ring_when_bound(&mut self) {
+        for _ in 0..self.rings_waiting_for_port.len() {
+            let Some((at, offer)) = self.rings_waiting_for_port.pop_front() else {
+                return;
+            };
+            let queued = self.calls.get(&offer.call).and_then(|c| c.queued.as_ref());
+            let Some(queued) = queued.filter(|q| q.ringing.contains(&offer.agent)) else {
+                continue;
+            };
+            let Some(side) = queued.media.as_ref().map(|m| m.id) else {
+                continue;
+            };
+            let unbound = self
+                .media_out
+                .iter()
+                .any(|c| matches!(c, MediaCommand::Open { id, .. } if *id == side));
+            if unbound {
+                self.rings_waiting_for_port.push_back((at, offer));
+            } else {
+                self.ring(at, offer);
+            }
+        }
+    }
+
+    /// The agent side's port could not be bound. Before any INVITE named it, the side moves to
+    /// another port (a few tries); otherwise the agents ringing with it are cancelled and their
+    /// offers fail, so the queue offers the caller again on a new port. An answered agent's side
+    /// cannot move: that call ends.
+    pub(crate) fn on_agent_side_bind_failed(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(old) = call.queued.as_mut().and_then(|q| q.media.take()) else {
+            return;
+        };
+        self.by_media.remove(&old.id);
+        let answered = call.queued.as_ref().is_some_and(|q| q.answered.is_some());
+        let invited = call
+            .legs
+            .iter()
+            .any(|l| matches!(l.kind, LegKind::Agent(_)));
+        if answered {
+            tracing::warn!(
+                port = old.port,
+                "agent side's rtp port lost: releasing the call"
+            );
+            return self.hangup(now, key, EndReason::Error);
+        }
+        let waiting = self
+            .rings_waiting_for_port
+            .iter()
+            .any(|(_, o)| o.call == key);
+        if !invited && waiting && old.bind_attempts + 1 < MAX_SIDE_BIND_ATTEMPTS {
+            if let Some(mut media) = self.open_side_media(now, key) {
+                tracing::debug!(
+                    port = old.port,
+                    "agent side's rtp port busy: moved to another one"
+                );
+                media.bind_attempts = old.bind_attempts + 1;
+                if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
+                    q.media = Some(media);
+                }
+                return;
+            }
+        }
+        tracing::warn!(
+            port = old.port,
+            "agent side's rtp port could not be bound: offers fail"
+        );
+        self.rings_waiting_for_port.retain(|(_, o)| o.call != key);
+        let ringing: Vec<AgentId> = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.queued.as_ref())
+            .map(|q| q.ringing.iter().cloned().collect())
+            .unwrap_or_default();
+        self.cancel_agent_legs(now, key);
+        for agent in ringing {
+            self.offer_failed(now, key, &agent, RejectReason::Failed);
+        }
     }
 
     /// The agent side's media session (opened on the first offer, kept for the next ones); `None` when

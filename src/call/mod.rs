@@ -260,6 +260,11 @@ pub struct Calls {
     no_port_refusals: u64,
     /// Answers decided and not yet handed to the endpoint (see `answer`), with the instant decided.
     answering: VecDeque<(Instant, CallKey)>,
+    /// Offers whose INVITEs wait for the agent side's new port to be bound, with the instant decided
+    /// (see `ring`).
+    rings_waiting_for_port: VecDeque<(Instant, crate::queue::Offer<CallKey>)>,
+    /// Transfers (call, URI) whose INVITE waits for the far side's new port to be bound.
+    transfers_waiting_for_port: VecDeque<(Instant, CallKey, Box<str>)>,
     media_out: VecDeque<MediaCommand>,
     /// Caller sessions closed early by [`Calls::release_media`] (their call still winding down): true
     /// once their `Close` has been polled, after which any other command for them is dropped.
@@ -366,6 +371,8 @@ impl Calls {
             records_full_refusals: 0,
             no_port_refusals: 0,
             answering: VecDeque::new(),
+            rings_waiting_for_port: VecDeque::new(),
+            transfers_waiting_for_port: VecDeque::new(),
             media_out: VecDeque::new(),
             released_media: HashMap::new(),
             cdrs: VecDeque::new(),
@@ -572,6 +579,12 @@ impl Calls {
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         while let Some((at, key)) = self.answering.pop_front() {
             self.answer_now(at, key);
+        }
+        if !self.rings_waiting_for_port.is_empty() {
+            self.ring_when_bound();
+        }
+        if !self.transfers_waiting_for_port.is_empty() {
+            self.dial_when_bound();
         }
         let t = self.endpoint.poll_transmit()?;
         if let Some(id) = self.capture_of(&t.bytes) {
@@ -887,6 +900,13 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
+        let side_port = |m: Option<&state::AgentMedia>| m.is_some_and(|m| m.port == port);
+        if side_port(call.queued.as_ref().and_then(|q| q.media.as_ref())) {
+            return self.on_agent_side_bind_failed(now, key);
+        }
+        if side_port(call.transfer.as_ref().and_then(|t| t.media.as_ref())) {
+            return self.on_transfer_side_bind_failed(now, key);
+        }
         if call.media.port != port {
             return; // a late report about a port the call already left
         }

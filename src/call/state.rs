@@ -119,6 +119,8 @@ pub(crate) struct AgentMedia {
     pub(crate) session_id: u64,
     /// The `o=` version of our last SDP on the agent side (our offer is 1).
     pub(crate) sdp_version: u64,
+    /// Ports tried before this one that could not be bound.
+    pub(crate) bind_attempts: u32,
 }
 
 impl Call {

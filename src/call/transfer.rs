@@ -11,11 +11,12 @@
 //! `helpline check` enforces (`ivr::transfer`).
 use std::time::{Duration, Instant};
 
+use crate::call::agent_leg::MAX_SIDE_BIND_ATTEMPTS;
 use crate::call::cdr::{EndReason, TransferResult};
 use crate::call::leg::{Leg, LegId, LegKind, TransferLeg, UacState};
 use crate::call::state::TransferSide;
 use crate::call::uac_leg::{ack_2xx, answer_uac_in_dialog, send_uac_bye};
-use crate::call::{CallKey, Calls};
+use crate::call::{CallKey, Calls, MediaCommand};
 use crate::ivr::transfer::transfer_target;
 use crate::queue::QueueConfig;
 use crate::sip::endpoint::{Peer, Transport, TxId};
@@ -48,7 +49,8 @@ impl Calls {
         leg != LegId::CALLER && self.calls.get(&key).is_some_and(|c| c.is_transfer_leg(leg))
     }
 
-    /// The IVR transferred the caller to `uri`: opens the far side's media session and sends our INVITE.
+    /// The IVR transferred the caller to `uri`: opens the far side's media session; our INVITE goes
+    /// once the shell has bound its port (`dial_when_bound`), so a busy one is replaced first.
     pub(crate) fn start_transfer(&mut self, now: Instant, key: CallKey, uri: &str) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
@@ -59,22 +61,61 @@ impl Calls {
             ring_until: None,
             answered: None,
         }));
-        let local = call.caller().peer.local;
-        let target = match transfer_target(uri) {
-            Ok(t) => t,
-            Err(e) => {
-                // `check` refuses such URIs, so only a menu compiled without it gets here.
-                tracing::warn!(error = %e, "transfer uri cannot be dialed");
-                return self.transfer_failed(now, key, TransferResult::Failed, None);
-            }
-        };
+        if let Err(e) = transfer_target(uri) {
+            // `check` refuses such URIs, so only a menu compiled without it gets here.
+            tracing::warn!(error = %e, "transfer uri cannot be dialed");
+            return self.transfer_failed(now, key, TransferResult::Failed, None);
+        }
         let Some(media) = self.open_side_media(now, key) else {
             tracing::warn!("no RTP port free for the transfer");
             return self.transfer_failed(now, key, TransferResult::Failed, None);
         };
         if let Some(side) = self.calls.get_mut(&key).and_then(|c| c.transfer.as_mut()) {
-            side.media = Some(media.clone());
+            side.media = Some(media);
         }
+        self.transfers_waiting_for_port
+            .push_back((now, key, uri.into()));
+    }
+
+    /// Dials the transfers whose far-side port the shell has bound (its `Open` is no longer in
+    /// `media_out`); one whose call ended or whose transfer failed meanwhile is dropped.
+    pub(crate) fn dial_when_bound(&mut self) {
+        for _ in 0..self.transfers_waiting_for_port.len() {
+            let Some((at, key, uri)) = self.transfers_waiting_for_port.pop_front() else {
+                return;
+            };
+            let side = self.calls.get(&key).and_then(|c| c.transfer.as_ref());
+            let Some(media) = side
+                .filter(|t| t.leg.is_none())
+                .and_then(|t| t.media.as_ref())
+            else {
+                continue;
+            };
+            let id = media.id;
+            let unbound = self
+                .media_out
+                .iter()
+                .any(|c| matches!(c, MediaCommand::Open { id: open, .. } if *open == id));
+            if unbound {
+                self.transfers_waiting_for_port.push_back((at, key, uri));
+            } else {
+                self.dial_transfer(at, key, &uri);
+            }
+        }
+    }
+
+    /// Sends our INVITE to the transfer's URI, with the offer on the far side's (bound) port.
+    fn dial_transfer(&mut self, now: Instant, key: CallKey, uri: &str) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let local = call.caller().peer.local;
+        let Some(media) = call.transfer.as_ref().and_then(|t| t.media.clone()) else {
+            return;
+        };
+        let Ok(target) = transfer_target(uri) else {
+            return self.transfer_failed(now, key, TransferResult::Failed, None);
+        };
         let peer = Peer {
             transport: Transport::Udp,
             addr: target.addr,
@@ -304,6 +345,55 @@ impl Calls {
         cdr.transfer_status = status;
         call.ivr.transfer_failed();
         self.after_call(now, key);
+    }
+
+    /// The transfer's far-side port could not be bound. Before the INVITE, the side moves to another
+    /// port (a few tries); otherwise the INVITE is cancelled, or a far end that answered gets BYE, and
+    /// the transfer fails as for a refusal (`transfer-failed`).
+    pub(crate) fn on_transfer_side_bind_failed(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(side) = call.transfer.as_mut() else {
+            return;
+        };
+        let dialed = side.leg.is_some();
+        let Some(old) = side.media.take() else {
+            return;
+        };
+        self.by_media.remove(&old.id);
+        if !dialed && old.bind_attempts + 1 < MAX_SIDE_BIND_ATTEMPTS {
+            if let Some(mut media) = self.open_side_media(now, key) {
+                tracing::debug!(
+                    port = old.port,
+                    "transfer's rtp port busy: moved to another one"
+                );
+                media.bind_attempts = old.bind_attempts + 1;
+                if let Some(side) = self.calls.get_mut(&key).and_then(|c| c.transfer.as_mut()) {
+                    side.media = Some(media);
+                }
+                return;
+            }
+        }
+        tracing::warn!(
+            port = old.port,
+            "transfer's rtp port could not be bound: the transfer fails"
+        );
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if let Some(leg) = call.transfer_leg_mut() {
+            match leg.state {
+                UacState::Calling { .. } => {
+                    if start_cancel(&mut leg.state) {
+                        self.endpoint.cancel(now, leg.invite_tx);
+                    }
+                }
+                UacState::Confirmed { .. } => self.bye_transfer_leg(now, key),
+                UacState::Cancelling { .. } | UacState::Ending | UacState::Terminated => {}
+            }
+        }
+        self.transfer_failed(now, key, TransferResult::Failed, None);
     }
 
     /// The call is ending: a transfer leg still ringing is cancelled (the caller abandoned it), an

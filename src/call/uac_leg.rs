@@ -254,6 +254,7 @@ impl Calls {
             offer,
             session_id,
             sdp_version: 1,
+            bind_attempts: 0,
         })
     }
 

@@ -3,8 +3,9 @@
 //! `media::MediaSession` on the simulated clock exactly as the media thread does (Open → `new`,
 //! Configure → `update_remote`, Play → `play`, Stop → `stop_playout`, Close → drop), so prompts end —
 //! or pause on hold — when the real pacing says, and every RTP packet the session would send is counted.
-//! No RTP arrives: a test injects what the caller's RTP would cause (first packet, keys, silence), and
-//! the session's own `RtpTimeout` (no caller RTP is simulated) is not reported.
+//! An Open can be made to find its port busy (`refuse_opens`), reported as the shell does. No RTP
+//! arrives: a test injects what the caller's RTP would cause (first packet, keys, silence), and the
+//! session's own `RtpTimeout` (no caller RTP is simulated) is not reported.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -78,6 +79,10 @@ pub struct FakeMedia {
     pub log: Vec<(Instant, MediaId, String)>,
     /// Every bridge asked for (caller's session, agent's session), with its time.
     pub bridges: Vec<(Instant, MediaId, MediaId)>,
+    /// How many of the next Opens find their port busy (reported `BindFailed`, as the shell does).
+    pub refuse_opens: usize,
+    /// The ports of the Opens refused so, with when.
+    pub refused: Vec<(Instant, u16)>,
     /// Events to report, in order.
     events: Vec<(MediaId, MediaEvent)>,
 }
@@ -107,6 +112,13 @@ impl FakeMedia {
             MediaCommand::Bridge { .. } => unreachable!("handled above"),
         };
         match command {
+            MediaCommand::Open { id, port, .. } if self.refuse_opens > 0 => {
+                self.refuse_opens -= 1;
+                self.log.push((now, id, format!("open {port} refused")));
+                self.refused.push((now, port));
+                self.events.push((id, MediaEvent::BindFailed { port }));
+                return;
+            }
             MediaCommand::Open { id, port, cfg } => {
                 assert!(
                     !self.sessions.contains_key(&id),
