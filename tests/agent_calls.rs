@@ -246,6 +246,14 @@ fn an_offer_unanswered_at_the_ring_timeout_keeps_the_first_caller_first_in_line(
 
 // ── the agent side's RTP port ──
 
+/// A net with ana's phone logged in, answering 1 s after it rings.
+fn ana_answering_after_1_s() -> (SimNet, PhoneId) {
+    let mut net = SimNet::with_menus(sample_agent_menus()).build();
+    let mode = answers_after(secs(1), "127.0.0.1:41000");
+    let ana = agent_phone(&mut net, "127.0.0.1:41000", ANA, mode);
+    (net, ana)
+}
+
 /// The steps of `refunds_caller`, with the next `refused` Opens (the agent side's, once the caller's
 /// session is up) finding their port busy.
 fn refunds_caller_with_busy_side_ports(net: &mut SimNet, refused: usize) -> (PhoneId, CallRef) {
@@ -266,13 +274,7 @@ fn refunds_caller_with_busy_side_ports(net: &mut SimNet, refused: usize) -> (Pho
 
 #[test]
 fn an_agent_side_port_found_busy_is_replaced_before_the_agent_phone_is_offered_it() {
-    let mut net = SimNet::with_menus(sample_agent_menus()).build();
-    let ana = agent_phone(
-        &mut net,
-        "127.0.0.1:41000",
-        ANA,
-        answers_after(secs(1), "127.0.0.1:41000"),
-    );
+    let (mut net, ana) = ana_answering_after_1_s();
     let (p, c) = refunds_caller_with_busy_side_ports(&mut net, 2);
     net.advance(secs(2));
     let busy: Vec<u16> = net.media.refused.iter().map(|(_, port)| *port).collect();
@@ -297,13 +299,7 @@ fn an_agent_side_port_found_busy_is_replaced_before_the_agent_phone_is_offered_i
 
 #[test]
 fn an_agent_side_with_no_port_that_binds_fails_the_offer_and_the_caller_waits_for_the_next() {
-    let mut net = SimNet::with_menus(sample_agent_menus()).build();
-    let ana = agent_phone(
-        &mut net,
-        "127.0.0.1:41000",
-        ANA,
-        answers_after(secs(1), "127.0.0.1:41000"),
-    );
+    let (mut net, ana) = ana_answering_after_1_s();
     // Every port the first offer tries is busy: ana's phone is never rung with one.
     let (p, c) = refunds_caller_with_busy_side_ports(&mut net, 4);
     net.advance(ms(500));

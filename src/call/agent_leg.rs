@@ -47,9 +47,6 @@ use crate::sip::message::Method;
 use crate::sip::message::{Request, Response};
 use crate::sip::Reply;
 
-/// Ports an agent's or a transfer's side tries before it fails (the caller's leg tries as many).
-pub(crate) const MAX_SIDE_BIND_ATTEMPTS: u32 = 4;
-
 /// How an agent's refusal counts for presence.
 fn reject_reason(code: u16) -> RejectReason {
     match code {
@@ -351,18 +348,14 @@ impl Calls {
             .rings_waiting_for_port
             .iter()
             .any(|(_, o)| o.call == key);
-        if !invited && waiting && old.bind_attempts + 1 < MAX_SIDE_BIND_ATTEMPTS {
-            if let Some(mut media) = self.open_side_media(now, key) {
-                tracing::debug!(
-                    port = old.port,
-                    "agent side's rtp port busy: moved to another one"
-                );
-                media.bind_attempts = old.bind_attempts + 1;
-                if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
-                    q.media = Some(media);
-                }
-                return;
+        if let Some(media) = (!invited && waiting)
+            .then(|| self.reopen_side_media(now, key, &old))
+            .flatten()
+        {
+            if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
+                q.media = Some(media);
             }
+            return;
         }
         tracing::warn!(
             port = old.port,

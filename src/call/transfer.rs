@@ -11,7 +11,6 @@
 //! `helpline check` enforces (`ivr::transfer`).
 use std::time::{Duration, Instant};
 
-use crate::call::agent_leg::MAX_SIDE_BIND_ATTEMPTS;
 use crate::call::cdr::{EndReason, TransferResult};
 use crate::call::leg::{Leg, LegId, LegKind, TransferLeg, UacState};
 use crate::call::state::TransferSide;
@@ -362,18 +361,14 @@ impl Calls {
             return;
         };
         self.by_media.remove(&old.id);
-        if !dialed && old.bind_attempts + 1 < MAX_SIDE_BIND_ATTEMPTS {
-            if let Some(mut media) = self.open_side_media(now, key) {
-                tracing::debug!(
-                    port = old.port,
-                    "transfer's rtp port busy: moved to another one"
-                );
-                media.bind_attempts = old.bind_attempts + 1;
-                if let Some(side) = self.calls.get_mut(&key).and_then(|c| c.transfer.as_mut()) {
-                    side.media = Some(media);
-                }
-                return;
+        if let Some(media) = (!dialed)
+            .then(|| self.reopen_side_media(now, key, &old))
+            .flatten()
+        {
+            if let Some(side) = self.calls.get_mut(&key).and_then(|c| c.transfer.as_mut()) {
+                side.media = Some(media);
             }
+            return;
         }
         tracing::warn!(
             port = old.port,

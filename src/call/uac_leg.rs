@@ -22,6 +22,9 @@ use crate::sip::endpoint::{Endpoint, Peer, Transport, TxId};
 use crate::sip::message::{Method, Request, Response, Uri};
 use crate::sip::{CallId, Reply};
 
+/// Ports an agent's or a transfer's side tries before it fails (the caller's leg tries as many).
+const MAX_SIDE_BIND_ATTEMPTS: u32 = 4;
+
 /// `order_id` → `Order-Id`: the header name part of a collected variable.
 pub(crate) fn header_name(variable: &str) -> String {
     variable
@@ -256,6 +259,26 @@ impl Calls {
             sdp_version: 1,
             bind_attempts: 0,
         })
+    }
+
+    /// Side `failed`'s port could not be bound before any INVITE named it: the side's session on
+    /// another port, while tries remain (`None` when none do, or no port is free).
+    pub(crate) fn reopen_side_media(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        failed: &AgentMedia,
+    ) -> Option<AgentMedia> {
+        if failed.bind_attempts + 1 >= MAX_SIDE_BIND_ATTEMPTS {
+            return None;
+        }
+        let mut media = self.open_side_media(now, key)?;
+        tracing::debug!(
+            port = failed.port,
+            "rtp port busy: the call's far side moves to another one"
+        );
+        media.bind_attempts = failed.bind_attempts + 1;
+        Some(media)
     }
 
     /// The far side answered with `response`: when its SDP answer is usable, its session takes the
