@@ -28,6 +28,7 @@ fn smoke_run_completes_and_prints_its_report() {
     for stage in [
         "G1 ",
         "G5 ",
+        "G5b",
         "G1c",
         "G8 ",
         "kamailio-stateless",
